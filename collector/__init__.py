@@ -1,0 +1,1 @@
+"""labscope collector: sockets, module loader, routing and store."""

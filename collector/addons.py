@@ -1,0 +1,230 @@
+"""The aggregator module API: what a drop-in module sees and what it must provide.
+
+A module is one ``.py`` file in a modules folder holding one subclass of
+:class:`Aggregator`. The class *is* the contract: each hook's docstring below
+says what it gets, what it returns and what it may raise. The collector owns
+all concurrency: it never calls one module from two greenlets at once for
+reports, so a module needs no locks.
+
+The classic form works unchanged: a subclass may define ``__init__(self)``
+with no arguments and never call ``super().__init__()``; the collector
+attaches itself (``self.collector``, ``self.config``) after construction.
+
+Sample config block (TOML, in the collector's ``--config`` file)::
+
+    [modules.mymodule]
+    # update_interval = 1.0      # seconds between getUpdateMessage() calls
+    # any key listed in the class's ``options`` dict
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from messages import NodeInfo
+from messages.codec import decode_payload
+from messages.errors import LabscopeError
+
+__all__ = [
+    "Aggregator",
+    "CollectorAPI",
+    "NodeRecord",
+    "Report",
+    "Request",
+    "RequestError",
+    "as_names",
+]
+
+
+class RequestError(LabscopeError):
+    """Raise from processREQUEST to answer the client with an ERROR.
+
+    ``code`` is machine-readable (``not-found``, ``bad-request``, ...);
+    the message is the one line the user sees.
+    """
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Report:
+    """One REPORT as a module sees it.
+
+    Attributes: ``node`` (node id), ``type`` (report type), ``seq`` (the
+    node's sequence number), ``time`` (sender's clock, epoch seconds),
+    ``data`` (payload bytes, exactly as sent), ``encoding`` and ``schema``
+    (how the payload is encoded; see :meth:`decode`).
+    """
+
+    __slots__ = ("node", "type", "seq", "time", "data", "encoding", "schema")
+
+    def __init__(self, node: str, type: str, seq: int, time: float, data: bytes,
+                 encoding: int = 0, schema: str = "") -> None:
+        self.node = node
+        self.type = type
+        self.seq = seq
+        self.time = time
+        self.data = data
+        self.encoding = encoding
+        self.schema = schema
+
+    def decode(self) -> Any:
+        """The payload decoded: a protobuf message, a msgpack value, bytes or None."""
+        return decode_payload(self.data, self.encoding, self.schema)
+
+    def __repr__(self) -> str:
+        return f"Report(node={self.node!r}, type={self.type!r}, seq={self.seq}, {len(self.data)} bytes)"
+
+
+class Request:
+    """One REQUEST as a module sees it.
+
+    ``type`` is the request type, ``node`` the ``node=`` parameter (or None),
+    ``params`` every ``key=value`` parameter as strings. Parameters are also
+    attributes (``msg.filename``); a missing one raises AttributeError.
+    """
+
+    def __init__(self, type: str, params: dict[str, str] | None = None, request_id: int = 0) -> None:
+        self.type = type
+        self.params = dict(params or {})
+        self.node = self.params.get("node")
+        self.request_id = request_id
+
+    def __getattr__(self, name: str) -> str:
+        params = self.__dict__.get("params", {})
+        if name in params:
+            return str(params[name])
+        raise AttributeError(f"request {self.__dict__.get('type')!r} has no parameter {name!r}")
+
+    def __repr__(self) -> str:
+        return f"Request(type={self.type!r}, params={self.params!r})"
+
+
+@dataclass
+class NodeRecord:
+    """What the collector knows about one node.
+
+    ``status`` is ``live`` or ``lost``; times are epoch seconds (collector clock).
+    """
+
+    node: str
+    info: NodeInfo = field(default_factory=NodeInfo)
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    status: str = "live"
+    last_seq: int = 0
+    reconnects: int = 0
+    backlog: int = 0
+    gaps: int = 0
+
+
+class CollectorAPI(Protocol):
+    """What a module may ask of the collector (available as ``self.collector``)."""
+
+    def nodes(self) -> list[NodeRecord]:
+        """Every node the collector has seen, live or lost."""
+        ...
+
+    def node(self, node_id: str) -> NodeRecord | None:
+        """One node's record, or None when unknown."""
+        ...
+
+    def request(self, type: str, node: str | None = None, **params: str) -> Any:
+        """Ask another module (usually a dependency) for data, in-process.
+
+        Returns what that module's processREQUEST returned; raises
+        RequestError when no module answers ``type`` or the module fails.
+        """
+        ...
+
+    def data_dir(self, module: str) -> Path:
+        """A folder of the collector's data dir reserved for ``module`` (created on demand)."""
+        ...
+
+
+def as_names(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Normalize a classic ``'A'`` or ``('A', 'B')`` attribute into a tuple of names."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,) if value else ()
+    return tuple(value)
+
+
+class Aggregator:
+    """Base class of every aggregator module; subclass it in one file.
+
+    Class attributes (a string or a tuple of strings where plural):
+
+    - ``name``: the module's name; defaults to the file's stem.
+    - ``reporttype``: REPORT type(s) routed to :meth:`processReport`.
+    - ``updatetype``: the UPDATE type :meth:`getUpdateMessage` feeds, or None.
+    - ``requesttypes``: REQUEST type(s) routed to :meth:`processREQUEST`.
+    - ``depends``: names of modules that must start first.
+    - ``update_interval``: seconds between getUpdateMessage() calls (None: the
+      collector's default, 1 s); ``[modules.NAME] update_interval`` overrides it.
+    - ``options``: config keys this module accepts under ``[modules.NAME]``,
+      with their defaults; the merged values are in ``self.config``.
+
+    Attached by the collector after construction: ``self.collector``
+    (a :class:`CollectorAPI`) and ``self.config`` (dict).
+    """
+
+    name: ClassVar[str] = ""
+    reporttype: ClassVar[str | tuple[str, ...]] = ()
+    updatetype: ClassVar[str | None] = None
+    requesttypes: ClassVar[str | tuple[str, ...]] = ()
+    depends: ClassVar[str | tuple[str, ...]] = ()
+    update_interval: ClassVar[float | None] = None
+    options: ClassVar[dict[str, Any]] = {}
+
+    collector: CollectorAPI
+    config: dict[str, Any]
+
+    @property
+    def log(self) -> logging.Logger:
+        """A logger named after the module."""
+        return logging.getLogger(f"labscope.module.{self.name or type(self).__name__}")
+
+    def processReport(self, msg: Report) -> None:
+        """Digest one REPORT of a type listed in ``reporttype``.
+
+        Called in per-node sequence order, never concurrently. May raise: the
+        exception is logged with the module's name and counted, and other
+        modules still get the report.
+        """
+
+    def processREQUEST(self, msg: Request) -> Any:
+        """Answer one REQUEST of a type listed in ``requesttypes``.
+
+        Return a protobuf message, bytes (sent untouched, e.g. from
+        ``SerializeToString()``), a dict or list (sent as msgpack), or None
+        (an empty response). Raise :class:`RequestError` to answer with an
+        ERROR; any other exception becomes an ERROR with code ``module-error``.
+        """
+        raise RequestError("unknown-type", f"module {self.name} does not answer {msg.type!r}")
+
+    def getUpdateMessage(self) -> Any:
+        """The payload to push to subscribers of ``updatetype`` now, or None when nothing changed.
+
+        Called every update interval; return values as for processREQUEST.
+        """
+        return None
+
+    def on_startup(self) -> None:
+        """Called once, after every dependency has started; raising disables this module and its dependents."""
+
+    def on_shutdown(self) -> None:
+        """Called once when the collector stops, in reverse start order."""
+
+    def on_node_joined(self, node: NodeRecord) -> None:
+        """A node said HELLO for the first time, or came back after being lost."""
+
+    def on_node_left(self, node: NodeRecord) -> None:
+        """A node was declared lost (silent past the node timeout) or said BYE; fires once per loss."""

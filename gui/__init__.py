@@ -1,0 +1,1 @@
+"""labscope clients: the client library, query/watch commands, terminal and Qt views."""

@@ -1,0 +1,118 @@
+"""The envelope codec: frames <-> envelopes, payload values <-> bytes.
+
+A frame (one ZeroMQ message body) is always one serialized :class:`Batch`.
+Payloads are protobuf messages (``PROTOBUF`` + ``schema``), msgpack values
+(``MSGPACK``), opaque bytes (``RAW``) or nothing (``NONE``). Serialization
+happens at the socket boundary only; pickle is never used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgpack
+from google.protobuf import descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
+
+from messages.errors import ProtocolError
+from messages.labscope_pb2 import Batch, Encoding, Envelope, Kind
+
+DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+KIND_NAMES: dict[int, str] = {value: name for name, value in Kind.items()}
+VALID_KINDS = frozenset(v for v in Kind.values() if v != Kind.KIND_UNSPECIFIED)
+
+_MSGPACK_TYPES = (dict, list, tuple, str, int, float, bool)
+
+
+def encode_payload(value: Any) -> tuple[bytes, int, str]:
+    """Encode a payload value as ``(bytes, Encoding, schema)``.
+
+    None -> NONE; bytes-like -> RAW (untouched); a protobuf message -> PROTOBUF
+    with its full name as schema; dict, list, str, numbers -> MSGPACK.
+    Raises TypeError for anything else.
+    """
+    if value is None:
+        return b"", Encoding.NONE, ""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value), Encoding.RAW, ""
+    if isinstance(value, Message):
+        return value.SerializeToString(), Encoding.PROTOBUF, value.DESCRIPTOR.full_name
+    if isinstance(value, _MSGPACK_TYPES):
+        return msgpack.packb(value, use_bin_type=True), Encoding.MSGPACK, ""
+    raise TypeError(f"cannot send a {type(value).__name__}: return a protobuf message, bytes, dict or list")
+
+
+def message_class(schema: str) -> type[Message] | None:
+    """The protobuf class registered under ``schema`` (a full name), or None."""
+    try:
+        descriptor = descriptor_pool.Default().FindMessageTypeByName(schema)
+    except KeyError:
+        return None
+    return message_factory.GetMessageClass(descriptor)
+
+
+def decode_payload(payload: bytes, encoding: int, schema: str = "") -> Any:
+    """Decode a payload; a protobuf of an unknown schema comes back as bytes.
+
+    Raises ProtocolError('bad-payload') when the bytes do not decode.
+    """
+    if encoding == Encoding.NONE:
+        return None
+    if encoding == Encoding.RAW:
+        return payload
+    try:
+        if encoding == Encoding.MSGPACK:
+            return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        if encoding == Encoding.PROTOBUF:
+            cls = message_class(schema)
+            return payload if cls is None else cls.FromString(payload)
+    except (ValueError, DecodeError, msgpack.UnpackException) as exc:
+        raise ProtocolError("bad-payload", f"payload does not decode as {schema or 'msgpack'}: {exc}") from exc
+    raise ProtocolError("bad-encoding", f"unknown payload encoding {encoding}")
+
+
+def envelope(kind: int, type: str = "", payload: Any = None, **fields: Any) -> Envelope:
+    """Build an envelope of ``kind`` carrying ``payload`` (encoded as by encode_payload).
+
+    ``fields`` are other Envelope fields (node, seq, request_id, params, ...);
+    ``time`` defaults to now.
+    """
+    data, encoding, schema = encode_payload(payload)
+    fields.setdefault("time", time.time())
+    return Envelope(kind=kind, type=type, payload=data, encoding=encoding, schema=schema, **fields)
+
+
+def pack(envelopes: Iterable[Envelope]) -> bytes:
+    """Serialize envelopes into one frame (a Batch)."""
+    batch = Batch()
+    batch.envelopes.extend(envelopes)
+    return batch.SerializeToString()
+
+
+def pack_one(env: Envelope) -> bytes:
+    """Serialize a single envelope as a frame (a Batch of one)."""
+    return pack((env,))
+
+
+def unpack(frame: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Sequence[Envelope]:
+    """Parse one frame into its envelopes.
+
+    Raises ProtocolError with code ``oversized``, ``bad-frame`` or ``empty``.
+    """
+    if len(frame) > max_bytes:
+        raise ProtocolError("oversized", f"frame of {len(frame)} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        batch = Batch.FromString(frame)
+    except DecodeError as exc:
+        raise ProtocolError("bad-frame", f"frame is not a labscope Batch: {exc}") from exc
+    if not batch.envelopes:
+        raise ProtocolError("empty", "frame carries no envelopes")
+    return batch.envelopes
+
+
+def kind_name(kind: int) -> str:
+    """The name of an envelope kind, or ``KIND_<n>`` for an unknown value."""
+    return KIND_NAMES.get(kind, f"KIND_{kind}")

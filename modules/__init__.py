@@ -1,0 +1,1 @@
+"""Built-in aggregator modules, one file each."""

@@ -1,0 +1,1 @@
+"""labscope node agent: probes (psutil), outbox and the link to the collector."""

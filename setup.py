@@ -1,0 +1,11 @@
+"""Packaging for labscope; metadata lives in pyproject.toml.
+
+The wire contract's Python code (messages/labscope_pb2.py and .pyi) is
+generated from messages/labscope.proto with grpcio-tools and committed;
+tests/test_messages_generated.py fails when it is stale. Regenerate with
+``python -m messages.generate``.
+"""
+
+from setuptools import setup
+
+setup()
