@@ -1,0 +1,213 @@
+"""The agents' side of the collector: ingest REPORTs, answer HELLOs and heartbeats, send ACKs.
+
+Performance choice: this socket is a *plain* pyzmq ROUTER owned by one
+greenlet, drained with NOBLOCK and parked on ``gevent.socket.wait_read(FD)``
+only when it would block. Measured on our 2-core machines this "hybrid" loop
+moves ~790k msg/s against ~60-110k/s through ``zmq.green`` sockets, which
+re-check socket state after every call. Only this greenlet touches the
+socket, so the edge-triggered FD cannot be drained behind its back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import zmq
+from gevent.socket import wait_read
+
+from collector.addons import NodeRecord, Report
+from collector.config import CollectorConfig
+from collector.counters import Counters, ThrottledLog
+from collector.host import ModuleHost
+from collector.registry import NodeRegistry
+from messages import CollectorInfo, Envelope, Kind, NodeInfo
+from messages.codec import envelope, kind_name, pack, unpack
+from messages.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+DRAIN_LIMIT = 512          # frames per pass before yielding to other greenlets
+IDLE_WAIT = 0.25           # seconds parked on the FD before housekeeping runs anyway
+LIVENESS_PERIOD = 0.5      # seconds between lost-node checks
+
+
+class AgentLink:
+    """Owns the agents' ROUTER socket; one instance per collector."""
+
+    def __init__(self, sock: zmq.Socket, host: ModuleHost, registry: NodeRegistry, counters: Counters,
+                 config: CollectorConfig, info: Callable[[], CollectorInfo]) -> None:
+        self.sock = sock
+        self.host = host
+        self.registry = registry
+        self.counters = counters
+        self.config = config
+        self.info = info
+        self.throttled = ThrottledLog(log)
+        self.running = True
+        self._acks: dict[bytes, NodeRecord] = {}
+        self._replies: dict[bytes, list[Envelope]] = {}
+        self._told: set[bytes] = set()
+        self._next_liveness = 0.0
+        self._handlers: dict[int, Callable[[bytes, Envelope, float], None]] = {
+            Kind.REPORT: self._on_report,
+            Kind.HELLO: self._on_hello,
+            Kind.HEARTBEAT: self._on_heartbeat,
+            Kind.BYE: self._on_bye,
+        }
+
+    # ------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        """Serve agents until :meth:`stop`; runs in its own greenlet."""
+        fd = self.sock.getsockopt(zmq.FD)
+        while self.running:
+            handled = self._drain()
+            self._flush()
+            self._housekeeping()
+            if handled >= DRAIN_LIMIT or int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                gevent.sleep(0)  # busy: let requests and updates run between passes
+                continue
+            try:
+                wait_read(fd, timeout=IDLE_WAIT)
+            except OSError:  # gevent raises socket.timeout (an OSError) when the wait times out
+                pass
+
+    def stop(self) -> None:
+        """Ask the loop to end after its current pass."""
+        self.running = False
+
+    def _drain(self) -> int:
+        now = time.time()
+        for handled in range(DRAIN_LIMIT):
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return handled
+            self._on_frames(frames, now)
+        return DRAIN_LIMIT
+
+    def _on_frames(self, frames: list[bytes], now: float) -> None:
+        self.counters["frames"] += 1
+        if len(frames) != 2:
+            self._bad("bad-frame", "agent sent a message of %d parts; expected 1", len(frames) - 1)
+            return
+        ident, body = frames
+        try:
+            envelopes = unpack(body, self.config.max_frame_bytes)
+        except ProtocolError as exc:
+            self._bad(exc.code, "dropped a frame from an agent: %s", exc)
+            return
+        for env in envelopes:
+            handler = self._handlers.get(env.kind)
+            if handler is None:
+                self._bad("unknown-kind", "dropped an envelope of kind %s from an agent", kind_name(env.kind))
+                continue
+            handler(ident, env, now)
+
+    def _bad(self, code: str, fmt: str, *args: Any) -> None:
+        self.counters[code] += 1
+        self.throttled.warning(code, fmt, *args)
+
+    # ------------------------------------------------------------ handlers
+
+    def _on_report(self, ident: bytes, env: Envelope, now: float) -> None:
+        session = self.registry.session(ident)
+        if session is None or session.record.node != env.node:
+            self._hello_required(ident)
+            return
+        record = session.record
+        self._heard(record, now)
+        self._acks[ident] = record
+        seq = env.seq
+        if seq <= record.last_seq:
+            self.counters["duplicates"] += 1
+            return
+        if seq > record.last_seq + 1:
+            record.gaps += seq - record.last_seq - 1
+            self.counters["gap-reports"] += seq - record.last_seq - 1
+        record.last_seq = seq
+        self.counters["reports"] += 1
+        report = Report(env.node, env.type, seq, env.time, env.payload, env.encoding, env.schema)
+        if not self.host.deliver(report):
+            self._bad("unrouted", "no module takes report type %r (from node %s)", env.type, env.node)
+
+    def _on_hello(self, ident: bytes, env: Envelope, now: float) -> None:
+        info = _node_info(env)
+        if info is None:
+            self._bad("bad-hello", "dropped a HELLO without a NodeInfo payload")
+            self._reply(ident, envelope(Kind.ERROR, error_code="bad-hello", error="HELLO needs a NodeInfo payload"))
+            return
+        record, joined = self.registry.hello(ident, info, env.seq, now)
+        self._told.discard(ident)
+        self._reply(ident, envelope(Kind.HELLO, type="CollectorInfo", payload=self.info()))
+        self._reply(ident, envelope(Kind.ACK, node=record.node, seq=record.last_seq))
+        log.info("node %s (%s) said hello; resuming after seq %d", record.node, info.hostname, record.last_seq)
+        if joined:
+            self.host.node_joined(record)
+
+    def _on_heartbeat(self, ident: bytes, env: Envelope, now: float) -> None:
+        session = self.registry.session(ident)
+        if session is None:
+            self._hello_required(ident)
+            return
+        self._heard(session.record, now)
+        self._reply(ident, envelope(Kind.HEARTBEAT, node=session.record.node))
+
+    def _on_bye(self, ident: bytes, env: Envelope, now: float) -> None:
+        session = self.registry.session(ident)
+        if session is not None and self.registry.leave(session.record):
+            log.info("node %s said bye", session.record.node)
+            self.host.node_left(session.record)
+
+    def _heard(self, record: NodeRecord, now: float) -> None:
+        if self.registry.revive(record, now):
+            log.info("node %s is back", record.node)
+            self.host.node_joined(record)
+
+    def _hello_required(self, ident: bytes) -> None:
+        self.counters["hello-required"] += 1
+        if ident not in self._told:
+            self._told.add(ident)
+            self._reply(ident, envelope(Kind.ERROR, error_code="hello-required",
+                                        error="say HELLO first (the collector does not know this connection)"))
+
+    # ------------------------------------------------------------ output
+
+    def _reply(self, ident: bytes, env: Envelope) -> None:
+        self._replies.setdefault(ident, []).append(env)
+
+    def _flush(self) -> None:
+        """Send one frame per agent: its replies, then one cumulative ACK."""
+        for ident, record in self._acks.items():
+            self._reply(ident, envelope(Kind.ACK, node=record.node, seq=record.last_seq))
+        self._acks.clear()
+        for ident, envelopes in self._replies.items():
+            try:
+                self.sock.send_multipart((ident, pack(envelopes)), zmq.NOBLOCK)
+            except zmq.ZMQError as exc:  # a vanished peer: it will HELLO again and be re-acked
+                self.counters["send-failed"] += 1
+                self.throttled.warning("send-failed", "could not answer an agent: %s", exc)
+        self._replies.clear()
+
+    def _housekeeping(self) -> None:
+        monotonic = time.monotonic()
+        if monotonic < self._next_liveness:
+            return
+        self._next_liveness = monotonic + LIVENESS_PERIOD
+        for record in self.registry.expire(time.time(), self.config.node_timeout):
+            log.info("node %s lost: silent for more than %.1f s", record.node, self.config.node_timeout)
+            self.host.node_left(record)
+
+
+def _node_info(env: Envelope) -> NodeInfo | None:
+    try:
+        info = NodeInfo.FromString(env.payload)
+    except Exception:  # protobuf raises DecodeError, upb may raise others on garbage
+        return None
+    if not info.node:
+        info.node = env.node
+    return info if info.node else None

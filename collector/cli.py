@@ -1,0 +1,31 @@
+"""``labscope collector``: parse flags and config, then run the collector until stopped."""
+
+from __future__ import annotations
+
+
+def main(argv: list[str]) -> int:
+    """Run the collector; exit 2 on a usage or module-set error, 1 on other failures."""
+    # gevent patches the standard library first thing, and only in this entry point.
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    from messages.options import run_command
+
+    return run_command("labscope collector", lambda: _run(argv))
+
+
+def _run(argv: list[str]) -> int:
+    from collector.config import parse_args
+    from collector.server import Collector
+    from messages.options import setup_logging
+
+    config = parse_args(argv)
+    setup_logging(config.log_level)
+    collector = Collector(config)
+    try:
+        collector.start()
+    except BaseException:
+        collector.shutdown()
+        raise
+    return collector.serve_forever()

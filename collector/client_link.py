@@ -1,0 +1,169 @@
+"""The clients' side of the collector: handshakes, requests, subscriptions and update pushes.
+
+Traffic here is light next to ingest, so this ROUTER is a ``zmq.green``
+socket that several greenlets may use. Requests run in a bounded pool so a
+slow module answer never stalls ingest or other clients. Updates are ROUTER
+pushes to each subscribed client: a client that does not read fills its own
+queue and loses its own updates; nobody waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.pool
+import zmq
+
+from collector.addons import RequestError
+from collector.config import CollectorConfig
+from collector.counters import Counters, ThrottledLog
+from collector.host import ModuleHost, Running
+from messages import CollectorInfo, Envelope, Kind
+from messages.codec import envelope, kind_name, pack_one, unpack
+from messages.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+REQUEST_WORKERS = 32
+
+
+class ClientLink:
+    """Owns the clients' ROUTER socket; one instance per collector."""
+
+    def __init__(self, sock: Any, host: ModuleHost, counters: Counters, config: CollectorConfig,
+                 info: Callable[[], CollectorInfo], builtin: dict[str, Callable[[], Any]]) -> None:
+        self.sock = sock
+        self.host = host
+        self.counters = counters
+        self.config = config
+        self.info = info
+        self.builtin = builtin
+        self.throttled = ThrottledLog(log)
+        self.pool = gevent.pool.Pool(REQUEST_WORKERS)
+        self.subscriptions: dict[bytes, tuple[frozenset[str], float]] = {}
+        self.latest: dict[str, bytes] = {}
+        self._handlers: dict[int, Callable[[bytes, Envelope], None]] = {
+            Kind.HELLO: self._on_hello,
+            Kind.REQUEST: self._on_request,
+            Kind.SUBSCRIBE: self._on_subscribe,
+            Kind.HEARTBEAT: self._on_heartbeat,
+            Kind.BYE: self._on_bye,
+        }
+
+    def run(self) -> None:
+        """Serve clients forever; runs in its own greenlet."""
+        while True:
+            frames = self.sock.recv_multipart()
+            self.counters["client-frames"] += 1
+            if len(frames) != 2:
+                self._bad("bad-client-frame", "client sent a message of %d parts; expected 1", len(frames) - 1)
+                continue
+            self._on_frame(frames[0], frames[1])
+
+    def _on_frame(self, ident: bytes, body: bytes) -> None:
+        try:
+            envelopes = unpack(body, self.config.max_frame_bytes)
+        except ProtocolError as exc:
+            self._bad(f"client-{exc.code}", "dropped a frame from a client: %s", exc)
+            self._send(ident, envelope(Kind.ERROR, error_code="bad-frame", error=str(exc)))
+            return
+        for env in envelopes:
+            handler = self._handlers.get(env.kind)
+            if handler is None:
+                self._bad("client-unknown-kind", "dropped an envelope of kind %s from a client", kind_name(env.kind))
+                continue
+            handler(ident, env)
+
+    def _bad(self, code: str, fmt: str, *args: Any) -> None:
+        self.counters[code] += 1
+        self.throttled.warning(code, fmt, *args)
+
+    def _send(self, ident: bytes, env: Envelope) -> None:
+        self._send_frame(ident, pack_one(env))
+
+    def _send_frame(self, ident: bytes, frame: bytes) -> None:
+        try:
+            self.sock.send_multipart((ident, frame), zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # a vanished or saturated client loses this message only
+            self.counters["client-send-failed"] += 1
+            self.throttled.warning("client-send-failed", "could not send to a client: %s", exc)
+
+    # ------------------------------------------------------------ handlers
+
+    def _on_hello(self, ident: bytes, env: Envelope) -> None:
+        self._send(ident, envelope(Kind.HELLO, type="CollectorInfo", payload=self.info()))
+
+    def _on_heartbeat(self, ident: bytes, env: Envelope) -> None:
+        self._send(ident, envelope(Kind.HEARTBEAT))
+
+    def _on_bye(self, ident: bytes, env: Envelope) -> None:
+        self.subscriptions.pop(ident, None)
+
+    def _on_request(self, ident: bytes, env: Envelope) -> None:
+        self.counters["requests"] += 1
+        self.pool.spawn(self._serve, ident, env.request_id, env.type, dict(env.params))
+
+    def _serve(self, ident: bytes, request_id: int, type: str, params: dict[str, str]) -> None:
+        try:
+            value = self._answer(type, params, request_id)
+            reply = envelope(Kind.RESPONSE, type=type, payload=value, request_id=request_id)
+        except RequestError as exc:
+            reply = envelope(Kind.ERROR, type=type, request_id=request_id, error_code=exc.code, error=exc.reason)
+        except TypeError as exc:  # the module returned something that cannot travel
+            reply = envelope(Kind.ERROR, type=type, request_id=request_id, error_code="module-error",
+                             error=f"answer to {type} cannot be sent: {exc}")
+        self._send(ident, reply)
+
+    def _answer(self, type: str, params: dict[str, str], request_id: int) -> Any:
+        builtin = self.builtin.get(type)
+        if builtin is not None:
+            return builtin()
+        return self.host.answer(type, params, request_id)
+
+    def _on_subscribe(self, ident: bytes, env: Envelope) -> None:
+        types = frozenset(t.strip() for t in env.params.get("types", "").split(",") if t.strip())
+        fresh = ident not in self.subscriptions or self.subscriptions[ident][0] != types
+        self.subscriptions[ident] = (types, time.monotonic() + self.config.subscription_lease)
+        if fresh:
+            for type_name, frame in list(self.latest.items()):
+                if _wants(types, type_name):
+                    self._send_frame(ident, frame)
+
+    # ------------------------------------------------------------ updates
+
+    def publish(self, type_name: str, payload: Any) -> None:
+        """Push one update to every client subscribed to ``type_name`` and remember it for newcomers."""
+        frame = pack_one(envelope(Kind.UPDATE, type=type_name, payload=payload))
+        self.latest[type_name] = frame
+        now = time.monotonic()
+        for ident, (types, expiry) in list(self.subscriptions.items()):
+            if expiry < now:
+                del self.subscriptions[ident]
+            elif _wants(types, type_name):
+                self._send_frame(ident, frame)
+        self.counters["updates"] += 1
+
+    def update_loop(self, running: Running) -> None:
+        """Call one module's getUpdateMessage() every interval and publish what it returns."""
+        assert running.updatetype is not None
+        deadline = time.monotonic()
+        while True:
+            now = time.monotonic()
+            deadline = max(deadline + running.update_interval, now)  # a slow module skips ticks, never bursts
+            gevent.sleep(deadline - now)
+            payload = self.host.update(running)
+            if payload is None:
+                continue
+            try:
+                self.publish(running.updatetype, payload)
+            except TypeError as exc:
+                self._bad(f"module-error:{running.name}", "module %s returned an update that cannot be sent: %s",
+                          running.name, exc)
+
+
+def _wants(types: frozenset[str], type_name: str) -> bool:
+    return type_name in types or "*" in types

@@ -1,0 +1,168 @@
+"""The collector's configuration: flags over the ``[collector]`` TOML section over defaults.
+
+Sample config (every key optional; defaults shown)::
+
+    [collector]
+    # listen_agents = "tcp://*:5555"
+    # listen_clients = "tcp://*:5556"
+    # data_dir = "labscope-data"
+    # modules_dirs = []
+    # disable_modules = []
+    # alias = "<host name>"
+    # update_interval = 1.0       # seconds between getUpdateMessage() calls
+    # node_timeout = 5.0          # seconds of silence before a node is lost
+    # heartbeat_interval = 1.0    # seconds between agent heartbeats
+    # subscription_lease = 10.0   # seconds a client SUBSCRIBE lasts
+    # max_frame_bytes = 16777216  # larger frames are counted and dropped
+    # log_level = "info"
+
+    [modules.systemstats]
+    # update_interval = 1.0
+    # history = 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from messages.codec import DEFAULT_MAX_FRAME_BYTES
+from messages.errors import ConfigError
+from messages.options import (
+    Parser,
+    check_endpoint,
+    config_section,
+    endpoint_arg,
+    load_config,
+    positive_float,
+)
+
+SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "listen_agents": str,
+    "listen_clients": str,
+    "data_dir": str,
+    "modules_dirs": list,
+    "disable_modules": list,
+    "alias": str,
+    "update_interval": (int, float),
+    "node_timeout": (int, float),
+    "heartbeat_interval": (int, float),
+    "subscription_lease": (int, float),
+    "max_frame_bytes": int,
+    "log_level": str,
+}
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass
+class CollectorConfig:
+    """Everything the collector needs to start, validated."""
+
+    listen_agents: str = "tcp://*:5555"
+    listen_clients: str = "tcp://*:5556"
+    data_dir: Path = Path("labscope-data")
+    modules_dirs: list[Path] = field(default_factory=list)
+    disable_modules: list[str] = field(default_factory=list)
+    alias: str = field(default_factory=socket.gethostname)
+    update_interval: float = 1.0
+    node_timeout: float = 5.0
+    heartbeat_interval: float = 1.0
+    subscription_lease: float = 10.0
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    log_level: str = "info"
+    modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config_path: str | None = None
+
+
+def build_parser() -> Parser:
+    """The ``labscope collector`` argument parser."""
+    parser = Parser(
+        prog="labscope collector",
+        description="Run the labscope collector: agents connect to --listen-agents and stream reports; "
+        "clients (query, watch, GUI) connect to --listen-clients. Every module in the built-in modules "
+        "folder and in each --modules-dir is loaded and started in dependency order.",
+    )
+    parser.add_argument("--listen-agents", type=endpoint_arg(bind=True), metavar="EP",
+                        help="endpoint agents connect to (default tcp://*:5555; tcp://HOST:* picks a free port)")
+    parser.add_argument("--listen-clients", type=endpoint_arg(bind=True), metavar="EP",
+                        help="endpoint clients connect to (default tcp://*:5556)")
+    parser.add_argument("--modules-dir", action="append", default=None, metavar="DIR",
+                        help="folder of extra aggregator modules (*.py); repeatable")
+    parser.add_argument("--disable-module", action="append", default=None, metavar="NAME",
+                        help="do not load this module (and warn if no module has that name); repeatable")
+    parser.add_argument("--data-dir", metavar="DIR", help="folder for the collector's state (default ./labscope-data)")
+    parser.add_argument("--config", metavar="FILE", help="TOML config file ([collector] and [modules.NAME] sections)")
+    parser.add_argument("--alias", help="name shown to clients (default: this host's name)")
+    parser.add_argument("--update-interval", type=positive_float, metavar="S",
+                        help="default seconds between module updates (default 1)")
+    parser.add_argument("--node-timeout", type=positive_float, metavar="S",
+                        help="seconds of silence before a node is marked lost (default 5)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="log detail (default info)")
+    return parser
+
+
+def parse_args(argv: list[str]) -> CollectorConfig:
+    """Flags, then the config file, then defaults; raises ConfigError on a bad config."""
+    args = build_parser().parse_args(argv)
+    data = load_config(args.config)
+    values = config_section(data, "collector", SCHEMA, args.config)
+    config = CollectorConfig(config_path=args.config)
+    _apply(config, values, args.config)
+    _apply_flags(config, args)
+    config.modules = _module_sections(data, args.config)
+    return config
+
+
+def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) -> None:
+    for key, value in values.items():
+        if key in ("listen_agents", "listen_clients"):
+            value = _endpoint(value, key, path)
+        elif key == "data_dir":
+            value = Path(value)
+        elif key == "modules_dirs":
+            value = [Path(_string(v, key, path)) for v in value]
+        elif key == "disable_modules":
+            value = [_string(v, key, path) for v in value]
+        elif key == "log_level" and value not in LOG_LEVELS:
+            raise ConfigError(f"config {path}: [collector] log_level must be one of {', '.join(LOG_LEVELS)}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            raise ConfigError(f"config {path}: [collector] {key} must be greater than 0")
+        setattr(config, key, value)
+
+
+def _apply_flags(config: CollectorConfig, args: argparse.Namespace) -> None:
+    simple = ("listen_agents", "listen_clients", "alias", "update_interval", "node_timeout", "log_level")
+    for key in simple:
+        value = getattr(args, key)
+        if value is not None:
+            setattr(config, key, value)
+    if args.data_dir is not None:
+        config.data_dir = Path(args.data_dir)
+    if args.modules_dir:
+        config.modules_dirs = config.modules_dirs + [Path(d) for d in args.modules_dir]
+    if args.disable_module:
+        config.disable_modules = config.disable_modules + list(args.disable_module)
+
+
+def _module_sections(data: dict[str, Any], path: str | None) -> dict[str, dict[str, Any]]:
+    sections = data.get("modules", {})
+    if not isinstance(sections, dict) or not all(isinstance(v, dict) for v in sections.values()):
+        raise ConfigError(f"config {path}: [modules] must hold tables like [modules.NAME]")
+    return {name: dict(values) for name, values in sections.items()}
+
+
+def _endpoint(value: str, key: str, path: str | None) -> str:
+    try:
+        return check_endpoint(value, bind=True)
+    except ConfigError as exc:
+        raise ConfigError(f"config {path}: [collector] {key}: {exc}") from None
+
+
+def _string(value: object, key: str, path: str | None) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"config {path}: [collector] {key} must be a list of strings")
+    return value

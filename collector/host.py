@@ -1,0 +1,216 @@
+"""The module host: starts aggregator modules, routes work to them, and contains their failures.
+
+It is the ``self.collector`` every module sees (the CollectorAPI). A module
+that raises is logged with its name and counted; it never stops the collector
+or another module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from collector import loader
+from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
+from collector.config import CollectorConfig
+from collector.counters import Counters, ThrottledLog
+from collector.registry import NodeRegistry
+from messages.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Request types the collector answers itself; no module may claim them.
+RESERVED_REQUESTS = ("CollectorStats",)
+
+
+@dataclass
+class Running:
+    """A started module and what it is routed."""
+
+    name: str
+    module: Aggregator
+    updatetype: str | None
+    update_interval: float
+
+
+class ModuleHost:
+    """Loads modules in dependency order and calls them, one failure at a time."""
+
+    def __init__(self, config: CollectorConfig, registry: NodeRegistry, counters: Counters) -> None:
+        self.config = config
+        self.registry = registry
+        self.counters = counters
+        self.throttled = ThrottledLog(log)
+        self.running: list[Running] = []
+        self.report_routes: dict[str, list[Running]] = {}
+        self.request_routes: dict[str, Running] = {}
+
+    # ------------------------------------------------------------ start/stop
+
+    def load(self) -> None:
+        """Discover, validate, order and start every module.
+
+        Raises DependencyError/ModuleError/ConfigError for start-up errors the
+        operator must fix (exit status 2).
+        """
+        order = loader.start_order(loader.discover(self.config.modules_dirs), self.config.disable_modules)
+        loader.check_conflicts(order, RESERVED_REQUESTS)
+        self._check_module_config(order)
+        failed: set[str] = set()
+        for candidate in order:
+            if not candidate.usable or failed.intersection(candidate.depends):
+                if candidate.usable:
+                    log.error("module %s not started: a dependency failed to start", candidate.name)
+                failed.add(candidate.name)
+                continue
+            if not self._start(candidate):
+                failed.add(candidate.name)
+        log.info("modules running in start order: %s", ", ".join(r.name for r in self.running) or "none")
+
+    def _start(self, candidate: loader.Candidate) -> bool:
+        assert candidate.cls is not None
+        try:
+            module = candidate.cls()
+            module.name = candidate.name  # type: ignore[misc]  # instance name shadows the class default
+            module.collector = self
+            module.config = {**candidate.cls.options, **self._section(candidate.name)}
+            module.on_startup()
+        except ConfigError:
+            raise  # a bad [modules.NAME] value is the operator's to fix: exit 2 with one line
+        except Exception as exc:  # a module's constructor or on_startup may raise anything
+            log.error("module %s (%s) failed to start: %s: %s", candidate.name, candidate.source,
+                      type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            self.counters[f"module-error:{candidate.name}"] += 1
+            return False
+        self._route(candidate, module)
+        return True
+
+    def _route(self, candidate: loader.Candidate, module: Aggregator) -> None:
+        interval = module.config.get("update_interval", module.update_interval or self.config.update_interval)
+        running = Running(candidate.name, module, candidate.updatetype, float(interval))
+        self.running.append(running)
+        for report_type in candidate.reporttypes:
+            self.report_routes.setdefault(report_type, []).append(running)
+        for request_type in candidate.requesttypes:
+            self.request_routes[request_type] = running
+
+    def _section(self, name: str) -> dict[str, Any]:
+        return dict(self.config.modules.get(name, {}))
+
+    def _check_module_config(self, order: list[loader.Candidate]) -> None:
+        by_name = {c.name: c for c in order}
+        path = self.config.config_path
+        for name, values in self.config.modules.items():
+            candidate = by_name.get(name)
+            if candidate is None:
+                raise ConfigError(f"config {path}: [modules.{name}]: no module named {name!r} "
+                                  f"(known: {', '.join(sorted(by_name))})")
+            known = {"update_interval"} | set(candidate.cls.options if candidate.cls else ())
+            for key in values:
+                if key not in known:
+                    raise ConfigError(f"config {path}: unknown key '{key}' in [modules.{name}]; "
+                                      f"known keys: {', '.join(sorted(known))}")
+
+    def shutdown(self) -> None:
+        """Call every running module's on_shutdown, in reverse start order."""
+        for running in reversed(self.running):
+            self._guard(running, "on_shutdown", running.module.on_shutdown)
+
+    # ------------------------------------------------------------ routing
+
+    def _guard(self, running: Running, hook: str, call: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+        try:
+            return True, call(*args)
+        except Exception as exc:  # isolation: a module's bug must not reach the collector
+            self._failed(running, hook, exc)
+            return False, exc
+
+    def _failed(self, running: Running, hook: str, exc: Exception) -> None:
+        self.counters["module-error"] += 1
+        self.counters[f"module-error:{running.name}"] += 1
+        self.throttled.warning(f"{running.name}.{hook}", "module %s raised in %s: %s: %s",
+                               running.name, hook, type(exc).__name__, exc)
+
+    def deliver(self, report: Report) -> bool:
+        """Hand a report to every module whose reporttype matches; False when none does."""
+        targets = self.report_routes.get(report.type)
+        if not targets:
+            return False
+        for running in targets:
+            try:
+                running.module.processReport(report)
+            except Exception as exc:  # isolation: other modules still get the report
+                self._failed(running, "processReport", exc)
+        return True
+
+    def answer(self, type: str, params: dict[str, str], request_id: int = 0) -> Any:
+        """The answering module's return value; raises RequestError when it cannot answer."""
+        running = self.request_routes.get(type)
+        if running is None:
+            known = ", ".join(sorted([*self.request_routes, *RESERVED_REQUESTS]))
+            raise RequestError("unknown-type", f"no module answers request type {type!r} (known: {known})")
+        try:
+            return running.module.processREQUEST(Request(type, params, request_id))
+        except RequestError:
+            raise
+        except Exception as exc:  # isolation: the client gets an ERROR, the collector goes on
+            self._failed(running, "processREQUEST", exc)
+            raise RequestError("module-error", f"module {running.name} failed on {type}: "
+                               f"{type_name(exc)}: {exc}") from exc
+
+    def update(self, running: Running) -> Any:
+        """The module's getUpdateMessage() result, or None when it has nothing or raised."""
+        ok, value = self._guard(running, "getUpdateMessage", running.module.getUpdateMessage)
+        return value if ok else None
+
+    def updaters(self) -> list[Running]:
+        """Running modules that feed an update type."""
+        return [r for r in self.running if r.updatetype]
+
+    def node_joined(self, record: NodeRecord) -> None:
+        """Tell every module, in start order, that a node joined."""
+        for running in self.running:
+            self._guard(running, "on_node_joined", running.module.on_node_joined, record)
+
+    def node_left(self, record: NodeRecord) -> None:
+        """Tell every module, in start order, that a node was lost."""
+        for running in self.running:
+            self._guard(running, "on_node_left", running.module.on_node_left, record)
+
+    def update_types(self) -> list[str]:
+        """Every update type a running module feeds."""
+        return sorted(r.updatetype for r in self.running if r.updatetype)
+
+    def request_types(self) -> list[str]:
+        """Every request type answered, the collector's own included."""
+        return sorted([*self.request_routes, *RESERVED_REQUESTS])
+
+    # ------------------------------------------------------------ CollectorAPI
+
+    def nodes(self) -> list[NodeRecord]:
+        """Every node the collector has seen."""
+        return list(self.registry.records.values())
+
+    def node(self, node_id: str) -> NodeRecord | None:
+        """One node's record, or None."""
+        return self.registry.records.get(node_id)
+
+    def request(self, type: str, node: str | None = None, **params: str) -> Any:
+        """In-process request to another module (see CollectorAPI.request)."""
+        if node is not None:
+            params["node"] = node
+        return self.answer(type, params)
+
+    def data_dir(self, module: str) -> Path:
+        """``<data-dir>/modules/<module>``, created on demand."""
+        path = self.config.data_dir / "modules" / module
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def type_name(value: object) -> str:
+    """The class name of an exception (or any value), for one-line messages."""
+    return type(value).__name__

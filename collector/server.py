@@ -1,0 +1,176 @@
+"""The collector process: binds both sockets, starts the modules and runs the greenlets."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import gevent
+import gevent.event
+import zmq
+import zmq.green
+
+from collector.agent_link import AgentLink
+from collector.client_link import ClientLink
+from collector.config import CollectorConfig
+from collector.counters import Counters
+from collector.host import ModuleHost
+from collector.registry import NodeRegistry
+from messages import CollectorInfo, __version__
+from messages.errors import LabscopeError
+
+log = logging.getLogger(__name__)
+
+ENDPOINTS_FILE = "collector.json"
+LOCK_FILE = "collector.lock"
+
+
+class Collector:
+    """One collector: modules, node registry, the agents' and the clients' sockets."""
+
+    def __init__(self, config: CollectorConfig) -> None:
+        self.config = config
+        self.counters = Counters()
+        self.registry = NodeRegistry()
+        self.host = ModuleHost(config, self.registry, self.counters)
+        self.started = time.time()
+        self.context: Any = None
+        self.agents: AgentLink | None = None
+        self.clients: ClientLink | None = None
+        self.greenlets: list[gevent.Greenlet] = []
+        self.sockets: list[zmq.Socket] = []
+        self.stopped = gevent.event.Event()
+        self.exit_status = 0
+        self._lock: IO[str] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Lock the data dir, start the modules, bind the sockets and spawn the loops.
+
+        Raises LabscopeError subclasses for anything the operator must fix.
+        """
+        self._lock_data_dir()
+        self.host.load()
+        self.context = zmq.green.Context()
+        agent_sock = self._bind(zmq.Socket(self.context, zmq.ROUTER), self.config.listen_agents, "agents")
+        client_sock = self._bind(self.context.socket(zmq.ROUTER), self.config.listen_clients, "clients")
+        self.agents = AgentLink(agent_sock, self.host, self.registry, self.counters, self.config, self.info)
+        self.clients = ClientLink(client_sock, self.host, self.counters, self.config, self.info,
+                                  {"CollectorStats": self.stats})
+        self._spawn(self.agents.run)
+        self._spawn(self.clients.run)
+        for running in self.host.updaters():
+            self._spawn(self.clients.update_loop, running)
+        self._write_endpoints(agent_sock, client_sock)
+
+    def serve_forever(self) -> int:
+        """Run until SIGINT/SIGTERM or a crashed loop; returns the exit status."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            gevent.signal_handler(signum, self.stop)
+        self.stopped.wait()
+        self.shutdown()
+        return self.exit_status
+
+    def stop(self) -> None:
+        """Ask the collector to shut down."""
+        self.stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop the loops, tell the modules, close the sockets, release the data dir."""
+        if self.agents is not None:
+            self.agents.stop()
+        gevent.killall(self.greenlets, timeout=2)
+        self.host.shutdown()
+        for sock in self.sockets:
+            sock.close(linger=0)  # the plain agents' socket is not tracked by the context's destroy()
+        if self.context is not None:
+            self.context.term()
+        (self.config.data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+        if self._lock is not None:
+            self._lock.close()
+        log.info("collector stopped")
+
+    def _spawn(self, run: Any, *args: Any) -> None:
+        greenlet = gevent.spawn(run, *args)
+        greenlet.link_exception(self._crashed)
+        self.greenlets.append(greenlet)
+
+    def _crashed(self, greenlet: gevent.Greenlet) -> None:
+        log.critical("collector loop %s crashed: %r; stopping", greenlet, greenlet.exception)
+        self.exit_status = 1
+        self.stop()
+
+    # ------------------------------------------------------------ sockets and files
+
+    def _bind(self, sock: zmq.Socket, endpoint: str, role: str) -> zmq.Socket:
+        self.sockets.append(sock)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, 4 * self.config.max_frame_bytes)
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            raise LabscopeError(f"cannot listen for {role} on {endpoint}: {exc.strerror}") from None
+        return sock
+
+    def _lock_data_dir(self) -> None:
+        data_dir = self.config.data_dir
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115  # held open for the process's life
+        except OSError as exc:
+            raise LabscopeError(f"data dir {data_dir}: {exc.strerror}; give a writable --data-dir") from None
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LabscopeError(f"data dir {data_dir} is in use by another collector; "
+                                "stop it or give another --data-dir") from None
+
+    def _write_endpoints(self, agent_sock: zmq.Socket, client_sock: zmq.Socket) -> None:
+        info = {
+            "agents": _connectable(agent_sock.getsockopt_string(zmq.LAST_ENDPOINT)),
+            "clients": _connectable(client_sock.getsockopt_string(zmq.LAST_ENDPOINT)),
+            "pid": os.getpid(),
+            "alias": self.config.alias,
+        }
+        path: Path = self.config.data_dir / ENDPOINTS_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(path)
+        log.info("collector %s ready: agents %s, clients %s", self.config.alias, info["agents"], info["clients"])
+
+    # ------------------------------------------------------------ answers
+
+    def info(self) -> CollectorInfo:
+        """What the collector tells agents and clients in its HELLO."""
+        return CollectorInfo(
+            alias=self.config.alias,
+            version=__version__,
+            update_types=self.host.update_types(),
+            request_types=self.host.request_types(),
+            heartbeat_interval=self.config.heartbeat_interval,
+            subscription_lease=self.config.subscription_lease,
+            max_frame_bytes=self.config.max_frame_bytes,
+            node_timeout=self.config.node_timeout,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """The ``CollectorStats`` answer: counters, nodes and modules."""
+        return {
+            "uptime": time.time() - self.started,
+            "counters": self.counters.snapshot(),
+            "nodes": {"total": len(self.registry.records),
+                      "live": sum(r.status == "live" for r in self.registry.records.values())},
+            "modules": [r.name for r in self.host.running],
+        }
+
+
+def _connectable(endpoint: str) -> str:
+    """A bound endpoint as a local client would connect to it (0.0.0.0 -> 127.0.0.1)."""
+    return endpoint.replace("tcp://0.0.0.0:", "tcp://127.0.0.1:").replace("tcp://[::]:", "tcp://[::1]:")

@@ -1,0 +1,155 @@
+"""The ``systemstats`` module: every node's psutil samples, latest and recent history.
+
+Takes ``SystemStats`` reports (a ``labscope.SystemStats`` payload) and answers:
+
+- ``SystemStats node=ID``: the node's latest sample, exactly as the agent sent it
+  (byte counts untouched, as psutil gave them);
+- ``SystemStatsHistory node=ID [since=EPOCH]``: the node's kept samples, oldest
+  first; with ``since``, only those whose ``time`` is strictly after it (so a
+  client polling with the last time it saw gets no duplicates).
+
+Errors: no ``node`` parameter, or a ``since`` that is not a finite number, is
+``bad-request``; a node with no sample yet is ``not-found``.
+
+It pushes the ``SystemStatsSummary`` update (one ``NodeSummary`` per node,
+sorted by node id) when a sample arrived or a node (re)joined since the last
+push. A lost node's data is kept: views show lost nodes with their last values.
+
+Sample config block::
+
+    [modules.systemstats]
+    # update_interval = 1.0     # seconds between SystemStatsSummary updates
+    # history = 300             # samples kept in memory per node
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
+from messages import (
+    ConfigError,
+    Encoding,
+    NodeSummary,
+    SystemStats,
+    SystemStatsHistory,
+    SystemStatsSummary,
+)
+
+__all__ = ["SystemStatsModule", "summarize"]
+
+DEFAULT_HISTORY = 300
+
+_MSGPACK = Encoding.MSGPACK
+_SCHEMA = SystemStats.DESCRIPTOR.full_name
+
+
+def summarize(node: str, hostname: str, stats: SystemStats) -> NodeSummary:
+    """The one-line summary of a node's latest sample."""
+    return NodeSummary(
+        node=node,
+        hostname=hostname,
+        time=stats.time,
+        cpu_percent=stats.cpu_percent,
+        memory_percent=stats.memory.percent,
+        load1=stats.load1,
+        net_recv_rate=stats.net_io_total.recv_rate,
+        net_send_rate=stats.net_io_total.send_rate,
+        disk_read_rate=stats.disk_io_total.read_rate,
+        disk_write_rate=stats.disk_io_total.write_rate,
+    )
+
+
+class SystemStatsModule(Aggregator):
+    """Latest and recent ``SystemStats`` samples of every node."""
+
+    name = "systemstats"
+    reporttype = ("SystemStats",)
+    requesttypes = ("SystemStats", "SystemStatsHistory")
+    updatetype = "SystemStatsSummary"
+    depends = ("nodes",)
+    options = {"history": DEFAULT_HISTORY}
+
+    def __init__(self) -> None:
+        # One bounded deque per node; its last item doubles as the latest sample,
+        # so the hot path touches a single dict.
+        self._history: dict[str, deque[SystemStats]] = {}
+        self._dirty = False
+
+    def history_length(self) -> int:
+        """Samples kept per node (``[modules.systemstats] history``); ConfigError when not a positive integer."""
+        config: dict[str, Any] = getattr(self, "config", None) or self.options
+        value = config.get("history", DEFAULT_HISTORY)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"[modules.{self.name}] history: expected a positive integer, got {value!r}")
+        return value
+
+    def on_startup(self) -> None:
+        """Refuse to start with a bad ``history`` option."""
+        self.history_length()
+
+    def processReport(self, msg: Report) -> None:
+        """Keep one sample; runs for every report of every node, so it parses once and never logs."""
+        if msg.encoding == _MSGPACK or (msg.schema and msg.schema != _SCHEMA):
+            raise ValueError(f"SystemStats report from {msg.node} is not a {_SCHEMA} (schema {msg.schema!r})")
+        stats = SystemStats.FromString(msg.data)
+        if not stats.time:
+            stats.time = msg.time
+        history = self._history.get(msg.node)
+        if history is None:
+            history = self._history[msg.node] = deque(maxlen=self.history_length())
+        history.append(stats)
+        self._dirty = True
+
+    def processREQUEST(self, msg: Request) -> SystemStats | SystemStatsHistory:
+        """``SystemStats node=ID`` or ``SystemStatsHistory node=ID [since=EPOCH]``."""
+        history = self._node_history(msg)
+        if msg.type == "SystemStatsHistory":
+            since = _since(msg)
+            samples = history if since is None else (s for s in history if s.time > since)
+            return SystemStatsHistory(node=msg.node, samples=samples)
+        return history[-1]
+
+    def _node_history(self, msg: Request) -> deque[SystemStats]:
+        if not msg.node:
+            raise RequestError("bad-request", f"{msg.type} needs the parameter node=ID")
+        history = self._history.get(msg.node)
+        if not history:
+            raise RequestError("not-found", f"no SystemStats from node {msg.node!r}")
+        return history
+
+    def getUpdateMessage(self) -> SystemStatsSummary | None:
+        """A summary of every node's latest sample when something changed since the last push, else None."""
+        if not self._dirty:
+            return None
+        self._dirty = False
+        return SystemStatsSummary(
+            nodes=[summarize(node, self._hostname(node), self._history[node][-1]) for node in sorted(self._history)]
+        )
+
+    def _hostname(self, node: str) -> str:
+        record = self.collector.node(node)
+        return record.info.hostname if record is not None else ""
+
+    def on_node_joined(self, node: NodeRecord) -> None:
+        """A (re)joined node may bring a new hostname: push the summary again."""
+        if node.node in self._history:
+            self._dirty = True
+
+    def on_node_left(self, node: NodeRecord) -> None:
+        """Keep the node's data: views show lost nodes with their last values."""
+
+
+def _since(msg: Request) -> float | None:
+    text = msg.params.get("since")
+    if text is None or text == "":
+        return None
+    try:
+        since = float(text)
+    except ValueError:
+        raise RequestError("bad-request", f"since={text!r} is not a number of epoch seconds") from None
+    if not math.isfinite(since):
+        raise RequestError("bad-request", f"since={text!r} is not a finite number of epoch seconds")
+    return since

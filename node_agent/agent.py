@@ -1,0 +1,364 @@
+"""The node agent: run probes, keep their reports in the outbox, talk to the collector.
+
+One thread, one ``zmq.Poller`` loop whose timeout is the time until the next
+due event (a probe, a batch flush, a heartbeat, the liveness deadline or a
+HELLO retry), so an idle agent sleeps. The conversation is the one in
+docs/protocol.md, "Agent conversation":
+
+- HELLO{NodeInfo, seq = first seq to (re)send} is answered by
+  HELLO{CollectorInfo} + ACK{seq}; every unacknowledged report then goes out
+  again, oldest first, at most ``window`` in flight.
+- Reports are batched: a frame leaves at most ``batch_delay`` after the first
+  report in it was made.
+- HEARTBEAT when nothing was sent for a heartbeat interval; silence from the
+  collector for three intervals means a new socket and HELLO again, with
+  exponential back-off until it is answered.
+- SIGINT/SIGTERM: flush for at most a second, send BYE, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import zmq
+
+from messages import CollectorInfo, Envelope, Kind
+from messages.codec import decode_payload, envelope, kind_name, pack, pack_one, unpack
+from messages.errors import ProtocolError
+from node_agent.link import Link
+from node_agent.outbox import Outbox
+from node_agent.runner import ScheduledProbe
+from node_agent.sysprobe import node_info
+
+__all__ = ["Agent", "AgentConfig", "AgentStats", "stop_signals"]
+
+log = logging.getLogger(__name__)
+
+INF = float("inf")
+HELLO_BACKOFF_MIN = 0.5
+HELLO_BACKOFF_MAX = 10.0
+LIVENESS_INTERVALS = 3
+STOP_FLUSH_TIME = 1.0
+# Part of the stop budget kept for the BYE itself to leave the socket.
+BYE_LINGER = 0.2
+SEND_RETRY = 0.05
+LOG_EVERY = 10.0
+
+
+@dataclass
+class AgentConfig:
+    """Everything the agent needs to run, already validated (see node_agent.cli)."""
+
+    collector: str
+    node_id: str
+    interval: float = 1.0
+    probes_dirs: list[Path] = field(default_factory=list)
+    data_dir: Path | None = None
+    log_level: str = "info"
+    batch_delay: float = 0.005
+    heartbeat_interval: float = 1.0
+    window: int = 1000
+    outbox_size: int = 100_000
+
+
+@dataclass
+class AgentStats:
+    """Counters of the agent's conversation with the collector."""
+
+    handshakes: int = 0
+    reconnects: int = 0  # handshakes after the first: a lost collector or a "hello-required"
+    losses: int = 0  # times the collector fell silent for three heartbeat intervals
+    hello_retries: int = 0
+    heartbeats: int = 0
+    bad_frames: int = 0
+    errors_received: int = 0
+    requests_refused: int = 0
+
+
+@contextmanager
+def stop_signals(callback: Callable[[int], None]) -> Iterator[socket.socket]:
+    """Route SIGINT and SIGTERM to ``callback``; yield a socket that becomes readable on them.
+
+    Python runs signal handlers only between bytecodes; the wake-up fd lets a
+    poll blocked in libzmq return at once. Main thread only.
+    """
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    old_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        callback(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield reader
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+        signal.set_wakeup_fd(old_fd)
+        reader.close()
+        writer.close()
+
+
+class Agent:
+    """A node agent: probes in, REPORTs out over one DEALER to the collector."""
+
+    def __init__(self, config: AgentConfig, probes: list[ScheduledProbe],
+                 context: zmq.Context | None = None) -> None:
+        self.config = config
+        self.node = config.node_id
+        self.instance = uuid.uuid4().hex
+        self.probes = probes
+        self.outbox = Outbox(config.outbox_size)
+        self.stats = AgentStats()
+        self.heartbeat_interval = config.heartbeat_interval
+        self._own_context = context is None
+        self._ctx = zmq.Context() if context is None else context
+        self._link = Link(self._ctx, config.collector)
+        self._ready = False
+        self._stopping = False
+        self._stop_signal: int | None = None
+        self._backoff = HELLO_BACKOFF_MIN
+        self._hello_deadline = INF
+        self._flush_at = INF
+        self._last_recv = self._last_send = time.monotonic()
+        self._last_logged: dict[str, float] = {}
+        self._handlers: dict[int, Callable[[Envelope, float], None]] = {
+            Kind.HELLO: self._on_hello,
+            Kind.ACK: self._on_ack,
+            Kind.HEARTBEAT: lambda env, now: None,
+            Kind.ERROR: self._on_error,
+            Kind.REQUEST: self._on_request,
+        }
+
+    @property
+    def ready(self) -> bool:
+        """True while the collector has answered our HELLO on the current socket."""
+        return self._ready
+
+    def stop(self, signum: int | None = None) -> None:
+        """Ask the loop to stop; safe from a signal handler (it only sets flags)."""
+        if self._stop_signal is None:
+            self._stop_signal = signum
+        self._stopping = True
+
+    def run(self, handle_signals: bool = True) -> int:
+        """Run until stopped; returns the exit status (0)."""
+        if handle_signals:
+            with stop_signals(self.stop) as wake:
+                self._link.watch(wake)
+                try:
+                    return self._run()
+                finally:
+                    self._link.watch(None)
+        return self._run()
+
+    def _run(self) -> int:
+        log.info("agent %s (instance %s) reporting to %s", self.node, self.instance, self.config.collector)
+        self._say_hello(time.monotonic(), reopen=True)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            self._run_due(time.monotonic())
+            if self._stopping:
+                break
+            if self._link.poll(self._next_deadline() - time.monotonic()):
+                self._receive(time.monotonic())
+
+    # ------------------------------------------------------------------ timers
+
+    def _run_due(self, now: float) -> None:
+        self._run_probes(now)
+        if not self._ready:
+            if now >= self._hello_deadline:
+                self._retry_hello(now)
+            return
+        if now - self._last_recv >= LIVENESS_INTERVALS * self.heartbeat_interval:
+            self._lost(now)
+            return
+        if now >= self._flush_at:
+            self._flush(now)
+        # A flush about to happen makes the heartbeat needless.
+        if now - self._last_send >= self.heartbeat_interval and self._flush_at == INF:
+            self._send(envelope(Kind.HEARTBEAT, node=self.node), now)
+            self.stats.heartbeats += 1
+
+    def _next_deadline(self) -> float:
+        deadline = min((p.next_due for p in self.probes), default=INF)
+        if not self._ready:
+            return min(deadline, self._hello_deadline)
+        # A pending flush stands in for the heartbeat (see _run_due).
+        heartbeat = self._last_send + self.heartbeat_interval if self._flush_at == INF else INF
+        return min(deadline, self._flush_at, heartbeat, self._last_recv + LIVENESS_INTERVALS * self.heartbeat_interval)
+
+    def _run_probes(self, now: float) -> None:
+        for probe in self.probes:
+            if probe.next_due > now:
+                continue
+            env = probe.run(self.node, time.time(), now)
+            if env is not None:
+                self.outbox.add(env)
+                self._flush_at = min(self._flush_at, now + self.config.batch_delay)
+
+    # --------------------------------------------------------------- sending
+
+    def _send(self, env: Envelope, now: float) -> bool:
+        sent = self._link.send(pack_one(env))
+        if sent:
+            self._last_send = now
+        return sent
+
+    def _flush(self, now: float) -> None:
+        """Send what is unsent, as far as the window allows (more goes out as ACKs arrive)."""
+        self._flush_at = INF
+        while frame := self.outbox.next_frame(self.config.window):
+            if not self._link.send(pack(frame)):
+                self._flush_at = now + SEND_RETRY
+                return
+            self.outbox.mark_sent(frame)
+            self._last_send = now
+
+    # ------------------------------------------------------------- handshake
+
+    def _say_hello(self, now: float, reopen: bool) -> None:
+        if reopen:
+            self._link.open()
+        self._ready = False
+        self._flush_at = INF
+        info = node_info(self.node, self.instance)
+        self._send(envelope(Kind.HELLO, "NodeInfo", info, node=self.node, seq=self.outbox.first_seq), now)
+        self._hello_deadline = now + self._backoff
+
+    def _retry_hello(self, now: float) -> None:
+        self.stats.hello_retries += 1
+        # One INFO line per outage; each retry after it only at DEBUG.
+        level = logging.INFO if self._backoff == HELLO_BACKOFF_MIN else logging.DEBUG
+        self._backoff = min(self._backoff * 2, HELLO_BACKOFF_MAX)
+        log.log(level, "no answer from the collector at %s; saying HELLO again (next wait %.1f s)",
+                self.config.collector, self._backoff)
+        self._say_hello(now, reopen=True)
+
+    def _lost(self, now: float) -> None:
+        log.info("lost the collector at %s: nothing heard for %.1f s; reconnecting",
+                 self.config.collector, now - self._last_recv)
+        self.stats.losses += 1
+        self._backoff = HELLO_BACKOFF_MIN
+        self._say_hello(now, reopen=True)
+
+    # ------------------------------------------------------------- receiving
+
+    def _receive(self, now: float) -> None:
+        for frame in self._link.receive():
+            self._last_recv = now
+            try:
+                envelopes = unpack(frame)
+            except ProtocolError as exc:
+                self.stats.bad_frames += 1
+                self._log_sometimes("bad-frame", logging.WARNING, "dropping a bad frame from the collector: %s", exc)
+                continue
+            for env in envelopes:
+                handler = self._handlers.get(env.kind)
+                if handler is None:
+                    log.debug("ignoring a %s from the collector", kind_name(env.kind))
+                    continue
+                handler(env, now)
+
+    def _on_hello(self, env: Envelope, now: float) -> None:
+        if env.type != "CollectorInfo":
+            log.debug("ignoring a HELLO of type %r", env.type)
+            return
+        info = self._collector_info(env)
+        if info.heartbeat_interval > 0:
+            self.heartbeat_interval = info.heartbeat_interval
+        self.stats.handshakes += 1
+        self.stats.reconnects = self.stats.handshakes - 1
+        self._ready = True
+        self._backoff = HELLO_BACKOFF_MIN
+        self._hello_deadline = INF
+        # The ACK that comes in the same batch moves `sent` up to what the collector holds.
+        self.outbox.rewind()
+        self._flush_at = now
+        log.info("%s collector %s at %s (heartbeat %.3g s)",
+                 "connected to" if self.stats.handshakes == 1 else "reconnected to",
+                 info.alias or "", self.config.collector, self.heartbeat_interval)
+
+    def _collector_info(self, env: Envelope) -> CollectorInfo:
+        try:
+            info = decode_payload(env.payload, env.encoding, env.schema)
+        except ProtocolError as exc:
+            log.warning("collector's HELLO carries a bad CollectorInfo: %s", exc)
+            return CollectorInfo()
+        return info if isinstance(info, CollectorInfo) else CollectorInfo()
+
+    def _on_ack(self, env: Envelope, now: float) -> None:
+        self.outbox.ack(env.seq)
+        if self._ready and self.outbox.unsent:
+            self._flush_at = min(self._flush_at, now)
+
+    def _on_error(self, env: Envelope, now: float) -> None:
+        self.stats.errors_received += 1
+        if env.error_code != "hello-required":
+            self._log_sometimes(f"error-{env.error_code}", logging.WARNING, "collector refused %s: %s (%s)",
+                                env.type or "an envelope", env.error, env.error_code)
+            return
+        if not self._ready:
+            return  # a HELLO is already on its way; answering every refused frame would multiply them
+        log.info("collector asks for a new handshake (it restarted?); saying HELLO again")
+        self._say_hello(now, reopen=False)
+
+    def _on_request(self, env: Envelope, now: float) -> None:
+        self.stats.requests_refused += 1
+        self._send(envelope(Kind.ERROR, env.type, node=self.node, request_id=env.request_id,
+                            error_code="unknown-type", error=f"agent {self.node} answers no {env.type!r} request"),
+                   now)
+
+    def _log_sometimes(self, key: str, level: int, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last_logged.get(key, -INF) >= LOG_EVERY:
+            self._last_logged[key] = now
+            log.log(level, msg, *args)
+
+    # --------------------------------------------------------------- stopping
+
+    def _shutdown(self) -> None:
+        if self._stop_signal is not None:
+            log.info("stopping on %s", signal.Signals(self._stop_signal).name)
+        deadline = time.monotonic() + STOP_FLUSH_TIME
+        if self._ready:
+            self._drain(deadline - BYE_LINGER)
+        if self._link.socket is not None:
+            self._send(envelope(Kind.BYE, node=self.node), time.monotonic())
+        # Without a collector the BYE would only sit in the queue for the whole linger.
+        linger = max(BYE_LINGER, deadline - time.monotonic()) if self._ready else BYE_LINGER
+        self._link.close(linger_ms=int(linger * 1000))
+        if self._own_context:
+            self._ctx.term()
+        o = self.outbox.stats
+        log.info("stopped: %d reports made, %d sent, %d resent, %d acknowledged, %d dropped, %d unacknowledged, "
+                 "%d reconnects", o.added, o.sent, o.resent, o.acked, o.dropped, len(self.outbox),
+                 self.stats.reconnects)
+
+    def _drain(self, deadline: float) -> None:
+        """Send what is unsent and wait for ACKs until everything is acknowledged or ``deadline``."""
+        while self._ready:
+            now = time.monotonic()
+            self._flush(now)
+            if (self.outbox.in_flight == 0 and self.outbox.unsent == 0) or now >= deadline:
+                return
+            if self._link.poll(min(deadline, self._flush_at) - now):
+                self._receive(time.monotonic())

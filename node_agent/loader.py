@@ -1,0 +1,132 @@
+"""Find and load drop-in probes: one ``.py`` file per probe in each probes folder.
+
+Every ``*.py`` file whose name does not start with ``_`` is imported from its
+path under a module name of its own, and must define exactly one subclass of
+:class:`node_agent.addons.Probe`. A file that fails to import or validate is
+logged with its path and skipped; the agent runs on without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import logging
+import math
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from messages.errors import ModuleError
+from node_agent.addons import Probe
+
+__all__ = ["LoadedProbe", "load_probe_file", "load_probes", "probe_files"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedProbe:
+    """A probe instance ready to run, with the name and file it came from."""
+
+    name: str
+    probe: Probe
+    path: Path | None = None
+
+
+def probe_files(dirs: Iterable[Path]) -> list[Path]:
+    """The probe files of ``dirs`` in load order: by folder as given, then by file name."""
+    files: list[Path] = []
+    for folder in dirs:
+        files.extend(sorted(p for p in Path(folder).glob("*.py") if not p.name.startswith("_") and p.is_file()))
+    return files
+
+
+def load_probes(dirs: Iterable[Path], reserved: Iterable[str] = ()) -> list[LoadedProbe]:
+    """Load every probe file of ``dirs``; files that fail are logged with their path and skipped.
+
+    ``reserved`` are names already taken (the built-in probes); a probe of the same name is skipped.
+    """
+    loaded: list[LoadedProbe] = []
+    names: set[str] = set(reserved)
+    for path in probe_files(dirs):
+        try:
+            item = load_probe_file(path)
+        except ModuleError as exc:
+            log.error("skipping probe file %s: %s", path, exc.reason)
+            continue
+        if item.name in names:
+            log.error("skipping probe file %s: a probe named %r is already loaded", path, item.name)
+            continue
+        names.add(item.name)
+        loaded.append(item)
+        log.debug("loaded probe %s (%s) from %s", item.name, item.probe.reporttype, path)
+    return loaded
+
+
+def load_probe_file(path: Path) -> LoadedProbe:
+    """Import ``path``, find its one Probe subclass, validate it and make an instance.
+
+    Raises ModuleError naming the file and what is wrong with it.
+    """
+    module = _import_file(path)
+    cls = _probe_class(module, path)
+    name = cls.name or path.stem
+    _validate(cls, name, path)
+    try:
+        probe = cls()
+    except Exception as exc:
+        raise ModuleError(str(path), f"{cls.__name__}() raised {type(exc).__name__}: {exc}") from exc
+    return LoadedProbe(name=name, probe=probe, path=path)
+
+
+def _module_name(path: Path) -> str:
+    # Two folders may hold files of the same name: the path's digest keeps their modules apart.
+    digest = hashlib.sha1(str(path.resolve()).encode(), usedforsecurity=False).hexdigest()[:12]
+    stem = re.sub(r"\W", "_", path.stem)
+    return f"labscope_probe_{stem}_{digest}"
+
+
+def _import_file(path: Path) -> ModuleType:
+    name = _module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModuleError(str(path), "cannot be imported as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running: dataclasses and typing look the module up by name.
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        del sys.modules[name]
+        raise ModuleError(str(path), f"import failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _probe_class(module: ModuleType, path: Path) -> type[Probe]:
+    classes = [obj for obj in vars(module).values()
+               if inspect.isclass(obj) and issubclass(obj, Probe) and obj is not Probe
+               and obj.__module__ == module.__name__]
+    if not classes:
+        raise ModuleError(str(path), "defines no subclass of node_agent.addons.Probe")
+    if len(classes) > 1:
+        names = ", ".join(sorted(c.__name__ for c in classes))
+        raise ModuleError(str(path), f"defines more than one Probe subclass ({names}); keep one per file")
+    return classes[0]
+
+
+def _validate(cls: type[Probe], name: object, path: Path) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise ModuleError(str(path), f"{cls.__name__}.name must be a non-empty string, not {name!r}")
+    if not isinstance(cls.reporttype, str) or not cls.reporttype.strip():
+        raise ModuleError(str(path), f"{cls.__name__}.reporttype must be a non-empty string, "
+                                     f"not {cls.reporttype!r}")
+    interval = cls.interval
+    if interval is None:
+        return
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
+            math.isfinite(interval) and interval > 0):
+        raise ModuleError(str(path), f"{cls.__name__}.interval must be None or seconds > 0, not {interval!r}")

@@ -1,0 +1,151 @@
+"""``labscope agent`` command line: flags, config file, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from node_agent.cli import build_parser, main, resolve_config
+from tests.conftest import REPO, labscope_cmd
+
+
+def run_agent(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(labscope_cmd("agent", *args), capture_output=True, text=True, timeout=30, cwd=REPO)
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got: {text!r}"
+    assert "Traceback" not in text
+    return lines[0]
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+# --------------------------------------------------- real processes, end to end
+
+
+def test_bad_flag_is_one_line_exit_2():
+    result = run_agent("--collector", "tcp://127.0.0.1:5555", "--bogus")
+    assert result.returncode == 2
+    assert "--bogus" in one_line(result.stderr)
+
+
+def test_malformed_endpoint_is_one_line_naming_it():
+    result = run_agent("--collector", "tcp//x")
+    assert result.returncode == 2
+    assert "tcp//x" in one_line(result.stderr)
+
+
+def test_config_unknown_key_names_file_and_key(tmp_path):
+    path = write_config(tmp_path, '[agent]\ncollector = "tcp://127.0.0.1:5555"\nspeed = 3\n')
+    result = run_agent("--config", str(path))
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert str(path) in line and "speed" in line
+
+
+def test_help_explains_every_flag():
+    result = run_agent("--help")
+    assert result.returncode == 0
+    for flag in ("--collector", "--node-id", "--interval", "--probes-dir", "--data-dir", "--config", "--log-level"):
+        assert flag in result.stdout
+
+
+# ------------------------------------------------------------- in process
+
+
+def fails(capsys, *argv: str) -> str:
+    """Run main(argv) expecting exit status 2; returns its one stderr line."""
+    status: object
+    try:
+        status = main(list(argv))
+    except SystemExit as exc:  # argparse errors exit from inside parse_args
+        status = exc.code
+    assert status == 2
+    return one_line(capsys.readouterr().err)
+
+
+def test_invalid_toml_names_file(tmp_path, capsys):
+    path = write_config(tmp_path, "[agent\ncollector = \n")
+    line = fails(capsys, "--config", str(path))
+    assert str(path) in line and "TOML" in line
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert "no such file" in fails(capsys, "--config", str(tmp_path / "nope.toml"))
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('[agent]\ncollector = "tcp//x"\n', ("collector", "tcp//x")),
+    ('[agent]\ncollector = "tcp://*:5555"\n', ("collector", "*")),
+    ('[agent]\ncollector = "tcp://h:1"\ninterval = "fast"\n', ("interval",)),
+    ('[agent]\ncollector = "tcp://h:1"\ninterval = 0\n', ("interval", "greater than 0")),
+    ('[agent]\ncollector = "tcp://h:1"\nheartbeat_interval = -1\n', ("heartbeat_interval",)),
+    ('[agent]\ncollector = "tcp://h:1"\nbatch_delay = -0.1\n', ("batch_delay",)),
+    ('[agent]\ncollector = "tcp://h:1"\nlog_level = "loud"\n', ("log_level", "loud")),
+    ('[agent]\ncollector = "tcp://h:1"\nprobes_dirs = "p"\n', ("probes_dirs",)),
+    ('[agent]\ncollector = "tcp://h:1"\nprobes_dirs = [1]\n', ("probes_dirs",)),
+    ('[agent]\ncollector = "tcp://h:1"\nnode_id = " "\n', ("node_id",)),
+    ('[agnet]\ncollector = "tcp://h:1"\n', ("agnet",)),
+])
+def test_bad_config_values_are_one_line(tmp_path, capsys, text, words):
+    path = write_config(tmp_path, text)
+    line = fails(capsys, "--config", str(path))
+    assert str(path) in line
+    for word in words:
+        assert word in line
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (("--collector", "tcp://*:5555"), ("*",)),
+    (("--collector", "tcp://h:70000"), ("70000",)),
+    (("--collector", "tcp://h:1", "--interval", "0"), ("--interval",)),
+    (("--collector", "tcp://h:1", "--interval", "x"), ("--interval",)),
+    (("--collector", "tcp://h:1", "--log-level", "loud"), ("loud",)),
+    ((), ("collector",)),
+])
+def test_bad_flags_are_one_line(capsys, argv, words):
+    line = fails(capsys, *argv)
+    for word in words:
+        assert word in line
+
+
+def test_missing_probes_dir_is_one_line(tmp_path, capsys):
+    line = fails(capsys, "--collector", "tcp://h:1", "--probes-dir", str(tmp_path / "none"))
+    assert str(tmp_path / "none") in line
+
+
+def test_flags_override_config_and_paths_follow_the_config_file(tmp_path):
+    (tmp_path / "probes").mkdir()
+    (tmp_path / "flagprobes").mkdir()
+    path = write_config(tmp_path, '[agent]\ncollector = "tcp://c:1"\nnode_id = "from-file"\ninterval = 2\n'
+                                  'probes_dirs = ["probes"]\ndata_dir = "state"\nlog_level = "debug"\n'
+                                  'batch_delay = 0.01\nheartbeat_interval = 3\n')
+    config = resolve_config(build_parser().parse_args(["--config", str(path)]))
+    assert (config.collector, config.node_id, config.interval) == ("tcp://c:1", "from-file", 2.0)
+    assert config.probes_dirs == [tmp_path / "probes"] and config.data_dir == tmp_path / "state"
+    assert (config.log_level, config.batch_delay, config.heartbeat_interval) == ("debug", 0.01, 3.0)
+    args = build_parser().parse_args(["--config", str(path), "--collector", "tcp://d:2", "--node-id", "flag",
+                                      "--interval", "0.5", "--probes-dir", str(tmp_path / "flagprobes"),
+                                      "--log-level", "warning"])
+    config = resolve_config(args)
+    assert (config.collector, config.node_id, config.interval, config.log_level) == ("tcp://d:2", "flag", 0.5,
+                                                                                     "warning")
+    assert config.probes_dirs == [tmp_path / "flagprobes"]
+    assert config.batch_delay == 0.01  # not given as a flag: the file's value stays
+
+
+def test_defaults():
+    config = resolve_config(build_parser().parse_args(["--collector", "tcp://c:1"]))
+    assert config.node_id == socket.gethostname()
+    assert config.interval == 1.0 and config.batch_delay == 0.005 and config.heartbeat_interval == 1.0
+    assert config.data_dir == Path.home() / ".local/state/labscope" / f"agent-{socket.gethostname()}"
+    assert config.probes_dirs == [] and config.log_level == "info"

@@ -1,0 +1,326 @@
+"""The agent process against a hand-written collector: a real ROUTER bound by the test.
+
+The test speaks the collector's side of docs/protocol.md "Agent conversation"
+by hand, so each step of the handshake, acknowledgement, re-handshake and
+goodbye can be checked and provoked.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import msgpack
+import psutil
+import pytest
+import zmq
+
+import messages
+from messages import CollectorInfo, Envelope, Kind, NodeInfo, SystemStats
+from messages.codec import decode_payload, envelope, pack, unpack
+from node_agent.agent import Agent, AgentConfig
+from node_agent.link import Link
+from node_agent.runner import ScheduledProbe
+from node_agent.sysprobe import SystemStatsProbe
+from tests.conftest import FIXTURES, REPO, labscope_cmd, wait_for
+
+HEARTBEAT = 0.2
+
+
+class FakeCollector:
+    """A ROUTER on 127.0.0.1 that the test drives; remembers every envelope it received."""
+
+    def __init__(self, ctx: zmq.Context, port: int | None = None) -> None:
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        if port is None:
+            self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        else:
+            self.port = port
+            self._bind_again(port)
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.seen: list[Envelope] = []
+
+    def _bind_again(self, port: int) -> None:
+        # The previous socket on this port is closed asynchronously by libzmq's I/O thread.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                self.sock.bind(f"tcp://127.0.0.1:{port}")
+                return
+            except zmq.ZMQError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def recv(self, timeout: float) -> tuple[bytes, list[Envelope]] | None:
+        """One frame (identity, envelopes), or None after ``timeout`` s."""
+        if not self.sock.poll(int(timeout * 1000)):
+            return None
+        ident, frame = self.sock.recv_multipart()
+        envs = list(unpack(frame))
+        self.seen.extend(envs)
+        return ident, envs
+
+    def send(self, ident: bytes, *envs: Envelope) -> None:
+        self.sock.send_multipart([ident, pack(envs)])
+
+    def expect(self, kind: int, timeout: float = 5.0, on_frame: Callable | None = None) -> tuple[bytes, Envelope]:
+        """Read until an envelope of ``kind`` arrives; ``on_frame(ident, envs)`` sees every frame first."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            got = self.recv(left)
+            if got is None:
+                break
+            ident, envs = got
+            if on_frame is not None:
+                on_frame(ident, envs)
+            for env in envs:
+                if env.kind == kind:
+                    return ident, env
+        raise AssertionError(f"no {Kind.Name(kind)} within {timeout} s; saw {[Kind.Name(e.kind) for e in self.seen]}")
+
+    def welcome(self, ident: bytes, hello: Envelope, ack: int | None = None) -> None:
+        """Answer a HELLO the way the collector does: CollectorInfo + ACK in one batch."""
+        info = CollectorInfo(alias="fake", heartbeat_interval=HEARTBEAT)
+        seq = hello.seq - 1 if ack is None else ack
+        self.send(ident, envelope(Kind.HELLO, "CollectorInfo", info), envelope(Kind.ACK, node=hello.node, seq=seq))
+
+    def acker(self, ident_filter: bytes | None = None) -> Callable:
+        """An ``on_frame`` that acknowledges reports and answers heartbeats."""
+
+        def on_frame(ident: bytes, envs: list[Envelope]) -> None:
+            if ident_filter is not None and ident != ident_filter:
+                return
+            seqs = [e.seq for e in envs if e.kind == Kind.REPORT]
+            if seqs:
+                self.send(ident, envelope(Kind.ACK, node=envs[0].node, seq=max(seqs)))
+            if any(e.kind == Kind.HEARTBEAT for e in envs):
+                self.send(ident, envelope(Kind.HEARTBEAT))
+
+        return on_frame
+
+    def reports(self, type: str = "SystemStats") -> list[Envelope]:
+        return [e for e in self.seen if e.kind == Kind.REPORT and e.type == type]
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+@pytest.fixture
+def collector(zmq_context) -> Iterator[FakeCollector]:
+    fake = FakeCollector(zmq_context)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start ``labscope agent`` as a real process; each is stopped (and its log shown) at teardown."""
+    started: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(endpoint: str, *extra: str, node: str = "n1", interval: float = 0.1) -> subprocess.Popen:
+        log_path = tmp_path / f"agent-{len(started)}.log"
+        args = labscope_cmd("agent", "--collector", endpoint, "--node-id", node, "--interval", str(interval),
+                            "--data-dir", str(tmp_path / "data"), "--log-level", "debug", *extra)
+        with open(log_path, "wb") as log:
+            popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        started.append((popen, log_path))
+        return popen
+
+    start.logs = lambda: "".join(p.read_text(errors="replace") for _, p in started)  # type: ignore[attr-defined]
+    yield start
+    for popen, log_path in started:
+        if popen.poll() is None:
+            popen.kill()
+        popen.wait(5)
+        print(log_path.read_text(errors="replace")[-4000:])
+
+
+def collect_reports(fake: FakeCollector, count: int, timeout: float = 10.0, type: str = "SystemStats") -> None:
+    deadline = time.monotonic() + timeout
+    acker = fake.acker()
+    while len(fake.reports(type)) < count:
+        left = deadline - time.monotonic()
+        assert left > 0, f"only {len(fake.reports(type))} {type} reports within {timeout} s"
+        got = fake.recv(left)
+        if got is not None:
+            acker(*got)
+
+
+def seqs(envs: list[Envelope]) -> list[int]:
+    return [e.seq for e in envs]
+
+
+def test_hello_carries_node_info_then_reports_in_order(collector, start_agent):
+    agent = start_agent(collector.endpoint)
+    ident, hello = collector.expect(Kind.HELLO)
+    assert (hello.node, hello.seq, hello.type, hello.schema) == ("n1", 1, "NodeInfo", "labscope.NodeInfo")
+    info = decode_payload(hello.payload, hello.encoding, hello.schema)
+    assert isinstance(info, NodeInfo)
+    assert info.node == "n1" and info.pid == agent.pid
+    assert info.memory_total == psutil.virtual_memory().total and info.cpu_count == psutil.cpu_count()
+    assert info.agent_version == messages.__version__ and len(info.instance) == 32
+    collector.welcome(ident, hello)
+    collect_reports(collector, 6)
+    reports = collector.reports()
+    assert seqs(reports) == list(range(1, len(reports) + 1))
+    stats = decode_payload(reports[-1].payload, reports[-1].encoding, reports[-1].schema)
+    assert isinstance(stats, SystemStats) and stats.memory.total == info.memory_total
+    assert all(r.node == "n1" and r.schema == "labscope.SystemStats" for r in reports)
+
+
+def test_request_is_refused_with_unknown_type(collector, start_agent):
+    start_agent(collector.endpoint)
+    ident, hello = collector.expect(Kind.HELLO)
+    collector.welcome(ident, hello)
+    collector.send(ident, envelope(Kind.REQUEST, "Files", request_id=42, params={"x": "1"}))
+    _, error = collector.expect(Kind.ERROR, on_frame=collector.acker())
+    assert (error.request_id, error.error_code, error.type, error.node) == (42, "unknown-type", "Files", "n1")
+
+
+def test_idle_agent_sends_heartbeats_and_does_not_spin(collector, start_agent):
+    agent = start_agent(collector.endpoint, interval=30.0)
+    ident, hello = collector.expect(Kind.HELLO)
+    collector.welcome(ident, hello)
+    collector.expect(Kind.HEARTBEAT, on_frame=collector.acker())
+    cpu_before = sum(psutil.Process(agent.pid).cpu_times()[:2])
+    started = time.monotonic()
+    for _ in range(5):
+        collector.expect(Kind.HEARTBEAT, timeout=3 * HEARTBEAT, on_frame=collector.acker())
+    elapsed = time.monotonic() - started
+    used = sum(psutil.Process(agent.pid).cpu_times()[:2]) - cpu_before
+    # A busy loop would burn the whole elapsed time; an idle agent uses a tiny fraction.
+    assert used < 0.25 * elapsed, f"agent used {used:.2f} s CPU in {elapsed:.2f} s while idle"
+    assert agent.poll() is None
+
+
+def test_unacked_reports_are_resent_after_collector_restart(zmq_context, start_agent):
+    first = FakeCollector(zmq_context)
+    start_agent(first.endpoint)
+    ident, hello = first.expect(Kind.HELLO)
+    first.welcome(ident, hello)
+    collect_reports(first, 3)
+    acked = max(seqs(first.reports()))
+    # Go silent: read but never answer, so reports pile up unacknowledged.
+    _, second_hello = first.expect(Kind.HELLO, timeout=10)  # the agent gave up on us and said HELLO again
+    assert second_hello.seq == acked + 1  # first seq it will resend
+    held_by_first = {e.seq: e for e in first.reports()}
+    assert max(held_by_first) > acked, "some reports went out unacknowledged"
+    port = first.port
+    first.close()
+
+    second = FakeCollector(zmq_context, port=port)
+    try:
+        ident, hello = second.expect(Kind.HELLO, timeout=10)
+        assert hello.seq == acked + 1
+        second.welcome(ident, hello, ack=acked)  # the restarted collector holds what it acknowledged
+        collect_reports(second, max(held_by_first) - acked + 3)
+        resent = second.reports()
+        assert seqs(resent) == list(range(acked + 1, acked + 1 + len(resent)))  # oldest first, no gap
+        for env in resent:
+            if env.seq in held_by_first:  # the same report, not a new one under an old number
+                assert env.SerializeToString() == held_by_first[env.seq].SerializeToString()
+        assert max(seqs(resent)) > max(held_by_first)
+    finally:
+        second.close()
+
+
+def test_hello_required_error_triggers_new_hello_and_resend(collector, start_agent):
+    start_agent(collector.endpoint)
+    ident, hello = collector.expect(Kind.HELLO)
+    collector.welcome(ident, hello)
+    collect_reports(collector, 2)
+    acked = max(seqs(collector.reports()))
+    # Refuse the next report as a restarted collector would.
+    _, refused = collector.expect(Kind.REPORT)
+    collector.send(ident, envelope(Kind.ERROR, error_code="hello-required", error="say HELLO first"))
+    ident2, hello2 = collector.expect(Kind.HELLO, timeout=3)
+    assert ident2 == ident  # at once, on the same connection
+    assert hello2.seq == acked + 1
+    before = len(collector.seen)
+    collector.welcome(ident2, hello2, ack=acked)
+    _, again = collector.expect(Kind.REPORT, timeout=3)
+    assert again.seq == acked + 1 and again.SerializeToString() == refused.SerializeToString()
+    assert len([e for e in collector.seen[before:] if e.kind == Kind.HELLO]) == 0
+
+
+def test_bye_on_sigterm_after_flushing(collector, start_agent):
+    agent = start_agent(collector.endpoint)
+    ident, hello = collector.expect(Kind.HELLO)
+    collector.welcome(ident, hello)
+    collect_reports(collector, 2)
+    agent.send_signal(signal.SIGTERM)
+    _, bye = collector.expect(Kind.BYE, timeout=5, on_frame=collector.acker())
+    assert bye.node == "n1"
+    assert agent.wait(5) == 0
+    assert collector.seen[-1].kind == Kind.BYE  # nothing after the goodbye
+
+
+def test_sigint_without_collector_exits_zero(tmp_path, start_agent, zmq_context):
+    probe = zmq_context.socket(zmq.ROUTER)
+    port = probe.bind_to_random_port("tcp://127.0.0.1")
+    probe.close(linger=0)  # a port nobody listens on
+    agent = start_agent(f"tcp://127.0.0.1:{port}")
+    wait_for(lambda: "saying HELLO again" in start_agent.logs(), 10, what="a HELLO retry")
+    agent.send_signal(signal.SIGINT)
+    assert agent.wait(5) == 0
+    assert "Traceback" not in start_agent.logs()
+
+
+def test_drop_in_probes_report_and_bad_files_are_skipped(collector, start_agent):
+    agent = start_agent(collector.endpoint, "--probes-dir", str(FIXTURES / "probes"), interval=0.5)
+    ident, hello = collector.expect(Kind.HELLO)
+    collector.welcome(ident, hello)
+    collect_reports(collector, 3, type="Counter")
+    collect_reports(collector, 1, type="TypedReport")
+    counts = [msgpack.unpackb(e.payload)["n"] for e in collector.reports("Counter")]
+    assert counts == list(range(1, len(counts) + 1))
+    typed = collector.reports("TypedReport")[0]
+    assert typed.payload == b"raw" and typed.encoding == messages.Encoding.RAW
+    everything = [e for e in collector.seen if e.kind == Kind.REPORT]
+    assert seqs(everything) == list(range(1, len(everything) + 1))  # one numbering for all probes
+    assert agent.poll() is None
+    logs = start_agent.logs()
+    for bad in ("broken_import.py", "no_probe.py", "bad_interval.py"):
+        assert bad in logs
+    assert "_private.py" not in logs
+    assert "probe failing failed" in logs and "probe failure on purpose" in logs
+
+
+class CountingLink(Link):
+    """A real Link that counts how often the agent's loop wakes up."""
+
+    polls = 0
+
+    def poll(self, timeout: float) -> bool:
+        self.polls += 1
+        return super().poll(timeout)
+
+
+def test_loop_wakes_only_when_something_is_due(collector):
+    # Samples 1.5 heartbeats apart and a long batch delay: heartbeat deadlines pass while a flush waits.
+    config = AgentConfig(collector=collector.endpoint, node_id="inproc", interval=1.5 * HEARTBEAT,
+                         batch_delay=HEARTBEAT / 2)
+    agent = Agent(config, [ScheduledProbe("SystemStats", SystemStatsProbe(), config.interval)])
+    link = agent._link = CountingLink(agent._ctx, config.collector)
+    thread = threading.Thread(target=agent.run, kwargs={"handle_signals": False}, daemon=True)
+    thread.start()
+    try:
+        ident, hello = collector.expect(Kind.HELLO)
+        collector.welcome(ident, hello)
+        collect_reports(collector, 2)
+        polls, started = link.polls, time.monotonic()
+        collect_reports(collector, 8)
+        per_report = (link.polls - polls) / 6
+    finally:
+        agent.stop()
+        thread.join(5)
+    # A sample, its flush, its ACK, maybe a heartbeat and its answer: a handful per report, not a spin.
+    assert per_report <= 8, f"{per_report:.1f} loop wake-ups per report"
+    assert not thread.is_alive()
+    assert agent.outbox.stats.added >= 8 and time.monotonic() > started
