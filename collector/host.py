@@ -78,8 +78,9 @@ class ModuleHost:
             module.collector = self
             module.config = {**candidate.cls.options, **self._section(candidate.name)}
             module.on_startup()
-        except ConfigError:
-            raise  # a bad [modules.NAME] value is the operator's to fix: exit 2 with one line
+        except ConfigError as exc:
+            # a bad [modules.NAME] value is the operator's to fix: exit 2 with one line naming the file
+            raise ConfigError(f"config {self.config.config_path}: {exc}") from None
         except Exception as exc:  # a module's constructor or on_startup may raise anything
             log.error("module %s (%s) failed to start: %s: %s", candidate.name, candidate.source,
                       type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))

@@ -1,0 +1,115 @@
+"""``labscope collector`` start-up errors: one line, the right exit status, no traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import labscope_cmd
+
+LOOPBACK = ["--listen-agents", "tcp://127.0.0.1:*", "--listen-clients", "tcp://127.0.0.1:*"]
+
+
+def run_collector(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a collector that is expected to exit by itself at start-up."""
+    cmd = labscope_cmd("collector", "--data-dir", str(tmp_path / "data"), *args)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+
+
+def error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The single error line, after checking there is no traceback."""
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+CYCLE_A = "from collector.addons import Aggregator\nclass A(Aggregator):\n    depends = 'cyc_b'\n"
+CYCLE_B = "from collector.addons import Aggregator\nclass B(Aggregator):\n    depends = 'cyc_a'\n"
+
+
+def test_cycle_exits_2_naming_both(tmp_path: Path) -> None:
+    mods = tmp_path / "mods"
+    write(mods, "cyc_a.py", CYCLE_A)
+    write(mods, "cyc_b.py", CYCLE_B)
+    done = run_collector(tmp_path, *LOOPBACK, "--modules-dir", str(mods))
+    assert done.returncode == 2
+    line = error_line(done)
+    assert "cyc_a" in line and "cyc_b" in line and "cycle" in line
+
+
+def test_conflicting_request_types_exit_2_naming_both(tmp_path: Path) -> None:
+    body = "from collector.addons import Aggregator\nclass X(Aggregator):\n    requesttypes = 'Dup'\n" \
+           "    def processREQUEST(self, msg):\n        return None\n"
+    mods = tmp_path / "mods"
+    write(mods, "first.py", body)
+    write(mods, "second.py", body)
+    done = run_collector(tmp_path, *LOOPBACK, "--modules-dir", str(mods))
+    assert done.returncode == 2
+    line = error_line(done)
+    assert "first" in line and "second" in line and "Dup" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--no-such-flag"], "--no-such-flag"),
+        (["--listen-agents", "tcp//nohost"], "tcp//nohost"),
+        (["--listen-agents", "tcp://127.0.0.1:99999"], "99999"),
+        (["--modules-dir", "/nonexistent/labscope-mods", *LOOPBACK], "/nonexistent/labscope-mods"),
+        (["--node-timeout", "-1"], "-1"),
+    ],
+)
+def test_bad_flags_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    done = run_collector(tmp_path, *args)
+    assert done.returncode == 2
+    assert expected in error_line(done)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[collector\nlisten_agents = 1", "not valid TOML"),
+        ("[collector]\nlisten_agentz = 'tcp://*:1'\n", "unknown key 'listen_agentz' in [collector]"),
+        ("[collector]\nnode_timeout = 'soon'\n", "node_timeout must be"),
+        ("[colector]\n", "unknown section [colector]"),
+        ("[modules.systemstats]\nhistroy = 5\n", "unknown key 'histroy' in [modules.systemstats]"),
+        ("[modules.systemstats]\nhistory = 0\n", "history"),
+    ],
+)
+def test_bad_config_exits_2_naming_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    config = write(tmp_path, "labscope.toml", text)
+    done = run_collector(tmp_path, *LOOPBACK, "--config", str(config))
+    assert done.returncode == 2
+    line = error_line(done)
+    assert expected in line and str(config) in line
+
+
+def test_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_collector(tmp_path, "--listen-agents", f"tcp://127.0.0.1:{port}",
+                             "--listen-clients", "tcp://127.0.0.1:*")
+    assert done.returncode == 1
+    assert f"tcp://127.0.0.1:{port}" in error_line(done)
+
+
+def test_help_explains_flags() -> None:
+    done = subprocess.run(labscope_cmd("collector", "--help"), capture_output=True, text=True, timeout=30,
+                          check=False)
+    assert done.returncode == 0
+    for flag in ("--listen-agents", "--listen-clients", "--modules-dir", "--disable-module", "--data-dir",
+                 "--config"):
+        assert flag in done.stdout
