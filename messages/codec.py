@@ -82,7 +82,9 @@ def envelope(kind: int, type: str = "", payload: Any = None, **fields: Any) -> E
     """
     data, encoding, schema = encode_payload(payload)
     fields.setdefault("time", time.time())
-    return Envelope(kind=kind, type=type, payload=data, encoding=encoding, schema=schema, **fields)
+    # The generated stubs type enum fields as their wrapper classes; plain ints are what upb takes.
+    enums: dict[str, Any] = {"kind": kind, "encoding": encoding}
+    return Envelope(type=type, payload=data, schema=schema, **enums, **fields)
 
 
 def pack(envelopes: Iterable[Envelope]) -> bytes:

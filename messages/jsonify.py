@@ -12,7 +12,7 @@ import base64
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 _INT64_TYPES = frozenset(
@@ -48,7 +48,7 @@ def _key(key: Any) -> Any:
     return key
 
 
-def _fix_int64(data: dict[str, Any], descriptor: Descriptor) -> dict[str, Any]:
+def _fix_int64(data: dict[str, Any], descriptor: Any) -> dict[str, Any]:
     for field in descriptor.fields:
         if field.name not in data:
             continue

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from messages.errors import ConfigError, DependencyError, LabscopeError
+from messages.errors import ConfigError, LabscopeError, ModuleError
 
 USAGE_EXIT = 2
 
@@ -139,11 +139,11 @@ def setup_logging(level: str = "info") -> None:
 def run_command(prog: str, main: Callable[[], int]) -> int:
     """Run a command's main, turning expected failures into one line and an exit status.
 
-    ConfigError and DependencyError exit 2, other LabscopeErrors 1, Ctrl-C 130.
+    ConfigError and ModuleError (bad module set, dependency errors) exit 2, other LabscopeErrors 1, Ctrl-C 130.
     """
     try:
         return main()
-    except (ConfigError, DependencyError) as exc:
+    except (ConfigError, ModuleError) as exc:
         sys.stderr.write(f"{prog}: error: {exc}\n")
         return USAGE_EXIT
     except LabscopeError as exc:
