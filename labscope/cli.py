@@ -38,9 +38,12 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to a subcommand; unknown or missing subcommands exit 2 with one line."""
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help", "help"):
+    if not args:
+        sys.stderr.write(usage())
+        return 2
+    if args[0] in ("-h", "--help", "help"):
         sys.stdout.write(usage())
-        return 0 if args else 2
+        return 0
     if args[0] == "--version":
         sys.stdout.write(f"labscope {__version__}\n")
         return 0
