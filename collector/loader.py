@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-import modules as builtin_modules
 from collector.addons import Aggregator, as_names
 from messages.errors import ConfigError, DependencyError, ModuleError
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "labscope.modules"
+# The built-in modules are found by package name, not imported here: the module
+# API stands below the modules, so the collector never imports them statically.
+BUILTIN_PACKAGE = "modules"
 
 
 @dataclass
@@ -52,7 +54,7 @@ class Candidate:
 
 def discover(extra_dirs: list[Path]) -> list[Candidate]:
     """Every module in the built-in folder, each extra folder and the entry points."""
-    found = [_from_import(f"modules.{path.stem}", path) for path in _module_files(_builtin_dir())]
+    found = [_from_import(f"{BUILTIN_PACKAGE}.{path.stem}", path) for path in _module_files(_builtin_dir())]
     for folder in extra_dirs:
         if not folder.is_dir():
             raise ConfigError(f"--modules-dir {folder}: no such folder")
@@ -62,7 +64,10 @@ def discover(extra_dirs: list[Path]) -> list[Candidate]:
 
 
 def _builtin_dir() -> Path:
-    return Path(builtin_modules.__file__).resolve().parent
+    spec = importlib.util.find_spec(BUILTIN_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleError(BUILTIN_PACKAGE, "the built-in modules package is not installed; reinstall labscope")
+    return Path(list(spec.submodule_search_locations)[0]).resolve()
 
 
 def _module_files(folder: Path) -> list[Path]:
