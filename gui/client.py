@@ -1,0 +1,333 @@
+"""The labscope client library: one DEALER conversation with a collector.
+
+:class:`Client` speaks the "Client conversation" of docs/protocol.md over
+plain (non-gevent) pyzmq, so the Qt GUI can run it in a worker thread and the
+terminal commands can call it directly::
+
+    with Client("tcp://collector:5556") as client:
+        info = client.hello(timeout=5)
+        nodes = client.request("NodeList").payload
+        client.subscribe(["NodeList", "SystemStatsSummary"])
+        while (update := client.next_update(timeout=1.0)) is not None:
+            ...
+
+A Client is synchronous and not thread-safe: one thread owns it. Updates that
+arrive while a request waits are buffered (oldest dropped beyond
+``MAX_BUFFERED_UPDATES``) and handed out by :meth:`Client.next_update`; the
+subscription lease is renewed and heartbeats are sent while the client waits.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import zmq
+
+from messages import CollectorInfo, Envelope, Kind
+from messages.codec import decode_payload, envelope, kind_name, pack_one, unpack
+from messages.errors import LabscopeError, ProtocolError
+from messages.options import check_endpoint
+
+__all__ = ["Client", "ClientTimeout", "RequestFailed", "Response", "Update"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = 10.0  # seconds; used until the collector's HELLO tells us its own
+DEFAULT_HEARTBEAT = 1.0
+MAX_BUFFERED_UPDATES = 10_000
+# Bounded so that a flood of updates cannot starve the check for a response.
+_MAX_FRAMES_PER_DRAIN = 1000
+
+
+class RequestFailed(LabscopeError):  # noqa: N818 - the name the GUI and commands use
+    """The collector answered a request with ERROR; ``code`` and ``reason`` say why."""
+
+    def __init__(self, code: str, reason: str, type: str = "") -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+        self.type = type
+
+
+class ClientTimeout(LabscopeError):  # noqa: N818 - the name the GUI and commands use
+    """No answer from the collector within the caller's timeout."""
+
+    def __init__(self, endpoint: str, timeout: float) -> None:
+        super().__init__(f"no answer from {endpoint} after {timeout:g} s (is the collector running?)")
+        self.endpoint = endpoint
+        self.timeout = timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A RESPONSE: ``payload`` decoded, ``data`` the payload bytes as sent."""
+
+    type: str
+    payload: Any
+    data: bytes
+    encoding: int
+    schema: str
+
+    @classmethod
+    def from_envelope(cls, env: Envelope) -> Response:
+        """Decode a RESPONSE envelope; raises ProtocolError when the payload does not decode."""
+        payload = decode_payload(env.payload, env.encoding, env.schema)
+        return cls(env.type, payload, env.payload, env.encoding, env.schema)
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """An UPDATE pushed by the collector; ``time`` is the collector's clock (epoch s)."""
+
+    type: str
+    time: float
+    payload: Any
+    data: bytes
+    encoding: int
+    schema: str
+
+    @classmethod
+    def from_envelope(cls, env: Envelope) -> Update:
+        """Decode an UPDATE envelope; raises ProtocolError when the payload does not decode."""
+        payload = decode_payload(env.payload, env.encoding, env.schema)
+        return cls(env.type, env.time, payload, env.payload, env.encoding, env.schema)
+
+
+class Client:
+    """One connection to a collector's clients endpoint (a DEALER, linger 0).
+
+    ``context`` defaults to the process-wide ``zmq.Context.instance()``; the
+    client never terminates a context, only closes its socket.
+    Raises ConfigError for a malformed endpoint.
+    """
+
+    def __init__(self, endpoint: str, *, context: zmq.Context | None = None) -> None:
+        self.endpoint = check_endpoint(endpoint)
+        self.info: CollectorInfo | None = None
+        self.last_heard: float | None = None  # epoch seconds of the last frame received
+        self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(endpoint)
+        self._ids = itertools.count(1)
+        self._updates: deque[Update] = deque(maxlen=MAX_BUFFERED_UPDATES)
+        self._replies: deque[Envelope] = deque()
+        self._types: tuple[str, ...] = ()
+        self._subscribed_at = 0.0
+        self._heard_at: float | None = None  # monotonic twin of last_heard
+        self._heartbeat_at = time.monotonic()  # first heartbeat only after a quiet interval
+
+    # ------------------------------------------------------------ public API
+
+    def hello(self, timeout: float = 5.0) -> CollectorInfo:
+        """Say HELLO and return the collector's CollectorInfo; raises ClientTimeout."""
+        self._send(envelope(Kind.HELLO))
+        answer = self._wait(lambda env: env.kind == Kind.HELLO, timeout)
+        if answer is None:
+            raise ClientTimeout(self.endpoint, timeout)
+        if self.info is None:
+            raise ProtocolError("bad-payload", f"{self.endpoint} answered HELLO without a CollectorInfo")
+        return self.info
+
+    def request(self, type: str, params: dict[str, str] | None = None, timeout: float = 10.0) -> Response:
+        """Send REQUEST ``type`` with ``params`` and wait for its answer.
+
+        Raises RequestFailed when the collector answers ERROR, ClientTimeout
+        when nothing answers within ``timeout`` s, ProtocolError when the
+        payload does not decode.
+        """
+        request_id = next(self._ids)
+        self._send(envelope(Kind.REQUEST, type, request_id=request_id, params=params or {}))
+        answer = self._wait(lambda env: _answers(env, request_id), timeout)
+        if answer is None:
+            raise ClientTimeout(self.endpoint, timeout)
+        if answer.kind == Kind.ERROR:
+            raise RequestFailed(answer.error_code or "error", answer.error or "(no reason given)", type)
+        return Response.from_envelope(answer)
+
+    def subscribe(self, types: Iterable[str]) -> None:
+        """Take a lease on update ``types`` (``*`` = all), replacing the previous set.
+
+        The lease is renewed every third of it while :meth:`next_update` (or a
+        request) waits; an empty ``types`` unsubscribes.
+        """
+        self._types = tuple(dict.fromkeys(t.strip() for t in types if t.strip()))
+        if self.info is None:
+            # Learn the collector's lease without blocking; its answer is picked up while waiting.
+            self._send(envelope(Kind.HELLO))
+        self._renew()
+
+    def next_update(self, timeout: float) -> Update | None:
+        """The next buffered or arriving UPDATE, or None after ``timeout`` s (0 = only check)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._maintain()
+            if self._updates:
+                return self._updates.popleft()
+            remaining = deadline - time.monotonic()
+            self._drain(max(0.0, min(remaining, self._slice())))
+            self._discard_replies()
+            if self._updates:
+                return self._updates.popleft()
+            if remaining <= 0:
+                return None
+
+    def heartbeat(self) -> None:
+        """Send a HEARTBEAT; the collector's answer refreshes :attr:`last_heard` while waiting."""
+        self._heartbeat_at = time.monotonic()
+        self._send(envelope(Kind.HEARTBEAT))
+
+    def connected(self, within: float | None = None) -> bool:
+        """Whether the collector was heard from in the last ``within`` s (default: 3 heartbeats)."""
+        if self._heard_at is None:
+            return False
+        limit = 3 * self._heartbeat_interval() if within is None else within
+        return time.monotonic() - self._heard_at <= limit
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The update types currently subscribed to."""
+        return self._types
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return bool(self._socket.closed)
+
+    def close(self) -> None:
+        """Close the socket at once (linger 0); safe to call twice."""
+        if not self._socket.closed:
+            self._socket.close(linger=0)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- internals
+
+    def _send(self, env: Envelope) -> None:
+        try:
+            self._socket.send(pack_one(env), zmq.NOBLOCK)
+        except zmq.Again:
+            # The queue to the collector is full (it is gone or stuck): the caller's wait times out.
+            log.debug("send queue to %s is full; dropped a %s", self.endpoint, kind_name(env.kind))
+
+    def _wait(self, match: Callable[[Envelope], bool], timeout: float) -> Envelope | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._take_reply(match)
+            if found is not None:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self._maintain()
+            self._drain(min(remaining, self._slice()))
+
+    def _take_reply(self, match: Callable[[Envelope], bool]) -> Envelope | None:
+        while self._replies:
+            env = self._replies.popleft()
+            if match(env):
+                return env
+            log.debug("ignored a stale %s (request %s) from %s", kind_name(env.kind), env.request_id, self.endpoint)
+        return None
+
+    def _discard_replies(self) -> None:
+        # No request is in flight while waiting for updates: any answer is a late one.
+        while self._replies:
+            env = self._replies.popleft()
+            log.debug("ignored a late %s (request %s)", kind_name(env.kind), env.request_id)
+
+    def _drain(self, timeout: float) -> None:
+        if not self._socket.poll(int(timeout * 1000), zmq.POLLIN):
+            return
+        for _ in range(_MAX_FRAMES_PER_DRAIN):
+            try:
+                frame = self._socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._accept(frame)
+
+    def _accept(self, frame: bytes) -> None:
+        try:
+            envelopes = unpack(frame)
+        except ProtocolError as exc:
+            log.warning("dropped a bad frame from %s: %s", self.endpoint, exc)
+            return
+        self._heard_at = time.monotonic()
+        self.last_heard = time.time()
+        for env in envelopes:
+            self._route(env)
+
+    def _route(self, env: Envelope) -> None:
+        if env.kind == Kind.UPDATE:
+            self._buffer_update(env)
+        elif env.kind == Kind.HELLO:
+            self._learn(env)
+            self._replies.append(env)
+        elif env.kind in (Kind.RESPONSE, Kind.ERROR):
+            self._replies.append(env)
+        elif env.kind != Kind.HEARTBEAT:
+            log.debug("ignored a %s from %s", kind_name(env.kind), self.endpoint)
+
+    def _buffer_update(self, env: Envelope) -> None:
+        try:
+            update = Update.from_envelope(env)
+        except ProtocolError as exc:
+            log.warning("dropped an update of type %s from %s: %s", env.type, self.endpoint, exc)
+            return
+        if len(self._updates) == self._updates.maxlen:
+            log.debug("update buffer full; dropped the oldest update")
+        self._updates.append(update)
+
+    def _learn(self, env: Envelope) -> None:
+        try:
+            info = decode_payload(env.payload, env.encoding, env.schema)
+        except ProtocolError as exc:
+            log.warning("bad CollectorInfo from %s: %s", self.endpoint, exc)
+            return
+        if isinstance(info, CollectorInfo):
+            self.info = info
+
+    def _maintain(self) -> None:
+        now = time.monotonic()
+        if self._types and now - self._subscribed_at >= self._lease() / 3:
+            self._renew()
+        interval = self._heartbeat_interval()
+        quiet = self._heard_at is None or now - self._heard_at >= interval
+        if quiet and now - self._heartbeat_at >= interval:
+            self.heartbeat()
+
+    def _renew(self) -> None:
+        self._subscribed_at = time.monotonic()
+        self._send(envelope(Kind.SUBSCRIBE, params={"types": ",".join(self._types)}))
+
+    def _slice(self) -> float:
+        """How long one poll may block before a renewal or heartbeat could be due."""
+        step = self._heartbeat_interval()
+        if self._types:
+            step = min(step, self._subscribed_at + self._lease() / 3 - time.monotonic())
+        return max(0.005, step)
+
+    def _lease(self) -> float:
+        if self.info is not None and self.info.subscription_lease > 0:
+            return float(self.info.subscription_lease)
+        return DEFAULT_LEASE
+
+    def _heartbeat_interval(self) -> float:
+        if self.info is not None and self.info.heartbeat_interval > 0:
+            return float(self.info.heartbeat_interval)
+        return DEFAULT_HEARTBEAT
+
+
+def _answers(env: Envelope, request_id: int) -> bool:
+    return env.request_id == request_id and env.kind in (Kind.RESPONSE, Kind.ERROR)

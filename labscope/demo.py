@@ -1,0 +1,416 @@
+"""``labscope demo``: a collector and a few local agents in a temporary folder, shown live.
+
+The demo starts ``labscope collector`` on random loopback ports, waits for its
+``collector.json``, starts ``--agents`` agents against it and shows a table of
+the nodes (gui.table) fed by the client's NodeList and SystemStatsSummary
+updates: a live display on a terminal, plain lines otherwise. It stops on
+Ctrl-C (or SIGTERM), or after ``--duration`` seconds, then prints a summary.
+
+Everything it started is stopped with it (SIGTERM, a bounded wait, then
+SIGKILL) and the temporary folder is removed, also on errors. Children write
+to log files in that folder; when one dies early its last log lines are shown
+and the demo exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.live import Live
+
+from gui.client import Client, Update
+from gui.table import node_rows, node_table, plain_lines
+from messages import NodeList, SystemStatsSummary
+from messages.errors import LabscopeError
+from messages.options import Parser, positive_float, run_command, setup_logging
+
+PROG = "labscope demo"
+COLLECTOR_WAIT = 20.0  # seconds for the collector to bind and write collector.json
+STOP_WAIT = 5.0  # seconds for the children to exit after SIGTERM before SIGKILL
+REFRESH = 1.0  # seconds between redraws of the live table
+PLAIN_EVERY = 2.0  # seconds between blocks of plain lines
+NODE_LIST_STALE = 3.0  # ask for NodeList when no NodeList update came for this long
+TAIL_LINES = 20
+UPDATE_TYPES = ("NodeList", "SystemStatsSummary")
+
+log = logging.getLogger(__name__)
+
+
+class DemoFailure(LabscopeError):  # noqa: N818 - reads as the condition it reports
+    """The testbed could not start or a child died early; ``tail`` holds its last log lines."""
+
+    def __init__(self, reason: str, tail: list[str]) -> None:
+        super().__init__(reason)
+        self.tail = tail
+
+
+@dataclass
+class Child:
+    """A process the demo started, with its log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def tail(self, lines: int = TAIL_LINES) -> list[str]:
+        """The last ``lines`` lines of the child's log."""
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return []
+
+    def failure(self, reason: str) -> DemoFailure:
+        """A DemoFailure naming this child and carrying its log's tail."""
+        return DemoFailure(f"{self.name} {reason}; last lines of {self.log_path.name}:", self.tail())
+
+
+class Children:
+    """The processes of one demo; leaving the ``with`` block stops every one of them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.children: list[Child] = []
+
+    def start(self, name: str, args: list[str]) -> Child:
+        """Start ``args`` with output to ``FOLDER/NAME.log``, in its own session."""
+        log_path = self.folder / f"{name}.log"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(log_path, "wb") as out:
+            # Own session: a Ctrl-C on the terminal reaches only the demo, which then stops
+            # the children in order instead of racing them.
+            popen = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                     env=env, start_new_session=True)
+        child = Child(name, popen, log_path)
+        self.children.append(child)
+        return child
+
+    def check(self) -> None:
+        """Raise DemoFailure for the first child that has exited."""
+        for child in self.children:
+            status = child.popen.poll()
+            if status is not None:
+                raise child.failure(f"exited early with status {status}")
+
+    def stop(self, timeout: float = STOP_WAIT) -> None:
+        """SIGTERM the children (agents first), wait up to ``timeout`` s, then SIGKILL."""
+        with _ignoring_sigint():
+            for child in reversed(self.children):
+                _signal(child, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for child in reversed(self.children):
+                _wait_or_kill(child, max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> Children:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _signal(child: Child, sig: int) -> None:
+    if child.popen.poll() is None:
+        try:
+            child.popen.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_or_kill(child: Child, timeout: float) -> None:
+    try:
+        child.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop within %s s; killing it", child.name, STOP_WAIT)
+        child.popen.kill()
+        child.popen.wait(STOP_WAIT)
+
+
+@contextmanager
+def _ignoring_sigint() -> Iterator[None]:
+    """Ignore Ctrl-C while the children are being stopped, so cleanup is never cut short."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to shield
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def labscope_args(*args: str) -> list[str]:
+    """The command line of ``labscope ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "labscope", *args]
+
+
+def read_endpoints(path: Path) -> dict[str, Any] | None:
+    """The collector's endpoints file, or None while it is missing or half-written."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("agents") and data.get("clients") else None
+
+
+def wait_collector(collector: Child, data_dir: Path, timeout: float = COLLECTOR_WAIT) -> dict[str, Any]:
+    """Wait for ``collector.json``; raises DemoFailure when the collector dies or is too slow."""
+    deadline = time.monotonic() + timeout
+    while (endpoints := read_endpoints(data_dir / "collector.json")) is None:
+        if time.monotonic() > deadline:
+            raise collector.failure(f"wrote no collector.json within {timeout:g} s")
+        try:
+            status = collector.popen.wait(0.1)  # the poll interval doubles as a death check
+        except subprocess.TimeoutExpired:
+            continue
+        raise collector.failure(f"exited early with status {status}")
+    return endpoints
+
+
+def start_testbed(children: Children, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Start the collector and the agents; returns the collector's endpoints."""
+    data_dir = folder / "collector"
+    collector = children.start("collector", labscope_args(
+        "collector", "--listen-agents", "tcp://127.0.0.1:*", "--listen-clients", "tcp://127.0.0.1:*",
+        "--data-dir", str(data_dir)))
+    endpoints = wait_collector(collector, data_dir)
+    for k in range(1, args.agents + 1):
+        children.start(f"agent-{k}", labscope_args(
+            "agent", "--collector", endpoints["agents"], "--node-id", f"demo-node-{k}",
+            "--data-dir", str(folder / f"agent-{k}"), "--interval", f"{args.interval:g}"))
+    for child in children.children:
+        say(f"started {child.name} (pid {child.popen.pid})")
+    say(f"collector: agents {endpoints['agents']}, clients {endpoints['clients']}; files in {folder}")
+    return endpoints
+
+
+def say(line: str) -> None:
+    """One line of the demo's own on stdout."""
+    sys.stdout.write(f"{PROG}: {line}\n")
+    sys.stdout.flush()
+
+
+@dataclass
+class DemoState:
+    """What the demo knows of the testbed, from updates and requests."""
+
+    node_list: NodeList | None = None
+    summary: SystemStatsSummary | None = None
+    seen: set[str] = field(default_factory=set)
+    ever_live: set[str] = field(default_factory=set)
+    node_list_at: float = 0.0  # monotonic time of the last NodeList
+    watched: float = 0.0  # seconds the testbed was shown
+
+    def apply(self, update: Update) -> None:
+        """Take in one UPDATE (other types are ignored)."""
+        if isinstance(update.payload, NodeList):
+            self.take_node_list(update.payload)
+        elif isinstance(update.payload, SystemStatsSummary):
+            self.summary = update.payload
+            self.seen.update(item.node for item in update.payload.nodes)
+
+    def take_node_list(self, node_list: NodeList) -> None:
+        """Remember the latest NodeList and every node it names."""
+        self.node_list = node_list
+        self.node_list_at = time.monotonic()
+        self.seen.update(status.node for status in node_list.nodes)
+        self.ever_live.update(status.node for status in node_list.nodes if status.status == "live")
+
+
+class View(Protocol):
+    """Where the demo shows the table."""
+
+    def show(self, state: DemoState) -> None:
+        """Show the current state."""
+
+
+class LiveView:
+    """A rich live table redrawn in place (a terminal)."""
+
+    def __init__(self, live: Live) -> None:
+        self.live = live
+
+    def show(self, state: DemoState) -> None:
+        """Redraw the table now."""
+        title = f"labscope demo - {time.strftime('%H:%M:%S')} - Ctrl-C to stop"
+        self.live.update(node_table(state.node_list, state.summary, title=title), refresh=True)
+
+
+class PlainView:
+    """Plain text blocks every PLAIN_EVERY seconds (output that is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.next_at = 0.0
+
+    def show(self, state: DemoState) -> None:
+        """Print one line per node, at most every PLAIN_EVERY seconds."""
+        now = time.monotonic()
+        if now < self.next_at:
+            return
+        self.next_at = now + PLAIN_EVERY
+        rows = node_rows(state.node_list, state.summary)
+        lines = plain_lines(rows) or ["(waiting for nodes)"]
+        sys.stdout.write("".join(f"[{now - self.started:6.1f} s] {line}\n" for line in lines))
+        sys.stdout.flush()
+
+
+@contextmanager
+def open_view(console: Console) -> Iterator[View]:
+    """A LiveView on a terminal, a PlainView otherwise."""
+    if not console.is_terminal:
+        yield PlainView()
+        return
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        yield LiveView(live)
+
+
+def refresh_node_list(client: Client, state: DemoState) -> None:
+    """Ask for NodeList when its updates have gone quiet (e.g. nothing changed)."""
+    if time.monotonic() - state.node_list_at < NODE_LIST_STALE:
+        return
+    try:
+        response = client.request("NodeList", timeout=2.0)
+    except LabscopeError as exc:
+        log.debug("NodeList request failed: %s", exc)
+        state.node_list_at = time.monotonic()  # do not retry at once
+        return
+    if isinstance(response.payload, NodeList):
+        state.take_node_list(response.payload)
+
+
+def take_updates(client: Client, state: DemoState, timeout: float) -> None:
+    """Wait up to ``timeout`` s for updates and apply all that are ready."""
+    update = client.next_update(timeout)
+    while update is not None:
+        state.apply(update)
+        update = client.next_update(0)
+
+
+def watch(client: Client, children: Children, state: DemoState, view: View, duration: float | None) -> None:
+    """Show the testbed until ``duration`` s have passed or Ctrl-C."""
+    start = time.monotonic()
+    end = None if duration is None else start + duration
+    next_draw = 0.0
+    try:
+        while end is None or time.monotonic() < end:
+            children.check()
+            remaining = REFRESH if end is None else end - time.monotonic()
+            take_updates(client, state, max(0.0, min(0.2, remaining)))
+            if time.monotonic() >= next_draw:
+                refresh_node_list(client, state)
+                view.show(state)
+                next_draw = time.monotonic() + REFRESH
+    except KeyboardInterrupt:
+        pass
+    state.watched = time.monotonic() - start
+
+
+def summary_lines(state: DemoState) -> list[str]:
+    """The end-of-demo summary: nodes seen, live at the end, each node's last sequence number."""
+    nodes = list(state.node_list.nodes) if state.node_list else []
+    live = [status.node for status in nodes if status.status == "live"]
+    seen = sorted(state.seen)
+    lines = [
+        f"summary after watching for {state.watched:.1f} s",
+        f"nodes seen: {len(seen)} ({', '.join(seen) or 'none'})",
+        f"live at the end: {len(live)} ({', '.join(sorted(live)) or 'none'})",
+    ]
+    for status in sorted(nodes, key=lambda s: s.node):
+        lines.append(f"  {status.node:<16} {status.status:<5} reports up to seq {status.last_seq}, "
+                     f"gaps {status.gaps}, reconnects {status.reconnects}")
+    listed = {status.node for status in nodes}
+    lines += [f"  {node:<16} gone  (no longer listed)" for node in seen if node not in listed]
+    return lines
+
+
+def final_state(client: Client, state: DemoState) -> None:
+    """One last NodeList, so the summary reflects the end and not the last update."""
+    state.node_list_at = 0.0
+    refresh_node_list(client, state)
+
+
+def show_testbed(endpoints: dict[str, Any], children: Children, args: argparse.Namespace) -> DemoState:
+    """Connect a client, show the live table, and return what was learned."""
+    state = DemoState()
+    with Client(str(endpoints["clients"])) as client:
+        client.hello(timeout=10.0)
+        client.subscribe(UPDATE_TYPES)
+        with open_view(Console()) as view:
+            watch(client, children, state, view, args.duration)
+        children.check()
+        final_state(client, state)
+    return state
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C, so the children are stopped and the folder removed."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; returns 0, or 1 after printing a child's last log lines."""
+    try:
+        with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="labscope-demo-") as tmp:
+            with Children(Path(tmp)) as children:
+                endpoints = start_testbed(children, Path(tmp), args)
+                state = show_testbed(endpoints, children, args)
+    except DemoFailure as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n" + "".join(f"    {line}\n" for line in exc.tail))
+        return 1
+    for line in summary_lines(state):
+        say(line)
+    return 0
+
+
+def build_parser() -> Parser:
+    """The argument parser of ``labscope demo``."""
+    parser = Parser(prog=PROG, description="Start a collector and local agents in a temporary folder "
+                    "and show the nodes live until Ctrl-C.")
+    parser.add_argument("--duration", type=positive_float, default=None, metavar="N",
+                        help="stop by itself after N seconds and print a summary")
+    parser.add_argument("--agents", type=_agent_count, default=3, metavar="K", help="agents to start (default 3)")
+    parser.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
+                        help="seconds between the agents' samples (default 1)")
+    return parser
+
+
+def _agent_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 50:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and 50")
+    return value
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``labscope demo``."""
+    args = build_parser().parse_args(argv)
+    setup_logging("warning")
+    return run_command(PROG, lambda: run(args))
