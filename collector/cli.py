@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 
 def main(argv: list[str]) -> int:
     """Run the collector; exit 2 on a usage or module-set error, 1 on other failures."""
@@ -18,10 +20,12 @@ def main(argv: list[str]) -> int:
 def _run(argv: list[str]) -> int:
     from collector.config import parse_args
     from collector.server import Collector
+    from messages.codec import check_protobuf_backend
     from messages.options import setup_logging
 
     config = parse_args(argv)
     setup_logging(config.log_level)
+    check_protobuf_backend(logging.getLogger("collector"))
     collector = Collector(config)
     try:
         collector.start()

@@ -8,6 +8,7 @@ happens at the socket boundary only; pickle is never used.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -118,3 +119,14 @@ def unpack(frame: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Sequence[E
 def kind_name(kind: int) -> str:
     """The name of an envelope kind, or ``KIND_<n>`` for an unknown value."""
     return KIND_NAMES.get(kind, f"KIND_{kind}")
+
+
+def check_protobuf_backend(logger: logging.Logger) -> str:
+    """Warn through ``logger`` unless protobuf runs on its fast upb backend; returns the backend's name."""
+    from google.protobuf.internal import api_implementation
+
+    backend = str(api_implementation.Type())
+    if backend != "upb":
+        logger.warning("protobuf runs on its %s backend, about 30x slower than upb; install protobuf>=7 wheels",
+                       backend)
+    return backend

@@ -25,6 +25,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from messages.codec import check_protobuf_backend
 from messages.errors import ConfigError
 from messages.options import (
     Parser,
@@ -95,7 +96,7 @@ def main(argv: list[str]) -> int:
 def _run(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     setup_logging(config.log_level)
-    _check_protobuf_backend()
+    check_protobuf_backend(log)
     if config.data_dir is not None:
         try:
             config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -181,10 +182,3 @@ def make_probes(config: AgentConfig) -> list[ScheduledProbe]:
         probes.append(ScheduledProbe(item.name, item.probe, float(interval)))
     log.info("%d probe(s): %s", len(probes), ", ".join(p.name for p in probes))
     return probes
-
-
-def _check_protobuf_backend() -> None:
-    from google.protobuf.internal import api_implementation
-
-    if api_implementation.Type() != "upb":
-        log.warning("protobuf runs on its %s backend, which is ~30x slower than upb", api_implementation.Type())
