@@ -28,15 +28,19 @@ class ThrottledLog:
         self._last: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
 
-    def warning(self, key: str, fmt: str, *args: object) -> None:
-        """Log ``fmt % args`` under ``key`` unless the key was logged less than a period ago."""
+    def warning(self, key: str, fmt: str, *args: object) -> bool:
+        """Log ``fmt % args`` under ``key`` unless the key was logged less than a period ago.
+
+        Returns True when it logged, False when it suppressed the message.
+        """
         now = time.monotonic()
         if now - self._last.get(key, -self.period) < self.period:
             self._suppressed[key] += 1
-            return
+            return False
         self._last[key] = now
         suppressed = self._suppressed.pop(key, 0)
         if suppressed:
             self.logger.warning(fmt + " (%d similar suppressed)", *args, suppressed)
         else:
             self.logger.warning(fmt, *args)
+        return True

@@ -8,6 +8,7 @@ or another module.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,13 @@ from collector.addons import Aggregator, NodeRecord, Report, Request, RequestErr
 from collector.config import CollectorConfig
 from collector.counters import Counters, ThrottledLog
 from collector.registry import NodeRegistry
+from messages import Encoding, Event
 from messages.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+# Report type of events, both from agents and from the collector itself.
+EVENT_TYPE = "Event"
 
 # Request types the collector answers itself; no module may claim them.
 RESERVED_REQUESTS = ("CollectorStats",)
@@ -132,8 +137,10 @@ class ModuleHost:
     def _failed(self, running: Running, hook: str, exc: Exception) -> None:
         self.counters["module-error"] += 1
         self.counters[f"module-error:{running.name}"] += 1
-        self.throttled.warning(f"{running.name}.{hook}", "module %s raised in %s: %s: %s",
-                               running.name, hook, type(exc).__name__, exc)
+        key = f"{running.name}.{hook}"
+        if self.throttled.warning(key, "module %s raised in %s: %s: %s", running.name, hook, type(exc).__name__, exc):
+            self.emit_event("module-error", "", "error", f"module {running.name} raised in {hook}: "
+                            f"{type(exc).__name__}: {exc}", module=running.name, hook=hook)
 
     def deliver(self, report: Report) -> bool:
         """Hand a report to every module whose reporttype matches; False when none does."""
@@ -172,14 +179,36 @@ class ModuleHost:
         return [r for r in self.running if r.updatetype]
 
     def node_joined(self, record: NodeRecord) -> None:
-        """Tell every module, in start order, that a node joined."""
+        """Tell every module, in start order, that a node joined; emit a ``joined`` event."""
         for running in self.running:
             self._guard(running, "on_node_joined", running.module.on_node_joined, record)
+        self.emit_event("joined", record.node, "info", f"node {record.node} joined")
 
     def node_left(self, record: NodeRecord) -> None:
-        """Tell every module, in start order, that a node was lost."""
+        """Tell every module, in start order, that a node was lost; emit a ``lost`` event."""
         for running in self.running:
             self._guard(running, "on_node_left", running.module.on_node_left, record)
+        self.emit_event("lost", record.node, "warning", f"node {record.node} lost")
+
+    def emit_event(self, kind: str, node: str, severity: str, message: str, **attrs: str) -> None:
+        """Deliver an ``Event`` report (a labscope.Event) from the collector itself.
+
+        Modules whose reporttype includes ``Event`` see these beside the
+        Event reports agents send.
+        """
+        targets = self.report_routes.get(EVENT_TYPE)
+        if not targets:
+            return
+        event = Event(time=time.time(), node=node, kind=kind, severity=severity, message=message, attrs=attrs)
+        report = Report(node, EVENT_TYPE, 0, event.time, event.SerializeToString(), Encoding.PROTOBUF,
+                        Event.DESCRIPTOR.full_name)
+        for running in targets:
+            try:
+                running.module.processReport(report)
+            except Exception as exc:  # counted, but no event about an event: that could loop
+                self.counters["module-error"] += 1
+                self.counters[f"module-error:{running.name}"] += 1
+                self.throttled.warning(f"{running.name}.event", "module %s raised on an event: %s", running.name, exc)
 
     def update_types(self) -> list[str]:
         """Every update type a running module feeds."""

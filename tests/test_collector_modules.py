@@ -152,3 +152,30 @@ def test_module_config_unknown_key_and_module(tmp_path: Path) -> None:
     host = make_host(tmp_path, modules={"nosuch": {}})
     with pytest.raises(ConfigError, match="no module named 'nosuch'"):
         host.load()
+
+
+def test_collector_emits_events_for_nodes_and_module_errors(tmp_path: Path) -> None:
+    (tmp_path / "eventlog.py").write_text(
+        "from collector.addons import Aggregator\nfrom messages import Event\n\n"
+        "class EventLog(Aggregator):\n    reporttype = 'Event'\n"
+        "    def __init__(self):\n        self.seen = []\n"
+        "    def processReport(self, msg):\n        e = Event.FromString(msg.data)\n"
+        "        self.seen.append((e.kind, e.node, e.attrs.get('module', '')))\n"
+    )
+    (tmp_path / "faulty.py").write_text(
+        "from collector.addons import Aggregator\n\n"
+        "class Faulty(Aggregator):\n    reporttype = 'Boom'\n"
+        "    def processReport(self, msg):\n        raise KeyError('x')\n"
+    )
+    from collector.addons import NodeRecord
+
+    host = make_host(tmp_path)
+    host.load()
+    record = NodeRecord(node="n9")
+    host.node_joined(record)
+    host.deliver(Report("n9", "Boom", 1, 0.0, b""))
+    host.deliver(Report("n9", "Boom", 2, 0.0, b""))  # within a second: counted, no second event
+    host.node_left(record)
+    log = next(r.module for r in host.running if r.name == "eventlog")
+    assert log.seen == [("joined", "n9", ""), ("module-error", "", "faulty"), ("lost", "n9", "")]
+    assert host.counters["module-error:faulty"] == 2
