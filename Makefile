@@ -27,7 +27,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 proto: $(STAMP)
-	$(BIN)/python -m messages.generate
+	$(BIN)/python messages/generate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,7 @@
 """Regenerate messages/labscope_pb2.py and .pyi from labscope.proto (needs grpcio-tools).
 
-Run ``python -m messages.generate``; tests/test_messages_generated.py checks
+Run ``make proto`` (``python messages/generate.py``: as a script, so that a
+stale package never stands in the way); tests/test_messages.py checks
 that the committed files match what this produces.
 """
 

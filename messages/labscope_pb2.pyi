@@ -293,6 +293,16 @@ class Event(_message.Message):
     attrs: _containers.ScalarMap[str, str]
     def __init__(self, time: _Optional[float] = ..., node: _Optional[str] = ..., kind: _Optional[str] = ..., severity: _Optional[str] = ..., message: _Optional[str] = ..., attrs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class Samples(_message.Message):
+    __slots__ = ("time", "names", "values")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    time: float
+    names: _containers.RepeatedScalarFieldContainer[str]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, time: _Optional[float] = ..., names: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class NodeStatus(_message.Message):
     __slots__ = ("node", "hostname", "agent_version", "first_seen", "last_seen", "status", "last_seq", "backlog", "gaps", "reconnects", "os", "cpu_count", "memory_total")
     NODE_FIELD_NUMBER: _ClassVar[int]

@@ -21,7 +21,7 @@ def test_generated_code_matches_the_proto(tmp_path: Path) -> None:
     generate(tmp_path)
     for name in ("labscope_pb2.py", "labscope_pb2.pyi"):
         fresh = (tmp_path / name).read_text()
-        assert fresh == (HERE / name).read_text(), f"{name} is stale: run python -m messages.generate"
+        assert fresh == (HERE / name).read_text(), f"{name} is stale: run make proto"
 
 
 def test_upb_backend_is_in_use() -> None:
