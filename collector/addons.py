@@ -168,7 +168,8 @@ class Aggregator:
     - ``requesttypes``: REQUEST type(s) routed to :meth:`processREQUEST`.
     - ``depends``: names of modules that must start first.
     - ``update_interval``: seconds between getUpdateMessage() calls (None: the
-      collector's default, 1 s); ``[modules.NAME] update_interval`` overrides it.
+      collector's default, 1 s; 0: push on change, i.e. right after every ingest
+      pass that delivered reports); ``[modules.NAME] update_interval`` overrides it.
     - ``options``: config keys this module accepts under ``[modules.NAME]``,
       with their defaults; the merged values are in ``self.config``.
 

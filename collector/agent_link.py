@@ -39,15 +39,18 @@ class AgentLink:
     """Owns the agents' ROUTER socket; one instance per collector."""
 
     def __init__(self, sock: zmq.Socket, host: ModuleHost, registry: NodeRegistry, counters: Counters,
-                 config: CollectorConfig, info: Callable[[], CollectorInfo]) -> None:
+                 config: CollectorConfig, info: Callable[[], CollectorInfo],
+                 on_ingest: Callable[[], None] = lambda: None) -> None:
         self.sock = sock
         self.host = host
         self.registry = registry
         self.counters = counters
         self.config = config
         self.info = info
+        self.on_ingest = on_ingest
         self.throttled = ThrottledLog(log)
         self.running = True
+        self._delivered = False
         self._acks: dict[bytes, NodeRecord] = {}
         self._replies: dict[bytes, list[Envelope]] = {}
         self._told: set[bytes] = set()
@@ -67,6 +70,9 @@ class AgentLink:
         while self.running:
             handled = self._drain()
             self._flush()
+            if self._delivered:
+                self._delivered = False
+                self.on_ingest()
             self._housekeeping()
             if handled >= DRAIN_LIMIT or int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 gevent.sleep(0)  # busy: let requests and updates run between passes
@@ -132,6 +138,7 @@ class AgentLink:
         record.last_seq = seq
         self.counters["reports"] += 1
         report = Report(env.node, env.type, seq, env.time, env.payload, env.encoding, env.schema)
+        self._delivered = True
         if not self.host.deliver(report):
             self._bad("unrouted", "no module takes report type %r (from node %s)", env.type, env.node)
 
@@ -199,6 +206,7 @@ class AgentLink:
             return
         self._next_liveness = monotonic + LIVENESS_PERIOD
         for record in self.registry.expire(time.time(), self.config.node_timeout):
+            self.counters["nodes-lost"] += 1
             log.info("node %s lost: silent for more than %.1f s", record.node, self.config.node_timeout)
             self.host.node_left(record)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.pool
 import zmq
 
@@ -46,6 +47,7 @@ class ClientLink:
         self.pool = gevent.pool.Pool(REQUEST_WORKERS)
         self.subscriptions: dict[bytes, tuple[frozenset[str], float]] = {}
         self.latest: dict[str, bytes] = {}
+        self._ingest_waiters: list[gevent.event.Event] = []
         self._handlers: dict[int, Callable[[bytes, Envelope], None]] = {
             Kind.HELLO: self._on_hello,
             Kind.REQUEST: self._on_request,
@@ -148,21 +150,45 @@ class ClientLink:
         self.counters["updates"] += 1
 
     def update_loop(self, running: Running) -> None:
-        """Call one module's getUpdateMessage() every interval and publish what it returns."""
-        assert running.updatetype is not None
+        """Call one module's getUpdateMessage() every interval and publish what it returns.
+
+        An interval of 0 means "push on change": the module is asked right after
+        every ingest pass that delivered reports, so an update leaves within
+        about a millisecond of the report that caused it.
+        """
+        if running.update_interval == 0:
+            self._push_on_change(running)
         deadline = time.monotonic()
         while True:
             now = time.monotonic()
             deadline = max(deadline + running.update_interval, now)  # a slow module skips ticks, never bursts
             gevent.sleep(deadline - now)
-            payload = self.host.update(running)
-            if payload is None:
-                continue
-            try:
-                self.publish(running.updatetype, payload)
-            except TypeError as exc:
-                self._bad(f"module-error:{running.name}", "module %s returned an update that cannot be sent: %s",
-                          running.name, exc)
+            self._update_once(running)
+
+    def _push_on_change(self, running: Running) -> None:
+        ingested = gevent.event.Event()
+        self._ingest_waiters.append(ingested)
+        while True:
+            ingested.wait()
+            ingested.clear()
+            self._update_once(running)
+            gevent.sleep(0)  # let ingest run between pushes
+
+    def _update_once(self, running: Running) -> None:
+        assert running.updatetype is not None
+        payload = self.host.update(running)
+        if payload is None:
+            return
+        try:
+            self.publish(running.updatetype, payload)
+        except TypeError as exc:
+            self._bad(f"module-error:{running.name}", "module %s returned an update that cannot be sent: %s",
+                      running.name, exc)
+
+    def notify_ingest(self) -> None:
+        """Wake the push-on-change modules: reports were just delivered."""
+        for ingested in self._ingest_waiters:
+            ingested.set()
 
 
 def _wants(types: frozenset[str], type_name: str) -> bool:

@@ -95,7 +95,11 @@ class ModuleHost:
         return True
 
     def _route(self, candidate: loader.Candidate, module: Aggregator) -> None:
-        interval = module.config.get("update_interval", module.update_interval or self.config.update_interval)
+        default = self.config.update_interval if module.update_interval is None else module.update_interval
+        interval = module.config.get("update_interval", default)
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
+            raise ConfigError(f"config {self.config.config_path}: [modules.{candidate.name}] update_interval "
+                              f"must be a number of seconds >= 0 (0: push on change), not {interval!r}")
         running = Running(candidate.name, module, candidate.updatetype, float(interval))
         self.running.append(running)
         for report_type in candidate.reporttypes:

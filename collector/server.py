@@ -61,9 +61,10 @@ class Collector:
         self.context = zmq.green.Context()
         agent_sock = self._bind(zmq.Socket(self.context, zmq.ROUTER), self.config.listen_agents, "agents")
         client_sock = self._bind(self.context.socket(zmq.ROUTER), self.config.listen_clients, "clients")
-        self.agents = AgentLink(agent_sock, self.host, self.registry, self.counters, self.config, self.info)
         self.clients = ClientLink(client_sock, self.host, self.counters, self.config, self.info,
                                   {"CollectorStats": self.stats})
+        self.agents = AgentLink(agent_sock, self.host, self.registry, self.counters, self.config, self.info,
+                                self.clients.notify_ingest)
         self._spawn(self.agents.run)
         self._spawn(self.clients.run)
         for running in self.host.updaters():

@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from messages import Encoding, Envelope, File, Files, Kind, NodeInfo
-from messages.codec import envelope, pack
+from messages.codec import decode_payload, envelope, pack
 from tests.conftest import FIXTURES, CollectorProcess, ProcessGroup, wait_for
 from tests.wire import Client, Peer
 
@@ -187,3 +187,29 @@ def test_three_real_agents_appear_and_a_probe_reaches_a_module(procs: ProcessGro
         assert node["seqs"] == sorted(set(node["seqs"])), "in order, exactly once"
     summary = client.answer("CollectorStats")
     assert summary["nodes"] == {"total": 3, "live": 3}
+
+
+def test_push_on_change_module_updates_right_after_a_report(procs: ProcessGroup, zmq_context: zmq.Context) -> None:
+    mods = procs.tmp_path / "pushmods"
+    mods.mkdir()
+    (mods / "latest.py").write_text(
+        "from collector.addons import Aggregator\n\n"
+        "class Latest(Aggregator):\n    reporttype = 'ProbeData'\n    updatetype = 'Latest'\n"
+        "    update_interval = 0\n"
+        "    def __init__(self):\n        self.seq = None\n        self.sent = None\n"
+        "    def processReport(self, msg):\n        self.seq = msg.seq\n"
+        "    def getUpdateMessage(self):\n"
+        "        if self.seq == self.sent:\n            return None\n"
+        "        self.sent = self.seq\n        return {'seq': self.seq}\n"
+    )
+    # a 60 s default interval: only the push-on-change path can deliver these updates in time
+    collector = procs.collector("--modules-dir", str(mods), "--update-interval", "60")
+    agent, client = Peer(zmq_context, collector.agents), Client(zmq_context, collector.clients)
+    hello(agent)
+    client.send(Kind.SUBSCRIBE, params={"types": "Latest"})
+    for seq in (1, 2, 3):
+        agent.send(Kind.REPORT, "ProbeData", {"n": seq}, node="n1", seq=seq)
+        update = client.expect(lambda e, s=seq: e.kind == Kind.UPDATE and e.type == "Latest"
+                               and decode_payload(e.payload, e.encoding) == {"seq": s}, timeout=5,
+                               what=f"pushed update for seq {seq}")
+        assert update.type == "Latest"
