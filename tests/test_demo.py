@@ -15,7 +15,8 @@ import pytest
 
 from gui.client import Update
 from gui.table import ago, human_rate, node_rows, node_table, plain_lines
-from labscope.demo import Children, DemoFailure, DemoState, read_endpoints, summary_lines, wait_collector
+from labscope.children import Children, DemoFailure, read_endpoints, wait_collector
+from labscope.demo import DemoState, summary_lines
 from messages import Encoding, NodeList, NodeStatus, NodeSummary, SystemStatsSummary
 from tests.conftest import REPO, labscope_cmd, wait_for
 

@@ -1,0 +1,1 @@
+"""Aggregator modules that only labscope bench loads (with --modules-dir)."""

@@ -1,0 +1,43 @@
+"""Built-in module ``samples``: the latest batch of numeric samples of every node.
+
+Probes that measure many values at once send them as one ``Samples`` report
+(``messages.Samples``: time, optional metric names, values). This module keeps
+each node's latest batch and answers ``Samples node=ID`` with it. It does no
+per-value work on ingest, so a node can report thousands of values a second.
+
+Sample config block::
+
+    [modules.samples]
+    # update_interval = 1.0
+"""
+
+from __future__ import annotations
+
+from collector.addons import Aggregator, Report, Request, RequestError
+from messages import Samples
+
+
+class SamplesModule(Aggregator):
+    """Latest ``Samples`` per node."""
+
+    name = "samples"
+    reporttype = "Samples"
+    requesttypes = ("Samples",)
+
+    def __init__(self) -> None:
+        self.latest: dict[str, Samples] = {}
+        self.counts: dict[str, int] = {}
+
+    def processReport(self, msg: Report) -> None:
+        """Keep the node's newest batch and count its values."""
+        samples = Samples.FromString(msg.data)
+        self.latest[msg.node] = samples
+        self.counts[msg.node] = self.counts.get(msg.node, 0) + len(samples.values)
+
+    def processREQUEST(self, msg: Request) -> Samples:
+        """``Samples node=ID``: that node's latest batch."""
+        if not msg.node:
+            raise RequestError("bad-request", "Samples needs the parameter node=ID")
+        if msg.node not in self.latest:
+            raise RequestError("not-found", f"no samples from node {msg.node!r}")
+        return self.latest[msg.node]
