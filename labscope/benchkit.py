@@ -56,7 +56,7 @@ def report_frame(node: str, seq: int, now: float) -> bytes:
     stats.swap.total = 2 << 30
     stats.net_io_total.name, stats.net_io_total.recv_rate, stats.net_io_total.send_rate = "total", 1e5, 2e5
     stats.disk_io_total.name, stats.disk_io_total.read_rate, stats.disk_io_total.write_rate = "total", 1e6, 2e6
-    stats.disks.add(mountpoint="/", device="/dev/vda1", fstype="ext4", total=250 << 30, used=40 << 30, percent=16.0)
+    stats.disks.add(mountpoint="/", total=250 << 30, used=40 << 30, percent=16.0)
     return pack([envelope(Kind.REPORT, "SystemStats", stats, node=node, seq=seq, time=now)])
 
 
@@ -89,7 +89,7 @@ class AgentPeer:
                 raise TimeoutError("the collector did not answer HELLO")
 
     def _read(self, timeout: float) -> bool:
-        if not self.sock.poll(int(timeout * 1000)):
+        if not self.sock.poll(round(timeout * 1000)):
             return False
         while True:
             try:
@@ -121,7 +121,9 @@ class AgentPeer:
                 seq += 1
                 self.sock.send(make(seq, time.time()))
                 next_send += period
-            self._read(max(0.0, next_send - time.perf_counter()))
+            # poll() counts whole milliseconds: at 10,000/s a sub-millisecond wait would spin a
+            # core, so the generator wakes every millisecond and sends what has come due.
+            self._read(max(0.001, next_send - time.perf_counter()))
         return seq
 
     def close(self) -> None:

@@ -108,12 +108,12 @@ def unpack(frame: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Sequence[E
     if len(frame) > max_bytes:
         raise ProtocolError("oversized", f"frame of {len(frame)} bytes exceeds the {max_bytes}-byte limit")
     try:
-        batch = Batch.FromString(frame)
+        envelopes = Batch.FromString(frame).envelopes
     except DecodeError as exc:
         raise ProtocolError("bad-frame", f"frame is not a labscope Batch: {exc}") from exc
-    if not batch.envelopes:
+    if not envelopes:
         raise ProtocolError("empty", "frame carries no envelopes")
-    return batch.envelopes
+    return envelopes
 
 
 def kind_name(kind: int) -> str:

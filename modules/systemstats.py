@@ -46,6 +46,14 @@ _MSGPACK = Encoding.MSGPACK
 _SCHEMA = SystemStats.DESCRIPTOR.full_name
 
 
+def parse(report_time: float, data: bytes) -> SystemStats:
+    """A kept sample as a message; a sample without its own time takes its report's."""
+    stats = SystemStats.FromString(data)
+    if not stats.time:
+        stats.time = report_time
+    return stats
+
+
 def summarize(node: str, hostname: str, stats: SystemStats) -> NodeSummary:
     """The one-line summary of a node's latest sample."""
     return NodeSummary(
@@ -74,8 +82,10 @@ class SystemStatsModule(Aggregator):
 
     def __init__(self) -> None:
         # One bounded deque per node; its last item doubles as the latest sample,
-        # so the hot path touches a single dict.
-        self._history: dict[str, deque[SystemStats]] = {}
+        # so the hot path touches a single dict. Samples are kept as the bytes that
+        # arrived and parsed only when asked for: a report costs a deque append,
+        # while requests and the once-a-second summary parse the few they need.
+        self._history: dict[str, deque[tuple[float, bytes]]] = {}
         self._dirty = False
 
     def history_length(self) -> int:
@@ -94,13 +104,10 @@ class SystemStatsModule(Aggregator):
         """Keep one sample; runs for every report of every node, so it parses once and never logs."""
         if msg.encoding == _MSGPACK or (msg.schema and msg.schema != _SCHEMA):
             raise ValueError(f"SystemStats report from {msg.node} is not a {_SCHEMA} (schema {msg.schema!r})")
-        stats = SystemStats.FromString(msg.data)
-        if not stats.time:
-            stats.time = msg.time
         history = self._history.get(msg.node)
         if history is None:
             history = self._history[msg.node] = deque(maxlen=self.history_length())
-        history.append(stats)
+        history.append((msg.time, msg.data))
         self._dirty = True
 
     def processREQUEST(self, msg: Request) -> SystemStats | SystemStatsHistory:
@@ -108,11 +115,11 @@ class SystemStatsModule(Aggregator):
         history = self._node_history(msg)
         if msg.type == "SystemStatsHistory":
             since = _since(msg)
-            samples = history if since is None else (s for s in history if s.time > since)
-            return SystemStatsHistory(node=msg.node, samples=samples)
-        return history[-1]
+            samples = (parse(*item) for item in history)
+            return SystemStatsHistory(node=msg.node, samples=[s for s in samples if since is None or s.time > since])
+        return parse(*history[-1])
 
-    def _node_history(self, msg: Request) -> deque[SystemStats]:
+    def _node_history(self, msg: Request) -> deque[tuple[float, bytes]]:
         if not msg.node:
             raise RequestError("bad-request", f"{msg.type} needs the parameter node=ID")
         history = self._history.get(msg.node)
@@ -126,7 +133,8 @@ class SystemStatsModule(Aggregator):
             return None
         self._dirty = False
         return SystemStatsSummary(
-            nodes=[summarize(node, self._hostname(node), self._history[node][-1]) for node in sorted(self._history)]
+            nodes=[summarize(node, self._hostname(node), parse(*self._history[node][-1]))
+                   for node in sorted(self._history)]
         )
 
     def _hostname(self, node: str) -> str:
