@@ -158,7 +158,8 @@ class SimulatedAgent:
                 next_send = max(next_send + period, now)
             if self.ready:
                 self.heartbeat_if_idle()
-            self.receive(min(next_send, stop.at) - time.monotonic())
+            wake = min(next_send, stop.at, self.last_sent + self.heartbeat_interval)
+            self.receive(wake - time.monotonic())
         self._send([envelope(Kind.BYE, node=self.node)])
 
     def close(self) -> None:
