@@ -26,6 +26,9 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+bench: $(STAMP)
+	$(BIN)/labscope bench --json bench-results.json --markdown bench-results.md
+
 proto: $(STAMP)
 	$(BIN)/python messages/generate.py
 
