@@ -218,6 +218,24 @@ class Aggregator:
         """
         return None
 
+    def snapshot(self) -> Any:
+        """Optional: the module's whole state as a msgpack-able value, for restart recovery.
+
+        The collector calls it every snapshot interval, between ingest passes,
+        and on shutdown. After a restart it calls :meth:`restore` with the
+        latest snapshot and replays only the reports journaled after it. A
+        module that does not override it is rebuilt by replaying the whole
+        retained journal of its report types instead.
+        """
+        return None
+
+    def restore(self, state: Any) -> None:
+        """Optional: take back a state :meth:`snapshot` returned (called before any report).
+
+        Make it all-or-nothing: if it raises, the module is rebuilt from the
+        whole retained journal on top of whatever it left.
+        """
+
     def on_startup(self) -> None:
         """Called once, after every dependency has started; raising disables this module and its dependents."""
 

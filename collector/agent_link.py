@@ -11,6 +11,7 @@ socket, so the edge-triggered FD cannot be drained behind its back.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ from collector.config import CollectorConfig
 from collector.counters import Counters, ThrottledLog
 from collector.host import ModuleHost
 from collector.registry import NodeRegistry
+from collector.store import NullStore, Store
 from messages import CollectorInfo, Envelope, Kind, NodeInfo
 from messages.codec import envelope, kind_name, pack, unpack
 from messages.errors import ProtocolError
@@ -43,7 +45,7 @@ class AgentLink:
 
     def __init__(self, sock: zmq.Socket, host: ModuleHost, registry: NodeRegistry, counters: Counters,
                  config: CollectorConfig, info: Callable[[], CollectorInfo],
-                 on_ingest: Callable[[], None] = lambda: None) -> None:
+                 on_ingest: Callable[[], None] = lambda: None, store: Store | None = None) -> None:
         self.sock = sock
         self.host = host
         self.registry = registry
@@ -57,12 +59,15 @@ class AgentLink:
         self.reports = 0  # reports applied in this pass, added to the counters once per pass
         self._sessions = registry.sessions
         self._deliver = host.deliver
+        self.store = store or NullStore()
+        self._journal: dict[str, tuple[int, list[bytes]]] = {}  # node -> (first seq, frame bodies) this pass
+        self._touched: dict[str, NodeRecord] = {}  # nodes whose state changed since the last commit
         self._acks: dict[bytes, NodeRecord] = {}
         self._replies: dict[bytes, list[Envelope]] = {}
         self._told: set[bytes] = set()
         self._next_liveness = 0.0
+        self._next_snapshot = time.monotonic() + config.snapshot_interval
         self._handlers: dict[int, Callable[[bytes, Envelope, float], None]] = {
-            Kind.REPORT: self._on_report,
             Kind.HELLO: self._on_hello,
             Kind.HEARTBEAT: self._on_heartbeat,
             Kind.BYE: self._on_bye,
@@ -128,15 +133,28 @@ class AgentLink:
             self._bad(exc.code, "dropped a frame from an agent: %s", exc)
             return
         handlers, on_report = self._handlers, self._on_report
+        applied: list[Envelope] = []
         for env in envelopes:
             if env.kind == REPORT:
-                on_report(ident, env, now)
+                if on_report(ident, env, now):
+                    applied.append(env)
                 continue
             handler = handlers.get(env.kind)
             if handler is None:
                 self._bad("unknown-kind", "dropped an envelope of kind %s from an agent", kind_name(env.kind))
                 continue
             handler(ident, env, now)
+        if applied:
+            # The common frame is all new reports: journal its bytes as they came (no re-encoding).
+            self._journal_frame(applied, body if len(applied) == len(envelopes) else pack(applied))
+
+    def _journal_frame(self, applied: list[Envelope], batch: bytes) -> None:
+        node = applied[0].node
+        pending = self._journal.get(node)
+        if pending is None:
+            self._journal[node] = (applied[0].seq, [batch])
+        else:
+            pending[1].append(batch)
 
     def _bad(self, code: str, fmt: str, *args: Any) -> None:
         self.counters[code] += 1
@@ -144,23 +162,25 @@ class AgentLink:
 
     # ------------------------------------------------------------ handlers
 
-    def _on_report(self, ident: bytes, env: Envelope, now: float) -> None:
+    def _on_report(self, ident: bytes, env: Envelope, now: float) -> bool:
+        """Apply one report; True when it was new (and so must be journaled)."""
         # Hot path: one call per report; locals and no per-report counters on purpose.
         session = self._sessions.get(ident)
         node = env.node
         if session is None or session.record.node != node:
             self._hello_required(ident)
-            return
+            return False
         record = session.record
         if record.status != "live":
             self._heard(record, now)
         record.last_seen = now
         self._acks[ident] = record
+        self._touched[node] = record
         seq = env.seq
         last = record.last_seq
         if seq <= last:
             self.counters["duplicates"] += 1
-            return
+            return False
         if seq != last + 1:
             record.gaps += seq - last - 1
             self.counters["gap-reports"] += seq - last - 1
@@ -169,6 +189,7 @@ class AgentLink:
         self._delivered = True
         if not self._deliver(Report(node, env.type, seq, env.time, env.payload, env.encoding, env.schema)):
             self._bad("unrouted", "no module takes report type %r (from node %s)", env.type, node)
+        return True
 
     def _on_hello(self, ident: bytes, env: Envelope, now: float) -> None:
         info = _node_info(env)
@@ -176,7 +197,15 @@ class AgentLink:
             self._bad("bad-hello", "dropped a HELLO without a NodeInfo payload")
             self._reply(ident, envelope(Kind.ERROR, error_code="bad-hello", error="HELLO needs a NodeInfo payload"))
             return
+        if self.registry.claimed_elsewhere(ident, info):
+            self._bad("duplicate-node", "refused a second agent for live node %s (host %s)", info.node, info.hostname)
+            self._reply(ident, envelope(Kind.ERROR, node=info.node, error_code="duplicate-node",
+                                        error=f"node id {info.node} is live from another agent; "
+                                        "give this agent another --node-id"))
+            return
         record, joined = self.registry.hello(ident, info, env.seq, now)
+        _take_backlog(record, env)
+        self._touched[record.node] = record
         self._told.discard(ident)
         self._reply(ident, envelope(Kind.HELLO, type="CollectorInfo", payload=self.info()))
         self._reply(ident, envelope(Kind.ACK, node=record.node, seq=record.last_seq))
@@ -190,6 +219,7 @@ class AgentLink:
             self._hello_required(ident)
             return
         self._heard(session.record, now)
+        _take_backlog(session.record, env)
         self._reply(ident, envelope(Kind.HEARTBEAT, node=session.record.node))
 
     def _on_bye(self, ident: bytes, env: Envelope, now: float) -> None:
@@ -215,11 +245,27 @@ class AgentLink:
     def _reply(self, ident: bytes, env: Envelope) -> None:
         self._replies.setdefault(ident, []).append(env)
 
+    def _commit(self) -> bool:
+        """Journal this pass's reports and node states in one transaction; False when the disk refused."""
+        if not self._journal and not self._touched:
+            return True
+        for node, (first_seq, parts) in self._journal.items():
+            self.store.append(node, first_seq, self.registry.records[node].last_seq, b"".join(parts))
+        self._journal.clear()
+        try:
+            self.store.commit(list(self._touched.values()))
+        except sqlite3.Error as exc:  # e.g. disk full: keep the rows queued, acknowledge nothing, retry
+            self._bad("journal-failed", "journal write failed (%s); holding ACKs until it succeeds", exc)
+            return False
+        self._touched.clear()
+        return True
+
     def _flush(self) -> None:
-        """Send one frame per agent: its replies, then one cumulative ACK."""
-        for ident, record in self._acks.items():
-            self._reply(ident, envelope(Kind.ACK, node=record.node, seq=record.last_seq))
-        self._acks.clear()
+        """Commit the pass, then send one frame per agent: its replies, then one cumulative ACK."""
+        if self._commit():
+            for ident, record in self._acks.items():
+                self._reply(ident, envelope(Kind.ACK, node=record.node, seq=record.last_seq))
+            self._acks.clear()
         for ident, envelopes in self._replies.items():
             try:
                 self.sock.send_multipart((ident, pack(envelopes)), zmq.NOBLOCK)
@@ -237,6 +283,31 @@ class AgentLink:
             self.counters["nodes-lost"] += 1
             log.info("node %s lost: silent for more than %.1f s", record.node, self.config.node_timeout)
             self.host.node_left(record)
+        if monotonic >= self._next_snapshot and not self._journal and not self._touched:
+            self._next_snapshot = monotonic + self.config.snapshot_interval
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Snapshot the modules as complete up to the last committed row, and prune old journal rows.
+
+        Runs between passes only, so module state and the journal agree.
+        """
+        if not self.store.durable:
+            return
+        try:
+            self.host.take_snapshots(self.store)
+            pruned = self.store.prune(time.time() - self.config.retention)
+        except sqlite3.Error as exc:
+            self._bad("journal-failed", "snapshot or prune failed: %s", exc)
+            return
+        if pruned:
+            log.info("pruned %d journal rows older than %.0f s", pruned, self.config.retention)
+
+
+def _take_backlog(record: NodeRecord, env: Envelope) -> None:
+    backlog = env.params.get("backlog")
+    if backlog is not None and backlog.isdigit():
+        record.backlog = int(backlog)
 
 
 def _node_info(env: Envelope) -> NodeInfo | None:

@@ -14,6 +14,10 @@ Sample config (every key optional; defaults shown)::
     # heartbeat_interval = 1.0    # seconds between agent heartbeats
     # subscription_lease = 10.0   # seconds a client SUBSCRIBE lasts
     # max_frame_bytes = 16777216  # larger frames are counted and dropped
+    # journal = true              # false: acknowledge without writing reports to disk
+    # journal_sync = "normal"     # "full": fsync every pass (survives power loss, not only crashes)
+    # retention = 86400.0         # seconds of journal kept for rebuilding modules
+    # snapshot_interval = 60.0    # seconds between module snapshots
     # log_level = "info"
 
     [modules.systemstats]
@@ -52,6 +56,10 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "heartbeat_interval": (int, float),
     "subscription_lease": (int, float),
     "max_frame_bytes": int,
+    "journal": bool,
+    "journal_sync": str,
+    "retention": (int, float),
+    "snapshot_interval": (int, float),
     "log_level": str,
 }
 
@@ -73,6 +81,10 @@ class CollectorConfig:
     heartbeat_interval: float = 1.0
     subscription_lease: float = 10.0
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    journal: bool = True
+    journal_sync: str = "normal"
+    retention: float = 86400.0
+    snapshot_interval: float = 60.0
     log_level: str = "info"
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_path: str | None = None
@@ -101,6 +113,13 @@ def build_parser() -> Parser:
                         help="default seconds between module updates (default 1)")
     parser.add_argument("--node-timeout", type=positive_float, metavar="S",
                         help="seconds of silence before a node is marked lost (default 5)")
+    parser.add_argument("--no-journal", dest="journal", action="store_false", default=None,
+                        help="acknowledge reports without writing them to the journal (faster, loses "
+                        "what a crash catches in flight)")
+    parser.add_argument("--retention", type=positive_float, metavar="S",
+                        help="seconds of journal kept to rebuild modules after a restart (default 86400)")
+    parser.add_argument("--snapshot-interval", type=positive_float, metavar="S",
+                        help="seconds between module snapshots (default 60)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log detail (default info)")
     return parser
 
@@ -129,13 +148,16 @@ def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) ->
             value = [_string(v, key, path) for v in value]
         elif key == "log_level" and value not in LOG_LEVELS:
             raise ConfigError(f"config {path}: [collector] log_level must be one of {', '.join(LOG_LEVELS)}")
+        elif key == "journal_sync" and value not in ("normal", "full"):
+            raise ConfigError(f"config {path}: [collector] journal_sync must be \"normal\" or \"full\"")
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
             raise ConfigError(f"config {path}: [collector] {key} must be greater than 0")
         setattr(config, key, value)
 
 
 def _apply_flags(config: CollectorConfig, args: argparse.Namespace) -> None:
-    simple = ("listen_agents", "listen_clients", "alias", "update_interval", "node_timeout", "log_level")
+    simple = ("listen_agents", "listen_clients", "alias", "update_interval", "node_timeout", "log_level",
+              "journal", "retention", "snapshot_interval")
     for key in simple:
         value = getattr(args, key)
         if value is not None:

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from collector import loader
 from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
 from collector.config import CollectorConfig
 from collector.counters import Counters, ThrottledLog
 from collector.registry import NodeRegistry
+from collector.store import Store
 from messages import Encoding, Event
 from messages.errors import ConfigError
 
@@ -123,6 +126,62 @@ class ModuleHost:
                 if key not in known:
                     raise ConfigError(f"config {path}: unknown key '{key}' in [modules.{name}]; "
                                       f"known keys: {', '.join(sorted(known))}")
+
+    # ------------------------------------------------------------ recovery
+
+    def snapshot_capable(self) -> list[Running]:
+        """Running modules that override snapshot() and restore()."""
+        return [r for r in self.running if type(r.module).snapshot is not Aggregator.snapshot
+                and type(r.module).restore is not Aggregator.restore]
+
+    def take_snapshots(self, store: Store) -> int:
+        """Save every snapshot-capable module's state as complete up to the store's last row."""
+        saved = 0
+        for running in self.snapshot_capable():
+            ok, state = self._guard(running, "snapshot", running.module.snapshot)
+            if not ok:
+                continue
+            try:
+                store.save_snapshot(running.name, store.last_id, msgpack.packb(state, use_bin_type=True))
+                saved += 1
+            except (TypeError, ValueError) as exc:
+                self._failed(running, "snapshot", exc)
+        return saved
+
+    def recover(self, store: Store) -> int:
+        """Rebuild module state after a restart: restore snapshots, then replay the journal after them.
+
+        Returns the number of reports replayed (counting each module that got one).
+        """
+        start = {r.name: self._restore(r, store) for r in self.running if self._takes_reports(r)}
+        if not start:
+            return 0
+        replayed = 0
+        for row_id, env in store.replay(min(start.values())):
+            report = None
+            for running in self.report_routes.get(env.type, ()):
+                if row_id > start[running.name]:
+                    report = report or Report(env.node, env.type, env.seq, env.time, env.payload, env.encoding,
+                                              env.schema)
+                    self._guard(running, "processReport", running.module.processReport, report)
+                    replayed += 1
+        return replayed
+
+    def _takes_reports(self, running: Running) -> bool:
+        return any(running in targets for targets in self.report_routes.values())
+
+    def _restore(self, running: Running, store: Store) -> int:
+        if running not in self.snapshot_capable():
+            return 0
+        snap = store.load_snapshot(running.name)
+        if snap is None:
+            return 0
+        ok, _ = self._guard(running, "restore", running.module.restore,
+                            msgpack.unpackb(snap.state, raw=False, strict_map_key=False))
+        if not ok:
+            log.error("module %s could not restore its snapshot; rebuilding it from the journal", running.name)
+            return 0
+        return snap.journal_id
 
     def shutdown(self) -> None:
         """Call every running module's on_shutdown, in reverse start order."""

@@ -27,6 +27,17 @@ class NodeRegistry:
         self.records: dict[str, NodeRecord] = {}
         self.sessions: dict[bytes, Session] = {}
 
+    def claimed_elsewhere(self, ident: bytes, info: NodeInfo) -> bool:
+        """True when ``info.node`` is live through another connection of another agent instance.
+
+        The same agent coming back (same ``instance``, e.g. restarted on its data
+        dir) is never refused.
+        """
+        record = self.records.get(info.node)
+        if record is None or record.status != "live" or record.info.instance == info.instance:
+            return False
+        return any(s.record is record and s.ident != ident for s in self.sessions.values())
+
     def hello(self, ident: bytes, info: NodeInfo, first_seq: int, now: float) -> tuple[NodeRecord, bool]:
         """Register a HELLO; returns the node's record and whether it (re)joined.
 
@@ -56,6 +67,11 @@ class NodeRegistry:
         stale = [ident for ident, s in self.sessions.items() if s.record.node == node]
         for ident in stale:
             del self.sessions[ident]
+
+    def restore(self, records: list[NodeRecord]) -> None:
+        """Take back the nodes a previous run recorded (all ``lost`` until they say HELLO)."""
+        for record in records:
+            self.records[record.node] = record
 
     def session(self, ident: bytes) -> Session | None:
         """The session of an agent connection, or None before its HELLO."""

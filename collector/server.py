@@ -23,6 +23,7 @@ from collector.config import CollectorConfig
 from collector.counters import Counters
 from collector.host import ModuleHost
 from collector.registry import NodeRegistry
+from collector.store import NullStore, SQLiteStore, Store
 from messages import CollectorInfo, __version__
 from messages.errors import LabscopeError
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 ENDPOINTS_FILE = "collector.json"
 LOCK_FILE = "collector.lock"
+STORE_FILE = "collector.sqlite3"
 
 
 class Collector:
@@ -49,6 +51,7 @@ class Collector:
         self.stopped = gevent.event.Event()
         self.exit_status = 0
         self._lock: IO[str] | None = None
+        self.store: Store = NullStore()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -58,14 +61,20 @@ class Collector:
         Raises LabscopeError subclasses for anything the operator must fix.
         """
         self._lock_data_dir()
+        self.store = self._open_store()
+        self.registry.restore(self.store.load_nodes())
         self.host.load()
+        replayed = self.host.recover(self.store)
+        if self.store.durable:
+            log.info("recovered %d nodes; replayed %d journaled reports into the modules",
+                     len(self.registry.records), replayed)
         self.context = zmq.green.Context()
         agent_sock = self._bind(zmq.Socket(self.context, zmq.ROUTER), self.config.listen_agents, "agents")
         client_sock = self._bind(self.context.socket(zmq.ROUTER), self.config.listen_clients, "clients")
         self.clients = ClientLink(client_sock, self.host, self.counters, self.config, self.info,
                                   {"CollectorStats": self.stats})
         self.agents = AgentLink(agent_sock, self.host, self.registry, self.counters, self.config, self.info,
-                                self.clients.notify_ingest)
+                                self.clients.notify_ingest, self.store)
         self._spawn(self.agents.run)
         self._spawn(self.clients.run)
         for running in self.host.updaters():
@@ -92,12 +101,15 @@ class Collector:
         if self.agents is not None:
             self.agents.stop()
         gevent.killall(self.greenlets, timeout=2)
+        if self.agents is not None:
+            self.agents.checkpoint()  # between passes now: module state matches the journal
         self.host.shutdown()
         for sock in self.sockets:
             sock.close(linger=0)  # the plain agents' socket is not tracked by the context's destroy()
         if self.context is not None:
             self.context.term()
         (self.config.data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+        self.store.close()
         if self._lock is not None:
             self._lock.close()
         log.info("collector stopped")
@@ -123,6 +135,12 @@ class Collector:
         except zmq.ZMQError as exc:
             raise LabscopeError(f"cannot listen for {role} on {endpoint}: {exc.strerror}") from None
         return sock
+
+    def _open_store(self) -> Store:
+        if not self.config.journal:
+            log.warning("journal off: reports are acknowledged before they reach the disk")
+            return NullStore()
+        return SQLiteStore(self.config.data_dir / STORE_FILE, self.config.journal_sync)
 
     def _lock_data_dir(self) -> None:
         data_dir = self.config.data_dir

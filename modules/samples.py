@@ -13,6 +13,8 @@ Sample config block::
 
 from __future__ import annotations
 
+from typing import Any
+
 from collector.addons import Aggregator, Report, Request, RequestError
 from messages import Samples
 
@@ -33,6 +35,15 @@ class SamplesModule(Aggregator):
         samples = Samples.FromString(msg.data)
         self.latest[msg.node] = samples
         self.counts[msg.node] = self.counts.get(msg.node, 0) + len(samples.values)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """The latest batch (as bytes) and value count of every node."""
+        return {"latest": {node: s.SerializeToString() for node, s in self.latest.items()}, "counts": self.counts}
+
+    def restore(self, state: dict[str, dict[str, Any]]) -> None:
+        """Take back what :meth:`snapshot` returned."""
+        latest = {node: Samples.FromString(data) for node, data in state["latest"].items()}
+        self.latest, self.counts = latest, {node: int(n) for node, n in state["counts"].items()}
 
     def processREQUEST(self, msg: Request) -> Samples:
         """``Samples node=ID``: that node's latest batch."""

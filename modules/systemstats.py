@@ -149,6 +149,17 @@ class SystemStatsModule(Aggregator):
     def on_node_left(self, node: NodeRecord) -> None:
         """Keep the node's data: views show lost nodes with their last values."""
 
+    def snapshot(self) -> dict[str, list[list[Any]]]:
+        """Every node's kept samples as ``[time, bytes]`` pairs, oldest first."""
+        return {node: [[t, data] for t, data in history] for node, history in self._history.items()}
+
+    def restore(self, state: dict[str, list[list[Any]]]) -> None:
+        """Take back what :meth:`snapshot` returned."""
+        restored = {node: deque(((float(t), bytes(data)) for t, data in samples), maxlen=self.history_length())
+                    for node, samples in state.items()}
+        self._history = restored
+        self._dirty = bool(restored)
+
 
 def _since(msg: Request) -> float | None:
     text = msg.params.get("since")

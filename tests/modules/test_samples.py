@@ -33,3 +33,15 @@ def test_errors() -> None:
     with pytest.raises(RequestError) as unknown:
         module.processREQUEST(Request("Samples", {"node": "zz"}))
     assert unknown.value.code == "not-found"
+
+
+def test_snapshot_round_trip_through_msgpack() -> None:
+    import msgpack
+
+    module = SamplesModule()
+    feed(module, "a", 1, [1.0, 2.0])
+    state = msgpack.unpackb(msgpack.packb(module.snapshot(), use_bin_type=True), raw=False)
+    fresh = SamplesModule()
+    fresh.restore(state)
+    assert list(fresh.processREQUEST(Request("Samples", {"node": "a"})).values) == [1.0, 2.0]
+    assert fresh.counts == {"a": 2}

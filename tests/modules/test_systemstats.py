@@ -201,3 +201,15 @@ def test_raw_serialized_stats_are_accepted(stats: SystemStatsModule) -> None:
     raw = Report("n1", "SystemStats", 1, 1000.0, sample(1000.0, cpu=7.0).SerializeToString(), Encoding.RAW)
     stats.processReport(raw)
     assert ask(stats, "SystemStats", node="n1").cpu_percent == 7.0
+
+
+def test_snapshot_and_restore_keep_every_sample(stats: SystemStatsModule, collector: StubCollector) -> None:
+    for seq, t in enumerate((1000.0, 1001.0, 1002.0), start=1):
+        stats.processReport(report("n1", seq, sample(t, cpu=float(seq))))
+    state = msgpack.unpackb(msgpack.packb(stats.snapshot(), use_bin_type=True), raw=False)
+    fresh = attach(SystemStatsModule(), collector)
+    fresh.restore(state)
+    history = ask(fresh, "SystemStatsHistory", node="n1")
+    assert [s.time for s in history.samples] == [1000.0, 1001.0, 1002.0]
+    assert ask(fresh, "SystemStats", node="n1") == ask(stats, "SystemStats", node="n1")
+    assert fresh.getUpdateMessage() is not None
