@@ -21,6 +21,7 @@ class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UPDATE: _ClassVar[Kind]
     BYE: _ClassVar[Kind]
     SUBSCRIBE: _ClassVar[Kind]
+    CREDIT: _ClassVar[Kind]
 
 class Encoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -40,6 +41,7 @@ ERROR: Kind
 UPDATE: Kind
 BYE: Kind
 SUBSCRIBE: Kind
+CREDIT: Kind
 NONE: Encoding
 PROTOBUF: Encoding
 MSGPACK: Encoding
@@ -89,7 +91,7 @@ class Batch(_message.Message):
     def __init__(self, envelopes: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node", "hostname", "os", "os_release", "cpu_count", "memory_total", "boot_time", "agent_version", "instance", "python_version", "pid")
+    __slots__ = ("node", "hostname", "os", "os_release", "cpu_count", "memory_total", "boot_time", "agent_version", "instance", "python_version", "pid", "request_types")
     NODE_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     OS_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +103,7 @@ class NodeInfo(_message.Message):
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TYPES_FIELD_NUMBER: _ClassVar[int]
     node: str
     hostname: str
     os: str
@@ -112,7 +115,8 @@ class NodeInfo(_message.Message):
     instance: str
     python_version: str
     pid: int
-    def __init__(self, node: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., os_release: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total: _Optional[int] = ..., boot_time: _Optional[float] = ..., agent_version: _Optional[str] = ..., instance: _Optional[str] = ..., python_version: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+    request_types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., os_release: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total: _Optional[int] = ..., boot_time: _Optional[float] = ..., agent_version: _Optional[str] = ..., instance: _Optional[str] = ..., python_version: _Optional[str] = ..., pid: _Optional[int] = ..., request_types: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CollectorInfo(_message.Message):
     __slots__ = ("alias", "version", "update_types", "request_types", "heartbeat_interval", "subscription_lease", "max_frame_bytes", "node_timeout")
@@ -255,14 +259,20 @@ class SystemStats(_message.Message):
     def __init__(self, time: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., cpu_percent_per_cpu: _Optional[_Iterable[float]] = ..., load1: _Optional[float] = ..., load5: _Optional[float] = ..., load15: _Optional[float] = ..., memory: _Optional[_Union[Memory, _Mapping]] = ..., swap: _Optional[_Union[Swap, _Mapping]] = ..., disks: _Optional[_Iterable[_Union[DiskUsage, _Mapping]]] = ..., disk_io_total: _Optional[_Union[DiskIO, _Mapping]] = ..., disk_io: _Optional[_Iterable[_Union[DiskIO, _Mapping]]] = ..., net_io_total: _Optional[_Union[NetIO, _Mapping]] = ..., net_io: _Optional[_Iterable[_Union[NetIO, _Mapping]]] = ..., interval: _Optional[float] = ...) -> None: ...
 
 class File(_message.Message):
-    __slots__ = ("name", "modtime", "data")
+    __slots__ = ("name", "modtime", "data", "offset", "size", "last")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODTIME_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
     name: str
     modtime: float
     data: bytes
-    def __init__(self, name: _Optional[str] = ..., modtime: _Optional[float] = ..., data: _Optional[bytes] = ...) -> None: ...
+    offset: int
+    size: int
+    last: bool
+    def __init__(self, name: _Optional[str] = ..., modtime: _Optional[float] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ..., last: _Optional[bool] = ...) -> None: ...
 
 class Files(_message.Message):
     __slots__ = ("file",)
