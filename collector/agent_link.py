@@ -17,14 +17,15 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+import gevent.event
 import zmq
-from gevent.socket import wait_read
 
 from collector.addons import NodeRecord, Report
 from collector.config import CollectorConfig
 from collector.counters import Counters, ThrottledLog
 from collector.host import ModuleHost
 from collector.registry import NodeRegistry
+from collector.relay import Relay
 from collector.store import NullStore, Store
 from messages import CollectorInfo, Envelope, Kind, NodeInfo
 from messages.codec import envelope, kind_name, pack, unpack
@@ -71,13 +72,19 @@ class AgentLink:
             Kind.HELLO: self._on_hello,
             Kind.HEARTBEAT: self._on_heartbeat,
             Kind.BYE: self._on_bye,
+            Kind.RESPONSE: self._on_answer,
+            Kind.ERROR: self._on_answer,
+            Kind.CHUNK: self._on_answer,
         }
+        self.relay: Relay | None = None
+        self._outgoing: list[tuple[bytes, Envelope]] = []
+        self._wake = gevent.event.Event()
 
     # ------------------------------------------------------------ loop
 
     def run(self) -> None:
         """Serve agents until :meth:`stop`; runs in its own greenlet."""
-        fd = self.sock.getsockopt(zmq.FD)
+        watcher = gevent.get_hub().loop.io(self.sock.getsockopt(zmq.FD), 1)
         while self.running:
             handled = self._drain()
             self.counters["ingest-passes"] += 1
@@ -91,10 +98,23 @@ class AgentLink:
             if handled >= DRAIN_LIMIT or int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 gevent.sleep(0)  # busy: let requests and updates run between passes
                 continue
-            try:
-                wait_read(fd, timeout=IDLE_WAIT)
-            except OSError:  # gevent raises socket.timeout (an OSError) when the wait times out
-                pass
+            self._idle(watcher)
+
+    def _idle(self, watcher: Any) -> None:
+        """Park until the socket may be readable, another greenlet queued a message, or IDLE_WAIT."""
+        self._wake.clear()
+        if self._outgoing:
+            return
+        watcher.start(self._wake.set)
+        try:
+            self._wake.wait(IDLE_WAIT)
+        finally:
+            watcher.stop()
+
+    def send(self, ident: bytes, env: Envelope) -> None:
+        """Queue an envelope for an agent from any greenlet; it leaves with the next pass."""
+        self._outgoing.append((ident, env))
+        self._wake.set()
 
     def stop(self) -> None:
         """Ask the loop to end after its current pass."""
@@ -226,7 +246,12 @@ class AgentLink:
         session = self.registry.session(ident)
         if session is not None and self.registry.leave(session.record):
             log.info("node %s said bye", session.record.node)
-            self.host.node_left(session.record)
+            self._left(session.record)
+
+    def _left(self, record: NodeRecord) -> None:
+        self.host.node_left(record)
+        if self.relay is not None:
+            self.relay.node_lost(record.node)
 
     def _heard(self, record: NodeRecord, now: float) -> None:
         if self.registry.revive(record, now):
@@ -245,6 +270,14 @@ class AgentLink:
     def _reply(self, ident: bytes, env: Envelope) -> None:
         self._replies.setdefault(ident, []).append(env)
 
+    def _on_answer(self, ident: bytes, env: Envelope, now: float) -> None:
+        session = self.registry.session(ident)
+        if session is not None:
+            self._heard(session.record, now)
+        if self.relay is None or not self.relay.from_agent(env):
+            self._bad("stale-answer", "dropped an agent's answer to request %d, which nobody waits for",
+                      env.request_id)
+
     def _commit(self) -> bool:
         """Journal this pass's reports and node states in one transaction; False when the disk refused."""
         if not self._journal and not self._touched:
@@ -262,6 +295,9 @@ class AgentLink:
 
     def _flush(self) -> None:
         """Commit the pass, then send one frame per agent: its replies, then one cumulative ACK."""
+        for ident, env in self._outgoing:
+            self._reply(ident, env)
+        self._outgoing.clear()
         if self._commit():
             for ident, record in self._acks.items():
                 self._reply(ident, envelope(Kind.ACK, node=record.node, seq=record.last_seq))
@@ -282,7 +318,9 @@ class AgentLink:
         for record in self.registry.expire(time.time(), self.config.node_timeout):
             self.counters["nodes-lost"] += 1
             log.info("node %s lost: silent for more than %.1f s", record.node, self.config.node_timeout)
-            self.host.node_left(record)
+            self._left(record)
+        if self.relay is not None:
+            self.relay.expire()
         if monotonic >= self._next_snapshot and not self._journal and not self._touched:
             self._next_snapshot = monotonic + self.config.snapshot_interval
             self.checkpoint()

@@ -9,9 +9,10 @@ queue and loses its own updates; nobody waits for it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -22,7 +23,8 @@ import zmq
 from collector.addons import RequestError
 from collector.config import CollectorConfig
 from collector.counters import Counters, ThrottledLog
-from collector.host import ModuleHost, Running
+from collector.host import ModuleHost, Running, type_name
+from collector.relay import Relay
 from messages import CollectorInfo, Envelope, Kind
 from messages.codec import envelope, kind_name, pack_one, unpack
 from messages.errors import ProtocolError
@@ -30,6 +32,9 @@ from messages.errors import ProtocolError
 log = logging.getLogger(__name__)
 
 REQUEST_WORKERS = 32
+DEFAULT_CREDIT = 8      # chunks a streaming client takes at once unless it says otherwise
+MAX_CREDIT = 64
+STALL_TIMEOUT = 60.0    # seconds a stream waits for credit before it gives up on the client
 
 
 class ClientLink:
@@ -54,7 +59,10 @@ class ClientLink:
             Kind.SUBSCRIBE: self._on_subscribe,
             Kind.HEARTBEAT: self._on_heartbeat,
             Kind.BYE: self._on_bye,
+            Kind.CREDIT: self._on_credit,
         }
+        self.relay: Relay | None = None
+        self.streams: dict[tuple[bytes, int], Stream] = {}
 
     def run(self) -> None:
         """Serve clients forever; runs in its own greenlet."""
@@ -84,8 +92,11 @@ class ClientLink:
         self.counters[code] += 1
         self.throttled.warning(code, fmt, *args)
 
-    def _send(self, ident: bytes, env: Envelope) -> None:
+    def send(self, ident: bytes, env: Envelope) -> None:
+        """Send one envelope to a client (any greenlet may call it)."""
         self._send_frame(ident, pack_one(env))
+
+    _send = send
 
     def _send_frame(self, ident: bytes, frame: bytes) -> None:
         try:
@@ -107,11 +118,31 @@ class ClientLink:
 
     def _on_request(self, ident: bytes, env: Envelope) -> None:
         self.counters["requests"] += 1
+        if self._for_a_node(env):
+            self.counters["node-requests"] += 1
+            assert self.relay is not None
+            self.relay.forward(ident, env)
+            return
         self.pool.spawn(self._serve, ident, env.request_id, env.type, dict(env.params))
+
+    def _for_a_node(self, env: Envelope) -> bool:
+        """True for a request no module or the collector answers, naming a node: the agent answers it."""
+        claimed = env.type in self.builtin or env.type in self.host.request_routes
+        return not claimed and bool(env.params.get("node")) and self.relay is not None
+
+    def _on_credit(self, ident: bytes, env: Envelope) -> None:
+        stream = self.streams.get((ident, env.request_id))
+        if stream is not None:
+            stream.grant(env)
+        elif self.relay is None or not self.relay.credit(ident, env):
+            self.counters["stale-credit"] += 1
 
     def _serve(self, ident: bytes, request_id: int, type: str, params: dict[str, str]) -> None:
         try:
             value = self._answer(type, params, request_id)
+            if isinstance(value, Iterator):
+                self._stream(ident, request_id, type, value, params)
+                return
             reply = envelope(Kind.RESPONSE, type=type, payload=value, request_id=request_id)
         except RequestError as exc:
             reply = envelope(Kind.ERROR, type=type, request_id=request_id, error_code=exc.code, error=exc.reason)
@@ -119,6 +150,32 @@ class ClientLink:
             reply = envelope(Kind.ERROR, type=type, request_id=request_id, error_code="module-error",
                              error=f"answer to {type} cannot be sent: {exc}")
         self._send(ident, reply)
+
+    def _stream(self, ident: bytes, request_id: int, type: str, chunks: Iterator[bytes],
+                params: dict[str, str]) -> None:
+        """Send a module's answer as CHUNKs, never more than the client's credit ahead."""
+        stream = Stream(_credit(params))
+        self.streams[(ident, request_id)] = stream
+        digest, size, seq = hashlib.sha256(), 0, 0
+        try:
+            for chunk in chunks:
+                if not stream.take():
+                    return  # cancelled, or the client stopped granting credit
+                digest.update(chunk)
+                size += len(chunk)
+                self._send(ident, envelope(Kind.CHUNK, type=type, payload=bytes(chunk), request_id=request_id,
+                                           seq=seq))
+                seq += 1
+            self._send(ident, envelope(Kind.CHUNK, type=type, payload=b"", request_id=request_id, seq=seq,
+                                       last=True, params={"size": str(size), "sha256": digest.hexdigest()}))
+        except Exception as exc:  # the module's iterator failed halfway: tell the client, keep serving
+            self._send(ident, envelope(Kind.ERROR, type=type, request_id=request_id, error_code="module-error",
+                                       error=f"streaming {type} failed: {type_name(exc)}: {exc}"))
+        finally:
+            del self.streams[(ident, request_id)]
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     def _answer(self, type: str, params: dict[str, str], request_id: int) -> Any:
         builtin = self.builtin.get(type)
@@ -189,6 +246,37 @@ class ClientLink:
         """Wake the push-on-change modules: reports were just delivered."""
         for ingested in self._ingest_waiters:
             ingested.set()
+
+
+class Stream:
+    """Credit of one streamed answer; the streaming greenlet waits here for more."""
+
+    def __init__(self, credit: int) -> None:
+        self.credit = credit
+        self.cancelled = False
+        self.event = gevent.event.Event()
+
+    def grant(self, env: Envelope) -> None:
+        """Take a CREDIT envelope: more chunks, or a cancel."""
+        self.cancelled = self.cancelled or env.params.get("cancel") == "1"
+        self.credit += env.seq
+        self.event.set()
+
+    def take(self) -> bool:
+        """Use one credit, waiting up to STALL_TIMEOUT for it; False when cancelled or stalled."""
+        while self.credit <= 0 and not self.cancelled:
+            self.event.clear()
+            if not self.event.wait(STALL_TIMEOUT):
+                return False
+        if self.cancelled:
+            return False
+        self.credit -= 1
+        return True
+
+
+def _credit(params: dict[str, str]) -> int:
+    text = params.get("credit", "")
+    return min(MAX_CREDIT, max(1, int(text))) if text.isdigit() else DEFAULT_CREDIT
 
 
 def _wants(types: frozenset[str], type_name: str) -> bool:

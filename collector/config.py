@@ -18,6 +18,7 @@ Sample config (every key optional; defaults shown)::
     # journal_sync = "normal"     # "full": fsync every pass (survives power loss, not only crashes)
     # retention = 86400.0         # seconds of journal kept for rebuilding modules
     # snapshot_interval = 60.0    # seconds between module snapshots
+    # node_request_timeout = 30.0 # seconds a request forwarded to a node waits for its answer
     # log_level = "info"
 
     [modules.systemstats]
@@ -60,6 +61,7 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "journal_sync": str,
     "retention": (int, float),
     "snapshot_interval": (int, float),
+    "node_request_timeout": (int, float),
     "log_level": str,
 }
 
@@ -85,6 +87,7 @@ class CollectorConfig:
     journal_sync: str = "normal"
     retention: float = 86400.0
     snapshot_interval: float = 60.0
+    node_request_timeout: float = 30.0
     log_level: str = "info"
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_path: str | None = None

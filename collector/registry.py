@@ -26,6 +26,7 @@ class NodeRegistry:
     def __init__(self) -> None:
         self.records: dict[str, NodeRecord] = {}
         self.sessions: dict[bytes, Session] = {}
+        self.idents: dict[str, bytes] = {}  # node -> its agent's current connection
 
     def claimed_elsewhere(self, ident: bytes, info: NodeInfo) -> bool:
         """True when ``info.node`` is live through another connection of another agent instance.
@@ -58,6 +59,7 @@ class NodeRegistry:
             record.last_seq = max(0, first_seq - 1)
         self._forget_node_sessions(info.node)
         self.sessions[ident] = Session(ident, record)
+        self.idents[info.node] = ident
         record.info = info
         record.last_seen = now
         record.status = "live"
@@ -72,6 +74,10 @@ class NodeRegistry:
         """Take back the nodes a previous run recorded (all ``lost`` until they say HELLO)."""
         for record in records:
             self.records[record.node] = record
+
+    def ident_of(self, node: str) -> bytes | None:
+        """The connection of ``node``'s agent, or None before its HELLO."""
+        return self.idents.get(node)
 
     def session(self, ident: bytes) -> Session | None:
         """The session of an agent connection, or None before its HELLO."""

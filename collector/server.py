@@ -23,6 +23,7 @@ from collector.config import CollectorConfig
 from collector.counters import Counters
 from collector.host import ModuleHost
 from collector.registry import NodeRegistry
+from collector.relay import Relay
 from collector.store import NullStore, SQLiteStore, Store
 from messages import CollectorInfo, __version__
 from messages.errors import LabscopeError
@@ -75,6 +76,9 @@ class Collector:
                                   {"CollectorStats": self.stats})
         self.agents = AgentLink(agent_sock, self.host, self.registry, self.counters, self.config, self.info,
                                 self.clients.notify_ingest, self.store)
+        relay = Relay(self.registry, self.config.node_request_timeout)
+        relay.to_agent, relay.to_client = self.agents.send, self.clients.send
+        self.agents.relay = self.clients.relay = relay
         self._spawn(self.agents.run)
         self._spawn(self.clients.run)
         for running in self.host.updaters():

@@ -1,0 +1,118 @@
+"""Requests to nodes: forward a client's REQUEST to an agent and relay the answer back.
+
+The collector gives each forwarded request an id of its own (agents never see
+clients' ids), relays RESPONSE / ERROR / CHUNK back under the client's id, and
+relays CREDIT the other way. It holds no chunk longer than it takes to pass it
+on, so flow control stays end to end between the client and the agent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from collector.registry import NodeRegistry
+from messages import Envelope, Kind
+from messages.codec import envelope
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[bytes, Envelope], None]
+
+
+@dataclass
+class Pending:
+    """One forwarded request: who asked, which node answers, and until when we wait."""
+
+    client: bytes
+    client_id: int
+    node: str
+    type: str
+    deadline: float
+
+
+class Relay:
+    """Forwarded requests by the collector's own request id."""
+
+    def __init__(self, registry: NodeRegistry, timeout: float) -> None:
+        self.registry = registry
+        self.timeout = timeout
+        self.pending: dict[int, Pending] = {}
+        self.by_client: dict[tuple[bytes, int], int] = {}
+        self.ids = itertools.count(1)
+        self.to_agent: Send = _unset
+        self.to_client: Send = _unset
+
+    def forward(self, client: bytes, env: Envelope) -> None:
+        """Send a client's REQUEST on to the node named by ``params["node"]``, or answer why not."""
+        node = env.params.get("node", "")
+        record = self.registry.records.get(node)
+        ident = self.registry.ident_of(node)
+        if record is None:
+            self._refuse(client, env, "not-found", f"no node named {node!r} is known to this collector")
+        elif record.status != "live" or ident is None:
+            self._refuse(client, env, "node-lost", f"node {node} is lost (silent past the node timeout)")
+        else:
+            rid = next(self.ids)
+            self.pending[rid] = Pending(client, env.request_id, node, env.type, time.monotonic() + self.timeout)
+            self.by_client[(client, env.request_id)] = rid
+            self.to_agent(ident, envelope(Kind.REQUEST, type=env.type, request_id=rid, params=dict(env.params)))
+
+    def _refuse(self, client: bytes, env: Envelope, code: str, reason: str) -> None:
+        self.to_client(client, envelope(Kind.ERROR, type=env.type, request_id=env.request_id,
+                                        error_code=code, error=reason))
+
+    def from_agent(self, env: Envelope) -> bool:
+        """Relay an agent's RESPONSE / ERROR / CHUNK; False when it answers nothing pending."""
+        pending = self.pending.get(env.request_id)
+        if pending is None:
+            return False
+        if env.kind == Kind.CHUNK and not env.last:
+            pending.deadline = time.monotonic() + self.timeout
+        else:
+            self._forget(env.request_id)
+        relayed = Envelope()
+        relayed.CopyFrom(env)
+        relayed.request_id = pending.client_id
+        self.to_client(pending.client, relayed)
+        return True
+
+    def credit(self, client: bytes, env: Envelope) -> bool:
+        """Relay a client's CREDIT (or cancel) to the agent streaming to it; False when none is."""
+        rid = self.by_client.get((client, env.request_id))
+        if rid is None:
+            return False
+        ident = self.registry.ident_of(self.pending[rid].node)
+        if ident is not None:
+            self.to_agent(ident, envelope(Kind.CREDIT, request_id=rid, seq=env.seq, params=dict(env.params)))
+        if env.params.get("cancel") == "1":
+            self._forget(rid)
+        return True
+
+    def node_lost(self, node: str) -> None:
+        """Fail every request waiting on ``node``: it is gone."""
+        for rid in [rid for rid, p in self.pending.items() if p.node == node]:
+            self._fail(rid, "node-lost", f"node {node} was lost while answering")
+
+    def expire(self) -> None:
+        """Fail requests whose agent said nothing for the timeout."""
+        now = time.monotonic()
+        for rid in [rid for rid, p in self.pending.items() if p.deadline < now]:
+            self._fail(rid, "timeout", f"node {self.pending[rid].node} did not answer within {self.timeout:g} s")
+
+    def _fail(self, rid: int, code: str, reason: str) -> None:
+        pending = self._forget(rid)
+        self.to_client(pending.client, envelope(Kind.ERROR, type=pending.type, request_id=pending.client_id,
+                                                error_code=code, error=reason))
+
+    def _forget(self, rid: int) -> Pending:
+        pending = self.pending.pop(rid)
+        self.by_client.pop((pending.client, pending.client_id), None)
+        return pending
+
+
+def _unset(ident: bytes, env: Envelope) -> None:
+    raise RuntimeError("relay used before it was wired to the sockets")
