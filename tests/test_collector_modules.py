@@ -126,9 +126,16 @@ def test_invalid_attributes_refused_with_file_name(tmp_path: Path, caplog: pytes
     assert "badattr.py" in caplog.text and "reporttype" in caplog.text
 
 
-def test_classic_module_loads_with_no_arg_init() -> None:
+def test_classic_module_beside_the_builtin_files_module_is_a_conflict() -> None:
     fixtures = Path(__file__).parent / "fixtures" / "modules"
     cfg = CollectorConfig(modules_dirs=[fixtures], data_dir=Path("/nonexistent"))
+    with pytest.raises(ModuleError, match="classic_fileprocessor and files|files and classic_fileprocessor"):
+        ModuleHost(cfg, NodeRegistry(), Counters()).load()
+
+
+def test_classic_module_loads_with_no_arg_init() -> None:
+    fixtures = Path(__file__).parent / "fixtures" / "modules"
+    cfg = CollectorConfig(modules_dirs=[fixtures], data_dir=Path("/nonexistent"), disable_modules=["files"])
     host = ModuleHost(cfg, NodeRegistry(), Counters())
     host.load()
     assert host.request_routes["FileList"].name == "classic_fileprocessor"
@@ -137,7 +144,7 @@ def test_classic_module_loads_with_no_arg_init() -> None:
 
 def test_raising_module_does_not_stop_others(tmp_path: Path) -> None:
     fixtures = Path(__file__).parent / "fixtures" / "modules"
-    cfg = CollectorConfig(modules_dirs=[fixtures], data_dir=tmp_path)
+    cfg = CollectorConfig(modules_dirs=[fixtures], data_dir=tmp_path, disable_modules=["files"])
     host = ModuleHost(cfg, NodeRegistry(), Counters())
     host.load()
     for seq in (1, 2, 3):

@@ -20,7 +20,7 @@ MODULES = str(FIXTURES / "modules")
 @pytest.fixture
 def collector(procs: ProcessGroup) -> CollectorProcess:
     """A collector with the fixture modules (classic, counter, raising) and fast updates."""
-    return procs.collector("--modules-dir", MODULES, "--update-interval", "0.1")
+    return procs.collector("--modules-dir", MODULES, "--disable-module", "files", "--update-interval", "0.1")
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_classic_module_answers_bytes_untouched_and_pushes_updates(peers: tuple[
 
 
 def test_subscription_lapses_without_renewal(procs: ProcessGroup, zmq_context: zmq.Context) -> None:
-    collector = procs.collector("--modules-dir", MODULES, "--update-interval", "0.1",
+    collector = procs.collector("--modules-dir", MODULES, "--disable-module", "files", "--update-interval", "0.1",
                                 "--config", str(_lease_config(procs.tmp_path)))
     agent, client = Peer(zmq_context, collector.agents), Client(zmq_context, collector.clients)
     hello(agent)
@@ -165,7 +165,7 @@ def _lease_config(folder: Path) -> Path:
 @pytest.mark.timeout(90)
 def test_three_real_agents_appear_and_a_probe_reaches_a_module(procs: ProcessGroup,
                                                                zmq_context: zmq.Context) -> None:
-    collector = procs.collector("--modules-dir", MODULES, "--update-interval", "0.2")
+    collector = procs.collector("--modules-dir", MODULES, "--disable-module", "files", "--update-interval", "0.2")
     probes = str(FIXTURES / "probes_data")
     for index in (1, 2, 3):
         procs.agent(collector.agents, f"node-{index}", "--probes-dir", probes, interval=0.2)

@@ -1,0 +1,179 @@
+"""Built-in module ``files``: files that nodes send (``FileOutput``), stored per node.
+
+Agents with ``--watch-dir`` send new and changed files as ``FileOutput`` reports
+(``labscope.Files``); files above the chunk limit arrive in pieces, which are
+written at their offsets into ``NAME.part`` and renamed when the last piece
+is in, so no file is ever held in memory whole.
+
+Requests:
+
+- ``FileList [node=ID]``: a list of ``{node, name, size, modtime}``.
+- ``File node=ID filename=NAME``: the file; up to 1 MiB as a ``labscope.Files``
+  holding it, larger ones streamed in chunks (credit flow control).
+- ``FileStats``: ``{files, bytes, refused}``.
+
+Update ``FileList`` (the full list) when a file arrived since the last push.
+
+Names are confined to the node's folder of the store: an absolute name, ``..``,
+a NUL, a backslash, a node id that is not a plain name, or a symlink anywhere
+in the store path is refused, counted and logged; nothing is ever written
+outside ``DATA_DIR/modules/files``.
+
+Sample config block::
+
+    [modules.files]
+    # update_interval = 1.0
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from collector.addons import Aggregator, Report, Request, RequestError
+from messages import File, Files
+
+CHUNK = 1024 * 1024
+INLINE_LIMIT = 1024 * 1024
+PART_SUFFIX = ".part"
+_NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+class RefusedNameError(ValueError):
+    """A name from the wire that would leave its folder."""
+
+
+def safe_parts(name: str) -> list[str]:
+    """The path components of a relative, confined file name; raises RefusedNameError otherwise."""
+    if not name or "\x00" in name or "\\" in name or name.startswith("/"):
+        raise RefusedNameError(f"file name {name!r} is empty, absolute or holds a NUL or backslash")
+    parts = name.split("/")
+    if any(part in ("", ".", "..") for part in parts) or name.endswith(PART_SUFFIX):
+        raise RefusedNameError(f"file name {name!r} holds an empty, '.' or '..' component or ends in {PART_SUFFIX}")
+    return parts
+
+
+def safe_node(node: str) -> str:
+    """A node id usable as a folder name; raises RefusedNameError otherwise."""
+    if not _NODE_NAME.match(node) or node in (".", ".."):
+        raise RefusedNameError(f"node id {node!r} is not a plain name")
+    return node
+
+
+class FilesModule(Aggregator):
+    """Stores nodes' files and serves them back."""
+
+    name = "files"
+    reporttype = "FileOutput"
+    requesttypes = ("FileList", "File", "FileStats")
+    updatetype = "FileList"
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+        self.index: dict[tuple[str, str], tuple[int, float]] = {}
+        self.refused = 0
+        self.changed = False
+
+    def on_startup(self) -> None:
+        """Find the store and index what earlier runs stored."""
+        self.root = self.collector.data_dir(self.name).resolve()
+        for path in self.root.rglob("*"):
+            if path.is_file() and not path.is_symlink() and not path.name.endswith(PART_SUFFIX):
+                node, *rest = path.relative_to(self.root).parts
+                stat = path.stat()
+                self.index[(node, "/".join(rest))] = (stat.st_size, stat.st_mtime)
+        self.changed = bool(self.index)
+
+    # ------------------------------------------------------------ reports
+
+    def processReport(self, msg: Report) -> None:
+        """Write every file (or piece) of a FileOutput report under the node's folder."""
+        for piece in Files.FromString(msg.data).file:
+            try:
+                self._write(msg.node, piece)
+            except RefusedNameError as exc:
+                self.refused += 1
+                self.log.warning("refused a file from node %s: %s", msg.node, exc)
+
+    def _write(self, node: str, piece: File) -> None:
+        target = self._target(safe_node(node), safe_parts(piece.name))
+        whole = piece.size == 0 and piece.offset == 0
+        part = target.with_name(target.name + PART_SUFFIX)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if piece.offset == 0 else 0)
+        fd = os.open(part, flags, 0o644)
+        try:
+            os.pwrite(fd, piece.data, piece.offset)
+        finally:
+            os.close(fd)
+        if whole or piece.last:
+            os.replace(part, target)
+            os.utime(target, (piece.modtime, piece.modtime))
+            self.index[(node, piece.name)] = (target.stat().st_size, piece.modtime)
+            self.changed = True
+
+    def _target(self, node: str, parts: list[str], create: bool = True) -> Path:
+        """The confined path; refuses a symlink at any level below the store root."""
+        assert self.root is not None
+        current = self.root
+        for component in (node, *parts[:-1]):
+            current = current / component
+            if current.is_symlink():
+                raise RefusedNameError(f"{current} is a symlink in the store")
+            if create:
+                current.mkdir(exist_ok=True)
+        target = current / parts[-1]
+        if target.is_symlink() or not target.resolve().is_relative_to(self.root):
+            raise RefusedNameError(f"{target} would leave the store")
+        return target
+
+    # ------------------------------------------------------------ requests
+
+    def processREQUEST(self, msg: Request) -> Any:
+        """FileList, File or FileStats (see the module docstring)."""
+        if msg.type == "FileList":
+            return self.listing(msg.node)
+        if msg.type == "FileStats":
+            return {"files": len(self.index), "bytes": sum(s for s, _ in self.index.values()),
+                    "refused": self.refused}
+        return self._file(msg)
+
+    def listing(self, node: str | None = None) -> list[dict[str, Any]]:
+        """Every stored file (of ``node``), sorted by node and name."""
+        return [{"node": n, "name": name, "size": size, "modtime": modtime}
+                for (n, name), (size, modtime) in sorted(self.index.items()) if node in (None, n)]
+
+    def _file(self, msg: Request) -> Files | Iterator[bytes]:
+        if not msg.node or "filename" not in msg.params:
+            raise RequestError("bad-request", "File needs node=ID and filename=NAME")
+        entry = self.index.get((msg.node, msg.filename))
+        if entry is None:
+            raise RequestError("not-found", f"no file {msg.filename!r} from node {msg.node!r}")
+        path = self._target(safe_node(msg.node), safe_parts(msg.filename), create=False)
+        size, modtime = entry
+        if size > INLINE_LIMIT:
+            return _chunks(path)
+        return Files(file=[File(name=msg.filename, modtime=modtime, data=path.read_bytes(), size=size, last=True)])
+
+    def getUpdateMessage(self) -> list[dict[str, Any]] | None:
+        """The full file list when a file arrived since the last push."""
+        if not self.changed:
+            return None
+        self.changed = False
+        return self.listing()
+
+    def snapshot(self) -> dict[str, int]:
+        """The files themselves are the state (on disk); only the refused count needs keeping."""
+        return {"refused": self.refused}
+
+    def restore(self, state: dict[str, int]) -> None:
+        """Take back the refused count; on_startup indexed the files already."""
+        self.refused = int(state.get("refused", 0))
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
