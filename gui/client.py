@@ -19,11 +19,12 @@ subscription lease is renewed and heartbeats are sent while the client waits.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 10.0  # seconds; used until the collector's HELLO tells us its own
 DEFAULT_HEARTBEAT = 1.0
+DEFAULT_CREDIT = 8  # chunks a stream may have in flight towards this client
 MAX_BUFFERED_UPDATES = 10_000
 # Bounded so that a flood of updates cannot starve the check for a response.
 _MAX_FRAMES_PER_DRAIN = 1000
@@ -150,6 +152,38 @@ class Client:
         if answer.kind == Kind.ERROR:
             raise RequestFailed(answer.error_code or "error", answer.error or "(no reason given)", type)
         return Response.from_envelope(answer)
+
+    def stream(self, type: str, params: dict[str, str] | None = None, credit: int = DEFAULT_CREDIT,
+               timeout: float = 30.0) -> Iterator[bytes]:
+        """Send REQUEST ``type`` and yield the answer's bytes as they arrive.
+
+        A streamed answer (CHUNKs) is yielded chunk by chunk, granting one
+        credit per chunk consumed, and checked against the size and SHA-256 of
+        its final chunk; a one-piece RESPONSE is yielded whole. Raises
+        RequestFailed (ERROR answer, or ``checksum`` when the bytes do not
+        match) and ClientTimeout (nothing for ``timeout`` s). Closing the
+        generator early cancels the stream.
+        """
+        request_id = next(self._ids)
+        self._send(envelope(Kind.REQUEST, type, request_id=request_id,
+                            params={**(params or {}), "credit": str(credit)}))
+        receipt = _Receipt(type)
+        try:
+            yield from self._chunks(request_id, receipt, timeout)
+        finally:
+            if not receipt.finished:
+                self._send(envelope(Kind.CREDIT, request_id=request_id, params={"cancel": "1"}))
+
+    def _chunks(self, request_id: int, receipt: _Receipt, timeout: float) -> Iterator[bytes]:
+        while not receipt.finished:
+            env = self._wait(lambda e: e.request_id == request_id and e.kind in _STREAM_KINDS, timeout)
+            if env is None:
+                raise ClientTimeout(self.endpoint, timeout)
+            data = receipt.take(env)
+            if data:
+                yield data
+            if not receipt.finished and env.kind == Kind.CHUNK:
+                self._send(envelope(Kind.CREDIT, request_id=request_id, seq=1))
 
     def subscribe(self, types: Iterable[str]) -> None:
         """Take a lease on update ``types`` (``*`` = all), replacing the previous set.
@@ -274,7 +308,7 @@ class Client:
         elif env.kind == Kind.HELLO:
             self._learn(env)
             self._replies.append(env)
-        elif env.kind in (Kind.RESPONSE, Kind.ERROR):
+        elif env.kind in (Kind.RESPONSE, Kind.ERROR, Kind.CHUNK):
             self._replies.append(env)
         elif env.kind != Kind.HEARTBEAT:
             log.debug("ignored a %s from %s", kind_name(env.kind), self.endpoint)
@@ -327,6 +361,45 @@ class Client:
         if self.info is not None and self.info.heartbeat_interval > 0:
             return float(self.info.heartbeat_interval)
         return DEFAULT_HEARTBEAT
+
+
+_STREAM_KINDS = (Kind.RESPONSE, Kind.ERROR, Kind.CHUNK)
+
+
+class _Receipt:
+    """What a stream delivered so far: size, digest, whether it is complete."""
+
+    def __init__(self, type: str) -> None:
+        self.type = type
+        self.size = 0
+        self.total: int | None = None
+        self.digest = hashlib.sha256()
+        self.finished = False
+
+    def take(self, env: Envelope) -> bytes:
+        """The envelope's bytes; raises RequestFailed for an ERROR or a final chunk that does not match."""
+        if env.kind == Kind.ERROR:
+            self.finished = True
+            raise RequestFailed(env.error_code or "error", env.error or "(no reason given)", self.type)
+        if env.kind == Kind.RESPONSE:
+            self.finished = True
+            return bytes(env.payload)
+        if "size" in env.params and not env.last:
+            self.total = int(env.params["size"])
+        self.size += len(env.payload)
+        self.digest.update(env.payload)
+        if env.last:
+            self.finished = True
+            self._verify(env.params)
+        return bytes(env.payload)
+
+    def _verify(self, params: Any) -> None:
+        size, digest = params.get("size"), params.get("sha256")
+        if size is not None and int(size) != self.size:
+            raise RequestFailed("checksum", f"received {self.size} bytes, the sender sent {size}", self.type)
+        if digest is not None and digest != self.digest.hexdigest():
+            raise RequestFailed("checksum", "the SHA-256 of the bytes received does not match the sender's",
+                                self.type)
 
 
 def _answers(env: Envelope, request_id: int) -> bool:
