@@ -18,6 +18,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "query": ("gui.query", "send one request to a collector and print the response as JSON"),
     "watch": ("gui.watch", "print a collector's updates of one type as JSON lines"),
     "demo": ("labscope.demo", "start a collector and three local agents and show them live"),
+    "gui": ("gui.gui_cmd", "the desktop GUI: nodes, plots, events and every module's updates"),
+    "top": ("gui.top", "the nodes of a collector as a live table in the terminal"),
+    "fetch": ("gui.fetch", "fetch a file from a node through the collector, verified"),
     "simulate": ("node_agent.simulate", "simulate many agents in one process to size a collector"),
     "bench": ("labscope.bench", "measure throughput, latency and cost against raw pyzmq on this machine"),
 }

@@ -1,0 +1,136 @@
+"""The ``events`` module: what happened on the testbed, newest first.
+
+Takes ``Event`` reports (a ``labscope.Event`` payload): the collector itself
+delivers one when a node joins, is lost, or a module raises; agents send their
+own (e.g. gaps). A msgpack map with the same keys is accepted too. The newest
+``keep`` events are kept in memory.
+
+- REQUEST ``Events [since=EPOCH] [node=ID]`` -> a msgpack list of
+  ``{time, node, kind, severity, message, attrs}``, newest first; ``since``
+  keeps only events strictly after it, ``node`` only that node's events.
+  A ``since`` that is not a finite number is ``bad-request``.
+- UPDATE ``Events`` -> the latest ``UPDATE_LIMIT`` (200) events in the same
+  form, newest first, whenever an event arrived since the last push.
+
+Sample config block::
+
+    [modules.events]
+    # keep = 1000               # events kept in memory
+    # update_interval = 1.0     # seconds between Events updates
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from collector.addons import Aggregator, Report, Request, RequestError
+from messages import ConfigError, Event
+
+__all__ = ["DEFAULT_KEEP", "UPDATE_LIMIT", "EventsModule", "event_dict"]
+
+DEFAULT_KEEP = 1000
+UPDATE_LIMIT = 200
+
+EventDict = dict[str, Any]
+
+
+def event_dict(event: Event, node: str = "", time: float = 0.0) -> EventDict:
+    """The wire form of one event; ``node`` and ``time`` fill the event's own when it has none."""
+    return {
+        "time": event.time or time,
+        "node": event.node or node,
+        "kind": event.kind,
+        "severity": event.severity or "info",
+        "message": event.message,
+        "attrs": dict(event.attrs),
+    }
+
+
+def _from_map(value: dict[str, Any], node: str, time: float) -> EventDict:
+    # A msgpack event is rebuilt through the protobuf class, so a wrong field type fails here, once.
+    attrs = value.get("attrs") or {}
+    event = Event(
+        time=float(value.get("time") or 0.0),
+        node=str(value.get("node") or ""),
+        kind=str(value.get("kind") or ""),
+        severity=str(value.get("severity") or ""),
+        message=str(value.get("message") or ""),
+        attrs={str(k): str(v) for k, v in attrs.items()},
+    )
+    return event_dict(event, node, time)
+
+
+def newest_first(events: Iterable[EventDict]) -> list[EventDict]:
+    """Events sorted by time, newest first; equal times keep the latest arrival first."""
+    return sorted(reversed(list(events)), key=lambda item: item["time"], reverse=True)
+
+
+class EventsModule(Aggregator):
+    """The newest ``keep`` events of the testbed."""
+
+    name = "events"
+    reporttype = ("Event",)
+    requesttypes = ("Events",)
+    updatetype = "Events"
+    options = {"keep": DEFAULT_KEEP}
+
+    def __init__(self) -> None:
+        self._events: deque[EventDict] = deque(maxlen=DEFAULT_KEEP)
+        self._changed = False
+
+    def keep(self) -> int:
+        """Events kept (``[modules.events] keep``); ConfigError when not a positive integer."""
+        config: dict[str, Any] = getattr(self, "config", None) or self.options
+        value = config.get("keep", DEFAULT_KEEP)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"[modules.{self.name}] keep: expected a positive integer, got {value!r}")
+        return value
+
+    def on_startup(self) -> None:
+        """Size the buffer; refuse to start with a bad ``keep``."""
+        self._events = deque(self._events, maxlen=self.keep())
+
+    def processReport(self, msg: Report) -> None:
+        """Keep one event; a payload that is neither an Event nor a map raises (and is counted)."""
+        value = msg.decode()
+        if isinstance(value, Event):
+            item = event_dict(value, msg.node, msg.time)
+        elif isinstance(value, dict):
+            item = _from_map(value, msg.node, msg.time)
+        else:
+            raise ValueError(f"Event report from {msg.node or 'the collector'} is not a labscope.Event "
+                             f"(schema {msg.schema!r})")
+        self._events.append(item)
+        self._changed = True
+
+    def processREQUEST(self, msg: Request) -> list[EventDict]:
+        """``Events [since=EPOCH] [node=ID]``: matching events, newest first."""
+        since = _since(msg)
+        selected = (
+            item for item in self._events
+            if (since is None or item["time"] > since) and (not msg.node or item["node"] == msg.node)
+        )
+        return newest_first(selected)
+
+    def getUpdateMessage(self) -> list[EventDict] | None:
+        """The latest UPDATE_LIMIT events, newest first, when one arrived since the last push."""
+        if not self._changed:
+            return None
+        self._changed = False
+        return newest_first(self._events)[:UPDATE_LIMIT]
+
+
+def _since(msg: Request) -> float | None:
+    text = msg.params.get("since")
+    if text is None or text == "":
+        return None
+    try:
+        since = float(text)
+    except ValueError:
+        raise RequestError("bad-request", f"since={text!r} is not a number of epoch seconds") from None
+    if not math.isfinite(since):
+        raise RequestError("bad-request", f"since={text!r} is not a finite number of epoch seconds")
+    return since

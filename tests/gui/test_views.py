@@ -1,0 +1,314 @@
+"""The GUI's views without a collector: payloads in, what the widgets show out."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import zmq
+from PySide6 import QtCore
+
+from gui.client import Update
+from gui.views.events import EventsView, event_cells
+from gui.views.files import UNAVAILABLE, FilesView
+from gui.views.generic import GenericPanel
+from gui.views.nodes import LAST_SEEN_COLUMN, STATUS_COLUMN, NodesView
+from gui.views.plots import PlotsView
+from gui.views.series import NodeSeries, from_sample, from_summary
+from gui.views.tree import MAX_CHILDREN, fill_tree, make_tree
+from gui.window import state_text
+from gui.worker import CONNECTED, CONNECTING, RECONNECTING, REFUSED, Worker, connection_state
+from messages import (
+    CollectorInfo,
+    Kind,
+    NodeList,
+    NodeStatus,
+    NodeSummary,
+    SystemStatsHistory,
+    SystemStatsSummary,
+)
+from messages.codec import encode_payload, envelope, pack_one, unpack
+from tests.modules import sample
+
+NOW = time.time()
+
+
+def node_list(*items: tuple[str, str]) -> NodeList:
+    return NodeList(nodes=[NodeStatus(node=n, hostname=f"host-{n}", status=s, last_seen=NOW - 1) for n, s in items])
+
+
+def summary(**cpu: float) -> SystemStatsSummary:
+    return SystemStatsSummary(nodes=[
+        NodeSummary(node=n, hostname=f"host-{n}", time=NOW, cpu_percent=c, memory_percent=c / 2, load1=0.5,
+                    net_recv_rate=1000.0 * c, net_send_rate=10.0, disk_read_rate=1.0, disk_write_rate=2.0)
+        for n, c in cpu.items()])
+
+
+def update(type_name: str, payload: object, t: float = NOW) -> Update:
+    data, encoding, schema = encode_payload(payload)
+    return Update(type_name, t, payload, data, encoding, schema)
+
+
+def column(view: NodesView, col: int) -> list[str]:
+    return [view.proxy.index(row, col).data() for row in range(view.proxy.rowCount())]
+
+
+# ------------------------------------------------------------ nodes view
+
+def test_nodes_sort_by_number_not_text(qtbot) -> None:
+    view = NodesView()
+    qtbot.addWidget(view)
+    view.model.set_node_list(node_list(("a", "live"), ("b", "live"), ("c", "lost")))
+    view.model.set_summary(summary(a=9.0, b=10.0, c=100.0))
+    view.table.sortByColumn(3, QtCore.Qt.SortOrder.AscendingOrder)
+    assert column(view, 3) == ["9.0", "10.0", "100.0"]  # as text "10.0" < "100.0" < "9.0"
+    view.table.sortByColumn(6, QtCore.Qt.SortOrder.DescendingOrder)  # net in/s
+    assert column(view, 0) == ["c", "b", "a"]
+
+
+def test_nodes_filter_and_lost_colour(qtbot) -> None:
+    view = NodesView()
+    qtbot.addWidget(view)
+    view.model.set_node_list(node_list(("alpha", "live"), ("beta", "lost")))
+    view.filter.setText("lost")
+    assert column(view, 0) == ["beta"]
+    view.filter.setText("")
+    assert sorted(column(view, 0)) == ["alpha", "beta"]
+    beta = view.model.index(view.model.nodes().index("beta"), STATUS_COLUMN)
+    assert beta.data() == "lost"
+    assert beta.data(QtCore.Qt.ItemDataRole.BackgroundRole).color().name() == "#c62828"
+    figures = view.model.index(beta.row(), 3)
+    assert figures.data() == "-"  # no summary yet
+    assert figures.data(QtCore.Qt.ItemDataRole.ForegroundRole).color().name() == "#8a8a8a"
+
+
+def test_nodes_rows_are_kept_across_updates_and_selection_survives(qtbot) -> None:
+    view = NodesView()
+    qtbot.addWidget(view)
+    view.model.set_node_list(node_list(("a", "live"), ("b", "live")))
+    view.select_nodes(["b"])
+    with qtbot.waitSignal(view.model.rowsInserted, timeout=1000):
+        view.model.set_node_list(node_list(("a", "live"), ("b", "live"), ("c", "live")))
+    assert view.model.nodes() == ["a", "b", "c"]
+    assert view.selected_nodes() == ["b"]
+    view.model.set_node_list(node_list(("b", "lost"), ("c", "live")))
+    assert view.model.nodes() == ["b", "c"]
+    assert view.selected_nodes() == ["b"]
+    assert view.model.index(0, LAST_SEEN_COLUMN).data().endswith("ago")
+
+
+def test_selection_is_announced(qtbot) -> None:
+    view = NodesView()
+    qtbot.addWidget(view)
+    view.model.set_node_list(node_list(("a", "live"), ("b", "live"), ("c", "live")))
+    with qtbot.waitSignal(view.selection_changed, timeout=1000) as signal:
+        view.select_nodes(["a", "c"])
+    assert signal.args == [["a", "c"]]
+
+
+# ------------------------------------------------------------ plots
+
+def test_series_merges_history_and_live_points() -> None:
+    series = NodeSeries(max_points=5)
+    assert series.add(*from_summary(summary(a=50.0).nodes[0]))
+    assert not series.add(*from_summary(summary(a=50.0).nodes[0]))  # the same update again
+    added = series.extend(from_sample(sample(NOW - k, cpu=float(k))) for k in (3, 2, 1))
+    assert added == 3
+    assert series.times == sorted(series.times) and len(series) == 4
+    assert series.column("cpu") == [3.0, 2.0, 1.0, 50.0]
+    series.extend(from_sample(sample(NOW - k)) for k in (10, 9, 8))
+    assert len(series) == 5 and series.times[-1] == NOW  # the oldest went first
+    assert not series.add(0.0, (0.0,) * 6)
+
+
+def test_plots_lines_per_node_and_history_request(qtbot) -> None:
+    view = PlotsView()
+    qtbot.addWidget(view)
+    wanted: list[str] = []
+    view.history_wanted.connect(wanted.append)
+    view.add_summary(summary(a=10.0, b=20.0))
+    view.set_nodes(["a", "b"])
+    assert wanted == ["a", "b"]
+    assert view.points("a") == view.points("b") == 1
+    view.add_history(SystemStatsHistory(node="a", samples=[sample(NOW - 2), sample(NOW - 1)]))
+    assert view.points("a", "net_out") == 3
+    view.set_nodes(["b"])
+    view.set_nodes(["a", "b"])
+    assert wanted == ["a", "b"]  # asked once per node
+    names = [item.name() for item in view.plots["network"].listDataItems()]
+    assert sorted(names) == ["a in", "a out", "b in", "b out"]
+    view.window_box.setCurrentIndex(0)
+    assert view.window_seconds() == 60.0
+    low, high = view.plots["cpu"].viewRange()[0]
+    assert high - low == pytest.approx(60.0, abs=1.0)
+
+
+def test_plots_stop_scrolling_when_the_user_pans(qtbot) -> None:
+    view = PlotsView()
+    qtbot.addWidget(view)
+    view.add_summary(summary(a=10.0))
+    view.set_nodes(["a"])
+    cpu = view.plots["cpu"]
+    cpu.setXRange(NOW - 3600, NOW - 3000, padding=0)
+    cpu.getViewBox().sigRangeChangedManually.emit([True, False])  # what a drag or wheel zoom emits
+    assert not view.following and "paused" in view.hint.text()
+    view.add_summary(summary(a=11.0))
+    assert cpu.viewRange()[0][1] == pytest.approx(NOW - 3000, abs=1.0)  # the user's range stays
+    assert view.plots["disk"].viewRange()[0][1] == pytest.approx(NOW - 3000, abs=1.0)  # shared time axis
+    view.window_box.setCurrentIndex(0)
+    assert view.following
+    assert cpu.viewRange()[0][1] == pytest.approx(time.time(), abs=2.0)
+
+
+# ------------------------------------------------------------ events, generic, files, tree
+
+def test_events_newest_first_with_attrs(qtbot) -> None:
+    view = EventsView()
+    qtbot.addWidget(view)
+    events = [{"time": NOW, "node": "n1", "kind": "lost", "severity": "warning", "message": "node n1 lost",
+               "attrs": {"after": "5s"}},
+              {"time": NOW - 9, "node": "", "kind": "module-error", "severity": "error", "message": "boom",
+               "attrs": {}}]
+    view.set_events(events)
+    assert view.table.rowCount() == 2
+    assert view.table.item(0, 2).text() == "lost"
+    assert view.table.item(0, 4).text() == "node n1 lost  (after=5s)"
+    assert view.table.item(1, 1).text() == "-"
+    assert view.table.item(1, 0).foreground().color().name() == "#c62828"
+    assert event_cells({})[0] == "-"
+    view.set_events(b"not a list")
+    assert view.table.rowCount() == 0
+
+
+def test_generic_panel_shows_protobuf_and_msgpack(qtbot) -> None:
+    panel = GenericPanel()
+    qtbot.addWidget(panel)
+    chosen: list[str] = []
+    panel.type_chosen.connect(chosen.append)
+    panel.set_types(["NodeList", "Uptimes"])
+    assert chosen == ["NodeList"]
+    panel.take_update(update("NodeList", node_list(("n1", "live"))))
+    assert panel.shown_value()["nodes"][0]["hostname"] == "host-n1"
+    assert "labscope.NodeList" in panel.status.text()
+    panel.take_update(update("Uptimes", {"n1": {"uptime": 12.5, "blob": b"\x00\x01"}}))
+    panel.chooser.setCurrentText("Uptimes")
+    assert chosen == ["NodeList", "Uptimes"]
+    top = panel.tree.topLevelItem(0)
+    assert (top.text(0), top.child(0).text(0), top.child(0).text(1)) == ("n1", "uptime", "12.5")
+    assert top.child(1).text(1) == "AAE="  # bytes shown as base64
+    assert "msgpack" in panel.status.text()
+    panel.freeze.setChecked(True)
+    panel.take_update(update("Uptimes", {"n2": {}}))
+    assert panel.tree.topLevelItem(0).text(0) == "n1"
+
+
+def test_files_tab_says_plainly_when_unavailable(qtbot) -> None:
+    view = FilesView()
+    qtbot.addWidget(view)
+    view.set_request_types(["NodeList", "SystemStats"])
+    assert view.pages.currentWidget() is view.notice
+    assert view.notice.text() == UNAVAILABLE and "not available" in UNAVAILABLE
+    wanted: list[str] = []
+    view.list_wanted.connect(wanted.append)
+    view.set_request_types(["FileList", "NodeList"])
+    view.set_nodes(["n1", "n2"])
+    view.refresh.click()
+    assert wanted == ["n1"]
+    view.show_list("n1", {"files": [{"name": "a.log", "size": 3}]})
+    assert view.tree.topLevelItem(0).text(0) == "files"
+
+
+def test_tree_caps_huge_lists(qtbot) -> None:
+    tree = make_tree()
+    qtbot.addWidget(tree)
+    fill_tree(tree, {"items": list(range(MAX_CHILDREN + 10)), "flag": True, "none": None})
+    items = tree.topLevelItem(0)
+    assert items.childCount() == MAX_CHILDREN + 1
+    assert items.child(MAX_CHILDREN).text(1) == "10 more not shown"
+    assert tree.topLevelItem(1).text(1) == "true"
+    assert tree.topLevelItem(2).text(1) == "null"
+    fill_tree(tree, 42)
+    assert tree.topLevelItem(0).text(1) == "42"
+
+
+# ------------------------------------------------------------ connection state
+
+@pytest.mark.parametrize(("heard", "connected", "waited", "expected"), [
+    (True, True, 0.0, CONNECTED),
+    (True, False, 99.0, RECONNECTING),
+    (False, False, 1.0, CONNECTING),
+    (False, False, 6.0, REFUSED),
+])
+def test_connection_state(heard: bool, connected: bool, waited: float, expected: str) -> None:
+    assert connection_state(heard, connected, waited, refused_after=5.0) == expected
+
+
+def test_state_text() -> None:
+    ep = "tcp://127.0.0.1:5556"
+    assert "connected to lab" in state_text(CONNECTED, ep, "lab", NOW, NOW)
+    assert "last heard 12 s ago" in state_text(RECONNECTING, ep, "lab", NOW - 12, NOW)
+    assert "refused" in state_text(REFUSED, ep, "", 0.0, NOW)
+    assert ep in state_text(CONNECTING, ep, "", 0.0, NOW)
+
+
+# ------------------------------------------------------------ the worker, against a real ROUTER socket
+
+class FakeCollector:
+    """A ROUTER the test services by hand: answers HELLO, HEARTBEAT and REQUEST like a collector would."""
+
+    def __init__(self, context, alias: str = "fake") -> None:
+        self.router = context.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        port = self.router.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.info = CollectorInfo(alias=alias, update_types=["NodeList"], request_types=["Echo"],
+                                  heartbeat_interval=0.2, subscription_lease=3.0)
+        self.answering = False
+        self.seen: list[int] = []
+
+    def serve(self) -> bool:
+        """Read what is waiting (answer it when answering); always False, so it can poll inside waitUntil."""
+        while self.router.poll(0):
+            ident, frame = self.router.recv_multipart()
+            for env in unpack(frame):
+                self.seen.append(env.kind)
+                reply = self.answer(env) if self.answering else None
+                if reply is not None:
+                    self.router.send_multipart([ident, pack_one(reply)])
+        return False
+
+    def answer(self, env):
+        if env.kind == Kind.HELLO:
+            return envelope(Kind.HELLO, "CollectorInfo", self.info)
+        if env.kind == Kind.HEARTBEAT:
+            return envelope(Kind.HEARTBEAT)
+        if env.kind == Kind.REQUEST:
+            return envelope(Kind.RESPONSE, env.type, {"echo": dict(env.params)}, request_id=env.request_id)
+        return None
+
+
+@pytest.mark.timeout(30)
+def test_worker_refused_then_connected_then_answers(qtbot, zmq_context) -> None:
+    fake = FakeCollector(zmq_context, alias="fake-lab")
+    worker = Worker(fake.endpoint, refused_after=0.5)
+    states: list[str] = []
+    infos: list[CollectorInfo] = []
+    answers: list[tuple[str, object]] = []
+    worker.state_changed.connect(lambda state, heard: states.append(state))
+    worker.info_changed.connect(infos.append)
+    worker.response_received.connect(lambda tag, response: answers.append((tag, response.payload)))
+    worker.start()
+    try:
+        qtbot.waitUntil(lambda: fake.serve() or REFUSED in states, timeout=5000)
+        worker.request("echo-1", "Echo", {"x": "1"})  # waits in the worker while nothing answers
+        qtbot.waitUntil(lambda: fake.serve() or Kind.HEARTBEAT in fake.seen, timeout=5000)
+        assert answers == [] and Kind.REQUEST not in fake.seen
+        fake.answering = True
+        qtbot.waitUntil(lambda: fake.serve() or bool(states[-1] == CONNECTED and infos and answers),
+                        timeout=10_000)
+    finally:
+        worker.stop()
+    assert not worker.running
+    assert states[:2] == [REFUSED, CONNECTED]
+    assert infos[0].alias == "fake-lab"
+    assert answers == [("echo-1", {"echo": {"x": "1"}})]
