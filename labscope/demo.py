@@ -25,21 +25,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 
 from rich.console import Console
-from rich.live import Live
 
 from gui.client import Client, Update
-from gui.table import node_rows, node_table, plain_lines
+from gui.top import TopState, View, open_view, take_updates
 from labscope.children import Children, DemoFailure, labscope_args, wait_collector
-from messages import NodeList, SystemStatsSummary
+from messages import NodeList
 from messages.errors import LabscopeError
 from messages.options import Parser, positive_float, run_command, setup_logging
 
 PROG = "labscope demo"
 REFRESH = 1.0  # seconds between redraws of the live table
-PLAIN_EVERY = 2.0  # seconds between blocks of plain lines
 NODE_LIST_STALE = 3.0  # ask for NodeList when no NodeList update came for this long
 UPDATE_TYPES = ("NodeList", "SystemStatsSummary")
 
@@ -70,23 +68,22 @@ def say(line: str) -> None:
 
 
 @dataclass
-class DemoState:
-    """What the demo knows of the testbed, from updates and requests."""
+class DemoState(TopState):
+    """What ``top`` shows, plus what the demo's summary needs."""
 
-    node_list: NodeList | None = None
-    summary: SystemStatsSummary | None = None
     seen: set[str] = field(default_factory=set)
     ever_live: set[str] = field(default_factory=set)
     node_list_at: float = 0.0  # monotonic time of the last NodeList
     watched: float = 0.0  # seconds the testbed was shown
 
     def apply(self, update: Update) -> None:
-        """Take in one UPDATE (other types are ignored)."""
+        """Take in one UPDATE, remembering every node it names."""
         if isinstance(update.payload, NodeList):
             self.take_node_list(update.payload)
-        elif isinstance(update.payload, SystemStatsSummary):
-            self.summary = update.payload
-            self.seen.update(item.node for item in update.payload.nodes)
+        else:
+            super().apply(update)
+            if self.summary is not None:
+                self.seen.update(item.node for item in self.summary.nodes)
 
     def take_node_list(self, node_list: NodeList) -> None:
         """Remember the latest NodeList and every node it names."""
@@ -94,54 +91,6 @@ class DemoState:
         self.node_list_at = time.monotonic()
         self.seen.update(status.node for status in node_list.nodes)
         self.ever_live.update(status.node for status in node_list.nodes if status.status == "live")
-
-
-class View(Protocol):
-    """Where the demo shows the table."""
-
-    def show(self, state: DemoState) -> None:
-        """Show the current state."""
-
-
-class LiveView:
-    """A rich live table redrawn in place (a terminal)."""
-
-    def __init__(self, live: Live) -> None:
-        self.live = live
-
-    def show(self, state: DemoState) -> None:
-        """Redraw the table now."""
-        title = f"labscope demo - {time.strftime('%H:%M:%S')} - Ctrl-C to stop"
-        self.live.update(node_table(state.node_list, state.summary, title=title), refresh=True)
-
-
-class PlainView:
-    """Plain text blocks every PLAIN_EVERY seconds (output that is not a terminal)."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.next_at = 0.0
-
-    def show(self, state: DemoState) -> None:
-        """Print one line per node, at most every PLAIN_EVERY seconds."""
-        now = time.monotonic()
-        if now < self.next_at:
-            return
-        self.next_at = now + PLAIN_EVERY
-        rows = node_rows(state.node_list, state.summary)
-        lines = plain_lines(rows) or ["(waiting for nodes)"]
-        sys.stdout.write("".join(f"[{now - self.started:6.1f} s] {line}\n" for line in lines))
-        sys.stdout.flush()
-
-
-@contextmanager
-def open_view(console: Console) -> Iterator[View]:
-    """A LiveView on a terminal, a PlainView otherwise."""
-    if not console.is_terminal:
-        yield PlainView()
-        return
-    with Live(console=console, auto_refresh=False, transient=False) as live:
-        yield LiveView(live)
 
 
 def refresh_node_list(client: Client, state: DemoState) -> None:
@@ -158,16 +107,8 @@ def refresh_node_list(client: Client, state: DemoState) -> None:
         state.take_node_list(response.payload)
 
 
-def take_updates(client: Client, state: DemoState, timeout: float) -> None:
-    """Wait up to ``timeout`` s for updates and apply all that are ready."""
-    update = client.next_update(timeout)
-    while update is not None:
-        state.apply(update)
-        update = client.next_update(0)
-
-
 def watch(client: Client, children: Children, state: DemoState, view: View, duration: float | None) -> None:
-    """Show the testbed until ``duration`` s have passed or Ctrl-C."""
+    """Show the testbed with ``labscope top``'s view until ``duration`` s have passed or Ctrl-C."""
     start = time.monotonic()
     end = None if duration is None else start + duration
     next_draw = 0.0
@@ -178,6 +119,7 @@ def watch(client: Client, children: Children, state: DemoState, view: View, dura
             take_updates(client, state, max(0.0, min(0.2, remaining)))
             if time.monotonic() >= next_draw:
                 refresh_node_list(client, state)
+                state.observe(client)
                 view.show(state)
                 next_draw = time.monotonic() + REFRESH
     except KeyboardInterrupt:
@@ -211,7 +153,7 @@ def final_state(client: Client, state: DemoState) -> None:
 
 def show_testbed(endpoints: dict[str, Any], children: Children, args: argparse.Namespace) -> DemoState:
     """Connect a client, show the live table, and return what was learned."""
-    state = DemoState()
+    state = DemoState(str(endpoints["clients"]))
     with Client(str(endpoints["clients"])) as client:
         client.hello(timeout=10.0)
         client.subscribe(UPDATE_TYPES)

@@ -175,7 +175,7 @@ def update_of(payload: NodeList | SystemStatsSummary) -> Update:
 
 
 def test_state_and_summary_follow_the_updates():
-    state = DemoState()
+    state = DemoState("tcp://127.0.0.1:1")
     state.apply(update_of(NodeList(nodes=[NodeStatus(node="a", status="live", last_seq=3)])))
     state.apply(update_of(SystemStatsSummary(nodes=[NodeSummary(node="b")])))
     state.apply(update_of(NodeList(nodes=[NodeStatus(node="a", status="lost", last_seq=9, gaps=1)])))
