@@ -26,7 +26,8 @@ from messages import CollectorInfo, NodeList, SystemStatsHistory, SystemStatsSum
 __all__ = ["BASE_TYPES", "MainWindow", "state_text"]
 
 # Update types the window always subscribes to; the generic panel adds its chosen one.
-BASE_TYPES = ("NodeList", "SystemStatsSummary", "Events")
+# FileList costs nothing while no file arrives: the files module pushes it only after a change.
+BASE_TYPES = ("NodeList", "SystemStatsSummary", "Events", "FileList")
 STATE_COLOURS = {CONNECTED: "#2e7d32", CONNECTING: "#555555", RECONNECTING: "#e65100", REFUSED: "#c62828"}
 TAB_PLOTS, TAB_EVENTS, TAB_FILES, TAB_UPDATES = range(4)
 
@@ -93,14 +94,24 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.state_changed.connect(self._on_state)
         self.nodes.selection_changed.connect(self.plots.set_nodes)
         self.plots.history_wanted.connect(self._ask_history)
-        self.files.list_wanted.connect(self._ask_files)
         self.generic.type_chosen.connect(self._subscribe)
+        self._wire_files()
         self._updates: dict[str, Callable[[Any], None]] = {
             "NodeList": self._take_node_list,
             "SystemStatsSummary": self._take_summary,
             "Events": self.events.set_events,
+            "FileList": self.files.set_file_list,
         }
         self.worker.subscribe(BASE_TYPES)
+
+    def _wire_files(self) -> None:
+        self.nodes.selection_changed.connect(self.files.set_selected)
+        self.files.list_wanted.connect(self._ask_files)
+        self.files.transfer_wanted.connect(self.worker.transfer)
+        self.files.cancel_wanted.connect(self.worker.cancel)
+        self.worker.transfer_progress.connect(self.files.show_progress)
+        self.worker.transfer_finished.connect(self.files.transfer_done)
+        self.worker.transfer_failed.connect(self.files.transfer_failed)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -186,7 +197,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.request(f"history:{node}", "SystemStatsHistory", {"node": node})
 
     def _ask_files(self, node: str) -> None:
-        self.worker.request(f"files:{node}", "FileList", {"node": node})
+        self.worker.request(f"files:{node}", "FileList", {"node": node} if node else {})
 
     def _subscribe(self, type_name: str) -> None:
         self.worker.subscribe((*BASE_TYPES, type_name))

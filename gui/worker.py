@@ -6,25 +6,37 @@ signals, which Qt queues onto the GUI thread because they are emitted from the
 worker's own thread. When the collector is gone the worker keeps trying (the
 client's heartbeats and lease renewals go out by themselves) and reports the
 connection state; requests asked for meanwhile wait until it is back.
+
+The worker also saves files: :meth:`Worker.transfer` streams a request's answer
+(``File`` from the files module, ``NodeFile`` from an agent) into a temporary
+file beside the target, reports progress by signal, and renames it into place
+only once it is complete and verified (:func:`stream_to_file`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import queue
+import tempfile
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 import zmq
+from google.protobuf.message import DecodeError
 from PySide6 import QtCore
 
-from gui.client import Client
-from messages import CollectorInfo
+from gui.client import Client, RequestFailed
+from messages import CollectorInfo, Files
 from messages.errors import LabscopeError
 
-__all__ = ["CONNECTED", "CONNECTING", "RECONNECTING", "REFUSED", "Worker", "connection_state"]
+__all__ = ["CONNECTED", "CONNECTING", "RECONNECTING", "REFUSED", "Transfer", "TransferCancelled", "Worker",
+           "connection_state", "stream_to_file", "unwrap_files"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +51,8 @@ HELLO_TIMEOUT = 2.0
 POLL = 0.05  # seconds one pass waits for updates; bounds how late a command or stop() is seen
 MAX_UPDATES_PER_PASS = 500
 MAX_REQUESTS_PER_PASS = 4
+# Seconds a transfer waits for its next piece; an agent gets node_request_timeout (30 s) to answer at all.
+TRANSFER_TIMEOUT = 20.0
 
 
 def connection_state(ever_heard: bool, connected: bool, waited: float, refused_after: float = REFUSED_AFTER) -> str:
@@ -62,6 +76,115 @@ class _Request:
     params: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A file to save: the answer to REQUEST ``type`` with ``params``, written to ``target``.
+
+    ``size`` is the expected size in bytes, for the progress bar (0: unknown
+    until the end). ``files_name`` is set for a files module's ``File``
+    request: a small file comes back as one ``labscope.Files`` RESPONSE
+    holding the file ``files_name``, not as raw CHUNKs.
+    """
+
+    tag: str
+    type: str
+    params: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    size: int = 0
+    files_name: str = ""
+
+
+class TransferCancelled(LabscopeError):  # noqa: N818 - reads as what happened, like RequestFailed
+    """The user (or the worker stopping) cancelled a transfer."""
+
+
+def unwrap_files(data: bytes, name: str) -> bytes:
+    """The file bytes of a one-piece answer to ``File``.
+
+    A files module answers a small file with a ``labscope.Files`` holding it;
+    when ``data`` is such a message with one file named ``name``, its bytes are
+    returned (RequestFailed ``checksum`` when they disagree with its ``size``).
+    Anything else is a one-chunk stream of the file itself and returned as is.
+    """
+    try:
+        files = Files.FromString(data)
+    except DecodeError:
+        return data
+    if len(files.file) != 1 or files.file[0].name != name:
+        return data
+    piece = files.file[0]
+    if piece.size and piece.size != len(piece.data):
+        raise RequestFailed("checksum", f"received {len(piece.data)} bytes of {name!r}, the module sent "
+                            f"{piece.size}", "File")
+    return piece.data
+
+
+class _Sink:
+    """Writes pieces to an open file, hashing them and reporting the running total."""
+
+    def __init__(self, handle: IO[bytes], progress: Callable[[int], None]) -> None:
+        self.handle = handle
+        self.progress = progress
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` and report the bytes written so far."""
+        self.handle.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        self.progress(self.size)
+
+
+def stream_to_file(client: Client, spec: Transfer, progress: Callable[[int], None],
+                   cancelled: Callable[[], bool] = lambda: False,
+                   timeout: float = TRANSFER_TIMEOUT) -> tuple[int, str]:
+    """Stream ``spec``'s answer into ``spec.target``; returns (bytes written, SHA-256 hex).
+
+    The bytes go to a temporary file in the target's folder, which replaces the
+    target only when the answer is complete and verified (the client checks a
+    stream's size and SHA-256). On any failure or a cancel the temporary file
+    is removed and the target left as it was. ``progress`` gets the bytes
+    written so far after each piece. Raises RequestFailed, ClientTimeout,
+    TransferCancelled or OSError.
+    """
+    target = Path(spec.target)
+    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part",
+                                         delete=False)
+    try:
+        with handle:
+            sink = _Sink(handle, progress)
+            _receive(client.stream(spec.type, spec.params, timeout=timeout), spec, sink, cancelled)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, target)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return sink.size, sink.digest.hexdigest()
+
+
+def _receive(stream: Iterator[bytes], spec: Transfer, sink: _Sink, cancelled: Callable[[], bool]) -> None:
+    held: bytes | None = None  # a File answer's first piece may be a whole labscope.Files: decide at the end
+    try:
+        for count, piece in enumerate(stream):
+            if cancelled():
+                raise TransferCancelled(f"cancelled after {sink.size} bytes")
+            if count == 0 and spec.files_name:
+                held = piece
+                continue
+            if held is not None:
+                sink.write(held)
+                held = None
+            sink.write(piece)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # a stream cut short sends the sender a cancel CREDIT
+    if held is not None:
+        sink.write(unwrap_files(held, spec.files_name))
+
+
 class Worker(QtCore.QObject):
     """Owns the collector connection in a background thread; talks to the GUI by signals.
 
@@ -70,7 +193,13 @@ class Worker(QtCore.QObject):
     ``response_received(tag, Response)`` and ``request_failed(tag, reason)``
     for :meth:`request`; ``state_changed(state, last_heard)`` with one of the
     module's state names and the epoch time the collector was last heard
-    (0 when never).
+    (0 when never). For :meth:`transfer`: ``transfer_progress(tag, bytes
+    written, expected size or 0)``, then ``transfer_finished(tag, path, size,
+    sha256 hex)`` or ``transfer_failed(tag, reason)``.
+
+    A transfer holds the thread until it ends: updates arriving meanwhile are
+    buffered by the client and delivered afterwards (the client keeps the
+    lease and heartbeats going while it waits for pieces).
     """
 
     info_changed = QtCore.Signal(object)
@@ -78,6 +207,10 @@ class Worker(QtCore.QObject):
     response_received = QtCore.Signal(str, object)
     request_failed = QtCore.Signal(str, str)
     state_changed = QtCore.Signal(str, float)
+    # object, not int: Qt's int is 32 bits and files are larger than 2 GiB.
+    transfer_progress = QtCore.Signal(str, object, object)
+    transfer_finished = QtCore.Signal(str, str, object, str)
+    transfer_failed = QtCore.Signal(str, str)
 
     def __init__(self, endpoint: str, parent: QtCore.QObject | None = None, *,
                  refused_after: float = REFUSED_AFTER) -> None:
@@ -88,8 +221,9 @@ class Worker(QtCore.QObject):
         self.last_heard = 0.0
         self._types: tuple[str, ...] = ()
         self._subscribe_to: tuple[str, ...] | None = None
-        self._commands: queue.SimpleQueue[_Request] = queue.SimpleQueue()
-        self._pending: list[_Request] = []
+        self._commands: queue.SimpleQueue[_Request | Transfer] = queue.SimpleQueue()
+        self._pending: list[_Request | Transfer] = []
+        self._cancelled: set[str] = set()
         self._info: CollectorInfo | None = None
         self._hello_at = 0.0  # monotonic time of the last HELLO sent to learn CollectorInfo
         self._stop = threading.Event()
@@ -120,6 +254,15 @@ class Worker(QtCore.QObject):
     def request(self, tag: str, type: str, params: dict[str, str] | None = None) -> None:
         """Send REQUEST ``type``; the answer comes back as response_received/request_failed with ``tag``."""
         self._commands.put(_Request(tag, type, dict(params or {})))
+
+    def transfer(self, spec: Transfer) -> None:
+        """Save ``spec``'s answer to its target; progress and outcome come back as transfer_* signals."""
+        self._cancelled.discard(spec.tag)
+        self._commands.put(spec)
+
+    def cancel(self, tag: str) -> None:
+        """Cancel transfer ``tag`` (taken up before its next piece is written, or before it starts)."""
+        self._cancelled.add(tag)
 
     @property
     def running(self) -> bool:
@@ -165,7 +308,10 @@ class Worker(QtCore.QObject):
         for item in batch:
             self._ask(client, item)
 
-    def _ask(self, client: Client, item: _Request) -> None:
+    def _ask(self, client: Client, item: _Request | Transfer) -> None:
+        if isinstance(item, Transfer):
+            self._transfer(client, item)
+            return
         try:
             response = client.request(item.type, item.params, timeout=REQUEST_TIMEOUT)
         except LabscopeError as exc:
@@ -173,6 +319,26 @@ class Worker(QtCore.QObject):
             self.request_failed.emit(item.tag, str(exc))
             return
         self.response_received.emit(item.tag, response)
+
+    def _transfer(self, client: Client, spec: Transfer) -> None:
+        def progress(done: int) -> None:
+            self.transfer_progress.emit(spec.tag, done, spec.size)
+
+        def cancelled() -> bool:
+            return self._stop.is_set() or spec.tag in self._cancelled
+
+        try:
+            if cancelled():
+                raise TransferCancelled("cancelled before it started")
+            size, digest = stream_to_file(client, spec, progress, cancelled)
+        except (LabscopeError, OSError) as exc:
+            log.info("saving %s %s to %s failed: %s", spec.type, spec.params, spec.target, exc)
+            self.transfer_failed.emit(spec.tag, str(exc))
+            return
+        finally:
+            self._cancelled.discard(spec.tag)
+        log.info("saved %s %s to %s (%s bytes)", spec.type, spec.params, spec.target, size)
+        self.transfer_finished.emit(spec.tag, spec.target, size, digest)
 
     def _pump_updates(self, client: Client) -> None:
         update = client.next_update(POLL)

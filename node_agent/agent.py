@@ -10,9 +10,15 @@ docs/protocol.md, "Agent conversation":
   again, oldest first, at most ``window`` in flight.
 - Reports are batched: a frame leaves at most ``batch_delay`` after the first
   report in it was made.
-- HEARTBEAT when nothing was sent for a heartbeat interval; silence from the
-  collector for three intervals means a new socket and HELLO again, with
-  exponential back-off until it is answered.
+- Reports go into the durable outbox (node_agent/outbox.py) and are
+  committed to it, all those of one flush together, before they are sent.
+- HEARTBEAT{backlog} every heartbeat interval, busy or idle (riding in a
+  report frame when one leaves anyway), so the collector's figure of our
+  backlog is never older than that; silence from the collector for three
+  intervals means a new socket and HELLO again, with exponential back-off
+  until it is answered.
+- ERROR{duplicate-node} answering our HELLO: another live agent holds our
+  node id; log it and exit 1 without touching the outbox or saying BYE.
 - SIGINT/SIGTERM: flush for at most a second, send BYE, exit 0.
 """
 
@@ -22,7 +28,6 @@ import logging
 import signal
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +40,7 @@ from messages import CollectorInfo, Envelope, Kind
 from messages.codec import decode_payload, envelope, kind_name, pack, pack_one, unpack
 from messages.errors import ProtocolError
 from node_agent.link import Link
-from node_agent.outbox import Outbox
+from node_agent.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox
 from node_agent.runner import ScheduledProbe
 from node_agent.sysprobe import node_info
 
@@ -67,7 +72,8 @@ class AgentConfig:
     batch_delay: float = 0.005
     heartbeat_interval: float = 1.0
     window: int = 1000
-    outbox_size: int = 100_000
+    outbox_max_bytes: int = DEFAULT_MAX_BYTES
+    outbox_max_age: float = DEFAULT_MAX_AGE
 
 
 @dataclass
@@ -82,6 +88,7 @@ class AgentStats:
     bad_frames: int = 0
     errors_received: int = 0
     requests_refused: int = 0
+    refused: bool = False  # the collector refused our node id (duplicate-node)
 
 
 @contextmanager
@@ -114,12 +121,16 @@ class Agent:
     """A node agent: probes in, REPORTs out over one DEALER to the collector."""
 
     def __init__(self, config: AgentConfig, probes: list[ScheduledProbe],
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, outbox: Outbox | None = None) -> None:
         self.config = config
         self.node = config.node_id
-        self.instance = uuid.uuid4().hex
         self.probes = probes
-        self.outbox = Outbox(config.outbox_size)
+        # Without a data folder (tests building an Agent in process) the outbox is an in-memory database.
+        if outbox is None:
+            outbox = Outbox.open(config.data_dir, config.node_id, config.outbox_max_bytes, config.outbox_max_age,
+                                 config.window)
+        self.outbox = outbox
+        self.instance = self.outbox.instance
         self.stats = AgentStats()
         self.heartbeat_interval = config.heartbeat_interval
         self._own_context = context is None
@@ -131,7 +142,7 @@ class Agent:
         self._backoff = HELLO_BACKOFF_MIN
         self._hello_deadline = INF
         self._flush_at = INF
-        self._last_recv = self._last_send = time.monotonic()
+        self._last_recv = self._last_heartbeat = time.monotonic()
         self._last_logged: dict[str, float] = {}
         self._handlers: dict[int, Callable[[Envelope, float], None]] = {
             Kind.HELLO: self._on_hello,
@@ -153,7 +164,7 @@ class Agent:
         self._stopping = True
 
     def run(self, handle_signals: bool = True) -> int:
-        """Run until stopped; returns the exit status (0)."""
+        """Run until stopped; returns the exit status (0, or 1 when the collector refused our node id)."""
         if handle_signals:
             with stop_signals(self.stop) as wake:
                 self._link.watch(wake)
@@ -164,13 +175,14 @@ class Agent:
         return self._run()
 
     def _run(self) -> int:
-        log.info("agent %s (instance %s) reporting to %s", self.node, self.instance, self.config.collector)
+        log.info("agent %s (instance %s, %d unacknowledged reports from seq %d) reporting to %s", self.node,
+                 self.instance, len(self.outbox), self.outbox.first_seq, self.config.collector)
         self._say_hello(time.monotonic(), reopen=True)
         try:
             self._loop()
         finally:
             self._shutdown()
-        return 0
+        return 1 if self.stats.refused else 0
 
     def _loop(self) -> None:
         while not self._stopping:
@@ -184,6 +196,10 @@ class Agent:
 
     def _run_due(self, now: float) -> None:
         self._run_probes(now)
+        if now >= self.outbox.commit_at:
+            self._commit(now)  # acknowledged deletes, or a retry after a failed write
+        if now >= self._flush_at:
+            self._flush(now)
         if not self._ready:
             if now >= self._hello_deadline:
                 self._retry_hello(now)
@@ -191,47 +207,68 @@ class Agent:
         if now - self._last_recv >= LIVENESS_INTERVALS * self.heartbeat_interval:
             self._lost(now)
             return
-        if now >= self._flush_at:
-            self._flush(now)
-        # A flush about to happen makes the heartbeat needless.
-        if now - self._last_send >= self.heartbeat_interval and self._flush_at == INF:
-            self._send(envelope(Kind.HEARTBEAT, node=self.node), now)
-            self.stats.heartbeats += 1
+        # A flush about to happen carries the heartbeat (see _flush).
+        if self._heartbeat_due(now) and self._flush_at == INF:
+            self._send_heartbeat(now)
 
     def _next_deadline(self) -> float:
-        deadline = min((p.next_due for p in self.probes), default=INF)
+        deadline = min(min((p.next_due for p in self.probes), default=INF), self._flush_at, self.outbox.commit_at)
         if not self._ready:
             return min(deadline, self._hello_deadline)
-        # A pending flush stands in for the heartbeat (see _run_due).
-        heartbeat = self._last_send + self.heartbeat_interval if self._flush_at == INF else INF
-        return min(deadline, self._flush_at, heartbeat, self._last_recv + LIVENESS_INTERVALS * self.heartbeat_interval)
+        heartbeat = self._last_heartbeat + self.heartbeat_interval if self._flush_at == INF else INF
+        return min(deadline, heartbeat, self._last_recv + LIVENESS_INTERVALS * self.heartbeat_interval)
 
     def _run_probes(self, now: float) -> None:
         for probe in self.probes:
             if probe.next_due > now:
                 continue
             env = probe.run(self.node, time.time(), now)
-            if env is not None:
-                self.outbox.add(env)
+            if env is not None and self.outbox.add(env) is not None:
                 self._flush_at = min(self._flush_at, now + self.config.batch_delay)
+
+    def _commit(self, now: float) -> None:
+        if self.outbox.commit() and self._ready and self.outbox.unsent:
+            self._flush_at = min(self._flush_at, now)
 
     # --------------------------------------------------------------- sending
 
     def _send(self, env: Envelope, now: float) -> bool:
-        sent = self._link.send(pack_one(env))
-        if sent:
-            self._last_send = now
-        return sent
+        return self._link.send(pack_one(env))
 
     def _flush(self, now: float) -> None:
-        """Send what is unsent, as far as the window allows (more goes out as ACKs arrive)."""
+        """Commit new reports, then send what is unsent as far as the window allows (more goes out on ACKs)."""
         self._flush_at = INF
+        self.outbox.commit()  # nothing leaves before it is on disk
+        if not self._ready:
+            return
+        # A frame leaving anyway takes the heartbeat from half an interval on, so an agent reporting
+        # about once an interval sends no heartbeat frame of its own (and wakes up once less).
+        beat = now - self._last_heartbeat >= self.heartbeat_interval / 2
         while frame := self.outbox.next_frame(self.config.window):
-            if not self._link.send(pack(frame)):
+            extra = [self._heartbeat()] if beat else []
+            if not self._link.send(pack([*frame, *extra])):
                 self._flush_at = now + SEND_RETRY
                 return
             self.outbox.mark_sent(frame)
-            self._last_send = now
+            if beat:
+                self._heartbeat_sent(now)
+                beat = False
+        if self._heartbeat_due(now):
+            self._send_heartbeat(now)
+
+    def _heartbeat_due(self, now: float) -> bool:
+        return now - self._last_heartbeat >= self.heartbeat_interval
+
+    def _heartbeat(self) -> Envelope:
+        return envelope(Kind.HEARTBEAT, node=self.node, params={"backlog": str(len(self.outbox))})
+
+    def _send_heartbeat(self, now: float) -> None:
+        if self._send(self._heartbeat(), now):
+            self._heartbeat_sent(now)
+
+    def _heartbeat_sent(self, now: float) -> None:
+        self._last_heartbeat = now
+        self.stats.heartbeats += 1
 
     # ------------------------------------------------------------- handshake
 
@@ -241,8 +278,10 @@ class Agent:
         self._ready = False
         self._flush_at = INF
         info = node_info(self.node, self.instance)
-        self._send(envelope(Kind.HELLO, "NodeInfo", info, node=self.node, seq=self.outbox.first_seq), now)
+        self._send(envelope(Kind.HELLO, "NodeInfo", info, node=self.node, seq=self.outbox.first_seq,
+                            params={"backlog": str(len(self.outbox))}), now)
         self._hello_deadline = now + self._backoff
+        self._last_heartbeat = now  # the HELLO tells the backlog too
 
     def _retry_hello(self, now: float) -> None:
         self.stats.hello_retries += 1
@@ -312,6 +351,12 @@ class Agent:
 
     def _on_error(self, env: Envelope, now: float) -> None:
         self.stats.errors_received += 1
+        if env.error_code == "duplicate-node":
+            log.error("collector refused node id %s: %s; another agent with this node id is live", self.node,
+                      env.error or "no reason given")
+            self.stats.refused = True
+            self.stop()
+            return
         if env.error_code != "hello-required":
             self._log_sometimes(f"error-{env.error_code}", logging.WARNING, "collector refused %s: %s (%s)",
                                 env.type or "an envelope", env.error, env.error_code)
@@ -336,6 +381,9 @@ class Agent:
     # --------------------------------------------------------------- stopping
 
     def _shutdown(self) -> None:
+        if self.stats.refused:
+            self._abandon()
+            return
         if self._stop_signal is not None:
             log.info("stopping on %s", signal.Signals(self._stop_signal).name)
         deadline = time.monotonic() + STOP_FLUSH_TIME
@@ -348,17 +396,26 @@ class Agent:
         self._link.close(linger_ms=int(linger * 1000))
         if self._own_context:
             self._ctx.term()
+        self.outbox.close()
         o = self.outbox.stats
-        log.info("stopped: %d reports made, %d sent, %d resent, %d acknowledged, %d dropped, %d unacknowledged, "
-                 "%d reconnects", o.added, o.sent, o.resent, o.acked, o.dropped, len(self.outbox),
-                 self.stats.reconnects)
+        log.info("stopped: %d reports made, %d sent, %d resent, %d acknowledged, %d dropped by the outbox bounds, "
+                 "%d unacknowledged kept for the next start, %d reconnects", o.added, o.sent, o.resent, o.acked,
+                 o.dropped, len(self.outbox), self.stats.reconnects)
+
+    def _abandon(self) -> None:
+        """Stop after a refusal: no BYE (the node is another process's), the outbox left as it is on disk."""
+        self._link.close(linger_ms=0)
+        if self._own_context:
+            self._ctx.term()
+        self.outbox.close(commit=False)
 
     def _drain(self, deadline: float) -> None:
         """Send what is unsent and wait for ACKs until everything is acknowledged or ``deadline``."""
         while self._ready:
             now = time.monotonic()
             self._flush(now)
-            if (self.outbox.in_flight == 0 and self.outbox.unsent == 0) or now >= deadline:
+            if (self.outbox.in_flight == 0 and self.outbox.unsent == 0 and not self.outbox.pending) \
+                    or now >= deadline:
                 return
             if self._link.poll(min(deadline, self._flush_at) - now):
                 self._receive(time.monotonic())

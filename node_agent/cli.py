@@ -13,6 +13,8 @@ file's own folder. Sample config (defaults shown commented out)::
     # log_level = "info"
     # batch_delay = 0.005          # seconds a report may wait to share a frame
     # heartbeat_interval = 1.0     # until the collector says otherwise
+    # outbox_max_mb = 256          # MiB of unacknowledged report payloads kept on disk
+    # outbox_max_age = "7d"        # oldest unacknowledged report kept: seconds, or with s/m/h/d
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ from messages.options import (
 )
 from node_agent.agent import Agent, AgentConfig
 from node_agent.loader import load_probes
+from node_agent.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox
 from node_agent.runner import ScheduledProbe
 from node_agent.sysprobe import SystemStatsProbe
 
-__all__ = ["CONFIG_SCHEMA", "build_parser", "main", "make_probes", "resolve_config"]
+__all__ = ["CONFIG_SCHEMA", "build_parser", "main", "make_probes", "parse_age", "parse_megabytes", "resolve_config"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,49 @@ CONFIG_SCHEMA: dict[str, type | tuple[type, ...]] = {
     "log_level": str,
     "batch_delay": _NUMBER,
     "heartbeat_interval": _NUMBER,
+    "outbox_max_mb": _NUMBER,
+    "outbox_max_age": (int, float, str),
 }
+MIB = 1024 * 1024
+_AGE_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_AGE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([smhd]?)\s*$")
+
+
+def parse_age(text: str | float) -> float:
+    """Seconds from ``3600``, ``90s``, ``30m``, ``12h`` or ``7d``; raises ValueError unless it is above 0."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = _AGE.match(str(text))
+        if match is None:
+            raise ValueError(f"{text!r} is not an age: give seconds, or a number with s, m, h or d (e.g. 7d)")
+        seconds = float(match.group(1)) * _AGE_UNITS[match.group(2)]
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{text!r} must be an age greater than 0")
+    return seconds
+
+
+def parse_megabytes(text: str | float) -> float:
+    """A size in MiB greater than 0 (fractions allowed); raises ValueError."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of MiB") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{text!r} must be a number of MiB greater than 0")
+    return value
+
+
+def _arg(parse: Any) -> Any:
+    """An argparse ``type=`` from a parser raising ValueError (argparse then prints one line)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
 
 
 def build_parser() -> Parser:
@@ -66,8 +111,9 @@ def build_parser() -> Parser:
     parser = Parser(
         prog=PROG,
         description="Run a node agent: sample this node (SystemStats) and run drop-in probes, and stream "
-                    "their reports to a collector. Unacknowledged reports are kept and resent after a "
-                    "reconnect. SIGINT/SIGTERM stop it cleanly (flush, BYE, exit 0).",
+                    "their reports to a collector. Every report is kept on disk (DATA_DIR/outbox.sqlite3) "
+                    "until the collector acknowledges it, and resent after a reconnect or a restart. "
+                    "SIGINT/SIGTERM stop it cleanly (flush, BYE, exit 0).",
         epilog="Flags override the [agent] section of --config (keys: " + ", ".join(CONFIG_SCHEMA) + ").",
     )
     parser.add_argument("--collector", metavar="EP", type=endpoint_arg(bind=False),
@@ -81,6 +127,12 @@ def build_parser() -> Parser:
     parser.add_argument("--data-dir", metavar="DIR",
                         help="the agent's data folder, created on start "
                              "(default: ~/.local/state/labscope/agent-<node-id>)")
+    parser.add_argument("--outbox-max-mb", metavar="MB", type=_arg(parse_megabytes),
+                        help="MiB of unacknowledged report payloads kept in the outbox; beyond it the oldest are "
+                             "dropped and a gap event says which (default: 256)")
+    parser.add_argument("--outbox-max-age", metavar="AGE", type=_arg(parse_age),
+                        help="oldest unacknowledged report kept, in seconds or with a unit: 90s, 30m, 12h, 7d "
+                             "(default: 7d)")
     parser.add_argument("--config", metavar="FILE", help="a TOML file whose [agent] section sets defaults")
     parser.add_argument("--log-level", metavar="LEVEL", choices=LOG_LEVELS,
                         help="debug, info, warning or error (default: info)")
@@ -97,12 +149,15 @@ def _run(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     setup_logging(config.log_level)
     check_protobuf_backend(log)
-    if config.data_dir is not None:
-        try:
-            config.data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"data folder {config.data_dir}: cannot create it: {exc.strerror}") from None
-    return Agent(config, make_probes(config)).run()
+    # First, so that a folder of another node, in use, unwritable or on a full disk stops us before anything runs.
+    outbox = Outbox.open(config.data_dir, config.node_id, config.outbox_max_bytes, config.outbox_max_age,
+                         config.window)
+    try:
+        probes = make_probes(config)
+    except BaseException:
+        outbox.close(commit=False)
+        raise
+    return Agent(config, probes, outbox=outbox).run()
 
 
 def resolve_config(args: argparse.Namespace) -> AgentConfig:
@@ -122,6 +177,8 @@ def resolve_config(args: argparse.Namespace) -> AgentConfig:
         log_level=values.get("log_level", "info"),
         batch_delay=float(values.get("batch_delay", 0.005)),
         heartbeat_interval=float(values.get("heartbeat_interval", 1.0)),
+        outbox_max_bytes=max(1, int(float(values.get("outbox_max_mb", DEFAULT_MAX_BYTES / MIB)) * MIB)),
+        outbox_max_age=float(values.get("outbox_max_age", DEFAULT_MAX_AGE)),
     )
     _check_dirs(config.probes_dirs)
     return config
@@ -145,6 +202,12 @@ def _file_values(path: str | None) -> dict[str, Any]:
     for key in ("interval", "heartbeat_interval"):
         _check_number(values, key, where, allow_zero=False)
     _check_number(values, "batch_delay", where, allow_zero=True)
+    for key, parse in (("outbox_max_mb", parse_megabytes), ("outbox_max_age", parse_age)):
+        if key in values:
+            try:
+                values[key] = parse(values[key])
+            except ValueError as exc:
+                raise ConfigError(f"{where} {key}: {exc}") from None
     if values.get("log_level", "info") not in LOG_LEVELS:
         raise ConfigError(f"{where} log_level must be one of {', '.join(LOG_LEVELS)}, not {values['log_level']!r}")
     if "node_id" in values and not values["node_id"].strip():

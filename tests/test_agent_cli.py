@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.cli import build_parser, main, resolve_config
+from node_agent.cli import build_parser, main, parse_age, resolve_config
+from node_agent.outbox import Outbox
 from tests.conftest import REPO, labscope_cmd
 
 
@@ -55,8 +56,43 @@ def test_config_unknown_key_names_file_and_key(tmp_path):
 def test_help_explains_every_flag():
     result = run_agent("--help")
     assert result.returncode == 0
-    for flag in ("--collector", "--node-id", "--interval", "--probes-dir", "--data-dir", "--config", "--log-level"):
+    for flag in ("--collector", "--node-id", "--interval", "--probes-dir", "--data-dir", "--config", "--log-level",
+                 "--outbox-max-mb", "--outbox-max-age"):
         assert flag in result.stdout
+
+
+def test_bad_outbox_max_age_is_one_line_exit_2():
+    result = run_agent("--collector", "tcp://127.0.0.1:5555", "--outbox-max-age", "soon")
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert "--outbox-max-age" in line and "soon" in line
+
+
+def test_data_dir_of_another_node_is_one_line_exit_2(tmp_path):
+    Outbox.open(tmp_path / "data", "alpha").close()
+    result = run_agent("--collector", "tcp://127.0.0.1:5555", "--node-id", "beta", "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 2
+    assert one_line(result.stderr) == (f"labscope agent: error: data dir {tmp_path / 'data'} belongs to node alpha; "
+                                       "give --node-id alpha or another --data-dir")
+
+
+def test_data_dir_in_use_is_one_line_exit_1(tmp_path):
+    holder = Outbox.open(tmp_path / "data", "n1")  # holds the folder's lock, as a running agent does
+    try:
+        result = run_agent("--collector", "tcp://127.0.0.1:5555", "--node-id", "n1", "--data-dir",
+                           str(tmp_path / "data"))
+    finally:
+        holder.close()
+    assert result.returncode == 1
+    assert "in use by another agent" in one_line(result.stderr)
+
+
+def test_unwritable_data_dir_is_one_line_exit_1(tmp_path):
+    (tmp_path / "file").write_text("a file where a folder should be")
+    result = run_agent("--collector", "tcp://127.0.0.1:5555", "--data-dir", str(tmp_path / "file" / "data"))
+    assert result.returncode == 1
+    line = one_line(result.stderr)
+    assert str(tmp_path / "file" / "data") in line and "cannot create it" in line
 
 
 # ------------------------------------------------------------- in process
@@ -95,6 +131,11 @@ def test_missing_config_file(tmp_path, capsys):
     ('[agent]\ncollector = "tcp://h:1"\nprobes_dirs = [1]\n', ("probes_dirs",)),
     ('[agent]\ncollector = "tcp://h:1"\nnode_id = " "\n', ("node_id",)),
     ('[agnet]\ncollector = "tcp://h:1"\n', ("agnet",)),
+    ('[agent]\ncollector = "tcp://h:1"\noutbox_max_mb = 0\n', ("outbox_max_mb",)),
+    ('[agent]\ncollector = "tcp://h:1"\noutbox_max_mb = "big"\n', ("outbox_max_mb",)),
+    ('[agent]\ncollector = "tcp://h:1"\noutbox_max_age = "a week"\n', ("outbox_max_age", "a week")),
+    ('[agent]\ncollector = "tcp://h:1"\noutbox_max_age = -5\n', ("outbox_max_age",)),
+    ('[agent]\ncollector = "tcp://h:1"\noutbox_max_age = true\n', ("outbox_max_age",)),
 ])
 def test_bad_config_values_are_one_line(tmp_path, capsys, text, words):
     path = write_config(tmp_path, text)
@@ -111,6 +152,12 @@ def test_bad_config_values_are_one_line(tmp_path, capsys, text, words):
     (("--collector", "tcp://h:1", "--interval", "x"), ("--interval",)),
     (("--collector", "tcp://h:1", "--log-level", "loud"), ("loud",)),
     ((), ("collector",)),
+    (("--collector", "tcp://h:1", "--outbox-max-age", "0"), ("--outbox-max-age",)),
+    (("--collector", "tcp://h:1", "--outbox-max-age", "3w"), ("--outbox-max-age", "3w")),
+    (("--collector", "tcp://h:1", "--outbox-max-age", "-1d"), ("--outbox-max-age",)),
+    (("--collector", "tcp://h:1", "--outbox-max-mb", "0"), ("--outbox-max-mb",)),
+    (("--collector", "tcp://h:1", "--outbox-max-mb", "nan"), ("--outbox-max-mb",)),
+    (("--collector", "tcp://h:1", "--outbox-max-mb", "lots"), ("--outbox-max-mb", "lots")),
 ])
 def test_bad_flags_are_one_line(capsys, argv, words):
     line = fails(capsys, *argv)
@@ -149,3 +196,23 @@ def test_defaults():
     assert config.interval == 1.0 and config.batch_delay == 0.005 and config.heartbeat_interval == 1.0
     assert config.data_dir == Path.home() / ".local/state/labscope" / f"agent-{socket.gethostname()}"
     assert config.probes_dirs == [] and config.log_level == "info"
+    assert config.outbox_max_bytes == 256 * 2**20 and config.outbox_max_age == 7 * 86400
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("3600", 3600.0), ("90s", 90.0), ("30m", 1800.0), ("1.5h", 5400.0), ("7d", 604800.0), (" 2 d ", 172800.0),
+    (45, 45.0), (0.5, 0.5),
+])
+def test_ages(text, seconds):
+    assert parse_age(text) == seconds
+
+
+def test_outbox_bounds_from_config_and_flags(tmp_path):
+    path = write_config(tmp_path, '[agent]\ncollector = "tcp://c:1"\noutbox_max_mb = 0.5\noutbox_max_age = "2h"\n')
+    config = resolve_config(build_parser().parse_args(["--config", str(path)]))
+    assert (config.outbox_max_bytes, config.outbox_max_age) == (512 * 1024, 7200.0)
+    path = write_config(tmp_path, '[agent]\ncollector = "tcp://c:1"\noutbox_max_age = 600\n')
+    config = resolve_config(build_parser().parse_args(["--config", str(path), "--outbox-max-mb", "1.5"]))
+    assert (config.outbox_max_bytes, config.outbox_max_age) == (int(1.5 * 2**20), 600.0)
+    config = resolve_config(build_parser().parse_args(["--config", str(path), "--outbox-max-age", "90s"]))
+    assert config.outbox_max_age == 90.0

@@ -8,6 +8,7 @@ goodbye can be checked and provoked.
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -25,6 +26,7 @@ from messages.codec import decode_payload, envelope, pack, unpack
 from node_agent.agent import Agent, AgentConfig
 from node_agent.link import Link
 from node_agent.runner import ScheduledProbe
+from node_agent.store import DB_NAME
 from node_agent.sysprobe import SystemStatsProbe
 from tests.conftest import FIXTURES, REPO, labscope_cmd, wait_for
 
@@ -324,3 +326,115 @@ def test_loop_wakes_only_when_something_is_due(collector):
     assert per_report <= 8, f"{per_report:.1f} loop wake-ups per report"
     assert not thread.is_alive()
     assert agent.outbox.stats.added >= 8 and time.monotonic() > started
+
+
+# ------------------------------------------------------------ durable outbox
+
+
+FAST_PROBES = str(FIXTURES / "durability_probes")
+
+
+def outbox_rows(tmp_path: Path) -> list[int]:
+    """The seqs held in the agent's outbox file (tmp_path/data), read by a connection of our own."""
+    path = tmp_path / "data" / DB_NAME
+    if not path.exists():
+        return []
+    with sqlite3.connect(path, timeout=5) as db:
+        return [seq for (seq,) in db.execute("SELECT seq FROM outbox ORDER BY seq")]
+
+
+def node_instance(hello: Envelope) -> str:
+    info = decode_payload(hello.payload, hello.encoding, hello.schema)
+    assert isinstance(info, NodeInfo)
+    return info.instance
+
+
+def test_heartbeats_keep_coming_while_busy_and_carry_the_backlog(collector, start_agent):
+    start_agent(collector.endpoint, "--probes-dir", FAST_PROBES)
+    ident, hello = collector.expect(Kind.HELLO)
+    assert hello.params["backlog"].isdigit()
+    collector.welcome(ident, hello)
+    collect_reports(collector, 5, type="ProbeData")
+    start, beats = time.monotonic(), list[float]()
+    acker = collector.acker()
+    while time.monotonic() - start < 1.5:
+        got = collector.recv(0.5)
+        if got is not None:
+            acker(*got)
+            beats.extend(time.monotonic() for e in got[1] if e.kind == Kind.HEARTBEAT)
+    reports = len(collector.reports("ProbeData"))
+    assert reports >= 20, "the agent was not busy"
+    # Every 0.2 s although reports leave every 0.05 s: about 7 in 1.5 s.
+    assert len(beats) >= 5, f"only {len(beats)} heartbeats in 1.5 s while busy"
+    assert max(b - a for a, b in zip(beats, beats[1:], strict=False)) < 3 * HEARTBEAT
+    backlogs = [int(e.params["backlog"]) for e in collector.seen if e.kind == Kind.HEARTBEAT]
+    assert backlogs and max(backlogs) < 10  # acknowledged at once, so little is held
+
+
+def test_backlog_grows_while_nothing_is_acknowledged(collector, start_agent):
+    start_agent(collector.endpoint, "--probes-dir", FAST_PROBES)
+    ident, hello = collector.expect(Kind.HELLO)
+    collector.welcome(ident, hello)
+    reported: list[tuple[int, int]] = []  # (reports received so far, backlog the heartbeat tells)
+    deadline = time.monotonic() + 10
+    while len(reported) < 6 and time.monotonic() < deadline:
+        got = collector.recv(1.0)
+        if got is None:
+            continue
+        for env in got[1]:
+            if env.kind == Kind.HEARTBEAT:
+                collector.send(ident, envelope(Kind.HEARTBEAT))  # alive, but never an ACK
+                reported.append((sum(e.kind == Kind.REPORT for e in collector.seen), int(env.params["backlog"])))
+    assert len(reported) == 6
+    for received, backlog in reported:
+        assert backlog >= received  # nothing was acknowledged: everything received is still held
+    assert reported[-1][1] > reported[0][1] + 10
+
+
+def test_restart_on_the_same_data_dir_resends_unacked_with_the_same_instance(collector, start_agent, tmp_path):
+    first = start_agent(collector.endpoint, "--probes-dir", FAST_PROBES)
+    ident, hello = collector.expect(Kind.HELLO)
+    instance = node_instance(hello)
+    collector.welcome(ident, hello)
+    collector.expect(Kind.REPORT)
+    collector.send(ident, envelope(Kind.ACK, node="n1", seq=2))
+    deadline = time.monotonic() + 10
+    while len([e for e in collector.seen if e.kind == Kind.REPORT]) < 10 and time.monotonic() < deadline:
+        collector.recv(0.5)  # read, never acknowledge
+    first.kill()
+    first.wait(5)
+    before = {e.seq: e.SerializeToString() for e in collector.seen if e.kind == Kind.REPORT}
+    assert len(before) >= 10
+    on_disk = outbox_rows(tmp_path)
+    assert set(before) - {1, 2} <= set(on_disk), "a report left before it was committed"
+
+    start_agent(collector.endpoint, "--probes-dir", FAST_PROBES)
+    ident, hello = collector.expect(Kind.HELLO)
+    assert node_instance(hello) == instance
+    assert hello.seq == on_disk[0] and hello.seq <= 3
+    assert int(hello.params["backlog"]) == len(on_disk)
+    collector.seen.clear()
+    collector.welcome(ident, hello, ack=2)
+    collect_reports(collector, max(on_disk) + 5, type="ProbeData")
+    resent = [e for e in collector.seen if e.kind == Kind.REPORT]
+    assert seqs(resent) == list(range(3, 3 + len(resent)))  # oldest first, nothing skipped, no number reused
+    for env in resent:
+        if env.seq in before:
+            assert env.SerializeToString() == before[env.seq]
+
+
+def test_duplicate_node_refusal_exits_1_and_leaves_the_outbox(collector, start_agent, tmp_path):
+    agent = start_agent(collector.endpoint, "--probes-dir", FAST_PROBES)
+    ident, hello = collector.expect(Kind.HELLO)
+    held = wait_for(lambda: outbox_rows(tmp_path), 10, what="reports committed to the outbox")
+    collector.send(ident, envelope(Kind.ERROR, error_code="duplicate-node",
+                                   error="node n1 is live from another agent (pid 4242)"))
+    assert agent.wait(10) == 1
+    logs = start_agent.logs()
+    assert ("collector refused node id n1: node n1 is live from another agent (pid 4242); "
+            "another agent with this node id is live") in logs
+    assert "Traceback" not in logs
+    while collector.recv(0.2) is not None:
+        pass
+    assert not [e for e in collector.seen if e.kind in (Kind.BYE, Kind.REPORT)]
+    assert set(held) <= set(outbox_rows(tmp_path))  # nothing deleted

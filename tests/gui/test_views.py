@@ -10,7 +10,6 @@ from PySide6 import QtCore
 
 from gui.client import Update
 from gui.views.events import EventsView, event_cells
-from gui.views.files import UNAVAILABLE, FilesView
 from gui.views.generic import GenericPanel
 from gui.views.nodes import LAST_SEEN_COLUMN, STATUS_COLUMN, NodesView
 from gui.views.plots import PlotsView
@@ -200,22 +199,6 @@ def test_generic_panel_shows_protobuf_and_msgpack(qtbot) -> None:
     panel.freeze.setChecked(True)
     panel.take_update(update("Uptimes", {"n2": {}}))
     assert panel.tree.topLevelItem(0).text(0) == "n1"
-
-
-def test_files_tab_says_plainly_when_unavailable(qtbot) -> None:
-    view = FilesView()
-    qtbot.addWidget(view)
-    view.set_request_types(["NodeList", "SystemStats"])
-    assert view.pages.currentWidget() is view.notice
-    assert view.notice.text() == UNAVAILABLE and "not available" in UNAVAILABLE
-    wanted: list[str] = []
-    view.list_wanted.connect(wanted.append)
-    view.set_request_types(["FileList", "NodeList"])
-    view.set_nodes(["n1", "n2"])
-    view.refresh.click()
-    assert wanted == ["n1"]
-    view.show_list("n1", {"files": [{"name": "a.log", "size": 3}]})
-    assert view.tree.topLevelItem(0).text(0) == "files"
 
 
 def test_tree_caps_huge_lists(qtbot) -> None:
