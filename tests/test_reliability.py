@@ -162,3 +162,44 @@ def test_f_duplicate_node_id_is_refused_and_the_first_unaffected(procs: ProcessG
     assert first.poll() is None
     stats = rig.ask("CollectorStats")
     assert isinstance(stats, dict) and stats["counters"]["duplicate-node"] >= 1
+
+
+@pytest.mark.timeout(60)
+def test_snapshot_plus_replay_rebuilds_systemstats_exactly(procs: ProcessGroup, zmq_context) -> None:
+    from messages import Kind, NodeInfo, SystemStats
+    from tests.wire import Peer
+
+    rig = Rig(procs, "--snapshot-interval", "0.5")
+    agent = Peer(zmq_context, rig.agents)
+    agent.send(Kind.HELLO, "NodeInfo", NodeInfo(node="n-s", hostname="h", instance="i"), node="n-s", seq=1)
+    agent.expect(lambda e: e.kind == Kind.ACK, what="ACK after HELLO")
+
+    def send(seqs: range) -> None:
+        for seq in seqs:
+            agent.send(Kind.REPORT, "SystemStats", SystemStats(time=1000.0 + seq, cpu_percent=seq), node="n-s",
+                       seq=seq)
+        agent.expect(lambda e: e.kind == Kind.ACK and e.seq == seqs[-1], what=f"ACK {seqs[-1]}")
+
+    send(range(1, 11))
+    snapshot = rig.data_dir / "collector.sqlite3"
+    wait_for(lambda: _snapshot_taken(snapshot), timeout=10, what="a systemstats snapshot")
+    send(range(11, 16))  # journaled after the snapshot: must be replayed on top of it, once
+    rig.collector.stop(signal.SIGKILL)
+    agent.close()
+    rig.start()
+    history = wait_for(lambda: _history(rig), timeout=20,
+                       what="history after the restart")
+    assert [s.time for s in history.samples] == [1000.0 + seq for seq in range(1, 16)]
+
+
+def _snapshot_taken(path: Path) -> bool:
+    with sqlite3.connect(path) as db:
+        return bool(db.execute("SELECT COUNT(*) FROM snapshots WHERE module = 'systemstats'").fetchone()[0])
+
+
+def _history(rig: Rig) -> object:
+    try:
+        with Client(rig.clients) as client:
+            return client.request("SystemStatsHistory", {"node": "n-s"}, timeout=5).payload
+    except LabscopeError:
+        return None
