@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Protocol
 
 from messages import NodeInfo
 from messages.codec import decode_payload
-from messages.errors import LabscopeError
+from messages.errors import ConfigError, LabscopeError
 
 __all__ = [
     "Aggregator",
@@ -192,6 +192,18 @@ class Aggregator:
     def log(self) -> logging.Logger:
         """A logger named after the module."""
         return logging.getLogger(f"labscope.module.{self.name or type(self).__name__}")
+
+    def positive_int_option(self, key: str) -> int:
+        """The config value ``key`` (default from ``options``), checked to be an integer >= 1.
+
+        Raises ConfigError naming ``[modules.NAME] key``, which stops the
+        collector at start-up with that one line (exit status 2).
+        """
+        config: dict[str, Any] = getattr(self, "config", None) or self.options
+        value = config.get(key, self.options.get(key))
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"[modules.{self.name}] {key}: expected a positive integer, got {value!r}")
+        return value
 
     def processReport(self, msg: Report) -> None:
         """Digest one REPORT of a type listed in ``reporttype``.

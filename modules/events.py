@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from collector.addons import Aggregator, Report, Request, RequestError
-from messages import ConfigError, Event
+from messages import Event
 
 __all__ = ["DEFAULT_KEEP", "UPDATE_LIMIT", "EventsModule", "event_dict"]
 
@@ -83,11 +83,7 @@ class EventsModule(Aggregator):
 
     def keep(self) -> int:
         """Events kept (``[modules.events] keep``); ConfigError when not a positive integer."""
-        config: dict[str, Any] = getattr(self, "config", None) or self.options
-        value = config.get("keep", DEFAULT_KEEP)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"[modules.{self.name}] keep: expected a positive integer, got {value!r}")
-        return value
+        return self.positive_int_option("keep")
 
     def on_startup(self) -> None:
         """Size the buffer; refuse to start with a bad ``keep``."""

@@ -30,7 +30,6 @@ from typing import Any
 
 from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
 from messages import (
-    ConfigError,
     Encoding,
     NodeSummary,
     SystemStats,
@@ -90,11 +89,7 @@ class SystemStatsModule(Aggregator):
 
     def history_length(self) -> int:
         """Samples kept per node (``[modules.systemstats] history``); ConfigError when not a positive integer."""
-        config: dict[str, Any] = getattr(self, "config", None) or self.options
-        value = config.get("history", DEFAULT_HISTORY)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"[modules.{self.name}] history: expected a positive integer, got {value!r}")
-        return value
+        return self.positive_int_option("history")
 
     def on_startup(self) -> None:
         """Refuse to start with a bad ``history`` option."""
