@@ -31,7 +31,8 @@ def test_simulated_agents_are_acknowledged_and_counted(procs: ProcessGroup) -> N
         nodes = client.request("NodeList").payload.nodes
     assert stats["counters"]["reports"] == totals["acked"]
     assert sorted(n.node for n in nodes) == [f"sim-{i:04d}" for i in range(1, 6)]
-    assert all(n.last_seq == totals["sent"] // 5 for n in nodes)
+    # each agent paces itself from a random start: counts differ, but every report is accounted for
+    assert sum(n.last_seq for n in nodes) == totals["sent"] and all(n.last_seq > 0 for n in nodes)
 
 
 @pytest.mark.timeout(60)
