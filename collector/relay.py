@@ -105,6 +105,9 @@ class Relay:
 
     def _fail(self, rid: int, code: str, reason: str) -> None:
         pending = self._forget(rid)
+        ident = self.registry.ident_of(pending.node)
+        if ident is not None and code == "timeout":  # stop the agent's worker now, not at its own timeout
+            self.to_agent(ident, envelope(Kind.CREDIT, request_id=rid, params={"cancel": "1"}))
         self.to_client(pending.client, envelope(Kind.ERROR, type=pending.type, request_id=pending.client_id,
                                                 error_code=code, error=reason))
 

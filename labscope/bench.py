@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -62,12 +63,13 @@ class Sizes:
     scale_agents: int = 1000
     scale_seconds: float = 120.0
     rounds: int = 3
+    stream_mb: int = 200
 
     @classmethod
     def quick(cls) -> Sizes:
         """The --quick sizes: the whole bench within about five minutes."""
         return cls(raw_messages=200_000, ingest_reports=100_000, sample_frames=1_000, latency_seconds=5.0,
-                   agent_seconds=30.0, scale_agents=300, scale_seconds=30.0, rounds=2)
+                   agent_seconds=30.0, scale_agents=300, scale_seconds=30.0, rounds=2, stream_mb=100)
 
 
 @dataclass
@@ -209,10 +211,42 @@ class Bench:
         self.put("collector_rss_mb_per_node", (peak - base) / sizes.scale_agents / 2**20)
 
     def stream(self) -> None:
-        """File streaming through the collector: not built yet (files issue)."""
-        note = "file streaming is not built yet (files issue); 0 until it lands"
-        self.put("stream_mb_per_s", 0.0, note)
-        self.put("stream_ratio", 0.0, note)
+        """A file streamed from a real agent through the collector, against a raw pyzmq stream of it."""
+        serve = self.folder / "serve"
+        serve.mkdir(exist_ok=True)
+        path = serve / "stream.bin"
+        with open(path, "wb") as handle:
+            for _ in range(self.sizes.stream_mb):
+                handle.write(os.urandom(2**20))
+        raw = self._raw_stream(path)
+        with self.collector() as endpoints, Children(self.folder) as children:
+            children.start("stream-agent", labscope_args(
+                "agent", "--collector", endpoints["agents"], "--node-id", "bench-stream", "--serve-dir", str(serve),
+                "--data-dir", str(self.folder / "stream-agent"), "--log-level", "warning"))
+            with Client(endpoints["clients"]) as client:
+                wait_node(client, "bench-stream", timeout=20)
+                start, received = time.perf_counter(), 0
+                for chunk in client.stream("NodeFile", {"node": "bench-stream", "path": str(path)}, timeout=60):
+                    received += len(chunk)
+                seconds = time.perf_counter() - start
+        rate = received / seconds / 2**20
+        self.put("stream_mb_per_s", rate, f"{self.sizes.stream_mb} MiB agent -> collector -> client")
+        self.put("stream_ratio", rate / raw, f"raw pyzmq stream of the same file: {raw:.0f} MB/s")
+
+    def _raw_stream(self, path: Path) -> float:
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.linger = 0
+        port = sock.bind_to_random_port("tcp://127.0.0.1")
+        sender = subprocess.Popen([sys.executable, "-m", "labscope.benchkit", "rawstream",
+                                   f"tcp://127.0.0.1:{port}", str(path), str(2**20)], stdout=subprocess.DEVNULL)
+        try:
+            received, seconds = benchkit.raw_stream_receive(sock, timeout=30)
+        finally:
+            sender.wait(60)
+            sock.close()
+            ctx.term()
+        return received / seconds / 2**20
 
     def run(self) -> Results:
         """Every section, in an order where later ones do not disturb earlier ones."""
@@ -220,6 +254,17 @@ class Bench:
             self.say(f"-- {section.__doc__.splitlines()[0] if section.__doc__ else section.__name__}")
             section()
         return self.results
+
+
+def wait_node(client: Client, node: str, timeout: float) -> None:
+    """Wait until ``node`` is live at the collector."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        nodes = client.request("NodeList", timeout=5).payload.nodes
+        if any(n.node == node and n.status == "live" for n in nodes):
+            return
+        time.sleep(0.2)
+    raise LabscopeError(f"node {node} did not come up within {timeout:g} s")
 
 
 def collect_latencies(client: Client, generator: subprocess.Popen[bytes], timeout: float) -> list[float]:
@@ -310,7 +355,7 @@ def build_parser() -> Parser:
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON to FILE")
     parser.add_argument("--markdown", metavar="FILE", help="write the table as markdown to FILE")
     sizes = parser.add_argument_group("size overrides (for a tiny smoke run)")
-    for name in ("raw_messages", "ingest_reports", "sample_frames", "scale_agents", "rounds"):
+    for name in ("raw_messages", "ingest_reports", "sample_frames", "scale_agents", "rounds", "stream_mb"):
         sizes.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N")
     for name in ("latency_seconds", "agent_seconds", "scale_seconds"):
         sizes.add_argument(f"--{name.replace('_', '-')}", type=float, metavar="S")

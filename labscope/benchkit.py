@@ -164,7 +164,38 @@ def paced(endpoint: str, rate: float, seconds: float) -> dict[str, float]:
     return {"count": sent, "seconds": seconds}
 
 
+def raw_stream(endpoint: str, path: str, chunk: int) -> dict[str, float]:
+    """Send a file's bytes in ``chunk``-byte messages on a DEALER, then an empty end marker."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = -1
+    sock.connect(endpoint)
+    sent = 0
+    with open(path, "rb") as handle:
+        while data := handle.read(chunk):
+            sock.send(data)
+            sent += len(data)
+    sock.send(b"")
+    sock.close()
+    ctx.term()
+    return {"bytes": sent}
+
+
+def raw_stream_receive(sock: zmq.Socket, timeout: float) -> tuple[int, float]:
+    """Receive a raw stream until its empty end marker; (bytes, seconds from first to last)."""
+    if not sock.poll(int(timeout * 1000)):
+        raise TimeoutError("the raw stream sender sent nothing")
+    _, first = sock.recv_multipart()
+    start, received = time.perf_counter(), len(first)
+    while True:
+        _, data = sock.recv_multipart()
+        if not data:
+            return received, time.perf_counter() - start
+        received += len(data)
+
+
 MODES: dict[str, Callable[..., dict[str, float]]] = {
+    "rawstream": lambda ep, path, chunk: raw_stream(ep, path, int(chunk)),
     "raw": lambda ep, n: raw_send(ep, int(n)),
     "ingest": lambda ep, n: ingest(ep, int(n)),
     "samples": lambda ep, f, r, v: samples(ep, int(f), int(r), int(v)),

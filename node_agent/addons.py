@@ -1,10 +1,15 @@
-"""The probe API: the node-side twin of aggregator modules.
+"""The probe and handler APIs: the node-side twins of aggregator modules.
 
 A probe is one ``.py`` file in a ``--probes-dir`` folder holding one subclass
 of :class:`Probe`. The agent calls :meth:`Probe.getReport` every ``interval``
 seconds and sends what it returns as a REPORT.
 
-Example::
+A handler is one ``.py`` file in a ``--handlers-dir`` folder holding one
+subclass of :class:`Handler`. It answers the node requests of its
+``requesttypes`` that clients send through the collector (``node=ID``), in
+the agent's worker pool, through a :class:`Responder` (docs/files.md).
+
+Probe example::
 
     from node_agent.addons import Probe
 
@@ -20,9 +25,12 @@ Example::
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from typing import Any, ClassVar, Protocol
 
-__all__ = ["Probe"]
+from messages.errors import LabscopeError
+
+__all__ = ["Handler", "NodeRequest", "Probe", "RequestError", "Responder"]
 
 
 class Probe:
@@ -57,3 +65,105 @@ class Probe:
         called again at its next interval.
         """
         return None
+
+
+class RequestError(LabscopeError):
+    """Raise from :meth:`Handler.handle` to answer with an ERROR.
+
+    ``code`` is one of the agent error codes of docs/protocol.md (``bad-request``,
+    ``not-found``, ``denied``, ``timeout``, ``handler-error``); ``reason`` is the
+    one line the user sees.
+    """
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class NodeRequest:
+    """One node request as a handler sees it.
+
+    ``type`` is the request type, ``params`` every ``key=value`` parameter as
+    strings (``node`` and ``credit`` included). Parameters are also attributes
+    (``request.path``); a missing one raises AttributeError.
+    """
+
+    def __init__(self, type: str, params: dict[str, str] | None = None, request_id: int = 0) -> None:
+        self.type = type
+        self.params = dict(params or {})
+        self.request_id = request_id
+
+    def __getattr__(self, name: str) -> str:
+        params = self.__dict__.get("params", {})
+        if name in params:
+            return str(params[name])
+        raise AttributeError(f"request {self.__dict__.get('type')!r} has no parameter {name!r}")
+
+    def __repr__(self) -> str:
+        return f"NodeRequest(type={self.type!r}, params={self.params!r})"
+
+
+class Responder(Protocol):
+    """How a handler answers; exactly one of the three ``respond*`` calls counts."""
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the requester cancelled, the collector went away or the agent is stopping."""
+        ...
+
+    def respond(self, data: Any, params: dict[str, str] | None = None) -> None:
+        """Answer with one RESPONSE: bytes, a protobuf message, a dict/list (msgpack) or None.
+
+        At most 8 MiB; stream anything larger. ``params`` ride along in the RESPONSE.
+        """
+        ...
+
+    def respond_error(self, code: str, reason: str) -> None:
+        """Answer with an ERROR of ``code`` (see :class:`RequestError`) and a one-line ``reason``."""
+        ...
+
+    def respond_streamed(self, chunks: Iterable[bytes], size: int | None = None) -> bool:
+        """Stream ``chunks`` as CHUNKs under the requester's credit; blocks until done.
+
+        Chunks above 1 MiB are split. ``size`` (total bytes, when known) goes in
+        the first chunk; the last one carries size and SHA-256. Returns False
+        when the stream was cancelled or stalled (an ERROR then says why).
+        """
+        ...
+
+
+class Handler:
+    """Base class of every node request handler; subclass it in one file.
+
+    Class attributes:
+
+    - ``name``: the handler's name; defaults to the file's stem.
+    - ``requesttypes``: the request type(s) it answers, a string or a tuple
+      (the classic ``requesttypes = 'Echo',`` form works).
+
+    Requests run in the agent's worker pool (4 threads by default), never on
+    the thread that sends reports, so a slow handler delays no report. Two
+    requests may run at once: guard shared state with a lock. ``__init__``
+    takes no arguments and runs when the agent starts.
+    """
+
+    name: ClassVar[str] = ""
+    requesttypes: ClassVar[str | tuple[str, ...]] = ()
+
+    @property
+    def log(self) -> logging.Logger:
+        """A logger named after the handler."""
+        return logging.getLogger(f"labscope.handler.{self.name or type(self).__name__}")
+
+    def handle(self, request: NodeRequest, responder: Responder) -> Any:
+        """Answer ``request``.
+
+        Either call one of ``responder``'s methods, or return the answer (as for
+        :meth:`Responder.respond`; returning None without responding answers an
+        empty RESPONSE). Raise :class:`RequestError` for an ERROR of that code;
+        any other exception answers ``handler-error`` and is logged with the
+        handler's name. ``responder.respond_streamed`` blocks while the requester
+        has no credit left, so a large answer costs bounded memory.
+        """
+        raise RequestError("unknown-type", f"handler {self.name or type(self).__name__} answers no {request.type!r}")

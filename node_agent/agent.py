@@ -19,6 +19,13 @@ docs/protocol.md, "Agent conversation":
   until it is answered.
 - ERROR{duplicate-node} answering our HELLO: another live agent holds our
   node id; log it and exit 1 without touching the outbox or saying BYE.
+- REQUESTs from the collector run in a bounded worker pool (node_agent/pool.py);
+  workers hand their answers back through a queue and a wake-up socket, so
+  only this loop touches the DEALER and a slow request delays no report.
+  CREDITs go to the stream they name. A new socket or handshake cancels
+  every running request (the collector that asked is gone).
+- Watched folders (node_agent/watch.py) are scanned on their own timer and
+  their files fed into the outbox a few pieces at a time, as ACKs make room.
 - SIGINT/SIGTERM: flush for at most a second, send BYE, exit 0.
 """
 
@@ -28,6 +35,7 @@ import logging
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,10 +47,14 @@ import zmq
 from messages import CollectorInfo, Envelope, Kind
 from messages.codec import decode_payload, envelope, kind_name, pack, pack_one, unpack
 from messages.errors import ProtocolError
+from node_agent.handlers import builtin_handlers, handler_table, load_handlers
 from node_agent.link import Link
 from node_agent.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox
+from node_agent.pool import RequestPool
 from node_agent.runner import ScheduledProbe
+from node_agent.serve import ServeDirs
 from node_agent.sysprobe import node_info
+from node_agent.watch import STATE_NAME, Watcher
 
 __all__ = ["Agent", "AgentConfig", "AgentStats", "stop_signals"]
 
@@ -74,6 +86,10 @@ class AgentConfig:
     window: int = 1000
     outbox_max_bytes: int = DEFAULT_MAX_BYTES
     outbox_max_age: float = DEFAULT_MAX_AGE
+    watch_dirs: list[Path] = field(default_factory=list)
+    watch_interval: float = 1.0
+    serve_dirs: list[Path] = field(default_factory=list)
+    handlers_dirs: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -136,6 +152,14 @@ class Agent:
         self._own_context = context is None
         self._ctx = zmq.Context() if context is None else context
         self._link = Link(self._ctx, config.collector)
+        self.pool = RequestPool(self.node, handler_table(
+            [*builtin_handlers(ServeDirs(config.serve_dirs), probes), *load_handlers(config.handlers_dirs)]))
+        self._link.watch(self.pool.wake, "requests")
+        self._answers: deque[bytes] = deque()
+        self._answer_retry = self._request_deadline = INF
+        self.watcher = None if not config.watch_dirs else Watcher(
+            config.watch_dirs, config.watch_interval,
+            None if config.data_dir is None else config.data_dir / STATE_NAME)
         self._ready = False
         self._stopping = False
         self._stop_signal: int | None = None
@@ -150,6 +174,7 @@ class Agent:
             Kind.HEARTBEAT: lambda env, now: None,
             Kind.ERROR: self._on_error,
             Kind.REQUEST: self._on_request,
+            Kind.CREDIT: lambda env, now: self.pool.credit(env),
         }
 
     @property
@@ -196,6 +221,9 @@ class Agent:
 
     def _run_due(self, now: float) -> None:
         self._run_probes(now)
+        self._run_watch(now)
+        self._send_answers(now)
+        self._request_deadline = self.pool.expire(now)
         if now >= self.outbox.commit_at:
             self._commit(now)  # acknowledged deletes, or a retry after a failed write
         if now >= self._flush_at:
@@ -212,7 +240,10 @@ class Agent:
             self._send_heartbeat(now)
 
     def _next_deadline(self) -> float:
-        deadline = min(min((p.next_due for p in self.probes), default=INF), self._flush_at, self.outbox.commit_at)
+        deadline = min(min((p.next_due for p in self.probes), default=INF), self._flush_at, self.outbox.commit_at,
+                       self._answer_retry, self._request_deadline)
+        if self.watcher is not None:
+            deadline = min(deadline, self.watcher.next_due)
         if not self._ready:
             return min(deadline, self._hello_deadline)
         heartbeat = self._last_heartbeat + self.heartbeat_interval if self._flush_at == INF else INF
@@ -225,6 +256,29 @@ class Agent:
             env = probe.run(self.node, time.time(), now)
             if env is not None and self.outbox.add(env) is not None:
                 self._flush_at = min(self._flush_at, now + self.config.batch_delay)
+
+    def _run_watch(self, now: float) -> None:
+        watcher = self.watcher
+        if watcher is None:
+            return
+        if now >= watcher.next_due:
+            watcher.scan(now, self.outbox.committed)
+        # More pieces only as ACKs make room (feed keeps a few unacknowledged), so no busy loop here.
+        if watcher.busy and watcher.feed(self.outbox, self.node):
+            self._flush_at = min(self._flush_at, now + self.config.batch_delay)
+
+    def _send_answers(self, now: float) -> None:
+        """Send what the request workers queued, oldest first; retry soon when the socket is full."""
+        self._answers.extend(self.pool.frames())
+        self._answer_retry = INF
+        while self._answers:
+            if not self._ready:
+                self._answers.clear()  # for requests of a connection that is gone (cancelled in _say_hello)
+                return
+            if not self._link.send(self._answers[0]):
+                self._answer_retry = now + SEND_RETRY
+                return
+            self._answers.popleft()
 
     def _commit(self, now: float) -> None:
         if self.outbox.commit() and self._ready and self.outbox.unsent:
@@ -277,7 +331,9 @@ class Agent:
             self._link.open()
         self._ready = False
         self._flush_at = INF
-        info = node_info(self.node, self.instance)
+        self.pool.cancel_all()
+        self._answers.clear()
+        info = node_info(self.node, self.instance, self.pool.types)
         self._send(envelope(Kind.HELLO, "NodeInfo", info, node=self.node, seq=self.outbox.first_seq,
                             params={"backlog": str(len(self.outbox))}), now)
         self._hello_deadline = now + self._backoff
@@ -367,10 +423,10 @@ class Agent:
         self._say_hello(now, reopen=False)
 
     def _on_request(self, env: Envelope, now: float) -> None:
-        self.stats.requests_refused += 1
-        self._send(envelope(Kind.ERROR, env.type, node=self.node, request_id=env.request_id,
-                            error_code="unknown-type", error=f"agent {self.node} answers no {env.type!r} request"),
-                   now)
+        refusal = self.pool.submit(env)
+        if refusal is not None:
+            self.stats.requests_refused += 1
+            self._send(refusal, now)
 
     def _log_sometimes(self, key: str, level: int, msg: str, *args: object) -> None:
         now = time.monotonic()
@@ -386,6 +442,7 @@ class Agent:
             return
         if self._stop_signal is not None:
             log.info("stopping on %s", signal.Signals(self._stop_signal).name)
+        self._close_pool()
         deadline = time.monotonic() + STOP_FLUSH_TIME
         if self._ready:
             self._drain(deadline - BYE_LINGER)
@@ -397,6 +454,8 @@ class Agent:
         if self._own_context:
             self._ctx.term()
         self.outbox.close()
+        if self.watcher is not None:
+            self.watcher.close(self.outbox.committed)
         o = self.outbox.stats
         log.info("stopped: %d reports made, %d sent, %d resent, %d acknowledged, %d dropped by the outbox bounds, "
                  "%d unacknowledged kept for the next start, %d reconnects", o.added, o.sent, o.resent, o.acked,
@@ -404,10 +463,17 @@ class Agent:
 
     def _abandon(self) -> None:
         """Stop after a refusal: no BYE (the node is another process's), the outbox left as it is on disk."""
+        self._close_pool()
         self._link.close(linger_ms=0)
         if self._own_context:
             self._ctx.term()
         self.outbox.close(commit=False)
+
+    def _close_pool(self) -> None:
+        self._link.watch(None, "requests")  # its wake-up socket closes with it: never poll a closed fd
+        self.pool.close()
+        if self.pool.counters["requests"]:
+            log.info("node requests: %s", ", ".join(f"{k} {v}" for k, v in self.pool.counters.items()))
 
     def _drain(self, deadline: float) -> None:
         """Send what is unsent and wait for ACKs until everything is acknowledged or ``deadline``."""

@@ -21,23 +21,25 @@ log = logging.getLogger(__name__)
 class Link:
     """One DEALER connected to the collector, replaced whole on a reconnect.
 
-    A wake-up socket (see :meth:`watch`) is polled beside the DEALER, so that
-    a signal interrupts a long poll at once.
+    Wake-up sockets (see :meth:`watch`) are polled beside the DEALER, so that
+    a signal, or a worker thread with an answer to send, interrupts a long
+    poll at once.
     """
 
     def __init__(self, context: zmq.Context, endpoint: str) -> None:
         self.context = context
         self.endpoint = endpoint
         self.socket: zmq.Socket | None = None
-        self._wake: socket.socket | None = None
+        self._wakes: dict[str, socket.socket] = {}
         self._poller = zmq.Poller()
 
-    def watch(self, wake: socket.socket | None) -> None:
-        """Poll ``wake`` (a non-blocking socket, e.g. the signal wake-up pair) too; None stops that."""
-        if self._wake is not None:
-            self._poller.unregister(self._wake.fileno())
-        self._wake = wake
+    def watch(self, wake: socket.socket | None, slot: str = "signal") -> None:
+        """Poll ``wake`` (a non-blocking socket, e.g. the signal wake-up pair) in ``slot``; None empties it."""
+        old = self._wakes.pop(slot, None)
+        if old is not None:
+            self._poller.unregister(old.fileno())
         if wake is not None:
+            self._wakes[slot] = wake
             self._poller.register(wake.fileno(), zmq.POLLIN)
 
     def open(self) -> None:
@@ -83,14 +85,15 @@ class Link:
     def poll(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a frame or a wake-up; True when a frame is readable."""
         events = dict(self._poller.poll(max(0, int(timeout * 1000 + 0.999))))
-        if self._wake is not None and events.get(self._wake.fileno(), 0) & zmq.POLLIN:
-            self._drain_wake(self._wake)
+        for wake in self._wakes.values():
+            if events.get(wake.fileno(), 0) & zmq.POLLIN:
+                self._drain_wake(wake)
         return self.socket is not None and bool(events.get(self.socket, 0) & zmq.POLLIN)
 
     @staticmethod
     def _drain_wake(wake: socket.socket) -> None:
         try:
-            while wake.recv(256):
+            while wake.recv(4096):
                 pass
         except (BlockingIOError, InterruptedError):
             pass

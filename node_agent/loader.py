@@ -1,9 +1,11 @@
-"""Find and load drop-in probes: one ``.py`` file per probe in each probes folder.
+"""Find and load drop-in probes and handlers: one ``.py`` file each in their folders.
 
 Every ``*.py`` file whose name does not start with ``_`` is imported from its
 path under a module name of its own, and must define exactly one subclass of
-:class:`node_agent.addons.Probe`. A file that fails to import or validate is
-logged with its path and skipped; the agent runs on without it.
+:class:`node_agent.addons.Probe` (in a probes folder) or
+:class:`node_agent.addons.Handler` (in a handlers folder). A file that fails
+to import or validate is logged with its path and skipped; the agent runs on
+without it.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 from messages.errors import ModuleError
 from node_agent.addons import Probe
 
-__all__ = ["LoadedProbe", "load_probe_file", "load_probes", "probe_files"]
+__all__ = ["LoadedProbe", "addon_class", "import_file", "load_probe_file", "load_probes", "probe_files"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +77,8 @@ def load_probe_file(path: Path) -> LoadedProbe:
 
     Raises ModuleError naming the file and what is wrong with it.
     """
-    module = _import_file(path)
-    cls = _probe_class(module, path)
+    module = import_file(path)
+    cls = addon_class(module, path, Probe)
     name = cls.name or path.stem
     _validate(cls, name, path)
     try:
@@ -83,15 +88,16 @@ def load_probe_file(path: Path) -> LoadedProbe:
     return LoadedProbe(name=name, probe=probe, path=path)
 
 
-def _module_name(path: Path) -> str:
+def _module_name(path: Path, kind: str) -> str:
     # Two folders may hold files of the same name: the path's digest keeps their modules apart.
     digest = hashlib.sha1(str(path.resolve()).encode(), usedforsecurity=False).hexdigest()[:12]
     stem = re.sub(r"\W", "_", path.stem)
-    return f"labscope_probe_{stem}_{digest}"
+    return f"labscope_{kind}_{stem}_{digest}"
 
 
-def _import_file(path: Path) -> ModuleType:
-    name = _module_name(path)
+def import_file(path: Path, kind: str = "probe") -> ModuleType:
+    """Import the file ``path`` as a module of its own; raises ModuleError naming the file."""
+    name = _module_name(path, kind)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModuleError(str(path), "cannot be imported as a Python file")
@@ -106,16 +112,19 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def _probe_class(module: ModuleType, path: Path) -> type[Probe]:
+def addon_class(module: ModuleType, path: Path, base: type[T]) -> type[T]:
+    """The one subclass of ``base`` defined in ``module``; raises ModuleError naming the file."""
+    what = f"{base.__module__}.{base.__name__}"
     classes = [obj for obj in vars(module).values()
-               if inspect.isclass(obj) and issubclass(obj, Probe) and obj is not Probe
+               if inspect.isclass(obj) and issubclass(obj, base) and obj is not base
                and obj.__module__ == module.__name__]
     if not classes:
-        raise ModuleError(str(path), "defines no subclass of node_agent.addons.Probe")
+        raise ModuleError(str(path), f"defines no subclass of {what}")
     if len(classes) > 1:
         names = ", ".join(sorted(c.__name__ for c in classes))
-        raise ModuleError(str(path), f"defines more than one Probe subclass ({names}); keep one per file")
-    return classes[0]
+        raise ModuleError(str(path), f"defines more than one {base.__name__} subclass ({names}); keep one per file")
+    found: type[T] = classes[0]
+    return found
 
 
 def _validate(cls: type[Probe], name: object, path: Path) -> None:

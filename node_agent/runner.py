@@ -4,11 +4,15 @@ A probe's failure is never fatal: an exception (or a value that cannot be
 sent) is counted and logged with the probe's name, at most once per
 ``ERROR_LOG_INTERVAL`` seconds per probe so a probe failing every second does
 not flood the log.
+
+A probe is never called twice at once: the schedule (main loop) and a
+``RunProbe`` node request (a worker thread) take the probe's lock.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -52,6 +56,7 @@ class ScheduledProbe:
         self.errors = 0
         self._last_logged = float("-inf")
         self._unlogged = 0
+        self._lock = threading.Lock()
 
     def run(self, node: str, wall: float, clock: float) -> Envelope | None:
         """Call the probe now and schedule its next run; returns the REPORT to send, if any."""
@@ -60,10 +65,20 @@ class ScheduledProbe:
             # Missed runs (a stopped process, a slow probe) are skipped, not replayed.
             self.next_due = clock + self.interval
         try:
-            return report_envelope(self.probe.getReport(wall), self.probe.reporttype, node, wall)
+            with self._lock:
+                result = self.probe.getReport(wall)
+            return report_envelope(result, self.probe.reporttype, node, wall)
         except Exception as exc:
             self._failed(exc, clock)
             return None
+
+    def sample(self, wall: float) -> tuple[str, Any]:
+        """Call the probe now, off schedule: ``(report type, data)``; its exceptions propagate."""
+        with self._lock:
+            result = self.probe.getReport(wall)
+        if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], str):
+            return result[0] or self.probe.reporttype, result[1]
+        return self.probe.reporttype, result
 
     def _failed(self, exc: Exception, clock: float) -> None:
         self.errors += 1

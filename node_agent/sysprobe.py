@@ -13,7 +13,7 @@ import os
 import platform
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import psutil
@@ -46,8 +46,8 @@ def rate(current: int, previous: int | None, elapsed: float) -> float:
     return (current - previous) / elapsed
 
 
-def node_info(node: str, instance: str) -> NodeInfo:
-    """The NodeInfo an agent sends in its HELLO."""
+def node_info(node: str, instance: str, request_types: Iterable[str] = ()) -> NodeInfo:
+    """The NodeInfo an agent sends in its HELLO; ``request_types`` are the node requests it answers."""
     return NodeInfo(
         node=node,
         hostname=socket.gethostname(),
@@ -60,6 +60,7 @@ def node_info(node: str, instance: str) -> NodeInfo:
         instance=instance,
         python_version=platform.python_version(),
         pid=os.getpid(),
+        request_types=list(request_types),
     )
 
 

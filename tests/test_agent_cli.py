@@ -57,7 +57,8 @@ def test_help_explains_every_flag():
     result = run_agent("--help")
     assert result.returncode == 0
     for flag in ("--collector", "--node-id", "--interval", "--probes-dir", "--data-dir", "--config", "--log-level",
-                 "--outbox-max-mb", "--outbox-max-age"):
+                 "--outbox-max-mb", "--outbox-max-age", "--watch-dir", "--watch-interval", "--serve-dir",
+                 "--handlers-dir"):
         assert flag in result.stdout
 
 
@@ -136,6 +137,10 @@ def test_missing_config_file(tmp_path, capsys):
     ('[agent]\ncollector = "tcp://h:1"\noutbox_max_age = "a week"\n', ("outbox_max_age", "a week")),
     ('[agent]\ncollector = "tcp://h:1"\noutbox_max_age = -5\n', ("outbox_max_age",)),
     ('[agent]\ncollector = "tcp://h:1"\noutbox_max_age = true\n', ("outbox_max_age",)),
+    ('[agent]\ncollector = "tcp://h:1"\nwatch_dirs = "w"\n', ("watch_dirs",)),
+    ('[agent]\ncollector = "tcp://h:1"\nserve_dirs = [1]\n', ("serve_dirs",)),
+    ('[agent]\ncollector = "tcp://h:1"\nhandlers_dirs = [true]\n', ("handlers_dirs",)),
+    ('[agent]\ncollector = "tcp://h:1"\nwatch_interval = 0\n', ("watch_interval", "greater than 0")),
 ])
 def test_bad_config_values_are_one_line(tmp_path, capsys, text, words):
     path = write_config(tmp_path, text)
@@ -170,6 +175,27 @@ def test_missing_probes_dir_is_one_line(tmp_path, capsys):
     assert str(tmp_path / "none") in line
 
 
+@pytest.mark.parametrize(("flag", "what"), [("--watch-dir", "watched"), ("--serve-dir", "serve"),
+                                            ("--handlers-dir", "handlers")])
+def test_missing_file_folders_are_one_line(tmp_path, capsys, flag, what):
+    line = fails(capsys, "--collector", "tcp://h:1", flag, str(tmp_path), flag, str(tmp_path / "none"))
+    assert f"{what} folder {tmp_path / 'none'}: no such directory" in line
+
+
+def test_file_folders_from_flags_and_config(tmp_path):
+    for name in ("w1", "w2", "s1", "h1", "flagserve"):
+        (tmp_path / name).mkdir()
+    path = write_config(tmp_path, '[agent]\ncollector = "tcp://c:1"\nwatch_dirs = ["w1", "w2"]\n'
+                                  'serve_dirs = ["s1"]\nhandlers_dirs = ["h1"]\nwatch_interval = 0.25\n')
+    config = resolve_config(build_parser().parse_args(["--config", str(path)]))
+    assert config.watch_dirs == [tmp_path / "w1", tmp_path / "w2"] and config.watch_interval == 0.25
+    assert config.serve_dirs == [tmp_path / "s1"] and config.handlers_dirs == [tmp_path / "h1"]
+    config = resolve_config(build_parser().parse_args(["--config", str(path), "--serve-dir",
+                                                       str(tmp_path / "flagserve"), "--watch-interval", "2"]))
+    assert config.serve_dirs == [tmp_path / "flagserve"] and config.watch_interval == 2.0
+    assert config.watch_dirs == [tmp_path / "w1", tmp_path / "w2"]
+
+
 def test_flags_override_config_and_paths_follow_the_config_file(tmp_path):
     (tmp_path / "probes").mkdir()
     (tmp_path / "flagprobes").mkdir()
@@ -196,6 +222,7 @@ def test_defaults():
     assert config.interval == 1.0 and config.batch_delay == 0.005 and config.heartbeat_interval == 1.0
     assert config.data_dir == Path.home() / ".local/state/labscope" / f"agent-{socket.gethostname()}"
     assert config.probes_dirs == [] and config.log_level == "info"
+    assert config.watch_dirs == config.serve_dirs == config.handlers_dirs == [] and config.watch_interval == 1.0
     assert config.outbox_max_bytes == 256 * 2**20 and config.outbox_max_age == 7 * 86400
 
 
@@ -216,3 +243,11 @@ def test_outbox_bounds_from_config_and_flags(tmp_path):
     assert (config.outbox_max_bytes, config.outbox_max_age) == (int(1.5 * 2**20), 600.0)
     config = resolve_config(build_parser().parse_args(["--config", str(path), "--outbox-max-age", "90s"]))
     assert config.outbox_max_age == 90.0
+
+
+def test_malloc_settings_apply_on_glibc():
+    import platform
+
+    from node_agent.cli import keep_malloc_arenas
+
+    assert keep_malloc_arenas() is (platform.libc_ver()[0] == "glibc")

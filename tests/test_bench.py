@@ -17,7 +17,8 @@ def test_quick_bench_writes_every_field(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     table = tmp_path / "bench.md"
     tiny = ["--raw-messages", "5000", "--ingest-reports", "3000", "--sample-frames", "20", "--rounds", "1",
-            "--latency-seconds", "1", "--agent-seconds", "1", "--scale-agents", "4", "--scale-seconds", "3"]
+            "--latency-seconds", "1", "--agent-seconds", "1", "--scale-agents", "4", "--scale-seconds", "3",
+            "--stream-mb", "8"]
     done = subprocess.run(labscope_cmd("bench", "--quick", *tiny, "--json", str(out), "--markdown", str(table)),
                           capture_output=True, text=True, timeout=220, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -29,7 +30,7 @@ def test_quick_bench_writes_every_field(tmp_path: Path) -> None:
     assert 0 < figures["latency_p50_ms"] <= figures["latency_p99_ms"]
     assert figures["agent_rss_mb"] > 5 and figures["agent_cpu_percent"] >= 0
     assert figures["scale_agents"] == 4 and figures["false_lost"] == 0
-    assert figures["stream_mb_per_s"] == 0 and figures["stream_ratio"] == 0
+    assert figures["stream_mb_per_s"] > 0 and figures["stream_ratio"] > 0
     markdown = table.read_text()
     assert all(f"`{name}`" in markdown for name in FIELDS)
     assert "Machine:" in done.stdout
