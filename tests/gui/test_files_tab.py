@@ -274,3 +274,25 @@ def test_files_tab_says_plainly_when_unavailable(qtbot) -> None:
     view.set_request_types(["FileList", "NodeList"])  # becoming available asks for every node's list once
     view.refresh.click()
     assert wanted == ["", ""]
+
+
+def test_fetch_from_a_real_agents_serve_folder(procs: ProcessGroup, make_window, qtbot, tmp_path: Path) -> None:
+    serve, out = tmp_path / "serve", tmp_path / "saved"
+    serve.mkdir()
+    out.mkdir()
+    blob = os.urandom(2 * MIB + 17)
+    (serve / "trace.bin").write_bytes(blob)
+    collector = procs.collector("--update-interval", "0.2")
+    procs.agent(collector.agents, "serving-node", "--serve-dir", str(serve), interval=0.5)
+    window = make_window(collector.clients)
+    view = window.files
+    view.ask_save_path = lambda parent, suggested: str(out / Path(suggested).name)
+    view.ask_node_path = lambda parent, nodes, default: ("serving-node", str(serve / "trace.bin"))
+    qtbot.waitUntil(lambda: view.available, timeout=WAIT_MS)
+    with Client(collector.clients) as client:
+        qtbot.waitUntil(lambda: any(n.node == "serving-node" and n.status == "live"
+                                    for n in client.request("NodeList").payload.nodes), timeout=WAIT_MS)
+    view.fetch.click()
+    qtbot.waitUntil(lambda: view.active is None and (out / "trace.bin").exists(), timeout=WAIT_MS)
+    assert sha((out / "trace.bin").read_bytes()) == sha(blob)
+    assert [p.name for p in out.iterdir()] == ["trace.bin"], "no temporary file left behind"
