@@ -2,7 +2,8 @@
 
 Agents with ``--watch-dir`` send new and changed files as ``FileOutput`` reports
 (``labscope.Files``); files above the chunk limit arrive in pieces, which are
-written at their offsets into ``NAME.part`` and renamed when the last piece
+written at their offsets into a partial file (in a folder of its own, beside
+the store, so no name a node sends can collide with it) and moved into place when the last piece
 is in, so no file is ever held in memory whole.
 
 Requests:
@@ -27,6 +28,7 @@ Sample config block::
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -38,7 +40,6 @@ from messages import File, Files
 
 CHUNK = 1024 * 1024
 INLINE_LIMIT = 1024 * 1024
-PART_SUFFIX = ".part"
 _NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
@@ -51,8 +52,8 @@ def safe_parts(name: str) -> list[str]:
     if not name or "\x00" in name or "\\" in name or name.startswith("/"):
         raise RefusedNameError(f"file name {name!r} is empty, absolute or holds a NUL or backslash")
     parts = name.split("/")
-    if any(part in ("", ".", "..") for part in parts) or name.endswith(PART_SUFFIX):
-        raise RefusedNameError(f"file name {name!r} holds an empty, '.' or '..' component or ends in {PART_SUFFIX}")
+    if any(part in ("", ".", "..") for part in parts):
+        raise RefusedNameError(f"file name {name!r} holds an empty, '.' or '..' component")
     return parts
 
 
@@ -73,6 +74,7 @@ class FilesModule(Aggregator):
 
     def __init__(self) -> None:
         self.root: Path | None = None
+        self.partial_root: Path | None = None
         self.index: dict[tuple[str, str], tuple[int, float]] = {}
         self.refused = 0
         self.changed = False
@@ -80,8 +82,9 @@ class FilesModule(Aggregator):
     def on_startup(self) -> None:
         """Find the store and index what earlier runs stored."""
         self.root = self.collector.data_dir(self.name).resolve()
+        self.partial_root = self.collector.data_dir(f"{self.name}-partial").resolve()
         for path in self.root.rglob("*"):
-            if path.is_file() and not path.is_symlink() and not path.name.endswith(PART_SUFFIX):
+            if path.is_file() and not path.is_symlink():
                 node, *rest = path.relative_to(self.root).parts
                 stat = path.stat()
                 self.index[(node, "/".join(rest))] = (stat.st_size, stat.st_mtime)
@@ -101,7 +104,7 @@ class FilesModule(Aggregator):
     def _write(self, node: str, piece: File) -> None:
         target = self._target(safe_node(node), safe_parts(piece.name))
         whole = piece.size == 0 and piece.offset == 0
-        part = target.with_name(target.name + PART_SUFFIX)
+        part = self._partial(node, piece.name)
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if piece.offset == 0 else 0)
         fd = os.open(part, flags, 0o644)
         try:
@@ -113,6 +116,12 @@ class FilesModule(Aggregator):
             os.utime(target, (piece.modtime, piece.modtime))
             self.index[(node, piece.name)] = (target.stat().st_size, piece.modtime)
             self.changed = True
+
+    def _partial(self, node: str, name: str) -> Path:
+        """Where the pieces of ``node``'s file ``name`` gather until the last one is in."""
+        assert self.partial_root is not None
+        digest = hashlib.sha256(f"{node}/{name}".encode()).hexdigest()
+        return self.partial_root / digest
 
     def _target(self, node: str, parts: list[str], create: bool = True) -> Path:
         """The confined path; refuses a symlink at any level below the store root."""
