@@ -133,18 +133,40 @@ class AgentLink:
                 return handled
             body = recv(NOBLOCK)  # a message is atomic: a ROUTER's identity part is never alone
             if more(RCVMORE):
-                self._skip_parts()
+                self._on_parts(ident, body, now)
                 continue
             on_frame(ident, body, now)
         self.counters["frames"] += DRAIN_LIMIT
         return DRAIN_LIMIT
 
+    def _on_parts(self, ident: bytes, body: bytes, now: float) -> None:
+        """A message of more than one part: only ``[CHUNK header, bulk]`` is valid (docs/protocol.md)."""
+        # copy=False: the bulk is forwarded to the client as the very same zmq message, never copied.
+        bulk = self.sock.recv(NOBLOCK, copy=False)
+        if self.sock.get(RCVMORE):
+            self._skip_parts()
+            return
+        env = self._chunk_header(body)
+        if env is None:
+            self._bad("bad-frame", "agent sent a two-part message whose first part is not one CHUNK header")
+            return
+        self._on_answer(ident, env, now, bulk)
+
+    def _chunk_header(self, body: bytes) -> Envelope | None:
+        try:
+            envelopes = unpack(body, self.config.max_frame_bytes)
+        except ProtocolError:
+            return None
+        if len(envelopes) != 1 or envelopes[0].kind != Kind.CHUNK or envelopes[0].payload:
+            return None
+        return envelopes[0]
+
     def _skip_parts(self) -> None:
-        parts = 2
+        parts = 3
         while self.sock.get(RCVMORE):
             self.sock.recv(NOBLOCK)
             parts += 1
-        self._bad("bad-frame", "agent sent a message of %d parts; expected 1", parts - 1)
+        self._bad("bad-frame", "agent sent a message of %d parts; expected 1 (or a two-part CHUNK)", parts - 1)
 
     def _on_frame(self, ident: bytes, body: bytes, now: float) -> None:
         try:
@@ -270,11 +292,11 @@ class AgentLink:
     def _reply(self, ident: bytes, env: Envelope) -> None:
         self._replies.setdefault(ident, []).append(env)
 
-    def _on_answer(self, ident: bytes, env: Envelope, now: float) -> None:
+    def _on_answer(self, ident: bytes, env: Envelope, now: float, bulk: zmq.Frame | None = None) -> None:
         session = self.registry.session(ident)
         if session is not None:
             self._heard(session.record, now)
-        if self.relay is None or not self.relay.from_agent(env):
+        if self.relay is None or not self.relay.from_agent(env, bulk):
             self._bad("stale-answer", "dropped an agent's answer to request %d, which nobody waits for",
                       env.request_id)
 

@@ -92,9 +92,17 @@ class ClientLink:
         self.counters[code] += 1
         self.throttled.warning(code, fmt, *args)
 
-    def send(self, ident: bytes, env: Envelope) -> None:
-        """Send one envelope to a client (any greenlet may call it)."""
-        self._send_frame(ident, pack_one(env))
+    def send(self, ident: bytes, env: Envelope, bulk: zmq.Frame | bytes | None = None) -> None:
+        """Send one envelope to a client (any greenlet may call it); ``bulk`` rides as a second part."""
+        if bulk is None:
+            self._send_frame(ident, pack_one(env))
+            return
+        try:
+            # copy=False: an agent's chunk leaves as the zmq message it arrived in.
+            self.sock.send_multipart((ident, pack_one(env), bulk), zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:
+            self.counters["client-send-failed"] += 1
+            self.throttled.warning("client-send-failed", "could not send to a client: %s", exc)
 
     _send = send
 

@@ -13,6 +13,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
+
+import zmq
 
 from collector.registry import NodeRegistry
 from messages import Envelope, Kind
@@ -21,6 +24,12 @@ from messages.codec import envelope
 log = logging.getLogger(__name__)
 
 Send = Callable[[bytes, Envelope], None]
+
+
+class ClientSend(Protocol):
+    """Send an envelope to a client; ``bulk`` (a CHUNK's bytes) goes as a second part, uncopied."""
+
+    def __call__(self, ident: bytes, env: Envelope, bulk: zmq.Frame | bytes | None = None) -> None: ...
 
 
 @dataclass
@@ -44,7 +53,7 @@ class Relay:
         self.by_client: dict[tuple[bytes, int], int] = {}
         self.ids = itertools.count(1)
         self.to_agent: Send = _unset
-        self.to_client: Send = _unset
+        self.to_client: ClientSend = _unset
 
     def forward(self, client: bytes, env: Envelope) -> None:
         """Send a client's REQUEST on to the node named by ``params["node"]``, or answer why not."""
@@ -65,8 +74,11 @@ class Relay:
         self.to_client(client, envelope(Kind.ERROR, type=env.type, request_id=env.request_id,
                                         error_code=code, error=reason))
 
-    def from_agent(self, env: Envelope) -> bool:
-        """Relay an agent's RESPONSE / ERROR / CHUNK; False when it answers nothing pending."""
+    def from_agent(self, env: Envelope, bulk: zmq.Frame | None = None) -> bool:
+        """Relay an agent's RESPONSE / ERROR / CHUNK; False when it answers nothing pending.
+
+        ``bulk`` is a two-part CHUNK's bytes: forwarded as they came, only the header is rewritten.
+        """
         pending = self.pending.get(env.request_id)
         if pending is None:
             return False
@@ -77,7 +89,7 @@ class Relay:
         relayed = Envelope()
         relayed.CopyFrom(env)
         relayed.request_id = pending.client_id
-        self.to_client(pending.client, relayed)
+        self.to_client(pending.client, relayed, bulk)
         return True
 
     def credit(self, client: bytes, env: Envelope) -> bool:
@@ -117,5 +129,5 @@ class Relay:
         return pending
 
 
-def _unset(ident: bytes, env: Envelope) -> None:
+def _unset(ident: bytes, env: Envelope, bulk: zmq.Frame | bytes | None = None) -> None:
     raise RuntimeError("relay used before it was wired to the sockets")

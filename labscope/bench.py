@@ -226,7 +226,7 @@ class Bench:
             with Client(endpoints["clients"]) as client:
                 wait_node(client, "bench-stream", timeout=20)
                 start, received = time.perf_counter(), 0
-                for chunk in client.stream("NodeFile", {"node": "bench-stream", "path": str(path)}, timeout=60):
+                for chunk in client.stream_views("NodeFile", {"node": "bench-stream", "path": str(path)}, timeout=60):
                     received += len(chunk)
                 seconds = time.perf_counter() - start
         rate = received / seconds / 2**20

@@ -153,7 +153,8 @@ class Agent:
         self._ctx = zmq.Context() if context is None else context
         self._link = Link(self._ctx, config.collector)
         self.pool = RequestPool(self.node, handler_table(
-            [*builtin_handlers(ServeDirs(config.serve_dirs), probes), *load_handlers(config.handlers_dirs)]))
+            [*builtin_handlers(ServeDirs(config.serve_dirs), probes), *load_handlers(config.handlers_dirs)]),
+            two_part=True)
         self._link.watch(self.pool.wake, "requests")
         self._answers: deque[bytes] = deque()
         self._answer_retry = self._request_deadline = INF

@@ -42,7 +42,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 524288
+READ_CHUNK = 1024 * 1024  # the largest CHUNK (docs/protocol.md): fewest per-chunk costs
 CMDLINE_MAX = 256
 _PROCESS_FIELDS = ["pid", "name", "username", "cpu_percent", "memory_info", "status", "cmdline"]
 

@@ -61,11 +61,20 @@ class Link:
         self.socket = None
 
     def send(self, frame: bytes) -> bool:
-        """Queue one frame without blocking; False when the socket cannot take it now."""
+        """Queue one frame without blocking; False when the socket cannot take it now.
+
+        A frame with a ``bulk`` attribute (node_agent.pool.TwoPart, a streamed
+        CHUNK) leaves as the two-part message ``[frame, bulk]``.
+        """
         if self.socket is None:
             return False
+        bulk = getattr(frame, "bulk", None)
         try:
-            self.socket.send(frame, zmq.NOBLOCK)
+            if bulk is None:
+                self.socket.send(frame, zmq.NOBLOCK)
+            else:
+                # copy=False: zmq keeps a reference to the bytes instead of copying 1 MiB.
+                self.socket.send_multipart((bytes(frame), bulk), zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return False
         return True

@@ -31,7 +31,7 @@ from messages import Envelope, Kind
 from messages.codec import envelope, pack_one
 from node_agent.addons import Handler, NodeRequest, RequestError
 
-__all__ = ["Credit", "Exchange", "RequestPool", "Outgoing"]
+__all__ = ["Credit", "Exchange", "RequestPool", "Outgoing", "TwoPart"]
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,28 @@ MAX_CREDIT = 64
 # A one-piece answer must fit well inside the collector's 16 MiB frame limit; larger ones stream.
 MAX_RESPONSE = 8 * 1024 * 1024
 STALL_TIMEOUT = 60.0
+# From this size a CHUNK's bytes travel as a second message part; below it a copy costs less than a part.
+TWO_PART_MIN = 64 * 1024
 REQUEST_TIMEOUT = 30.0
 WORKERS = 4
 QUEUE_LIMIT = 16
 INF = float("inf")
+
+
+class TwoPart(bytes):
+    """A CHUNK header frame whose raw bytes leave as a second message part (``bulk``).
+
+    A bytes subclass so that it travels through the agent's answer queue (typed
+    ``bytes``) unchanged; node_agent/link.py sends it as ``[header, bulk]``
+    without copying the bulk into a protobuf.
+    """
+
+    bulk: bytes
+
+    def __new__(cls, header: bytes, bulk: bytes) -> TwoPart:
+        frame = super().__new__(cls, header)
+        frame.bulk = bulk
+        return frame
 
 
 class Outgoing:
@@ -120,7 +138,7 @@ class Exchange:
     """One node request in progress: the :class:`~node_agent.addons.Responder` its handler gets."""
 
     def __init__(self, env: Envelope, node: str, outgoing: Outgoing, timeout: float,
-                 stall_timeout: float = STALL_TIMEOUT) -> None:
+                 stall_timeout: float = STALL_TIMEOUT, two_part: bool = False) -> None:
         self.request_id = env.request_id
         self.type = env.type
         self.params = dict(env.params)
@@ -128,6 +146,7 @@ class Exchange:
         self.credit = Credit(request_credit(self.params))
         self.deadline = time.monotonic() + timeout
         self.stall_timeout = stall_timeout
+        self.two_part = two_part  # large CHUNKs as [header, bytes] (docs/protocol.md)
         self.answered = False  # one of the respond* calls (or the main loop's timeout) has claimed it
         self._closed = False
         self._lock = threading.Lock()
@@ -191,7 +210,11 @@ class Exchange:
             self._put(self._error("timeout", f"the requester granted no credit for {self.stall_timeout:g} s"))
         if state != "ok":
             return False
-        return self._put(self._envelope(Kind.CHUNK, data, seq=seq, last=last, params=params))
+        if not self.two_part or len(data) < TWO_PART_MIN:
+            return self._put(self._envelope(Kind.CHUNK, data, seq=seq, last=last, params=params))
+        # The bytes ride as a second part: no copy into the envelope, none out of it at the collector.
+        header = pack_one(self._envelope(Kind.CHUNK, b"", seq=seq, last=last, params=params))
+        return self._put_frame(TwoPart(header, data))
 
     def _envelope(self, kind: int, data: Any, **fields: Any) -> Envelope:
         return envelope(kind, self.type, data, node=self.node, request_id=self.request_id, **fields)
@@ -208,7 +231,9 @@ class Exchange:
             return True
 
     def _put(self, env: Envelope) -> bool:
-        frame = pack_one(env)
+        return self._put_frame(pack_one(env))
+
+    def _put_frame(self, frame: bytes) -> bool:
         with self._lock:
             if self._closed:
                 return False
@@ -247,11 +272,16 @@ def _pieces(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 class RequestPool:
-    """Node requests by the collector's request id, run on a few daemon worker threads."""
+    """Node requests by the collector's request id, run on a few daemon worker threads.
+
+    ``two_part``: CHUNKs of TWO_PART_MIN bytes or more leave as ``[header, bytes]``
+    (:class:`TwoPart` frames; docs/protocol.md), which the collector relays without copying.
+    """
 
     def __init__(self, node: str, handlers: dict[str, Handler], workers: int = WORKERS,
-                 queue_limit: int = QUEUE_LIMIT, timeout: float = REQUEST_TIMEOUT) -> None:
+                 queue_limit: int = QUEUE_LIMIT, timeout: float = REQUEST_TIMEOUT, two_part: bool = False) -> None:
         self.node = node
+        self.two_part = two_part
         self.handlers = handlers
         self.timeout = timeout
         self.outgoing = Outgoing()
@@ -280,7 +310,7 @@ class RequestPool:
         if env.type not in self.handlers:
             self.counters["unknown-type"] += 1
             return self._refusal(env, "unknown-type", f"agent {self.node} answers no {env.type!r} request")
-        exchange = Exchange(env, self.node, self.outgoing, self.timeout)
+        exchange = Exchange(env, self.node, self.outgoing, self.timeout, two_part=self.two_part)
         with self._lock:
             self._active[env.request_id] = exchange
         try:

@@ -117,7 +117,10 @@ def wait_frames(pool: RequestPool, count: int, timeout: float = 5.0) -> list[Env
                 except BlockingIOError:
                     break
         for frame in pool.frames():
-            found.extend(unpack(frame))
+            envs = unpack(frame)
+            if getattr(frame, "bulk", None) is not None:  # a two-part CHUNK: its bytes ride in the second part
+                envs[0].payload = frame.bulk
+            found.extend(envs)
     return found
 
 

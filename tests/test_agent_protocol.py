@@ -63,8 +63,10 @@ class FakeCollector:
         """One frame (identity, envelopes), or None after ``timeout`` s."""
         if not self.sock.poll(int(timeout * 1000)):
             return None
-        ident, frame = self.sock.recv_multipart()
+        ident, frame, *bulk = self.sock.recv_multipart()
         envs = list(unpack(frame))
+        if bulk:  # a two-part CHUNK: its bytes ride in the second part
+            envs[0].payload = bulk[0]
         self.seen.extend(envs)
         return ident, envs
 
