@@ -46,7 +46,7 @@ class AgentLink:
 
     def __init__(self, sock: zmq.Socket, host: ModuleHost, registry: NodeRegistry, counters: Counters,
                  config: CollectorConfig, info: Callable[[], CollectorInfo],
-                 on_ingest: Callable[[], None] = lambda: None, store: Store | None = None) -> None:
+                 on_ingest: Callable[[], bool] = lambda: False, store: Store | None = None) -> None:
         self.sock = sock
         self.host = host
         self.registry = registry
@@ -90,10 +90,13 @@ class AgentLink:
             self.counters["ingest-passes"] += 1
             self.counters["reports"] += self.reports
             self.reports = 0
-            self._flush()
             if self._delivered:
                 self._delivered = False
-                self.on_ingest()
+                if self.on_ingest():
+                    # Push-on-change modules publish now, before the journal commit: an update is a
+                    # view of what was applied, and need not wait for the disk (the ACK does).
+                    gevent.sleep(0)
+            self._flush()
             self._housekeeping()
             if handled >= DRAIN_LIMIT or int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 gevent.sleep(0)  # busy: let requests and updates run between passes

@@ -250,10 +250,11 @@ class ClientLink:
             self._bad(f"module-error:{running.name}", "module %s returned an update that cannot be sent: %s",
                       running.name, exc)
 
-    def notify_ingest(self) -> None:
-        """Wake the push-on-change modules: reports were just delivered."""
+    def notify_ingest(self) -> bool:
+        """Wake the push-on-change modules (reports were just delivered); True when there are any."""
         for ingested in self._ingest_waiters:
             ingested.set()
+        return bool(self._ingest_waiters)
 
 
 class Stream:
