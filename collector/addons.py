@@ -20,6 +20,7 @@ Sample config block (TOML, in the collector's ``--config`` file)::
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,22 @@ class Request:
         self.params = dict(params or {})
         self.node = self.params.get("node")
         self.request_id = request_id
+
+    def epoch_param(self, name: str) -> float | None:
+        """Parameter ``name`` as epoch seconds (None when absent or empty).
+
+        Raises RequestError ``bad-request`` when it is not a finite number.
+        """
+        text = self.params.get(name)
+        if text is None or text == "":
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise RequestError("bad-request", f"{name}={text!r} is not a number of epoch seconds") from None
+        if not math.isfinite(value):
+            raise RequestError("bad-request", f"{name}={text!r} is not a finite number of epoch seconds")
+        return value
 
     def __getattr__(self, name: str) -> str:
         params = self.__dict__.get("params", {})

@@ -21,12 +21,11 @@ Sample config block::
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from collector.addons import Aggregator, Report, Request, RequestError
+from collector.addons import Aggregator, Report, Request
 from messages import Event
 
 __all__ = ["DEFAULT_KEEP", "UPDATE_LIMIT", "EventsModule", "event_dict"]
@@ -104,7 +103,7 @@ class EventsModule(Aggregator):
 
     def processREQUEST(self, msg: Request) -> list[EventDict]:
         """``Events [since=EPOCH] [node=ID]``: matching events, newest first."""
-        since = _since(msg)
+        since = msg.epoch_param("since")
         selected = (
             item for item in self._events
             if (since is None or item["time"] > since) and (not msg.node or item["node"] == msg.node)
@@ -117,16 +116,3 @@ class EventsModule(Aggregator):
             return None
         self._changed = False
         return newest_first(self._events)[:UPDATE_LIMIT]
-
-
-def _since(msg: Request) -> float | None:
-    text = msg.params.get("since")
-    if text is None or text == "":
-        return None
-    try:
-        since = float(text)
-    except ValueError:
-        raise RequestError("bad-request", f"since={text!r} is not a number of epoch seconds") from None
-    if not math.isfinite(since):
-        raise RequestError("bad-request", f"since={text!r} is not a finite number of epoch seconds")
-    return since

@@ -24,7 +24,6 @@ Sample config block::
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from typing import Any
 
@@ -109,7 +108,7 @@ class SystemStatsModule(Aggregator):
         """``SystemStats node=ID`` or ``SystemStatsHistory node=ID [since=EPOCH]``."""
         history = self._node_history(msg)
         if msg.type == "SystemStatsHistory":
-            since = _since(msg)
+            since = msg.epoch_param("since")
             samples = (parse(*item) for item in history)
             return SystemStatsHistory(node=msg.node, samples=[s for s in samples if since is None or s.time > since])
         return parse(*history[-1])
@@ -154,16 +153,3 @@ class SystemStatsModule(Aggregator):
                     for node, samples in state.items()}
         self._history = restored
         self._dirty = bool(restored)
-
-
-def _since(msg: Request) -> float | None:
-    text = msg.params.get("since")
-    if text is None or text == "":
-        return None
-    try:
-        since = float(text)
-    except ValueError:
-        raise RequestError("bad-request", f"since={text!r} is not a number of epoch seconds") from None
-    if not math.isfinite(since):
-        raise RequestError("bad-request", f"since={text!r} is not a finite number of epoch seconds")
-    return since
