@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Protocol
 from messages import NodeInfo
 from messages.codec import decode_payload
 from messages.errors import ConfigError, LabscopeError
+from messages.requests import RequestView
 
 __all__ = [
     "Aggregator",
@@ -83,7 +84,7 @@ class Report:
         return f"Report(node={self.node!r}, type={self.type!r}, seq={self.seq}, {len(self.data)} bytes)"
 
 
-class Request:
+class Request(RequestView):
     """One REQUEST as a module sees it.
 
     ``type`` is the request type, ``node`` the ``node=`` parameter (or None),
@@ -92,10 +93,8 @@ class Request:
     """
 
     def __init__(self, type: str, params: dict[str, str] | None = None, request_id: int = 0) -> None:
-        self.type = type
-        self.params = dict(params or {})
+        super().__init__(type, params, request_id)
         self.node = self.params.get("node")
-        self.request_id = request_id
 
     def epoch_param(self, name: str) -> float | None:
         """Parameter ``name`` as epoch seconds (None when absent or empty).
@@ -112,15 +111,6 @@ class Request:
         if not math.isfinite(value):
             raise RequestError("bad-request", f"{name}={text!r} is not a finite number of epoch seconds")
         return value
-
-    def __getattr__(self, name: str) -> str:
-        params = self.__dict__.get("params", {})
-        if name in params:
-            return str(params[name])
-        raise AttributeError(f"request {self.__dict__.get('type')!r} has no parameter {name!r}")
-
-    def __repr__(self) -> str:
-        return f"Request(type={self.type!r}, params={self.params!r})"
 
 
 @dataclass

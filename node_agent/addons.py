@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
 from messages.errors import LabscopeError
+from messages.requests import RequestView
 
 __all__ = ["Handler", "NodeRequest", "Probe", "RequestError", "Responder"]
 
@@ -81,27 +82,13 @@ class RequestError(LabscopeError):
         self.reason = reason
 
 
-class NodeRequest:
+class NodeRequest(RequestView):
     """One node request as a handler sees it.
 
     ``type`` is the request type, ``params`` every ``key=value`` parameter as
     strings (``node`` and ``credit`` included). Parameters are also attributes
     (``request.path``); a missing one raises AttributeError.
     """
-
-    def __init__(self, type: str, params: dict[str, str] | None = None, request_id: int = 0) -> None:
-        self.type = type
-        self.params = dict(params or {})
-        self.request_id = request_id
-
-    def __getattr__(self, name: str) -> str:
-        params = self.__dict__.get("params", {})
-        if name in params:
-            return str(params[name])
-        raise AttributeError(f"request {self.__dict__.get('type')!r} has no parameter {name!r}")
-
-    def __repr__(self) -> str:
-        return f"NodeRequest(type={self.type!r}, params={self.params!r})"
 
 
 class Responder(Protocol):
