@@ -10,15 +10,14 @@ then renamed: a failed fetch leaves no file. A progress bar shows on a terminal.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from gui.atomic import atomic_file
 from gui.client import Client, RequestFailed
 from messages.errors import ConfigError
 from messages.options import Parser, endpoint_arg, positive_float, run_command
@@ -50,23 +49,13 @@ def split_source(text: str) -> tuple[str, str]:
 
 def fetch(client: Client, node: str, path: str, output: Path, timeout: float, show: bool) -> int:
     """Stream ``node:path`` into ``output`` through a temporary file; returns the bytes written."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{output.name}.", suffix=".part",
-                                         delete=False)
-    try:
-        with handle, _progress(show, output.name) as advance:
-            written = 0
-            # stream_views: the file takes memoryviews, so no chunk is copied on the way to it.
-            for chunk in client.stream_views("NodeFile", {"node": node, "path": path}, timeout=timeout):
-                handle.write(chunk)
-                written += len(chunk)
-                advance(len(chunk))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, output)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    written = 0
+    with atomic_file(output) as handle, _progress(show, output.name) as advance:
+        # stream_views: the file takes memoryviews, so no chunk is copied on the way to it.
+        for chunk in client.stream_views("NodeFile", {"node": node, "path": path}, timeout=timeout):
+            handle.write(chunk)
+            written += len(chunk)
+            advance(len(chunk))
     return written
 
 

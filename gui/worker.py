@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +29,7 @@ import zmq
 from google.protobuf.message import DecodeError
 from PySide6 import QtCore
 
+from gui.atomic import atomic_file
 from gui.client import Client, RequestFailed
 from messages import CollectorInfo, Files
 from messages.errors import LabscopeError
@@ -148,19 +147,9 @@ def stream_to_file(client: Client, spec: Transfer, progress: Callable[[int], Non
     written so far after each piece. Raises RequestFailed, ClientTimeout,
     TransferCancelled or OSError.
     """
-    target = Path(spec.target)
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part",
-                                         delete=False)
-    try:
-        with handle:
-            sink = _Sink(handle, progress)
-            _receive(client.stream(spec.type, spec.params, timeout=timeout), spec, sink, cancelled)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, target)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    with atomic_file(Path(spec.target)) as handle:
+        sink = _Sink(handle, progress)
+        _receive(client.stream(spec.type, spec.params, timeout=timeout), spec, sink, cancelled)
     return sink.size, sink.digest.hexdigest()
 
 

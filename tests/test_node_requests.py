@@ -33,7 +33,7 @@ from tests.wire import Client
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "files.md"
 HANDLERS = FIXTURES / "handlers"
-FAST_PROBES = FIXTURES / "probes_fast"
+FAST_PROBES = FIXTURES / "durability_probes"
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_built_in_and_drop_in_requests_through_the_collector(testbed: tuple[Coll
     probe = client.ask("RunProbe", node="n1", name="SystemStats")
     stats = decode_payload(probe.payload, probe.encoding, probe.schema)
     assert isinstance(stats, SystemStats) and stats.memory.total > 0 and probe.params["reporttype"] == "SystemStats"
-    assert client.answer("RunProbe", node="n1", name="fastdata")["n"] > 0
+    assert client.answer("RunProbe", node="n1", name="probedata")["n"] > 0
     assert client.answer("Echo", node="n1", word="hi") == {"word": "hi"}
     errors = {t: client.ask(t, node="n1", **p) for t, p in (("EchoError", {"what": "x"}), ("Nope", {}),
                                                               ("RunProbe", {"name": "nope"}),

@@ -18,7 +18,7 @@ from tests.conftest import FIXTURES, CollectorProcess, ProcessGroup, labscope_cm
 
 MODULES = ("--modules-dir", str(FIXTURES / "modules"), "--modules-dir", str(FIXTURES / "hooks"),
            "--disable-module", "files")  # the classic FileProcessor fixture takes its place
-FAST_PROBES = ("--probes-dir", str(FIXTURES / "probes_fast"))
+FAST_PROBES = ("--probes-dir", str(FIXTURES / "durability_probes"))
 
 
 def free_port() -> int:
