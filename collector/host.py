@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from collector import loader
+from collector import loader, settings
 from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
 from collector.config import CollectorConfig
 from collector.counters import Counters, ThrottledLog
@@ -81,7 +81,7 @@ class ModuleHost:
     def _start(self, candidate: loader.Candidate) -> bool:
         assert candidate.cls is not None
         try:
-            module = candidate.cls()
+            module = settings.with_classic_settings(candidate.cls, self._section(candidate.name))()
             module.name = candidate.name  # type: ignore[misc]  # instance name shadows the class default
             module.collector = self
             module.config = {**candidate.cls.options, **self._section(candidate.name)}
@@ -121,11 +121,15 @@ class ModuleHost:
             if candidate is None:
                 raise ConfigError(f"config {path}: [modules.{name}]: no module named {name!r} "
                                   f"(known: {', '.join(sorted(by_name))})")
-            known = {"update_interval"} | set(candidate.cls.options if candidate.cls else ())
-            for key in values:
+            known = settings.known_settings(candidate.cls) if candidate.cls else {"update_interval": None}
+            for key, value in values.items():
                 if key not in known:
                     raise ConfigError(f"config {path}: unknown key '{key}' in [modules.{name}]; "
                                       f"known keys: {', '.join(sorted(known))}")
+                try:
+                    settings.check_value(f"modules.{name}", key, value, known[key])
+                except ConfigError as exc:
+                    raise ConfigError(f"config {path}: {exc}") from None
 
     # ------------------------------------------------------------ recovery
 

@@ -109,9 +109,9 @@ def unwrap_files(data: bytes, name: str) -> bytes:
         files = Files.FromString(data)
     except DecodeError:
         return data
-    if len(files.file) != 1 or files.file[0].name != name:
+    if len(files.files) != 1 or files.files[0].name != name:
         return data
-    piece = files.file[0]
+    piece = files.files[0]
     if piece.size and piece.size != len(piece.data):
         raise RequestFailed("checksum", f"received {len(piece.data)} bytes of {name!r}, the module sent "
                             f"{piece.size}", "File")

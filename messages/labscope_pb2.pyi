@@ -275,10 +275,10 @@ class File(_message.Message):
     def __init__(self, name: _Optional[str] = ..., modtime: _Optional[float] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ..., last: _Optional[bool] = ...) -> None: ...
 
 class Files(_message.Message):
-    __slots__ = ("file",)
-    FILE_FIELD_NUMBER: _ClassVar[int]
-    file: _containers.RepeatedCompositeFieldContainer[File]
-    def __init__(self, file: _Optional[_Iterable[_Union[File, _Mapping]]] = ...) -> None: ...
+    __slots__ = ("files",)
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[File]
+    def __init__(self, files: _Optional[_Iterable[_Union[File, _Mapping]]] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("time", "node", "kind", "severity", "message", "attrs")

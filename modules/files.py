@@ -94,7 +94,7 @@ class FilesModule(Aggregator):
 
     def processReport(self, msg: Report) -> None:
         """Write every file (or piece) of a FileOutput report under the node's folder."""
-        for piece in Files.FromString(msg.data).file:
+        for piece in Files.FromString(msg.data).files:
             try:
                 self._write(msg.node, piece)
             except RefusedNameError as exc:
@@ -164,7 +164,7 @@ class FilesModule(Aggregator):
         size, modtime = entry
         if size > INLINE_LIMIT:
             return _chunks(path)
-        return Files(file=[File(name=msg.filename, modtime=modtime, data=path.read_bytes(), size=size, last=True)])
+        return Files(files=[File(name=msg.filename, modtime=modtime, data=path.read_bytes(), size=size, last=True)])
 
     def getUpdateMessage(self) -> list[dict[str, Any]] | None:
         """The full file list when a file arrived since the last push."""

@@ -204,7 +204,7 @@ class Watcher:
         piece = File(name=transfer.key[1], modtime=transfer.modtime, data=data, offset=transfer.offset, size=size,
                      last=transfer.offset + len(data) >= size)
         transfer.offset += len(data)
-        return envelope(Kind.REPORT, "FileOutput", Files(file=[piece]), node=node)
+        return envelope(Kind.REPORT, "FileOutput", Files(files=[piece]), node=node)
 
     def _start(self) -> bool:
         """Open the next ready file; False when it cannot be sent (it is then dropped from the queue)."""

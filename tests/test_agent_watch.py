@@ -44,7 +44,7 @@ def sent(outbox: Outbox, watcher: Watcher, ack: bool = True) -> list[File]:
         outbox.mark_sent(frame)
         for env in frame:
             assert (env.kind, env.type, env.schema) == (Kind.REPORT, "FileOutput", "labscope.Files")
-            (piece,) = Files.FromString(env.payload).file
+            (piece,) = Files.FromString(env.payload).files
             pieces.append(piece)
         if ack and frame:
             outbox.ack(frame[-1].seq)

@@ -189,3 +189,30 @@ def test_collector_emits_events_for_nodes_and_module_errors(tmp_path: Path) -> N
     log = next(r.module for r in host.running if r.name == "eventlog")
     assert log.seen == [("joined", "n9", ""), ("module-error", "", "faulty"), ("lost", "n9", "")]
     assert host.counters["module-error:faulty"] == 2
+
+
+@pytest.mark.parametrize(("section", "expected"), [
+    ({"history": "300"}, r"\[modules.systemstats\] history: expected an integer .* got '300'"),
+    ({"history": True}, r"\[modules.systemstats\] history: expected an integer"),
+])
+def test_module_config_value_of_the_wrong_type(tmp_path: Path, section: dict, expected: str) -> None:
+    host = make_host(tmp_path, modules={"systemstats": section})
+    with pytest.raises(ConfigError, match=expected):
+        host.load()
+
+
+def test_classic_class_attribute_is_a_setting_applied_before_init(tmp_path: Path) -> None:
+    (tmp_path / "classic.py").write_text(
+        "from collector.addons import Aggregator\n\n"
+        "class Classic(Aggregator):\n    storagedir = '/tmp/dir'\n    limit = 2.5\n"
+        "    def __init__(self):\n        self.seen_at_init = self.storagedir\n"
+    )
+    target = str(tmp_path / "store")
+    host = make_host(tmp_path, modules={"classic": {"storagedir": target, "limit": 4}})
+    host.load()
+    module = next(r.module for r in host.running if r.name == "classic")
+    assert module.seen_at_init == target
+    assert (module.storagedir, module.limit, module.name) == (target, 4, "classic")
+    assert type(module).__name__ == "Classic"
+    with pytest.raises(ConfigError, match=r"\[modules.classic\] storagedir: expected a string"):
+        make_host(tmp_path, modules={"classic": {"storagedir": 7}}).load()

@@ -116,13 +116,13 @@ def test_unknown_request_type_is_an_error_with_a_reason(peers: tuple[Peer, Clien
 def test_classic_module_answers_bytes_untouched_and_pushes_updates(peers: tuple[Peer, Client]) -> None:
     agent, client = peers
     hello(agent)
-    files = Files(file=[File(name="log.txt", modtime=123.5, data=b"hello\x00world")])
+    files = Files(files=[File(name="log.txt", modtime=123.5, data=b"hello\x00world")])
     agent.send(Kind.REPORT, "FileOutput", files.SerializeToString(), node="n1", seq=1)
     agent.expect(lambda e: e.kind == Kind.ACK and e.seq == 1, what="ACK 1")
 
     listing = client.ask("FileList")
     assert listing.kind == Kind.RESPONSE and listing.encoding == Encoding.RAW
-    assert listing.payload == Files(file=[File(name="log.txt", modtime=123.5)]).SerializeToString()
+    assert listing.payload == Files(files=[File(name="log.txt", modtime=123.5)]).SerializeToString()
     one = client.ask("File", filename="log.txt")
     assert one.payload == files.SerializeToString()
     missing = client.ask("File", filename="nope")
@@ -130,13 +130,13 @@ def test_classic_module_answers_bytes_untouched_and_pushes_updates(peers: tuple[
 
     client.send(Kind.SUBSCRIBE, params={"types": "FileList"})
     update = client.expect(lambda e: e.kind == Kind.UPDATE and e.type == "FileList", what="FileList update")
-    assert Files.FromString(update.payload).file[0].name == "log.txt"
+    assert Files.FromString(update.payload).files[0].name == "log.txt"
     client.seen.clear()
-    files2 = Files(file=[File(name="b.csv", modtime=1.0, data=b"1,2")])
+    files2 = Files(files=[File(name="b.csv", modtime=1.0, data=b"1,2")])
     agent.send(Kind.REPORT, "FileOutput", files2.SerializeToString(), node="n1", seq=2)
-    pushed = client.expect(lambda e: e.kind == Kind.UPDATE and len(Files.FromString(e.payload).file) == 2,
+    pushed = client.expect(lambda e: e.kind == Kind.UPDATE and len(Files.FromString(e.payload).files) == 2,
                            what="FileList update with two files")
-    assert [f.name for f in Files.FromString(pushed.payload).file] == ["b.csv", "log.txt"]
+    assert [f.name for f in Files.FromString(pushed.payload).files] == ["b.csv", "log.txt"]
 
 
 def test_subscription_lapses_without_renewal(procs: ProcessGroup, zmq_context: zmq.Context) -> None:
@@ -146,12 +146,12 @@ def test_subscription_lapses_without_renewal(procs: ProcessGroup, zmq_context: z
     hello(agent)
     client.send(Kind.SUBSCRIBE, params={"types": "FileList"})
     for seq in range(1, 4):
-        agent.send(Kind.REPORT, "FileOutput", Files(file=[File(name=f"f{seq}")]).SerializeToString(),
+        agent.send(Kind.REPORT, "FileOutput", Files(files=[File(name=f"f{seq}")]).SerializeToString(),
                    node="n1", seq=seq)
-        client.expect(lambda e, n=seq: e.kind == Kind.UPDATE and len(Files.FromString(e.payload).file) == n,
+        client.expect(lambda e, n=seq: e.kind == Kind.UPDATE and len(Files.FromString(e.payload).files) == n,
                       what=f"update {seq}")
     time.sleep(1.2)  # let the 1 s lease run out: the behaviour under test is the passage of time
-    agent.send(Kind.REPORT, "FileOutput", Files(file=[File(name="late")]).SerializeToString(), node="n1", seq=4)
+    agent.send(Kind.REPORT, "FileOutput", Files(files=[File(name="late")]).SerializeToString(), node="n1", seq=4)
     agent.expect(lambda e: e.kind == Kind.ACK and e.seq == 4, what="ACK 4")
     assert client.socket.poll(500) == 0, "an expired subscription must not receive updates"
 

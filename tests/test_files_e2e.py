@@ -181,7 +181,7 @@ def test_watched_files_arrive_in_the_store_byte_for_byte(bed: Bed) -> None:
     listing = {f["name"]: f["size"] for f in bed.client.answer("FileList", node="n1")}
     assert listing == {"run/metrics.csv": len(small), "capture.bin": len(large)}
     served = bed.client.ask("File", node="n1", filename="run/metrics.csv")
-    assert Files.FromString(served.payload).file[0].data == small
+    assert Files.FromString(served.payload).files[0].data == small
 
 
 def test_hostile_file_names_write_nothing_outside_the_store(bed: Bed) -> None:
@@ -191,7 +191,7 @@ def test_hostile_file_names_write_nothing_outside_the_store(bed: Bed) -> None:
     try:
         peer.send(Kind.HELLO, "NodeInfo", NodeInfo(node="evil", instance="evil-1"), node="evil", seq=1)
         peer.expect(lambda e: e.kind == Kind.ACK, what="ACK after HELLO")
-        hostile = Files(file=[File(name="../../x", data=b"evil", size=4, last=True),
+        hostile = Files(files=[File(name="../../x", data=b"evil", size=4, last=True),
                               File(name=escape, data=b"evil", size=4, last=True),
                               File(name="ok.txt", data=b"fine", size=4, last=True)])
         peer.send(Kind.REPORT, "FileOutput", hostile, node="evil", seq=1)
@@ -219,11 +219,11 @@ def test_classic_file_processor_round_trips_a_classic_probe(procs: ProcessGroup,
         def names() -> list[str]:
             answer = client.ask("FileList")
             assert answer.kind == Kind.RESPONSE, answer.error
-            return [f.name for f in Files.FromString(answer.payload).file]
+            return [f.name for f in Files.FromString(answer.payload).files]
 
         assert wait_for(names, 20, what="a FileList with the classic file") == ["classic/report.txt"]
         files = Files.FromString(client.ask("File", filename="classic/report.txt").payload)
-        assert [(f.name, f.data, f.modtime) for f in files.file] == [
+        assert [(f.name, f.data, f.modtime) for f in files.files] == [
             ("classic/report.txt", b"written by a classic probe\n", 1700000000.0)]
         missing = client.ask("File", filename="nope")
         assert (missing.kind, missing.error_code) == (Kind.ERROR, "not-found")

@@ -32,8 +32,8 @@ def test_upb_backend_is_in_use() -> None:
 
 def test_standard_payloads_importable_from_the_package() -> None:
     files = messages.Files()
-    files.file.add(name="a", modtime=1.5, data=b"x")
-    assert messages.Files.FromString(files.SerializeToString()).file[0].data == b"x"
+    files.files.add(name="a", modtime=1.5, data=b"x")
+    assert messages.Files.FromString(files.SerializeToString()).files[0].data == b"x"
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ class FilesBed:
             self.seq += 1
             piece = File(name=name, modtime=modtime, data=blob[offset:offset + MIB], offset=offset,
                          size=len(blob), last=offset == offsets[-1])
-            self.agent.send(Kind.REPORT, "FileOutput", Files(file=[piece]), node=NODE, seq=self.seq)
+            self.agent.send(Kind.REPORT, "FileOutput", Files(files=[piece]), node=NODE, seq=self.seq)
         self.agent.expect(lambda e: e.kind == Kind.ACK and e.seq >= self.seq, what=f"ACK of {name}")
         self.blobs[name] = blob
 
@@ -197,11 +197,11 @@ def test_stream_to_file_verifies_and_cleans_up(files_bed: FilesBed, zmq_context:
 
 
 def test_unwrap_files_takes_a_files_answer_and_leaves_raw_bytes_alone() -> None:
-    answer = Files(file=[File(name="a.txt", data=b"hello", size=5, last=True)]).SerializeToString()
+    answer = Files(files=[File(name="a.txt", data=b"hello", size=5, last=True)]).SerializeToString()
     assert unwrap_files(answer, "a.txt") == b"hello"
     assert unwrap_files(answer, "other.txt") == answer  # not this file: raw bytes of a one-chunk stream
     assert unwrap_files(b"\xff\xff not protobuf", "a.txt") == b"\xff\xff not protobuf"
-    short = Files(file=[File(name="a.txt", data=b"hel", size=5)]).SerializeToString()
+    short = Files(files=[File(name="a.txt", data=b"hel", size=5)]).SerializeToString()
     with pytest.raises(RequestFailed) as failed:
         unwrap_files(short, "a.txt")
     assert failed.value.code == "checksum"

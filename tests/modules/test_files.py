@@ -20,7 +20,7 @@ def files(tmp_path: Path) -> FilesModule:
 
 
 def send(module: FilesModule, node: str, *pieces: File, seq: int = 1) -> None:
-    data = Files(file=list(pieces)).SerializeToString()
+    data = Files(files=list(pieces)).SerializeToString()
     module.processReport(Report(node, "FileOutput", seq, 0.0, data, Encoding.PROTOBUF, "labscope.Files"))
 
 
@@ -30,7 +30,7 @@ def test_whole_file_is_stored_listed_and_served(files: FilesModule) -> None:
     assert stored.read_bytes() == b"hello\n" and stored.stat().st_mtime == 1700000000.0
     assert files.listing() == [{"node": "n1", "name": "logs/run.log", "size": 6, "modtime": 1700000000.0}]
     answer = files.processREQUEST(Request("File", {"node": "n1", "filename": "logs/run.log"}))
-    assert answer.file[0].data == b"hello\n"
+    assert answer.files[0].data == b"hello\n"
     assert files.getUpdateMessage() == files.listing() and files.getUpdateMessage() is None
 
 

@@ -29,12 +29,12 @@ def load(stem: str) -> Aggregator:
 
 
 def files_report(seq: int, *files: File) -> Report:
-    return Report("n1", "FileOutput", seq, 1000.0 + seq, Files(file=files).SerializeToString(), Encoding.PROTOBUF,
+    return Report("n1", "FileOutput", seq, 1000.0 + seq, Files(files=files).SerializeToString(), Encoding.PROTOBUF,
                   "labscope.Files")
 
 
 def names(data: bytes) -> list[tuple[str, float, bytes]]:
-    return [(f.name, f.modtime, f.data) for f in Files.FromString(data).file]
+    return [(f.name, f.modtime, f.data) for f in Files.FromString(data).files]
 
 
 def test_classic_is_written_in_the_classic_form() -> None:
