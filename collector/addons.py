@@ -24,15 +24,18 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from messages import NodeInfo
+from google.protobuf.message import DecodeError, Message
+
+from messages import Encoding, NodeInfo
 from messages.codec import decode_payload
-from messages.errors import ConfigError, LabscopeError
+from messages.errors import BadPayloadError, ConfigError, LabscopeError
 from messages.requests import RequestView
 
 __all__ = [
     "Aggregator",
+    "BadPayloadError",
     "CollectorAPI",
     "NodeRecord",
     "Report",
@@ -40,6 +43,8 @@ __all__ = [
     "RequestError",
     "as_names",
 ]
+
+M = TypeVar("M", bound=Message)
 
 
 class RequestError(LabscopeError):
@@ -61,10 +66,17 @@ class Report:
     Attributes: ``node`` (node id), ``type`` (report type), ``seq`` (the
     node's sequence number), ``time`` (sender's clock, epoch seconds),
     ``data`` (payload bytes, exactly as sent), ``encoding`` and ``schema``
-    (how the payload is encoded; see :meth:`decode`).
+    (how the payload is encoded; see :meth:`decode` and :meth:`message`).
+
+    A payload that does not decode never reaches a module's state: the
+    collector parses every payload that names a known protobuf schema before
+    any module sees it, and a module that finds the payload bad (its own
+    parse raises ``DecodeError``, or it raises :class:`BadPayloadError`)
+    makes the report a counted ``bad-report`` rather than a module error.
+    So read the payload first and change state after.
     """
 
-    __slots__ = ("node", "type", "seq", "time", "data", "encoding", "schema")
+    __slots__ = ("node", "type", "seq", "time", "data", "encoding", "schema", "parsed")
 
     def __init__(self, node: str, type: str, seq: int, time: float, data: bytes,
                  encoding: int = 0, schema: str = "") -> None:
@@ -75,10 +87,38 @@ class Report:
         self.data = data
         self.encoding = encoding
         self.schema = schema
+        self.parsed: Message | None = None  # the payload as parsed by the collector, shared by every module
 
     def decode(self) -> Any:
-        """The payload decoded: a protobuf message, a msgpack value, bytes or None."""
+        """The payload decoded: a protobuf message, a msgpack value, bytes or None.
+
+        Raises BadPayloadError when it does not decode. A protobuf message is
+        parsed once and shared by every module: read it, never change it.
+        """
+        if self.parsed is not None:
+            return self.parsed
         return decode_payload(self.data, self.encoding, self.schema)
+
+    def message(self, cls: type[M]) -> M:
+        """The payload as a ``cls`` protobuf message (parsed once; read it, never change it).
+
+        A payload without a schema (e.g. a classic probe's bytes) is parsed as
+        ``cls``. Raises BadPayloadError when the report declares another
+        schema or another encoding, or the bytes do not parse.
+        """
+        parsed = self.parsed
+        if type(parsed) is cls:
+            return parsed
+        name = cls.DESCRIPTOR.full_name
+        if (self.schema and self.schema != name) or self.encoding == Encoding.MSGPACK:
+            raise BadPayloadError(f"{self.type} report from {self.node} is not a {name} "
+                                  f"(schema {self.schema!r}, encoding {self.encoding})")
+        try:
+            message = cls.FromString(self.data)
+        except DecodeError as exc:
+            raise BadPayloadError(f"{self.type} report from {self.node} does not parse as {name}: {exc}") from None
+        self.parsed = message
+        return message
 
     def __repr__(self) -> str:
         return f"Report(node={self.node!r}, type={self.type!r}, seq={self.seq}, {len(self.data)} bytes)"
@@ -129,6 +169,7 @@ class NodeRecord:
     reconnects: int = 0
     backlog: int = 0
     gaps: int = 0
+    bad_reports: int = 0  # reports whose payload did not decode, since the collector started
 
 
 class CollectorAPI(Protocol):
@@ -215,9 +256,13 @@ class Aggregator:
     def processReport(self, msg: Report) -> None:
         """Digest one REPORT of a type listed in ``reporttype``.
 
-        Called in per-node sequence order, never concurrently. May raise: the
-        exception is logged with the module's name and counted, and other
-        modules still get the report.
+        Called in per-node sequence order, never concurrently. Read the payload
+        first (:meth:`Report.message` or :meth:`Report.decode`) and change state
+        after: a payload that does not decode raises BadPayloadError (or
+        protobuf's DecodeError), which makes the report a counted ``bad-report``
+        that no later module sees. Any other exception is logged with the
+        module's name and counted as a module error, and other modules still
+        get the report.
         """
 
     def processREQUEST(self, msg: Request) -> Any:

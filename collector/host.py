@@ -7,6 +7,7 @@ or another module.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+from google.protobuf.message import DecodeError, Message
 
 from collector import loader, settings
 from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
@@ -23,7 +25,8 @@ from collector.counters import Counters, ThrottledLog
 from collector.registry import NodeRegistry
 from collector.store import Store
 from messages import Encoding, Event
-from messages.errors import ConfigError
+from messages.codec import message_class
+from messages.errors import BadPayloadError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,10 @@ EVENT_TYPE = "Event"
 
 # Request types the collector answers itself; no module may claim them.
 RESERVED_REQUESTS = ("CollectorStats",)
+
+PROTOBUF = Encoding.PROTOBUF
+# What a module raises when a report's payload is bad (not the module's fault): counted as bad-report.
+BAD_PAYLOAD = (BadPayloadError, DecodeError)
 
 
 @dataclass
@@ -55,6 +62,8 @@ class ModuleHost:
         self.running: list[Running] = []
         self.report_routes: dict[str, list[Running]] = {}
         self.request_routes: dict[str, Running] = {}
+        self.bad_reports: collections.Counter[tuple[str, str]] = collections.Counter()  # (node, type) -> count
+        self._schemas: dict[str, type[Message]] = {}
 
     # ------------------------------------------------------------ start/stop
 
@@ -162,13 +171,15 @@ class ModuleHost:
             return 0
         replayed = 0
         for row_id, env in store.replay(min(start.values())):
-            report = None
-            for running in self.report_routes.get(env.type, ()):
-                if row_id > start[running.name]:
-                    report = report or Report(env.node, env.type, env.seq, env.time, env.payload, env.encoding,
-                                              env.schema)
-                    self._guard(running, "processReport", running.module.processReport, report)
-                    replayed += 1
+            targets = [r for r in self.report_routes.get(env.type, ()) if row_id > start[r.name]]
+            if not targets:
+                continue
+            report = Report(env.node, env.type, env.seq, env.time, env.payload, env.encoding, env.schema)
+            if self.payload_error(report) is not None:
+                self.counters["bad-report-replayed"] += 1  # skipped now as it was when it arrived
+                continue
+            self._dispatch(targets, report, replaying=True)
+            replayed += len(targets)
         return replayed
 
     def _takes_reports(self, running: Running) -> bool:
@@ -210,16 +221,67 @@ class ModuleHost:
                             f"{type(exc).__name__}: {exc}", module=running.name, hook=hook)
 
     def deliver(self, report: Report) -> bool:
-        """Hand a report to every module whose reporttype matches; False when none does."""
+        """Hand a report to every module whose reporttype matches; False when none does.
+
+        A payload that does not decode (see :meth:`payload_error`) reaches no
+        module: it is counted as a ``bad-report`` and raises one Event.
+        """
         targets = self.report_routes.get(report.type)
         if not targets:
             return False
+        reason = self.payload_error(report) if report.encoding == PROTOBUF else None
+        if reason is not None:
+            self._bad_report(report, reason)
+            return True
+        self._dispatch(targets, report)
+        return True
+
+    def _dispatch(self, targets: list[Running], report: Report, replaying: bool = False) -> None:
         for running in targets:
             try:
                 running.module.processReport(report)
+            except BAD_PAYLOAD as exc:  # the module found the payload bad: no later module sees it
+                self._bad_report(report, f"{running.name}: {exc}", replaying)
+                return
             except Exception as exc:  # isolation: other modules still get the report
                 self._failed(running, "processReport", exc)
-        return True
+
+    def payload_error(self, report: Report) -> str | None:
+        """Why a report's declared protobuf payload does not parse, or None (parsed into ``report.parsed``).
+
+        Only payloads that name a schema this collector knows are checked here;
+        modules check the rest when they read them.
+        """
+        if report.encoding != PROTOBUF or not report.schema:
+            return None
+        cls = self._schemas.get(report.schema)
+        if cls is None:
+            cls = message_class(report.schema)
+            if cls is None:
+                return None
+            self._schemas[report.schema] = cls
+        try:
+            report.parsed = cls.FromString(report.data)
+        except DecodeError as exc:
+            return f"payload does not parse as {report.schema}: {exc}"
+        return None
+
+    def _bad_report(self, report: Report, reason: str, replaying: bool = False) -> None:
+        """Count a report whose payload does not decode; it was acknowledged and never applied."""
+        if replaying:
+            self.counters["bad-report-replayed"] += 1
+            return
+        self.counters["bad-report"] += 1
+        self.counters[f"bad-report:{report.type}"] += 1
+        self.bad_reports[(report.node, report.type)] += 1
+        record = self.registry.records.get(report.node)
+        if record is not None:
+            record.bad_reports += 1
+        self.throttled.warning(f"bad-report:{report.node}", "dropped %s report seq %d from node %s: %s",
+                               report.type, report.seq, report.node, reason)
+        self.emit_event("bad-report", report.node, "warning",
+                        f"{report.type} report seq {report.seq} from node {report.node} was dropped: {reason}",
+                        type=report.type, seq=str(report.seq))
 
     def answer(self, type: str, params: dict[str, str], request_id: int = 0) -> Any:
         """The answering module's return value; raises RequestError when it cannot answer."""

@@ -195,7 +195,15 @@ class Collector:
             "nodes": {"total": len(self.registry.records),
                       "live": sum(r.status == "live" for r in self.registry.records.values())},
             "modules": [r.name for r in self.host.running],
+            "bad_reports": self._bad_reports(),
         }
+
+    def _bad_reports(self) -> dict[str, dict[str, int]]:
+        """Reports dropped for a payload that does not decode, by node and type."""
+        by_node: dict[str, dict[str, int]] = {}
+        for (node, type_name), count in sorted(self.host.bad_reports.items()):
+            by_node.setdefault(node, {})[type_name] = count
+        return by_node
 
 
 def _connectable(endpoint: str) -> str:

@@ -11,6 +11,7 @@ This package imports nothing else of the project.
 from __future__ import annotations
 
 from messages.errors import (
+    BadPayloadError,
     ConfigError,
     DependencyError,
     LabscopeError,
@@ -44,6 +45,7 @@ from messages.labscope_pb2 import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BadPayloadError",
     "Batch",
     "CollectorInfo",
     "ConfigError",

@@ -17,7 +17,7 @@ import msgpack
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
-from messages.errors import ProtocolError
+from messages.errors import BadPayloadError, ProtocolError
 from messages.labscope_pb2 import Batch, Encoding, Envelope, Kind
 
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -58,7 +58,7 @@ def message_class(schema: str) -> type[Message] | None:
 def decode_payload(payload: bytes, encoding: int, schema: str = "") -> Any:
     """Decode a payload; a protobuf of an unknown schema comes back as bytes.
 
-    Raises ProtocolError('bad-payload') when the bytes do not decode.
+    Raises BadPayloadError (a ProtocolError, code ``bad-payload``) when the bytes do not decode.
     """
     if encoding == Encoding.NONE:
         return None
@@ -71,7 +71,7 @@ def decode_payload(payload: bytes, encoding: int, schema: str = "") -> Any:
             cls = message_class(schema)
             return payload if cls is None else cls.FromString(payload)
     except (ValueError, DecodeError, msgpack.UnpackException) as exc:
-        raise ProtocolError("bad-payload", f"payload does not decode as {schema or 'msgpack'}: {exc}") from exc
+        raise BadPayloadError(f"payload does not decode as {schema or 'msgpack'}: {exc}") from exc
     raise ProtocolError("bad-encoding", f"unknown payload encoding {encoding}")
 
 

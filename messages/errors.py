@@ -7,6 +7,7 @@
     ├── ModuleError          an aggregator or probe that cannot load or start
     │   └── DependencyError  a missing dependency or a dependency cycle (exit status 2)
     └── ProtocolError        a frame or envelope that breaks the wire contract
+        └── BadPayloadError  a payload that does not decode as it says (a ``bad-report``)
 
 Each carries enough context (file, key, module, node, message type) to print
 one line that tells the user what is wrong, where, and how to fix it.
@@ -58,3 +59,15 @@ class ProtocolError(LabscopeError):
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(reason)
         self.code = code
+
+
+class BadPayloadError(ProtocolError, ValueError):
+    """A payload that does not decode as its envelope (or its reader) says.
+
+    Raised by ``Report.decode()`` / ``Report.message()``; a module may raise it
+    from ``processReport`` itself. The collector then counts the report as a
+    ``bad-report`` (per node and type) instead of a module error.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("bad-payload", reason)

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from collector.addons import Aggregator, Report, Request
+from collector.addons import Aggregator, BadPayloadError, Report, Request
 from messages import Event
 
 __all__ = ["DEFAULT_KEEP", "UPDATE_LIMIT", "EventsModule", "event_dict"]
@@ -50,8 +50,16 @@ def event_dict(event: Event, node: str = "", time: float = 0.0) -> EventDict:
 
 def _from_map(value: dict[str, Any], node: str, time: float) -> EventDict:
     # A msgpack event is rebuilt through the protobuf class, so a wrong field type fails here, once.
+    try:
+        event = _event_of(value)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise BadPayloadError(f"Event map does not fit labscope.Event: {type(exc).__name__}: {exc}") from None
+    return event_dict(event, node, time)
+
+
+def _event_of(value: dict[str, Any]) -> Event:
     attrs = value.get("attrs") or {}
-    event = Event(
+    return Event(
         time=float(value.get("time") or 0.0),
         node=str(value.get("node") or ""),
         kind=str(value.get("kind") or ""),
@@ -59,7 +67,6 @@ def _from_map(value: dict[str, Any], node: str, time: float) -> EventDict:
         message=str(value.get("message") or ""),
         attrs={str(k): str(v) for k, v in attrs.items()},
     )
-    return event_dict(event, node, time)
 
 
 def newest_first(events: Iterable[EventDict]) -> list[EventDict]:
@@ -89,14 +96,14 @@ class EventsModule(Aggregator):
         self._events = deque(self._events, maxlen=self.keep())
 
     def processReport(self, msg: Report) -> None:
-        """Keep one event; a payload that is neither an Event nor a map raises (and is counted)."""
+        """Keep one event; a payload that is neither an Event nor a fitting map is a bad report."""
         value = msg.decode()
         if isinstance(value, Event):
             item = event_dict(value, msg.node, msg.time)
         elif isinstance(value, dict):
             item = _from_map(value, msg.node, msg.time)
         else:
-            raise ValueError(f"Event report from {msg.node or 'the collector'} is not a labscope.Event "
+            raise BadPayloadError(f"Event report from {msg.node or 'the collector'} is not a labscope.Event "
                              f"(schema {msg.schema!r})")
         self._events.append(item)
         self._changed = True

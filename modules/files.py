@@ -94,7 +94,7 @@ class FilesModule(Aggregator):
 
     def processReport(self, msg: Report) -> None:
         """Write every file (or piece) of a FileOutput report under the node's folder."""
-        for piece in Files.FromString(msg.data).files:
+        for piece in msg.message(Files).files:
             try:
                 self._write(msg.node, piece)
             except RefusedNameError as exc:

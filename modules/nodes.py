@@ -37,6 +37,7 @@ def node_status(record: NodeRecord) -> NodeStatus:
         os=info.os,
         cpu_count=info.cpu_count,
         memory_total=info.memory_total,
+        bad_reports=record.bad_reports,
     )
 
 

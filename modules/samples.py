@@ -32,7 +32,7 @@ class SamplesModule(Aggregator):
 
     def processReport(self, msg: Report) -> None:
         """Keep the node's newest batch and count its values."""
-        samples = Samples.FromString(msg.data)
+        samples = msg.message(Samples)
         self.latest[msg.node] = samples
         self.counts[msg.node] = self.counts.get(msg.node, 0) + len(samples.values)
 

@@ -29,7 +29,6 @@ from typing import Any
 
 from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
 from messages import (
-    Encoding,
     NodeSummary,
     SystemStats,
     SystemStatsHistory,
@@ -39,9 +38,6 @@ from messages import (
 __all__ = ["SystemStatsModule", "summarize"]
 
 DEFAULT_HISTORY = 300
-
-_MSGPACK = Encoding.MSGPACK
-_SCHEMA = SystemStats.DESCRIPTOR.full_name
 
 
 def parse(report_time: float, data: bytes) -> SystemStats:
@@ -95,9 +91,8 @@ class SystemStatsModule(Aggregator):
         self.history_length()
 
     def processReport(self, msg: Report) -> None:
-        """Keep one sample; runs for every report of every node, so it parses once and never logs."""
-        if msg.encoding == _MSGPACK or (msg.schema and msg.schema != _SCHEMA):
-            raise ValueError(f"SystemStats report from {msg.node} is not a {_SCHEMA} (schema {msg.schema!r})")
+        """Keep one sample; runs for every report of every node, so it never logs (a bad payload raises)."""
+        msg.message(SystemStats)  # a bad payload raises here, before any state changes (parsed once, shared)
         history = self._history.get(msg.node)
         if history is None:
             history = self._history[msg.node] = deque(maxlen=self.history_length())
