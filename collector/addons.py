@@ -38,6 +38,7 @@ __all__ = [
     "BadPayloadError",
     "CollectorAPI",
     "NodeRecord",
+    "Option",
     "Report",
     "Request",
     "RequestError",
@@ -153,6 +154,25 @@ class Request(RequestView):
         return value
 
 
+@dataclass(frozen=True)
+class Option:
+    """One ``options`` entry with checks beyond its type: ``options = {"keep": Option(1000, minimum=1)}``.
+
+    A plain value in ``options`` is an Option with no bounds. The collector
+    checks every ``[modules.NAME]`` value once, at start-up: its type must be
+    the default's (an integer for an int, a number for a float, ...), within
+    ``minimum``/``maximum`` when given, and one of ``choices`` when given; a
+    wrong value stops the collector with one line (exit status 2).
+    ``self.config`` holds the value (the default, or the configured one).
+    """
+
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] = ()
+    help: str = ""
+
+
 @dataclass
 class NodeRecord:
     """What the collector knows about one node.
@@ -219,7 +239,10 @@ class Aggregator:
       collector's default, 1 s; 0: push on change, i.e. right after every ingest
       pass that delivered reports); ``[modules.NAME] update_interval`` overrides it.
     - ``options``: config keys this module accepts under ``[modules.NAME]``,
-      with their defaults; the merged values are in ``self.config``.
+      with their defaults (a plain value, or an :class:`Option` with bounds);
+      the merged values are in ``self.config``. Plain public class attributes
+      (the classic ``storagedir = '/tmp/dir'``) are settings too: a configured
+      value replaces them before the module is constructed.
 
     Attached by the collector after construction: ``self.collector``
     (a :class:`CollectorAPI`) and ``self.config`` (dict).

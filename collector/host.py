@@ -93,7 +93,7 @@ class ModuleHost:
             module = settings.with_classic_settings(candidate.cls, self._section(candidate.name))()
             module.name = candidate.name  # type: ignore[misc]  # instance name shadows the class default
             module.collector = self
-            module.config = {**candidate.cls.options, **self._section(candidate.name)}
+            module.config = {**settings.defaults(candidate.cls), **self._section(candidate.name)}
             module.on_startup()
         except ConfigError as exc:
             # a bad [modules.NAME] value is the operator's to fix: exit 2 with one line naming the file
@@ -130,15 +130,12 @@ class ModuleHost:
             if candidate is None:
                 raise ConfigError(f"config {path}: [modules.{name}]: no module named {name!r} "
                                   f"(known: {', '.join(sorted(by_name))})")
-            known = settings.known_settings(candidate.cls) if candidate.cls else {"update_interval": None}
-            for key, value in values.items():
-                if key not in known:
-                    raise ConfigError(f"config {path}: unknown key '{key}' in [modules.{name}]; "
-                                      f"known keys: {', '.join(sorted(known))}")
-                try:
-                    settings.check_value(f"modules.{name}", key, value, known[key])
-                except ConfigError as exc:
-                    raise ConfigError(f"config {path}: {exc}") from None
+            if candidate.cls is None:
+                continue
+            try:
+                settings.check_section(name, candidate.cls, values)
+            except ConfigError as exc:
+                raise ConfigError(f"config {path}: {exc}") from None
 
     # ------------------------------------------------------------ recovery
 

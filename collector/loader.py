@@ -11,11 +11,13 @@ dependency cycle, or two modules with the same name are start-up errors
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,7 +168,38 @@ def _update_type(cls: type) -> str | None:
     return value or None
 
 
+HOOKS = ("on_startup", "on_shutdown", "on_node_joined", "on_node_left", "processReport", "processREQUEST",
+         "getUpdateMessage")
+_HOOK_LIKE = re.compile(r"^(on_.+|process.+|get.+Message)$")
+
+
+def _check_hook_names(cls: type[Aggregator]) -> None:
+    """Refuse a method named like a hook that is none (``on_node_leave``): it would never be called."""
+    for klass in cls.__mro__:
+        if klass is Aggregator or not issubclass(klass, Aggregator):
+            continue
+        for attr, value in vars(klass).items():
+            if callable(value) and attr not in HOOKS and _looks_like_a_hook(attr):
+                nearest = _nearest_hook(attr)
+                raise ModuleError(cls.__name__, f"method {attr}() looks like a hook but none is named so "
+                                  f"(did you mean {nearest}()?); it would never be called. Hooks: {', '.join(HOOKS)}")
+
+
+def _looks_like_a_hook(name: str) -> bool:
+    """Named like a hook (on_*, process*, get*Message) or within a typo of one (getUpdateMesage)."""
+    lowered = [hook.lower() for hook in HOOKS]
+    return bool(_HOOK_LIKE.match(name) or difflib.get_close_matches(name.lower(), lowered, n=1, cutoff=0.85))
+
+
+def _nearest_hook(name: str) -> str:
+    """The hook ``name`` was most likely meant to be (case is the commonest slip: processRequest)."""
+    lowered = {hook.lower(): hook for hook in HOOKS}
+    best = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.0)
+    return lowered[best[0]]
+
+
 def _check_methods(cls: type[Aggregator], candidate: Candidate) -> None:
+    _check_hook_names(cls)
     if candidate.reporttypes and cls.processReport is Aggregator.processReport:
         raise ModuleError(cls.__name__, "sets reporttype but does not define processReport")
     if candidate.requesttypes and cls.processREQUEST is Aggregator.processREQUEST:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.addons import Aggregator
+from collector.addons import Aggregator, Option
 from messages.errors import ConfigError
 
-__all__ = ["classic_settings", "check_value", "known_settings", "with_classic_settings"]
+__all__ = ["check_section", "check_value", "classic_settings", "defaults", "known_settings", "with_classic_settings"]
 
 _SETTING_TYPES = (str, int, float, bool)
 
@@ -38,17 +38,53 @@ def classic_settings(cls: type[Aggregator]) -> dict[str, Any]:
     return found
 
 
-def known_settings(cls: type[Aggregator]) -> dict[str, Any]:
-    """Every key ``[modules.NAME]`` may hold for ``cls``, with its default (None: no default)."""
-    return {"update_interval": cls.update_interval, **classic_settings(cls), **cls.options}
+def defaults(cls: type[Aggregator]) -> dict[str, Any]:
+    """The module's ``options`` with each :class:`Option` replaced by its default: ``self.config``'s base."""
+    return {key: _option(value).default for key, value in cls.options.items()}
 
 
-def check_value(section: str, key: str, value: Any, default: Any) -> None:
-    """Raise ConfigError when ``value`` is not of the type of ``default``."""
-    if default is None or _fits(value, default):
-        return
-    raise ConfigError(f"[{section}] {key}: expected {_type_word(default)} (like the default {default!r}), "
-                      f"got {value!r}")
+def known_settings(cls: type[Aggregator]) -> dict[str, Option]:
+    """Every key ``[modules.NAME]`` may hold for ``cls``, as an Option (a default of None takes any type)."""
+    known = {"update_interval": Option(cls.update_interval, minimum=0)}
+    known.update((key, Option(value)) for key, value in classic_settings(cls).items())
+    known.update((key, _option(value)) for key, value in cls.options.items())
+    return known
+
+
+def check_section(name: str, cls: type[Aggregator], section: dict[str, Any]) -> None:
+    """Raise ConfigError for the first key of ``[modules.NAME]`` that ``cls`` does not know or whose value is wrong."""
+    known = known_settings(cls)
+    for key, value in section.items():
+        if key not in known:
+            raise ConfigError(f"unknown key '{key}' in [modules.{name}]; known keys: {', '.join(sorted(known))}")
+        check_value(f"modules.{name}", key, value, known[key])
+
+
+def check_value(section: str, key: str, value: Any, option: Option) -> None:
+    """Raise ConfigError when ``value`` is not of the type of the option's default, or out of its bounds."""
+    default = option.default
+    if default is not None and not _fits(value, default):
+        raise ConfigError(f"[{section}] {key}: expected {_type_word(default)} (like the default {default!r}), "
+                          f"got {value!r}")
+    problem = _out_of_bounds(value, option)
+    if problem:
+        raise ConfigError(f"[{section}] {key}: {problem}, got {value!r}")
+
+
+def _option(value: Any) -> Option:
+    return value if isinstance(value, Option) else Option(value)
+
+
+def _out_of_bounds(value: Any, option: Option) -> str:
+    if option.choices and value not in option.choices:
+        return f"expected one of {', '.join(map(repr, option.choices))}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    if option.minimum is not None and value < option.minimum:
+        return f"expected at least {option.minimum}"
+    if option.maximum is not None and value > option.maximum:
+        return f"expected at most {option.maximum}"
+    return ""
 
 
 def with_classic_settings(cls: type[Aggregator], section: dict[str, Any]) -> type[Aggregator]:

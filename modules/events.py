@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from collector.addons import Aggregator, BadPayloadError, Report, Request
+from collector.addons import Aggregator, BadPayloadError, Option, Report, Request
 from messages import Event
 
 __all__ = ["DEFAULT_KEEP", "UPDATE_LIMIT", "EventsModule", "event_dict"]
@@ -81,18 +81,18 @@ class EventsModule(Aggregator):
     reporttype = ("Event",)
     requesttypes = ("Events",)
     updatetype = "Events"
-    options = {"keep": DEFAULT_KEEP}
+    options = {"keep": Option(DEFAULT_KEEP, minimum=1, help="events kept in memory")}
 
     def __init__(self) -> None:
         self._events: deque[EventDict] = deque(maxlen=DEFAULT_KEEP)
         self._changed = False
 
     def keep(self) -> int:
-        """Events kept (``[modules.events] keep``); ConfigError when not a positive integer."""
-        return self.positive_int_option("keep")
+        """Events kept (``[modules.events] keep``, checked by the collector to be >= 1)."""
+        return int(self.config["keep"])
 
     def on_startup(self) -> None:
-        """Size the buffer; refuse to start with a bad ``keep``."""
+        """Size the buffer."""
         self._events = deque(self._events, maxlen=self.keep())
 
     def processReport(self, msg: Report) -> None:

@@ -27,8 +27,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
+from collector.addons import Aggregator, NodeRecord, Option, Report, Request, RequestError
 from messages import (
+    NodeList,
     NodeSummary,
     SystemStats,
     SystemStatsHistory,
@@ -72,7 +73,7 @@ class SystemStatsModule(Aggregator):
     requesttypes = ("SystemStats", "SystemStatsHistory")
     updatetype = "SystemStatsSummary"
     depends = ("nodes",)
-    options = {"history": DEFAULT_HISTORY}
+    options = {"history": Option(DEFAULT_HISTORY, minimum=1, help="samples kept in memory per node")}
 
     def __init__(self) -> None:
         # One bounded deque per node; its last item doubles as the latest sample,
@@ -83,12 +84,8 @@ class SystemStatsModule(Aggregator):
         self._dirty = False
 
     def history_length(self) -> int:
-        """Samples kept per node (``[modules.systemstats] history``); ConfigError when not a positive integer."""
-        return self.positive_int_option("history")
-
-    def on_startup(self) -> None:
-        """Refuse to start with a bad ``history`` option."""
-        self.history_length()
+        """Samples kept per node (``[modules.systemstats] history``, checked by the collector to be >= 1)."""
+        return int(self.config["history"])
 
     def processReport(self, msg: Report) -> None:
         """Keep one sample; runs for every report of every node, so it never logs (a bad payload raises)."""
@@ -121,14 +118,16 @@ class SystemStatsModule(Aggregator):
         if not self._dirty:
             return None
         self._dirty = False
+        hostnames = self._hostnames()
         return SystemStatsSummary(
-            nodes=[summarize(node, self._hostname(node), parse(*self._history[node][-1]))
+            nodes=[summarize(node, hostnames.get(node, ""), parse(*self._history[node][-1]))
                    for node in sorted(self._history)]
         )
 
-    def _hostname(self, node: str) -> str:
-        record = self.collector.node(node)
-        return record.info.hostname if record is not None else ""
+    def _hostnames(self) -> dict[str, str]:
+        """Every node's hostname, from the ``nodes`` module (hence ``depends``): one request per summary."""
+        node_list: NodeList = self.collector.request("NodeList")
+        return {status.node: status.hostname for status in node_list.nodes}
 
     def on_node_joined(self, node: NodeRecord) -> None:
         """A (re)joined node may bring a new hostname: push the summary again."""

@@ -216,3 +216,20 @@ def test_classic_class_attribute_is_a_setting_applied_before_init(tmp_path: Path
     assert type(module).__name__ == "Classic"
     with pytest.raises(ConfigError, match=r"\[modules.classic\] storagedir: expected a string"):
         make_host(tmp_path, modules={"classic": {"storagedir": 7}}).load()
+
+
+@pytest.mark.parametrize(("method", "nearest"), [
+    ("on_node_leave", "on_node_left"),
+    ("processRequest", "processREQUEST"),
+    ("getUpdateMesage", "getUpdateMessage"),
+    ("on_start", "on_startup"),
+])
+def test_misspelled_hook_is_refused_naming_file_and_nearest_hook(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, method: str, nearest: str) -> None:
+    write_module(tmp_path, "typo", f"def {method}(self, *args):\n    pass\n")
+    write_module(tmp_path, "fine", "def getFileList(self):\n    pass\n")  # a helper, not hook-like
+    host = make_host(tmp_path)
+    host.load()
+    running = {r.name for r in host.running}
+    assert "typo" not in running and "fine" in running
+    assert "typo.py" in caplog.text and f"{method}()" in caplog.text and f"did you mean {nearest}()" in caplog.text

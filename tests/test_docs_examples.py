@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from collector import loader
-from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
+from collector.addons import Aggregator, Report, Request, RequestError
+from collector.testing import StubCollector, attach
 from messages import Encoding
 from messages.codec import decode_payload, encode_payload
 from node_agent.addons import Probe
@@ -64,26 +65,6 @@ def only_subclass(module: ModuleType, base: type) -> Any:
     return classes[0]
 
 
-class StubCollector:
-    """The CollectorAPI methods, over a dict of records."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.records: dict[str, NodeRecord] = {}
-        self.tmp_path = tmp_path
-
-    def nodes(self) -> list[NodeRecord]:
-        return list(self.records.values())
-
-    def node(self, node_id: str) -> NodeRecord | None:
-        return self.records.get(node_id)
-
-    def request(self, type: str, node: str | None = None, **params: str) -> Any:
-        raise RequestError("unknown-type", type)
-
-    def data_dir(self, module: str) -> Path:
-        return self.tmp_path / module
-
-
 @pytest.fixture
 def scratch_modules() -> Iterator[None]:
     """Undo the sys.modules / sys.path changes an example import makes."""
@@ -104,11 +85,7 @@ def test_doc_has_the_three_examples() -> None:
 @pytest.fixture
 def aggregator(tmp_path: Path, scratch_modules: None) -> Aggregator:
     module = import_path(write_example("aggregator", tmp_path / "mods"), "doc_example_uptime_module")
-    instance = only_subclass(module, Aggregator)()
-    instance.collector = StubCollector(tmp_path)
-    instance.config = dict(type(instance).options)
-    instance.on_startup()
-    return instance
+    return attach(only_subclass(module, Aggregator)(), StubCollector(tmp_path))
 
 
 @pytest.fixture

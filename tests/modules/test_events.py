@@ -8,10 +8,11 @@ import msgpack
 import pytest
 
 from collector.addons import Report, Request, RequestError, as_names
+from collector.settings import defaults
+from collector.testing import StubCollector, attach
 from messages import ConfigError, Encoding, Event
 from messages.codec import decode_payload, encode_payload
 from modules.events import DEFAULT_KEEP, UPDATE_LIMIT, EventsModule
-from tests.modules import StubCollector, attach
 
 SCHEMA = Event.DESCRIPTOR.full_name
 
@@ -39,7 +40,8 @@ def test_declares_its_types() -> None:
     assert as_names(EventsModule.reporttype) == ("Event",)
     assert as_names(EventsModule.requesttypes) == ("Events",)
     assert EventsModule.updatetype == "Events"
-    assert EventsModule.options == {"keep": DEFAULT_KEEP} == {"keep": 1000}
+    assert defaults(EventsModule) == {"keep": DEFAULT_KEEP} == {"keep": 1000}
+    assert EventsModule.options["keep"].minimum == 1
 
 
 def test_request_returns_every_field_newest_first(events: EventsModule) -> None:

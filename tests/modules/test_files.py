@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from collector.addons import Report, Request, RequestError
+from collector.testing import StubCollector, attach
 from messages import Encoding, File, Files
 from modules.files import CHUNK, FilesModule
-from tests.modules import StubCollector, attach
 
 
 @pytest.fixture

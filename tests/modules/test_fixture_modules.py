@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from collector.addons import Aggregator, Report, Request, RequestError, as_names
+from collector.testing import StubCollector, attach
 from messages import Encoding, File, Files
-from tests.modules import StubCollector, attach, report, sample
+from tests.modules import report, sample
 
 FIXTURE_MODULES = Path(__file__).resolve().parent.parent / "fixtures" / "modules"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from collector.addons import Request, RequestError, as_names
+from collector.testing import StubCollector, attach
 from messages import NodeList
 from messages.codec import decode_payload, encode_payload
 from modules.nodes import Nodes
-from tests.modules import StubCollector, attach
 
 
 @pytest.fixture

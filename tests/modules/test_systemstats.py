@@ -8,10 +8,13 @@ import msgpack
 import pytest
 
 from collector.addons import Report, Request, RequestError, as_names
+from collector.settings import defaults
+from collector.testing import StubCollector, attach
 from messages import ConfigError, Encoding, SystemStats, SystemStatsHistory, SystemStatsSummary
 from messages.codec import decode_payload, encode_payload
+from modules.nodes import Nodes
 from modules.systemstats import DEFAULT_HISTORY, SystemStatsModule
-from tests.modules import StubCollector, attach, report, sample
+from tests.modules import report, sample
 
 
 @pytest.fixture
@@ -24,6 +27,7 @@ def collector() -> StubCollector:
 
 @pytest.fixture
 def stats(collector: StubCollector) -> SystemStatsModule:
+    attach(Nodes(), collector)  # systemstats depends on nodes: it asks it for the hostnames
     return attach(SystemStatsModule(), collector)
 
 
@@ -38,7 +42,8 @@ def test_declares_its_types() -> None:
     assert as_names(SystemStatsModule.requesttypes) == ("SystemStats", "SystemStatsHistory")
     assert SystemStatsModule.updatetype == "SystemStatsSummary"
     assert as_names(SystemStatsModule.depends) == ("nodes",)
-    assert SystemStatsModule.options == {"history": DEFAULT_HISTORY} == {"history": 300}
+    assert defaults(SystemStatsModule) == {"history": DEFAULT_HISTORY} == {"history": 300}
+    assert SystemStatsModule.options["history"].minimum == 1
 
 
 def test_latest_sample_is_exactly_what_was_sent(stats: SystemStatsModule) -> None:

@@ -1,0 +1,91 @@
+"""The module test kit: run an aggregator module without a collector, sockets or processes.
+
+Like Telegraf's ``testutil.Accumulator``: feed reports in, compare what comes
+out. :class:`StubCollector` is the ``self.collector`` a module sees (the
+CollectorAPI), backed by a plain dict of node records; :func:`attach` does what
+the collector does after construction (checks the config like the collector,
+attaches itself and the merged config, calls ``on_startup``)::
+
+    from collector.testing import StubCollector, attach
+    from collector.addons import Report, Request
+
+    stub = StubCollector(tmp_path)
+    stub.add_node("n1")
+    module = attach(Uptime(), stub, keep_lost=True)
+    module.processReport(Report("n1", "Uptime", 1, 0.0, b"..."))
+    assert module.processREQUEST(Request("Uptime", {"node": "n1"})) == ...
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+from collector import settings
+from collector.addons import Aggregator, NodeRecord, Request, RequestError, as_names
+from messages import NodeInfo
+
+__all__ = ["StubCollector", "attach"]
+
+A = TypeVar("A", bound=Aggregator)
+
+
+class StubCollector:
+    """The CollectorAPI methods a module may call, backed by a plain dict of NodeRecords."""
+
+    def __init__(self, tmp_path: Path | None = None) -> None:
+        self.records: dict[str, NodeRecord] = {}
+        self.modules: dict[str, Aggregator] = {}
+        self.tmp_path = tmp_path or Path(tempfile.mkdtemp(prefix="labscope-test-"))
+
+    def add_node(self, node: str, hostname: str = "", **fields: Any) -> NodeRecord:
+        """Register (or replace) a node record, as a HELLO would; ``fields`` are NodeRecord fields."""
+        info = NodeInfo(node=node, hostname=hostname or f"host-{node}", agent_version="0.1.0", os="Linux",
+                        cpu_count=4, memory_total=8_254_304_256)
+        record = NodeRecord(node=node, info=info, **fields)
+        self.records[node] = record
+        return record
+
+    def nodes(self) -> list[NodeRecord]:
+        """Every registered node, in registration order (modules must sort themselves)."""
+        return list(self.records.values())
+
+    def node(self, node_id: str) -> NodeRecord | None:
+        """One node's record, or None."""
+        return self.records.get(node_id)
+
+    def request(self, type: str, node: str | None = None, **params: str) -> Any:
+        """Route a request to the attached module that answers ``type``, as the collector does.
+
+        Raises RequestError ``unknown-type`` when no attached module answers it.
+        """
+        if node is not None:
+            params["node"] = node
+        for module in self.modules.values():
+            if type in as_names(module.requesttypes):
+                return module.processREQUEST(Request(type, params))
+        raise RequestError("unknown-type", f"no attached module answers request type {type!r}")
+
+    def data_dir(self, module: str) -> Path:
+        """A folder per module under ``tmp_path``, created on demand."""
+        path = self.tmp_path / module
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def attach(module: A, collector: StubCollector | None = None, **config: Any) -> A:
+    """Start ``module`` as the collector would: check ``config``, attach, then call ``on_startup``.
+
+    ``config`` is the module's ``[modules.NAME]`` section; an unknown key or a
+    value of the wrong type raises ConfigError, as at the collector's start-up.
+    """
+    cls = type(module)
+    name = module.name or cls.__name__.lower()
+    settings.check_section(name, cls, config)
+    stub = collector if collector is not None else StubCollector()
+    module.collector = stub
+    module.config = {**settings.defaults(cls), **config}
+    stub.modules[name] = module
+    module.on_startup()
+    return module
