@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError, Message
 
 from messages import Encoding, NodeInfo
 from messages.codec import decode_payload
-from messages.errors import BadPayloadError, ConfigError, LabscopeError
+from messages.errors import BadPayloadError, ConfigError, RequestError
 from messages.requests import RequestView
 
 __all__ = [
@@ -48,17 +48,6 @@ __all__ = [
 M = TypeVar("M", bound=Message)
 
 
-class RequestError(LabscopeError):
-    """Raise from processREQUEST to answer the client with an ERROR.
-
-    ``code`` is machine-readable (``not-found``, ``bad-request``, ...);
-    the message is the one line the user sees.
-    """
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class Report:

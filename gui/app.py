@@ -15,7 +15,7 @@ from PySide6 import QtCore, QtWidgets
 
 from gui.qtcheck import check_binding
 from gui.window import MainWindow
-from messages.errors import LabscopeError
+from messages.errors import ScreenshotFailed
 
 __all__ = ["Screenshot", "ScreenshotFailed", "run"]
 
@@ -27,8 +27,6 @@ SETTLE_MS = 400  # let the last updates paint before grabbing
 SIGNAL_CHECK_MS = 200  # Python runs its signal handlers only between Qt events
 
 
-class ScreenshotFailed(LabscopeError):  # noqa: N818 - reads as the condition it reports
-    """The window did not show the collector's nodes in time, or the PNG could not be written."""
 
 
 class Screenshot(QtCore.QObject):

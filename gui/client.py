@@ -34,7 +34,7 @@ import zmq
 
 from messages import CollectorInfo, Envelope, Kind
 from messages.codec import decode_payload, envelope, kind_name, pack_one, unpack
-from messages.errors import LabscopeError, ProtocolError
+from messages.errors import ClientTimeout, ProtocolError, RequestFailed
 from messages.options import check_endpoint
 
 __all__ = ["Client", "ClientTimeout", "RequestFailed", "Response", "Update"]
@@ -49,23 +49,8 @@ MAX_BUFFERED_UPDATES = 10_000
 _MAX_FRAMES_PER_DRAIN = 1000
 
 
-class RequestFailed(LabscopeError):  # noqa: N818 - the name the GUI and commands use
-    """The collector answered a request with ERROR; ``code`` and ``reason`` say why."""
-
-    def __init__(self, code: str, reason: str, type: str = "") -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-        self.type = type
 
 
-class ClientTimeout(LabscopeError):  # noqa: N818 - the name the GUI and commands use
-    """No answer from the collector within the caller's timeout."""
-
-    def __init__(self, endpoint: str, timeout: float) -> None:
-        super().__init__(f"no answer from {endpoint} after {timeout:g} s (is the collector running?)")
-        self.endpoint = endpoint
-        self.timeout = timeout
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import sys
 
 from PySide6 import QtCore
 
-from messages.errors import LabscopeError
+from messages.errors import BrokenQtBinding
 
 __all__ = ["BrokenQtBinding", "check_binding", "drops_references"]
 
@@ -24,8 +24,6 @@ _PROBES = 64
 _RESTORED: list[object] = []
 
 
-class BrokenQtBinding(LabscopeError):  # noqa: N818 - reads as the condition it reports
-    """The installed PySide6 drops Python references; the message says what to install instead."""
 
 
 class _Probe(QtCore.QObject):

@@ -15,7 +15,7 @@ import sys
 import time
 
 from gui.client import Client, Update
-from messages.errors import LabscopeError
+from messages.errors import NoUpdates
 from messages.jsonify import to_jsonable
 from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
 
@@ -23,11 +23,6 @@ PROG = "labscope watch"
 _POLL = 1.0  # seconds per wait when no --timeout bounds it
 
 
-class NoUpdates(LabscopeError):  # noqa: N818 - reads as the condition it reports
-    """No update arrived within ``--timeout``."""
-
-    def __init__(self, type: str, endpoint: str, timeout: float) -> None:
-        super().__init__(f"no {type} update from {endpoint} for {timeout:g} s (is the collector running?)")
 
 
 def positive_int(text: str) -> int:

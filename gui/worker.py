@@ -32,7 +32,7 @@ from PySide6 import QtCore
 from gui.atomic import atomic_file
 from gui.client import Client, RequestFailed
 from messages import CollectorInfo, Files
-from messages.errors import LabscopeError
+from messages.errors import LabscopeError, TransferCancelled
 
 __all__ = ["CONNECTED", "CONNECTING", "RECONNECTING", "REFUSED", "Transfer", "TransferCancelled", "Worker",
            "connection_state", "stream_to_file", "unwrap_files"]
@@ -93,8 +93,6 @@ class Transfer:
     files_name: str = ""
 
 
-class TransferCancelled(LabscopeError):  # noqa: N818 - reads as what happened, like RequestFailed
-    """The user (or the worker stopping) cancelled a transfer."""
 
 
 def unwrap_files(data: bytes, name: str) -> bytes:

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from messages.errors import LabscopeError
+from messages.errors import ChildFailure
 
 COLLECTOR_WAIT = 20.0  # seconds for the collector to bind and write collector.json
 STOP_WAIT = 5.0  # seconds for the children to exit after SIGTERM before SIGKILL
@@ -31,12 +31,6 @@ TAIL_LINES = 20
 log = logging.getLogger(__name__)
 
 
-class ChildFailure(LabscopeError):  # noqa: N818 - reads as the condition it reports
-    """The testbed could not start or a child died early; ``tail`` holds its last log lines."""
-
-    def __init__(self, reason: str, tail: list[str]) -> None:
-        super().__init__(reason)
-        self.tail = tail
 
 
 @dataclass

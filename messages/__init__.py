@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from messages.errors import (
     BadPayloadError,
+    Code,
     ConfigError,
     DependencyError,
     LabscopeError,
     ModuleError,
     ProtocolError,
+    RequestError,
 )
 from messages.labscope_pb2 import (
     Batch,
@@ -47,6 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BadPayloadError",
     "Batch",
+    "Code",
     "CollectorInfo",
     "ConfigError",
     "DependencyError",
@@ -67,6 +70,7 @@ __all__ = [
     "NodeStatus",
     "NodeSummary",
     "ProtocolError",
+    "RequestError",
     "Samples",
     "Swap",
     "SystemStats",

@@ -1,19 +1,71 @@
-"""The labscope exception family.
+"""The labscope exception family and the wire's error codes, in one place.
 
 ::
 
-    LabscopeError            anything labscope raises on purpose
-    ├── ConfigError          a bad flag, config file or config key (exit status 2)
-    ├── ModuleError          an aggregator or probe that cannot load or start
-    │   └── DependencyError  a missing dependency or a dependency cycle (exit status 2)
-    └── ProtocolError        a frame or envelope that breaks the wire contract
-        └── BadPayloadError  a payload that does not decode as it says (a ``bad-report``)
+    LabscopeError              anything labscope raises on purpose
+    ├── ConfigError            a bad flag, config file or config key (exit status 2)
+    ├── ModuleError            an aggregator or probe that cannot load or start
+    │   └── DependencyError    a missing dependency or a dependency cycle (exit status 2)
+    ├── ProtocolError          a frame or envelope that breaks the wire contract (``code``)
+    │   └── BadPayloadError    a payload that does not decode as it says (a ``bad-report``)
+    ├── RequestError           raised by a module or a node handler: answer the request with ERROR (``code``)
+    ├── RequestFailed          a client got ERROR for its request (``code``, ``reason``, ``type``)
+    ├── TransferCancelled      a client cancelled a streamed transfer
+    ├── ClientTimeout          a client heard nothing from the collector in time
+    ├── NoUpdates              ``labscope watch`` got no update in time
+    ├── OutboxError            the agent's outbox file cannot be opened or written
+    ├── BrokenQtBinding        the installed PySide6 cannot run the GUI
+    ├── ScreenshotFailed       ``labscope gui --screenshot`` could not take its picture
+    └── ChildFailure           a process ``labscope demo`` / ``bench`` started died early
 
 Each carries enough context (file, key, module, node, message type) to print
 one line that tells the user what is wrong, where, and how to fix it.
+
+:class:`Code` names every ``error_code`` that travels in an ERROR envelope;
+docs/protocol.md lists them with their meaning, and a test keeps the two equal.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "BadPayloadError",
+    "BrokenQtBinding",
+    "ChildFailure",
+    "ClientTimeout",
+    "Code",
+    "ConfigError",
+    "DependencyError",
+    "LabscopeError",
+    "ModuleError",
+    "NoUpdates",
+    "OutboxError",
+    "ProtocolError",
+    "RequestError",
+    "RequestFailed",
+    "ScreenshotFailed",
+    "TransferCancelled",
+]
+
+
+class Code:
+    """Every wire error code (``Envelope.error_code``), as named constants."""
+
+    # collector -> agent
+    HELLO_REQUIRED = "hello-required"    # an envelope from a connection that has not said HELLO
+    BAD_HELLO = "bad-hello"              # a HELLO without a usable NodeInfo
+    DUPLICATE_NODE = "duplicate-node"    # the node id is live through another agent
+    # collector -> client (and agent -> collector -> client for node requests)
+    UNKNOWN_TYPE = "unknown-type"        # nobody answers this request (or subscription) type
+    BAD_REQUEST = "bad-request"          # a parameter is missing or wrong
+    NOT_FOUND = "not-found"              # the thing asked for does not exist
+    MODULE_ERROR = "module-error"        # the answering module raised
+    BAD_FRAME = "bad-frame"              # the frame could not be read
+    NODE_LOST = "node-lost"              # the node of a node request is lost
+    TIMEOUT = "timeout"                  # the node did not answer in time
+    BUSY = "busy"                        # the agent's request workers are all busy
+    DENIED = "denied"                    # a path outside the agent's serve folders
+    HANDLER_ERROR = "handler-error"      # the agent's handler raised
+    CHECKSUM = "checksum"                # a stream's size or SHA-256 did not match (found by the receiver)
 
 
 class LabscopeError(Exception):
@@ -71,3 +123,73 @@ class BadPayloadError(ProtocolError, ValueError):
 
     def __init__(self, reason: str) -> None:
         super().__init__("bad-payload", reason)
+
+
+class RequestError(LabscopeError):
+    """Raise from a module's ``processREQUEST`` or a node handler to answer with an ERROR.
+
+    ``code`` is one of :class:`Code` (``bad-request``, ``not-found``, ...);
+    ``reason`` is the one line the user sees.
+    """
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class RequestFailed(LabscopeError):  # noqa: N818 - the name the GUI and commands use
+    """The collector answered a request with ERROR; ``code`` and ``reason`` say why."""
+
+    def __init__(self, code: str, reason: str, type: str = "") -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+        self.type = type
+
+
+class TransferCancelled(LabscopeError):  # noqa: N818 - reads as what happened, like RequestFailed
+    """The user (or the worker stopping) cancelled a transfer."""
+
+
+class ClientTimeout(LabscopeError):  # noqa: N818 - the name the GUI and commands use
+    """No answer from the collector within the caller's timeout."""
+
+    def __init__(self, endpoint: str, timeout: float) -> None:
+        super().__init__(f"no answer from {endpoint} after {timeout:g} s (is the collector running?)")
+        self.endpoint = endpoint
+        self.timeout = timeout
+
+
+class NoUpdates(LabscopeError):  # noqa: N818 - reads as the condition it reports
+    """No update arrived within ``--timeout``."""
+
+    def __init__(self, type: str, endpoint: str, timeout: float) -> None:
+        super().__init__(f"no {type} update from {endpoint} for {timeout:g} s (is the collector running?)")
+
+
+class OutboxError(LabscopeError):
+    """The outbox file cannot be opened or written (unwritable folder, disk full, corrupt file).
+
+    ``code`` is SQLite's error name (``SQLITE_FULL``, ``SQLITE_READONLY`` ...) or the OS error's class.
+    """
+
+    def __init__(self, reason: str, code: str = "") -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class BrokenQtBinding(LabscopeError):  # noqa: N818 - reads as the condition it reports
+    """The installed PySide6 drops Python references; the message says what to install instead."""
+
+
+class ScreenshotFailed(LabscopeError):  # noqa: N818 - reads as the condition it reports
+    """The window did not show the collector's nodes in time, or the PNG could not be written."""
+
+
+class ChildFailure(LabscopeError):  # noqa: N818 - reads as the condition it reports
+    """The testbed could not start or a child died early; ``tail`` holds its last log lines."""
+
+    def __init__(self, reason: str, tail: list[str]) -> None:
+        super().__init__(reason)
+        self.tail = tail

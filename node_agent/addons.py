@@ -28,7 +28,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
-from messages.errors import LabscopeError
+from messages.errors import RequestError
 from messages.requests import RequestView
 
 __all__ = ["Handler", "NodeRequest", "Probe", "RequestError", "Responder"]
@@ -68,18 +68,6 @@ class Probe:
         return None
 
 
-class RequestError(LabscopeError):
-    """Raise from :meth:`Handler.handle` to answer with an ERROR.
-
-    ``code`` is one of the agent error codes of docs/protocol.md (``bad-request``,
-    ``not-found``, ``denied``, ``timeout``, ``handler-error``); ``reason`` is the
-    one line the user sees.
-    """
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class NodeRequest(RequestView):

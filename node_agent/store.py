@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from messages import Envelope, Kind
-from messages.errors import ConfigError, LabscopeError
+from messages.errors import ConfigError, OutboxError
 
 __all__ = ["DB_NAME", "LOCK_NAME", "Drop", "Held", "OutboxError", "OutboxStore", "Transaction"]
 
@@ -53,15 +53,6 @@ _ENVELOPE_OVERHEAD = 6
 _SET_META = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 
 
-class OutboxError(LabscopeError):
-    """The outbox file cannot be opened or written (unwritable folder, disk full, corrupt file).
-
-    ``code`` is SQLite's error name (``SQLITE_FULL``, ``SQLITE_READONLY`` ...) or the OS error's class.
-    """
-
-    def __init__(self, reason: str, code: str = "") -> None:
-        super().__init__(reason)
-        self.code = code
 
 
 @dataclass
