@@ -30,14 +30,19 @@ from messages import NodeInfo
 from messages.codec import decode_payload
 from messages.errors import ConfigError, LabscopeError
 from messages.requests import RequestView
+from messages.specs import Param, Payload, RequestSpec, UpdateSpec
 
 __all__ = [
     "Aggregator",
     "CollectorAPI",
     "NodeRecord",
+    "Param",
+    "Payload",
     "Report",
     "Request",
     "RequestError",
+    "RequestSpec",
+    "UpdateSpec",
     "as_names",
 ]
 
@@ -179,6 +184,13 @@ class Aggregator:
       pass that delivered reports); ``[modules.NAME] update_interval`` overrides it.
     - ``options``: config keys this module accepts under ``[modules.NAME]``,
       with their defaults; the merged values are in ``self.config``.
+    - ``request_specs``: optional, request type -> :class:`RequestSpec`
+      (summary, parameters, answer payload) for each type in ``requesttypes``;
+      ``update_spec``: optional :class:`UpdateSpec` of ``updatetype`` (payload,
+      periodic or on change). A module that describes itself must describe every
+      type it answers (checked when it loads); docs/protocol.md's table of
+      request and update types is generated from these (``make docs``). Classic
+      modules leave both unset and are simply absent from that table.
 
     Attached by the collector after construction: ``self.collector``
     (a :class:`CollectorAPI`) and ``self.config`` (dict).
@@ -191,6 +203,8 @@ class Aggregator:
     depends: ClassVar[str | tuple[str, ...]] = ()
     update_interval: ClassVar[float | None] = None
     options: ClassVar[dict[str, Any]] = {}
+    request_specs: ClassVar[dict[str, RequestSpec]] = {}
+    update_spec: ClassVar[UpdateSpec | None] = None
 
     collector: CollectorAPI
     config: dict[str, Any]
