@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench clean proto
+.PHONY: demo test lint unit bench clean proto docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(STAMP)
 
 proto: $(STAMP)
 	$(BIN)/python messages/generate.py
+
+# Rewrite docs/protocol.md's generated tables (request/update types, counters) from the code.
+docs: $(STAMP)
+	$(BIN)/python -m labscope.protodoc docs/protocol.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

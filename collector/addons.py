@@ -32,6 +32,7 @@ from messages import Encoding, NodeInfo
 from messages.codec import decode_payload
 from messages.errors import BadPayloadError, ConfigError, RequestError
 from messages.requests import RequestView
+from messages.specs import Param, Payload, RequestSpec, UpdateSpec
 
 __all__ = [
     "Aggregator",
@@ -39,9 +40,13 @@ __all__ = [
     "CollectorAPI",
     "NodeRecord",
     "Option",
+    "Param",
+    "Payload",
     "Report",
     "Request",
     "RequestError",
+    "RequestSpec",
+    "UpdateSpec",
     "as_names",
 ]
 
@@ -232,6 +237,13 @@ class Aggregator:
       the merged values are in ``self.config``. Plain public class attributes
       (the classic ``storagedir = '/tmp/dir'``) are settings too: a configured
       value replaces them before the module is constructed.
+    - ``request_specs``: optional, request type -> :class:`RequestSpec`
+      (summary, parameters, answer payload) for each type in ``requesttypes``;
+      ``update_spec``: optional :class:`UpdateSpec` of ``updatetype`` (payload,
+      periodic or on change). A module that describes itself must describe every
+      type it answers (checked when it loads); docs/protocol.md's table of
+      request and update types is generated from these (``make docs``). Classic
+      modules leave both unset and are simply absent from that table.
 
     Attached by the collector after construction: ``self.collector``
     (a :class:`CollectorAPI`) and ``self.config`` (dict).
@@ -244,6 +256,8 @@ class Aggregator:
     depends: ClassVar[str | tuple[str, ...]] = ()
     update_interval: ClassVar[float | None] = None
     options: ClassVar[dict[str, Any]] = {}
+    request_specs: ClassVar[dict[str, RequestSpec]] = {}
+    update_spec: ClassVar[UpdateSpec | None] = None
 
     collector: CollectorAPI
     config: dict[str, Any]

@@ -153,6 +153,7 @@ class AgentLink:
         if env is None:
             self._bad("bad-frame", "agent sent a two-part message whose first part is not one CHUNK header")
             return
+        self.counters["envelopes"] += 1
         self._on_answer(ident, env, now, bulk)
 
     def _chunk_header(self, body: bytes) -> Envelope | None:
@@ -177,6 +178,7 @@ class AgentLink:
         except ProtocolError as exc:
             self._bad(exc.code, "dropped a frame from an agent: %s", exc)
             return
+        self.counters["envelopes"] += len(envelopes)  # once per frame, not per envelope: this is the hot path
         handlers, on_report = self._handlers, self._on_report
         applied: list[Envelope] = []
         for env in envelopes:

@@ -70,7 +70,9 @@ class ClientLink:
             frames = self.sock.recv_multipart()
             self.counters["client-frames"] += 1
             if len(frames) != 2:
-                self._bad("bad-client-frame", "client sent a message of %d parts; expected 1", len(frames) - 1)
+                self._bad("client-bad-frame", "client sent a message of %d parts; expected 1", len(frames) - 1)
+                self._send(frames[0], envelope(Kind.ERROR, error_code="bad-frame",
+                                               error=f"a message of {len(frames) - 1} parts; clients send one"))
                 continue
             self._on_frame(frames[0], frames[1])
 
@@ -81,6 +83,7 @@ class ClientLink:
             self._bad(f"client-{exc.code}", "dropped a frame from a client: %s", exc)
             self._send(ident, envelope(Kind.ERROR, error_code="bad-frame", error=str(exc)))
             return
+        self.counters["client-envelopes"] += len(envelopes)
         for env in envelopes:
             handler = self._handlers.get(env.kind)
             if handler is None:
@@ -125,9 +128,9 @@ class ClientLink:
         self.subscriptions.pop(ident, None)
 
     def _on_request(self, ident: bytes, env: Envelope) -> None:
-        self.counters["requests"] += 1
+        self.counters["client-requests"] += 1
         if self._for_a_node(env):
-            self.counters["node-requests"] += 1
+            self.counters["client-node-requests"] += 1
             assert self.relay is not None
             self.relay.forward(ident, env)
             return
@@ -143,7 +146,7 @@ class ClientLink:
         if stream is not None:
             stream.grant(env)
         elif self.relay is None or not self.relay.credit(ident, env):
-            self.counters["stale-credit"] += 1
+            self.counters["client-stale-credit"] += 1
 
     def _serve(self, ident: bytes, request_id: int, type: str, params: dict[str, str]) -> None:
         try:
@@ -161,21 +164,26 @@ class ClientLink:
 
     def _stream(self, ident: bytes, request_id: int, type: str, chunks: Iterator[bytes],
                 params: dict[str, str]) -> None:
-        """Send a module's answer as CHUNKs, never more than the client's credit ahead."""
+        """Send a module's answer as CHUNKs, never more than the client's credit ahead.
+
+        One piece is held back so that the last piece itself carries ``last`` (as agents do):
+        a small streamed answer is one CHUNK.
+        """
         stream = Stream(_credit(params))
         self.streams[(ident, request_id)] = stream
-        digest, size, seq = hashlib.sha256(), 0, 0
+        digest, size, seq, held = hashlib.sha256(), 0, 0, b""
         try:
             for chunk in chunks:
-                if not stream.take():
-                    return  # cancelled, or the client stopped granting credit
-                digest.update(chunk)
-                size += len(chunk)
-                self._send(ident, envelope(Kind.CHUNK, type=type, payload=bytes(chunk), request_id=request_id,
-                                           seq=seq))
-                seq += 1
-            self._send(ident, envelope(Kind.CHUNK, type=type, payload=b"", request_id=request_id, seq=seq,
-                                       last=True, params={"size": str(size), "sha256": digest.hexdigest()}))
+                if not chunk:
+                    continue
+                if held:
+                    if not self._chunk(ident, stream, (type, request_id, seq), held):
+                        return
+                    seq += 1
+                held = bytes(chunk)
+                digest.update(held)
+                size += len(held)
+            self._chunk(ident, stream, (type, request_id, seq), held, {"size": str(size), "sha256": digest.hexdigest()})
         except Exception as exc:  # the module's iterator failed halfway: tell the client, keep serving
             self._send(ident, envelope(Kind.ERROR, type=type, request_id=request_id, error_code="module-error",
                                        error=f"streaming {type} failed: {type_name(exc)}: {exc}"))
@@ -185,6 +193,19 @@ class ClientLink:
             if close is not None:
                 close()
 
+    def _chunk(self, ident: bytes, stream: Stream, at: tuple[str, int, int], data: bytes,
+               end: dict[str, str] | None = None) -> bool:
+        """Send CHUNK ``at`` = (type, request_id, seq) once credit allows; ``end`` (size, sha256) makes it the last.
+
+        False when the client cancelled or stopped granting credit.
+        """
+        if not stream.take():
+            return False
+        type, request_id, seq = at
+        self._send(ident, envelope(Kind.CHUNK, type=type, payload=data, request_id=request_id, seq=seq,
+                                   last=end is not None, params=end or {}))
+        return True
+
     def _answer(self, type: str, params: dict[str, str], request_id: int) -> Any:
         builtin = self.builtin.get(type)
         if builtin is not None:
@@ -192,13 +213,36 @@ class ClientLink:
         return self.host.answer(type, params, request_id)
 
     def _on_subscribe(self, ident: bytes, env: Envelope) -> None:
-        types = frozenset(t.strip() for t in env.params.get("types", "").split(",") if t.strip())
+        """Take or renew a lease and acknowledge it; an invalid SUBSCRIBE gets ERROR and changes nothing."""
+        asked = list(dict.fromkeys(t.strip() for t in env.params.get("types", "").split(",") if t.strip()))
+        refusal = self._subscribe_refusal(env, asked)
+        if refusal is not None:
+            self.counters["client-subscribe-refused"] += 1
+            self._send(ident, refusal)
+            return
+        types = frozenset(asked)
         fresh = ident not in self.subscriptions or self.subscriptions[ident][0] != types
-        self.subscriptions[ident] = (types, time.monotonic() + self.config.subscription_lease)
+        lease = self.config.subscription_lease
+        self.subscriptions[ident] = (types, time.monotonic() + lease)
+        self._send(ident, envelope(Kind.SUBSCRIBE, request_id=env.request_id,
+                                   params={"types": ",".join(asked), "lease": f"{lease:g}"}))
         if fresh:
             for type_name, frame in list(self.latest.items()):
                 if _wants(types, type_name):
                     self._send_frame(ident, frame)
+
+    def _subscribe_refusal(self, env: Envelope, asked: list[str]) -> Envelope | None:
+        """The ERROR answering an invalid SUBSCRIBE (no types, or a type no module pushes), or None."""
+        if not asked:
+            return _subscribe_error(env, "bad-request", 'SUBSCRIBE needs params["types"]: update types separated '
+                                                        'by commas, or "*" for every type')
+        known = self.host.update_types()
+        unknown = [t for t in asked if t != "*" and t not in known]
+        if not unknown:
+            return None
+        types = f"type{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+        return _subscribe_error(env, "unknown-type", f"no module pushes update {types} "
+                                f"(known: {', '.join(known) or 'none'}; '*' for every type)", unknown=",".join(unknown))
 
     # ------------------------------------------------------------ updates
 
@@ -286,6 +330,12 @@ class Stream:
 def _credit(params: dict[str, str]) -> int:
     text = params.get("credit", "")
     return min(MAX_CREDIT, max(1, int(text))) if text.isdigit() else DEFAULT_CREDIT
+
+
+def _subscribe_error(env: Envelope, code: str, reason: str, **params: str) -> Envelope:
+    """ERROR answering a SUBSCRIBE: its request_id and the types it asked for come back."""
+    return envelope(Kind.ERROR, request_id=env.request_id, error_code=code, error=reason,
+                    params={"types": env.params.get("types", ""), **params})
 
 
 def _wants(types: frozenset[str], type_name: str) -> bool:

@@ -10,9 +10,56 @@ import logging
 import time
 from collections import Counter
 
+AGENTS, CLIENTS, MODULES = "agents endpoint", "clients endpoint", "modules"
+
+# Every counter the collector keeps (answered by CollectorStats), with where it counts and what.
+# One scheme: agents-endpoint counters have plain names, clients-endpoint ones start with
+# ``client-``. docs/protocol.md's counter table is generated from this (labscope/protodoc.py), and
+# tests/test_protocol_doc.py checks that every name the collector's code counts is listed here.
+COUNTERS: dict[str, tuple[str, str]] = {
+    "frames": (AGENTS, "ZeroMQ messages received (a two-part CHUNK counts once)"),
+    "envelopes": (AGENTS, "envelopes in the frames that decoded"),
+    "reports": (AGENTS, "new REPORTs applied (duplicates excluded; unrouted ones included)"),
+    "duplicates": (AGENTS, "REPORTs at or below the node's acknowledged seq: acknowledged again and dropped"),
+    "gap-reports": (AGENTS, "sequence numbers nodes skipped (reports never received)"),
+    "unrouted": (AGENTS, "REPORTs of a type no module takes: acknowledged, journaled, not processed"),
+    "bad-frame": (AGENTS, "frames that are not a Batch, and bad multi-part messages: dropped"),
+    "empty": (AGENTS, "frames with no envelopes: dropped"),
+    "oversized": (AGENTS, "frames larger than max_frame_bytes: dropped"),
+    "unknown-kind": (AGENTS, "envelopes of kind 0 or a kind the agents endpoint does not take: dropped"),
+    "hello-required": (AGENTS, "envelopes from a connection that has not said HELLO (answered hello-required)"),
+    "bad-hello": (AGENTS, "HELLOs without a NodeInfo naming a node (answered bad-hello)"),
+    "duplicate-node": (AGENTS, "HELLOs refused because the node id is live through another agent"),
+    "stale-answer": (AGENTS, "agents' RESPONSE / ERROR / CHUNK for no pending request: dropped"),
+    "send-failed": (AGENTS, "frames to agents that could not be sent (peer gone or its queue full)"),
+    "nodes-lost": (AGENTS, "nodes declared lost after node_timeout of silence"),
+    "ingest-passes": (AGENTS, "passes of the ingest loop (each ends with one journal commit and the ACKs)"),
+    "journal-failed": (AGENTS, "journal commits, snapshots or prunes that failed (ACKs held until one succeeds)"),
+    "client-frames": (CLIENTS, "ZeroMQ messages received"),
+    "client-envelopes": (CLIENTS, "envelopes in the frames that decoded"),
+    "client-bad-frame": (CLIENTS, "frames that are not a Batch, and messages of more than one part "
+                                  "(answered ERROR bad-frame)"),
+    "client-empty": (CLIENTS, "frames with no envelopes (answered ERROR bad-frame)"),
+    "client-oversized": (CLIENTS, "frames larger than max_frame_bytes (answered ERROR bad-frame)"),
+    "client-unknown-kind": (CLIENTS, "envelopes of a kind clients may not send: dropped"),
+    "client-requests": (CLIENTS, "REQUESTs received"),
+    "client-node-requests": (CLIENTS, "REQUESTs forwarded to an agent (or refused for that node)"),
+    "client-subscribe-refused": (CLIENTS, "SUBSCRIBEs answered with ERROR (unknown type, no types)"),
+    "client-stale-credit": (CLIENTS, "CREDITs for no running stream (e.g. sent after the last chunk)"),
+    "client-send-failed": (CLIENTS, "frames to clients that could not be sent (client gone or its queue full)"),
+    "updates": (MODULES, "updates the modules produced and the collector published"),
+    "module-error": (MODULES, "exceptions raised by modules, all modules together"),
+    "module-error:NAME": (MODULES, "exceptions raised by module NAME (also a module that failed to start)"),
+    "bad-report": (MODULES, "REPORTs whose payload did not decode: acknowledged and journaled, reached no "
+                            "module (per node and type in CollectorStats bad_reports)"),
+    "bad-report:TYPE": (MODULES, "bad-report, for report type TYPE"),
+    "bad-report-replayed": (MODULES, "journaled bad reports skipped again while replaying the journal "
+                                     "after a restart"),
+}
+
 
 class Counters(Counter[str]):
-    """Named event counts (``frames``, ``reports``, ``bad-frame``, ``module-error:NAME``, ...)."""
+    """Named event counts (``frames``, ``reports``, ``bad-frame``, ``module-error:NAME``, ...; see COUNTERS)."""
 
     def snapshot(self) -> dict[str, int]:
         """A plain dict copy, sorted by name."""

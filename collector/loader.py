@@ -25,6 +25,7 @@ from types import ModuleType
 
 from collector.addons import Aggregator, as_names
 from messages.errors import ConfigError, DependencyError, ModuleError
+from messages.specs import spec_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,9 @@ def _check_methods(cls: type[Aggregator], candidate: Candidate) -> None:
         raise ModuleError(cls.__name__, "sets requesttypes but does not define processREQUEST")
     if candidate.updatetype and cls.getUpdateMessage is Aggregator.getUpdateMessage:
         raise ModuleError(cls.__name__, "sets updatetype but does not define getUpdateMessage")
+    mismatch = spec_mismatch(candidate.requesttypes, candidate.updatetype, cls.request_specs, cls.update_spec)
+    if mismatch:
+        raise ModuleError(cls.__name__, mismatch)
 
 
 def start_order(candidates: list[Candidate], disabled: list[str]) -> list[Candidate]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,7 +56,11 @@ class Relay:
         self.to_client: ClientSend = _unset
 
     def forward(self, client: bytes, env: Envelope) -> None:
-        """Send a client's REQUEST on to the node named by ``params["node"]``, or answer why not."""
+        """Send a client's REQUEST on to the node named by ``params["node"]``, or answer why not.
+
+        A type the agent's NodeInfo.request_types does not list is ``unknown-type`` at once,
+        without bothering the agent (an agent that lists no types is asked anything).
+        """
         node = env.params.get("node", "")
         record = self.registry.records.get(node)
         ident = self.registry.ident_of(node)
@@ -64,6 +68,9 @@ class Relay:
             self._refuse(client, env, "not-found", f"no node named {node!r} is known to this collector")
         elif record.status != "live" or ident is None:
             self._refuse(client, env, "node-lost", f"node {node} is lost (silent past the node timeout)")
+        elif not _lists(record.info.request_types, env.type):
+            self._refuse(client, env, "unknown-type", f"node {node} answers no {env.type!r} request (it answers "
+                         f"{', '.join(record.info.request_types)})")
         else:
             rid = next(self.ids)
             self.pending[rid] = Pending(client, env.request_id, node, env.type, time.monotonic() + self.timeout)
@@ -127,6 +134,11 @@ class Relay:
         pending = self.pending.pop(rid)
         self.by_client.pop((pending.client, pending.client_id), None)
         return pending
+
+
+def _lists(request_types: Sequence[str], type: str) -> bool:
+    """Whether an agent's NodeInfo.request_types admits ``type``; an agent that lists none is asked anyway."""
+    return not request_types or type in request_types
 
 
 def _unset(ident: bytes, env: Envelope, bulk: zmq.Frame | bytes | None = None) -> None:

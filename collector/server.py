@@ -27,12 +27,22 @@ from collector.relay import Relay
 from collector.store import NullStore, SQLiteStore, Store
 from messages import CollectorInfo, __version__
 from messages.errors import LabscopeError
+from messages.specs import Payload, RequestSpec
 
 log = logging.getLogger(__name__)
 
 ENDPOINTS_FILE = "collector.json"
 LOCK_FILE = "collector.lock"
 STORE_FILE = "collector.sqlite3"
+
+# The requests the collector answers itself (collector/host.py RESERVED_REQUESTS), described for docs/protocol.md.
+COLLECTOR_REQUESTS = {
+    "CollectorStats": RequestSpec(
+        "the collector's own counters (see Counters), node counts, running modules and uptime",
+        Payload.msgpack("map {uptime: seconds, counters: {name: count}, nodes: {total, live}, "
+                        "modules: [names in start order], bad_reports: {node: {type: count}}}"),
+    ),
+}
 
 
 class Collector:
@@ -185,6 +195,7 @@ class Collector:
             subscription_lease=self.config.subscription_lease,
             max_frame_bytes=self.config.max_frame_bytes,
             node_timeout=self.config.node_timeout,
+            update_intervals={r.updatetype: r.update_interval for r in self.host.updaters() if r.updatetype},
         )
 
     def stats(self) -> dict[str, Any]:

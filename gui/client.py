@@ -34,10 +34,10 @@ import zmq
 
 from messages import CollectorInfo, Envelope, Kind
 from messages.codec import decode_payload, envelope, kind_name, pack_one, unpack
-from messages.errors import ClientTimeout, ProtocolError, RequestFailed
+from messages.errors import ClientTimeout, ProtocolError, RequestFailed, SubscriptionRefused
 from messages.options import check_endpoint
 
-__all__ = ["Client", "ClientTimeout", "RequestFailed", "Response", "Update"]
+__all__ = ["Client", "ClientTimeout", "RequestFailed", "Response", "SubscriptionRefused", "Update"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,10 @@ class Client:
         self._updates: deque[Update] = deque(maxlen=MAX_BUFFERED_UPDATES)
         self._replies: deque[tuple[Envelope, memoryview | None]] = deque()  # with a two-part CHUNK's bytes
         self._types: tuple[str, ...] = ()
+        self._subscription_id = 0  # request_id of the SUBSCRIBEs for _types; answers echo it
+        self._accepted: tuple[tuple[str, ...], int] = ((), 0)  # last set the collector acknowledged, and its id
+        self._refused: SubscriptionRefused | None = None
+        self._ack_lease: float | None = None
         self._subscribed_at = 0.0
         self._heard_at: float | None = None  # monotonic twin of last_heard
         self._heartbeat_at = time.monotonic()  # first heartbeat only after a quiet interval
@@ -188,24 +192,39 @@ class Client:
         """Take a lease on update ``types`` (``*`` = all), replacing the previous set.
 
         The lease is renewed every third of it while :meth:`next_update` (or a
-        request) waits; an empty ``types`` unsubscribes.
+        request) waits; an empty ``types`` unsubscribes (a BYE ends the lease at
+        once). When the collector refuses the set (a type no module pushes),
+        :meth:`next_update` raises :class:`SubscriptionRefused` once and the
+        client goes back to renewing the last set the collector accepted.
         """
-        self._types = tuple(dict.fromkeys(t.strip() for t in types if t.strip()))
+        wanted = tuple(dict.fromkeys(t.strip() for t in types if t.strip()))
+        if not wanted:
+            if self._types:
+                self._send(envelope(Kind.BYE))
+            self._types, self._accepted = (), ((), 0)
+            return
+        if wanted != self._types:
+            self._types, self._subscription_id = wanted, next(self._ids)
         if self.info is None:
             # Learn the collector's lease without blocking; its answer is picked up while waiting.
             self._send(envelope(Kind.HELLO))
         self._renew()
 
     def next_update(self, timeout: float) -> Update | None:
-        """The next buffered or arriving UPDATE, or None after ``timeout`` s (0 = only check)."""
+        """The next buffered or arriving UPDATE, or None after ``timeout`` s (0 = only check).
+
+        Raises SubscriptionRefused (once) when the collector refused the latest :meth:`subscribe`.
+        """
         deadline = time.monotonic() + timeout
         while True:
+            self._raise_refusal()
             self._maintain()
             if self._updates:
                 return self._updates.popleft()
             remaining = deadline - time.monotonic()
             self._drain(max(0.0, min(remaining, self._slice())))
             self._discard_replies()
+            self._raise_refusal()
             if self._updates:
                 return self._updates.popleft()
             if remaining <= 0:
@@ -227,6 +246,11 @@ class Client:
     def subscriptions(self) -> tuple[str, ...]:
         """The update types currently subscribed to."""
         return self._types
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """The update types the collector last acknowledged (empty before its first acknowledgement)."""
+        return self._accepted[0]
 
     @property
     def closed(self) -> bool:
@@ -330,7 +354,9 @@ class Client:
         self.last_heard = time.time()
 
     def _route(self, env: Envelope) -> None:
-        if env.kind == Kind.UPDATE:
+        if env.request_id and env.request_id == self._subscription_id and env.kind in (Kind.SUBSCRIBE, Kind.ERROR):
+            self._subscription_answer(env)
+        elif env.kind == Kind.UPDATE:
             self._buffer_update(env)
         elif env.kind == Kind.HELLO:
             self._learn(env)
@@ -339,6 +365,24 @@ class Client:
             self._replies.append((env, None))
         elif env.kind != Kind.HEARTBEAT:
             log.debug("ignored a %s from %s", kind_name(env.kind), self.endpoint)
+
+    def _subscription_answer(self, env: Envelope) -> None:
+        """The collector's acknowledgement of our SUBSCRIBE, or its ERROR (then renew the last accepted set)."""
+        if env.kind == Kind.SUBSCRIBE:
+            self._accepted = (self._types, self._subscription_id)
+            with contextlib.suppress(ValueError):
+                self._ack_lease = float(env.params.get("lease", ""))
+            return
+        unknown = tuple(t for t in env.params.get("unknown", "").split(",") if t)
+        self._refused = SubscriptionRefused(env.error_code or "error", env.error or "(no reason given)",
+                                            self._types, unknown)
+        self._types, self._subscription_id = self._accepted
+        log.debug("%s refused the subscription: %s", self.endpoint, self._refused)
+
+    def _raise_refusal(self) -> None:
+        refused, self._refused = self._refused, None
+        if refused is not None:
+            raise refused
 
     def _buffer_update(self, env: Envelope) -> None:
         try:
@@ -370,7 +414,7 @@ class Client:
 
     def _renew(self) -> None:
         self._subscribed_at = time.monotonic()
-        self._send(envelope(Kind.SUBSCRIBE, params={"types": ",".join(self._types)}))
+        self._send(envelope(Kind.SUBSCRIBE, request_id=self._subscription_id, params={"types": ",".join(self._types)}))
 
     def _slice(self) -> float:
         """How long one poll may block before a renewal or heartbeat could be due."""
@@ -382,7 +426,7 @@ class Client:
     def _lease(self) -> float:
         if self.info is not None and self.info.subscription_lease > 0:
             return float(self.info.subscription_lease)
-        return DEFAULT_LEASE
+        return self._ack_lease if self._ack_lease and self._ack_lease > 0 else DEFAULT_LEASE
 
     def _heartbeat_interval(self) -> float:
         if self.info is not None and self.info.heartbeat_interval > 0:

@@ -6,7 +6,8 @@ rich's Live display; its title names the collector's alias and the
 connection state. When the output is not a terminal it prints plain lines
 instead, one block per refresh. It never exits because the collector went
 away: it says so and waits for it. Ctrl-C ends it (exit 0), as does
-``--duration``.
+``--duration``. A collector that pushes only one of the two update types
+(a module disabled) is shown with what it has, and a line says what is missing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from gui.client import Client, Update
+from gui.client import Client, SubscriptionRefused, Update
 from gui.table import node_rows, node_table, plain_lines
 from messages import NodeList, SystemStatsSummary
 from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
@@ -47,6 +48,7 @@ class TopState:
     ever_connected: bool = False
     node_list: NodeList | None = None
     summary: SystemStatsSummary | None = None
+    notice: str = ""
 
     def apply(self, update: Update) -> None:
         """Take in one UPDATE (other types are ignored)."""
@@ -82,6 +84,8 @@ def render(state: TopState, now: float | None = None) -> Table:
     if not table.caption:
         clock = time.strftime("%H:%M:%S", time.localtime(time.time() if now is None else now))
         table.caption = f"labscope top - {clock} - Ctrl-C to stop"
+    if state.notice:
+        table.caption = f"{table.caption}\n{state.notice}"
     return table
 
 
@@ -113,7 +117,8 @@ class PlainView:
         """Print the title and one line per node."""
         lines = plain_lines(node_rows(state.node_list, state.summary)) or ["(waiting for nodes)"]
         clock = time.strftime("%H:%M:%S")
-        self.console.out("\n".join([f"[{clock}] {title(state)}", *lines]), highlight=False)
+        notice = [state.notice] if state.notice else []
+        self.console.out("\n".join([f"[{clock}] {title(state)}", *notice, *lines]), highlight=False)
         self.console.file.flush()
 
 
@@ -129,10 +134,22 @@ def open_view(console: Console) -> Iterator[View]:
 
 def take_updates(client: Client, state: TopState, timeout: float) -> None:
     """Wait up to ``timeout`` s for updates and apply every one that is ready."""
-    update = client.next_update(timeout)
-    while update is not None:
-        state.apply(update)
-        update = client.next_update(0)
+    try:
+        update = client.next_update(timeout)
+        while update is not None:
+            state.apply(update)
+            update = client.next_update(0)
+    except SubscriptionRefused as refused:
+        keep_known(client, state, refused)
+
+
+def keep_known(client: Client, state: TopState, refused: SubscriptionRefused) -> None:
+    """Subscribe to the types the collector does push and say which it lacks; with none left, raise."""
+    rest = [t for t in refused.types if t not in refused.unknown]
+    if not refused.unknown or not rest:
+        raise refused
+    state.notice = f"{refused.reason}: showing the rest"
+    client.subscribe(rest)
 
 
 def watch(client: Client, view: View, state: TopState, refresh: float, duration: float | None) -> None:

@@ -3,7 +3,9 @@
 Each update is one line ``{"type": ..., "time": ..., "payload": ...}``,
 flushed at once so the output can be piped. ``--count N`` stops after N
 updates (exit 0); ``--timeout S`` gives up with exit 1 when no update arrives
-for S seconds; Ctrl-C and a closed pipe end quietly with exit 0.
+for S seconds; Ctrl-C and a closed pipe end quietly with exit 0. A TYPE the
+collector refuses (no module pushes it) is one line naming it and the known
+types, exit 2.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import os
 import sys
 import time
 
-from gui.client import Client, Update
+from gui.client import Client, SubscriptionRefused, Update
 from messages.errors import NoUpdates
 from messages.jsonify import to_jsonable
-from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
+from messages.options import USAGE_EXIT, Parser, endpoint_arg, positive_float, run_command, setup_logging
 
 PROG = "labscope watch"
 _POLL = 1.0  # seconds per wait when no --timeout bounds it
@@ -78,9 +80,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_quietly(args: argparse.Namespace) -> int:
-    """:func:`run`, with Ctrl-C and a closed output pipe as a normal end (exit 0)."""
+    """:func:`run`, with Ctrl-C and a closed output pipe as a normal end (exit 0), a refused TYPE exit 2."""
     try:
         return run(args)
+    except SubscriptionRefused as exc:  # the TYPE argument names nothing this collector pushes
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return USAGE_EXIT
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:

@@ -30,6 +30,7 @@ __all__ = ["BASE_TYPES", "MainWindow", "state_text"]
 BASE_TYPES = ("NodeList", "SystemStatsSummary", "Events", "FileList")
 STATE_COLOURS = {CONNECTED: "#2e7d32", CONNECTING: "#555555", RECONNECTING: "#e65100", REFUSED: "#c62828"}
 TAB_PLOTS, TAB_EVENTS, TAB_FILES, TAB_UPDATES = range(4)
+REFUSED_MESSAGE_MS = 15_000  # how long the status bar shows a refused subscription
 
 
 def state_text(state: str, endpoint: str, alias: str, last_heard: float, now: float) -> str:
@@ -92,6 +93,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.response_received.connect(self._on_response)
         self.worker.request_failed.connect(self._on_failed)
         self.worker.state_changed.connect(self._on_state)
+        self.worker.subscription_refused.connect(self._on_refused)
         self.nodes.selection_changed.connect(self.plots.set_nodes)
         self.plots.history_wanted.connect(self._ask_history)
         self.generic.type_chosen.connect(self._subscribe)
@@ -186,6 +188,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.plots.history_failed(node)
         elif kind == "files":
             self.files.show_error(node, reason)
+
+    def _on_refused(self, reason: str) -> None:
+        self.statusBar().showMessage(f"subscription refused: {reason}", REFUSED_MESSAGE_MS)
 
     def _on_state(self, state: str, last_heard: float) -> None:
         self.state = state

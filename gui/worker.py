@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError
 from PySide6 import QtCore
 
 from gui.atomic import atomic_file
-from gui.client import Client, RequestFailed
+from gui.client import Client, RequestFailed, SubscriptionRefused
 from messages import CollectorInfo, Files
 from messages.errors import LabscopeError, TransferCancelled
 
@@ -182,7 +182,9 @@ class Worker(QtCore.QObject):
     module's state names and the epoch time the collector was last heard
     (0 when never). For :meth:`transfer`: ``transfer_progress(tag, bytes
     written, expected size or 0)``, then ``transfer_finished(tag, path, size,
-    sha256 hex)`` or ``transfer_failed(tag, reason)``.
+    sha256 hex)`` or ``transfer_failed(tag, reason)``. ``subscription_refused(reason)``
+    when the collector refuses a subscription; the worker then subscribes to
+    the types it does push.
 
     A transfer holds the thread until it ends: updates arriving meanwhile are
     buffered by the client and delivered afterwards (the client keeps the
@@ -198,6 +200,7 @@ class Worker(QtCore.QObject):
     transfer_progress = QtCore.Signal(str, object, object)
     transfer_finished = QtCore.Signal(str, str, object, str)
     transfer_failed = QtCore.Signal(str, str)
+    subscription_refused = QtCore.Signal(str)
 
     def __init__(self, endpoint: str, parent: QtCore.QObject | None = None, *,
                  refused_after: float = REFUSED_AFTER) -> None:
@@ -328,6 +331,20 @@ class Worker(QtCore.QObject):
         self.transfer_finished.emit(spec.tag, spec.target, size, digest)
 
     def _pump_updates(self, client: Client) -> None:
+        try:
+            self._emit_updates(client)
+        except SubscriptionRefused as refused:
+            self._refused(client, refused)
+
+    def _refused(self, client: Client, refused: SubscriptionRefused) -> None:
+        """Tell the GUI in one line, and keep the types the collector does push."""
+        log.warning("collector %s: %s", self.endpoint, refused)
+        self.subscription_refused.emit(str(refused))
+        rest = [t for t in refused.types if t not in refused.unknown]
+        if refused.unknown and rest:
+            client.subscribe(rest)
+
+    def _emit_updates(self, client: Client) -> None:
         update = client.next_update(POLL)
         count = 0
         while update is not None and count < MAX_UPDATES_PER_PASS:

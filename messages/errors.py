@@ -10,6 +10,7 @@
     │   └── BadPayloadError    a payload that does not decode as it says (a ``bad-report``)
     ├── RequestError           raised by a module or a node handler: answer the request with ERROR (``code``)
     ├── RequestFailed          a client got ERROR for its request (``code``, ``reason``, ``type``)
+    │   └── SubscriptionRefused  the collector refused a SUBSCRIBE (unknown types, empty list)
     ├── TransferCancelled      a client cancelled a streamed transfer
     ├── ClientTimeout          a client heard nothing from the collector in time
     ├── NoUpdates              ``labscope watch`` got no update in time
@@ -42,6 +43,7 @@ __all__ = [
     "ProtocolError",
     "RequestError",
     "RequestFailed",
+    "SubscriptionRefused",
     "ScreenshotFailed",
     "TransferCancelled",
 ]
@@ -146,6 +148,19 @@ class RequestFailed(LabscopeError):  # noqa: N818 - the name the GUI and command
         self.code = code
         self.reason = reason
         self.type = type
+
+
+class SubscriptionRefused(RequestFailed):
+    """The collector answered a SUBSCRIBE with ERROR; the previous subscription stays as it was.
+
+    ``types`` are the types asked for, ``unknown`` those no module pushes
+    (empty for ``bad-request``).
+    """
+
+    def __init__(self, code: str, reason: str, types: tuple[str, ...], unknown: tuple[str, ...]) -> None:
+        super().__init__(code, reason, "SUBSCRIBE")
+        self.types = types
+        self.unknown = unknown
 
 
 class TransferCancelled(LabscopeError):  # noqa: N818 - reads as what happened, like RequestFailed

@@ -119,7 +119,14 @@ class NodeInfo(_message.Message):
     def __init__(self, node: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., os_release: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total: _Optional[int] = ..., boot_time: _Optional[float] = ..., agent_version: _Optional[str] = ..., instance: _Optional[str] = ..., python_version: _Optional[str] = ..., pid: _Optional[int] = ..., request_types: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CollectorInfo(_message.Message):
-    __slots__ = ("alias", "version", "update_types", "request_types", "heartbeat_interval", "subscription_lease", "max_frame_bytes", "node_timeout")
+    __slots__ = ("alias", "version", "update_types", "request_types", "heartbeat_interval", "subscription_lease", "max_frame_bytes", "node_timeout", "update_intervals")
+    class UpdateIntervalsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TYPES_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +135,7 @@ class CollectorInfo(_message.Message):
     SUBSCRIPTION_LEASE_FIELD_NUMBER: _ClassVar[int]
     MAX_FRAME_BYTES_FIELD_NUMBER: _ClassVar[int]
     NODE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_INTERVALS_FIELD_NUMBER: _ClassVar[int]
     alias: str
     version: str
     update_types: _containers.RepeatedScalarFieldContainer[str]
@@ -136,7 +144,8 @@ class CollectorInfo(_message.Message):
     subscription_lease: float
     max_frame_bytes: int
     node_timeout: float
-    def __init__(self, alias: _Optional[str] = ..., version: _Optional[str] = ..., update_types: _Optional[_Iterable[str]] = ..., request_types: _Optional[_Iterable[str]] = ..., heartbeat_interval: _Optional[float] = ..., subscription_lease: _Optional[float] = ..., max_frame_bytes: _Optional[int] = ..., node_timeout: _Optional[float] = ...) -> None: ...
+    update_intervals: _containers.ScalarMap[str, float]
+    def __init__(self, alias: _Optional[str] = ..., version: _Optional[str] = ..., update_types: _Optional[_Iterable[str]] = ..., request_types: _Optional[_Iterable[str]] = ..., heartbeat_interval: _Optional[float] = ..., subscription_lease: _Optional[float] = ..., max_frame_bytes: _Optional[int] = ..., node_timeout: _Optional[float] = ..., update_intervals: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Memory(_message.Message):
     __slots__ = ("total", "available", "used", "free", "percent")

@@ -25,7 +25,17 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from collector.addons import Aggregator, BadPayloadError, Option, Report, Request
+from collector.addons import (
+    Aggregator,
+    BadPayloadError,
+    Option,
+    Param,
+    Payload,
+    Report,
+    Request,
+    RequestSpec,
+    UpdateSpec,
+)
 from messages import Event
 
 __all__ = ["DEFAULT_KEEP", "UPDATE_LIMIT", "EventsModule", "event_dict"]
@@ -34,6 +44,8 @@ DEFAULT_KEEP = 1000
 UPDATE_LIMIT = 200
 
 EventDict = dict[str, Any]
+
+_EVENTS = "list of maps {time, node, kind, severity, message, attrs}, newest first"
 
 
 def event_dict(event: Event, node: str = "", time: float = 0.0) -> EventDict:
@@ -82,6 +94,17 @@ class EventsModule(Aggregator):
     requesttypes = ("Events",)
     updatetype = "Events"
     options = {"keep": Option(DEFAULT_KEEP, minimum=1, help="events kept in memory")}
+    request_specs = {
+        "Events": RequestSpec(
+            "the events kept (joined, lost, gap, module-error, agents' own ...), newest first",
+            Payload.msgpack(_EVENTS),
+            params=(Param("since", "only events whose time is strictly after this epoch time (seconds); "
+                                   "not a finite number: bad-request"),
+                    Param("node", "only this node's events")),
+        ),
+    }
+    update_spec = UpdateSpec(f"the latest {UPDATE_LIMIT} events, when an event arrived since the last push",
+                             Payload.msgpack(_EVENTS))
 
     def __init__(self) -> None:
         self._events: deque[EventDict] = deque(maxlen=DEFAULT_KEEP)

@@ -35,12 +35,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from collector.addons import Aggregator, Report, Request, RequestError
+from collector.addons import Aggregator, Param, Payload, Report, Request, RequestError, RequestSpec, UpdateSpec
 from messages import File, Files
 
 CHUNK = 1024 * 1024
 INLINE_LIMIT = 1024 * 1024
 _NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_LISTING = "list of maps {node, name, size, modtime}, sorted by node and name"
 
 
 class RefusedNameError(ValueError):
@@ -71,6 +72,22 @@ class FilesModule(Aggregator):
     reporttype = "FileOutput"
     requesttypes = ("FileList", "File", "FileStats")
     updatetype = "FileList"
+    request_specs = {
+        "FileList": RequestSpec("the files nodes sent (FileOutput) and the collector stored",
+                                Payload.msgpack(_LISTING), params=(Param("node", "only this node's files"),)),
+        "File": RequestSpec(
+            "one stored file",
+            (Payload.protobuf(Files, "files up to 1 MiB; Files.files holds the one File, data included"),
+             Payload.chunks("the file's bytes", "larger files")),
+            params=(Param("node", "the node that sent the file", required=True),
+                    Param("filename", "the file's name as the node sent it (relative, '/'-separated)",
+                          required=True),
+                    Param("credit", "chunks the client takes at once when streamed (default 8, at most 64)")),
+        ),
+        "FileStats": RequestSpec("counts of the store",
+                                 Payload.msgpack("map {files, bytes, refused}: refused = names refused as unsafe")),
+    }
+    update_spec = UpdateSpec("the full file list, when a file arrived since the last push", Payload.msgpack(_LISTING))
 
     def __init__(self) -> None:
         self.root: Path | None = None

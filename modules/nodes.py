@@ -14,7 +14,7 @@ Sample config block::
 
 from __future__ import annotations
 
-from collector.addons import Aggregator, NodeRecord, Request, RequestError
+from collector.addons import Aggregator, NodeRecord, Param, Payload, Request, RequestError, RequestSpec, UpdateSpec
 from messages import NodeList, NodeStatus
 
 __all__ = ["Nodes", "node_status"]
@@ -47,6 +47,13 @@ class Nodes(Aggregator):
     name = "nodes"
     requesttypes = ("NodeList",)
     updatetype = "NodeList"
+    request_specs = {
+        "NodeList": RequestSpec("every node the collector knows, live or lost, sorted by node id",
+                                Payload.protobuf(NodeList),
+                                params=(Param("node", "only this node (unknown: not-found)"),)),
+    }
+    update_spec = UpdateSpec("every node, when any node's status, last_seen, last_seq, backlog, gaps or "
+                             "reconnects changed, or a node joined or left", Payload.protobuf(NodeList))
 
     def __init__(self) -> None:
         self._last_pushed: NodeList | None = None

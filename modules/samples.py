@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.addons import Aggregator, Report, Request, RequestError
+from collector.addons import Aggregator, Param, Payload, Report, Request, RequestError, RequestSpec
 from messages import Samples
 
 
@@ -25,6 +25,11 @@ class SamplesModule(Aggregator):
     name = "samples"
     reporttype = "Samples"
     requesttypes = ("Samples",)
+    request_specs = {
+        "Samples": RequestSpec("the latest Samples report of a node (no samples yet: not-found)",
+                               Payload.protobuf(Samples),
+                               params=(Param("node", "the node", required=True),)),
+    }
 
     def __init__(self) -> None:
         self.latest: dict[str, Samples] = {}

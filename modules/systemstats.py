@@ -27,7 +27,18 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from collector.addons import Aggregator, NodeRecord, Option, Report, Request, RequestError
+from collector.addons import (
+    Aggregator,
+    NodeRecord,
+    Option,
+    Param,
+    Payload,
+    Report,
+    Request,
+    RequestError,
+    RequestSpec,
+    UpdateSpec,
+)
 from messages import (
     NodeList,
     NodeSummary,
@@ -74,6 +85,20 @@ class SystemStatsModule(Aggregator):
     updatetype = "SystemStatsSummary"
     depends = ("nodes",)
     options = {"history": Option(DEFAULT_HISTORY, minimum=1, help="samples kept in memory per node")}
+    request_specs = {
+        "SystemStats": RequestSpec("the node's latest sample, exactly as the agent sent it (no sample yet: not-found)",
+                                   Payload.protobuf(SystemStats),
+                                   params=(Param("node", "the node", required=True),)),
+        "SystemStatsHistory": RequestSpec(
+            f"the node's kept samples (default the last {DEFAULT_HISTORY}), oldest first",
+            Payload.protobuf(SystemStatsHistory),
+            params=(Param("node", "the node", required=True),
+                    Param("since", "only samples whose time is strictly after this epoch time (seconds); "
+                                   "not a finite number: bad-request")),
+        ),
+    }
+    update_spec = UpdateSpec("one NodeSummary per node (its latest sample), sorted by node id, when a sample "
+                             "arrived or a node with samples rejoined", Payload.protobuf(SystemStatsSummary))
 
     def __init__(self) -> None:
         # One bounded deque per node; its last item doubles as the latest sample,

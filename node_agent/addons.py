@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Protocol
 
 from messages.errors import RequestError
 from messages.requests import RequestView
+from messages.specs import RequestSpec
 
 __all__ = ["Handler", "NodeRequest", "Probe", "RequestError", "Responder"]
 
@@ -116,6 +117,9 @@ class Handler:
     - ``name``: the handler's name; defaults to the file's stem.
     - ``requesttypes``: the request type(s) it answers, a string or a tuple
       (the classic ``requesttypes = 'Echo',`` form works).
+    - ``request_specs``: optional, request type -> ``messages.specs.RequestSpec``
+      (summary, parameters, answer payload), the same description modules give;
+      a handler that sets it must describe every type it answers.
 
     Requests run in the agent's worker pool (4 threads by default), never on
     the thread that sends reports, so a slow handler delays no report. Two
@@ -125,6 +129,7 @@ class Handler:
 
     name: ClassVar[str] = ""
     requesttypes: ClassVar[str | tuple[str, ...]] = ()
+    request_specs: ClassVar[dict[str, RequestSpec]] = {}
 
     @property
     def log(self) -> logging.Logger:

@@ -24,12 +24,14 @@ from typing import Any, BinaryIO
 import psutil
 
 from messages.errors import ModuleError
+from messages.specs import ANY, Param, Payload, RequestSpec, spec_mismatch
 from node_agent.addons import Handler, NodeRequest, RequestError, Responder
 from node_agent.loader import addon_class, import_file, probe_files
 from node_agent.runner import ScheduledProbe
 from node_agent.serve import ServeDirs
 
 __all__ = [
+    "BUILTIN_HANDLERS",
     "NodeFileHandler",
     "ProcessListHandler",
     "RunProbeHandler",
@@ -52,6 +54,17 @@ class NodeFileHandler(Handler):
 
     name = "NodeFile"
     requesttypes = ("NodeFile",)
+    request_specs = {
+        "NodeFile": RequestSpec(
+            "a file from one of the agent's serve folders (--serve-dir), always streamed, even when small; "
+            "outside every serve folder (or none configured): denied; missing: not-found",
+            Payload.chunks("the file's bytes; the first CHUNK's params[\"size\"] is the file's size"),
+            params=(Param("node", "the node", required=True),
+                    Param("path", "the file: relative to the agent's first serve folder, or absolute; it must "
+                                  "resolve (symlinks followed) inside a serve folder", required=True),
+                    Param("credit", "chunks the client takes at once (default 8, at most 64)")),
+        ),
+    }
 
     def __init__(self, serve: ServeDirs, chunk: int = READ_CHUNK) -> None:
         self.serve = serve
@@ -81,6 +94,14 @@ class ProcessListHandler(Handler):
 
     name = "ProcessList"
     requesttypes = ("ProcessList",)
+    request_specs = {
+        "ProcessList": RequestSpec(
+            "the node's processes, by pid",
+            Payload.msgpack("list of maps {pid, name, username, cpu_percent, rss, status, cmdline}; cpu_percent "
+                            "is since the previous ProcessList (0.0 the first time), cmdline at most 256 chars"),
+            params=(Param("node", "the node", required=True),),
+        ),
+    }
 
     def handle(self, request: NodeRequest, responder: Responder) -> list[dict[str, Any]]:
         """A list of maps, by pid; cpu_percent is since the previous ProcessList (0.0 the first time)."""
@@ -107,6 +128,16 @@ class RunProbeHandler(Handler):
 
     name = "RunProbe"
     requesttypes = ("RunProbe",)
+    request_specs = {
+        "RunProbe": RequestSpec(
+            "run one of the agent's probes now; the RESPONSE's params[\"reporttype\"] names the report type",
+            Payload(ANY, "what the probe's report would carry, in the report's own encoding (PROTOBUF with its "
+                         "schema, MSGPACK or RAW)"),
+            params=(Param("node", "the node", required=True),
+                    Param("name", "the probe's name (unknown: not-found, the reason lists the probes)",
+                          required=True)),
+        ),
+    }
 
     def __init__(self, probes: Iterable[ScheduledProbe]) -> None:
         self.probes = {p.name: p for p in probes}
@@ -122,6 +153,10 @@ class RunProbeHandler(Handler):
             raise RequestError("not-found", f"no probe named {name!r}; this agent runs {names}")
         rtype, data = probe.sample(time.time())
         responder.respond(data, params={"reporttype": rtype})
+
+
+# The classes builtin_handlers() makes, for docs/protocol.md's table (labscope/protodoc.py).
+BUILTIN_HANDLERS: tuple[type[Handler], ...] = (NodeFileHandler, ProcessListHandler, RunProbeHandler)
 
 
 def builtin_handlers(serve: ServeDirs, probes: Iterable[ScheduledProbe]) -> list[Handler]:
@@ -170,6 +205,9 @@ def load_handler_file(path: Path) -> Handler:
                                      f"strings, not {types!r}")
     if cls.handle is Handler.handle:
         raise ModuleError(str(path), f"{cls.__name__} does not define handle(request, responder)")
+    mismatch = spec_mismatch(handler_types(cls), None, cls.request_specs, None)
+    if mismatch:
+        raise ModuleError(str(path), f"{cls.__name__}: {mismatch}")
     try:
         handler = cls()
     except Exception as exc:

@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from messages import Envelope, Kind, SystemStats
+from messages import Encoding, Envelope, Kind, SystemStats
 from messages.codec import decode_payload, envelope, unpack
 from node_agent.addons import Handler, NodeRequest, RequestError, Responder
 from node_agent.handlers import (
@@ -307,6 +307,23 @@ def test_node_file_handler_streams_the_file(make_pool: Callable[..., RequestPool
     pool.submit(request("NodeFile", 22))
     answers = {e.request_id: e.error_code for e in wait_frames(pool, 2)}
     assert answers == {21: "denied", 22: "bad-request"}
+
+
+def test_node_file_chunks_carry_type_and_raw_and_a_small_file_is_one_chunk(make_pool: Callable[..., RequestPool],
+                                                                           tmp_path: Path) -> None:
+    (tmp_path / "small.txt").write_bytes(b"ten bytes!")
+    (tmp_path / "big.bin").write_bytes(b"x" * 300_000)
+    pool = make_pool(NodeFileHandler(ServeDirs([tmp_path])), two_part=True)
+    pool.submit(request("NodeFile", 23, path="small.txt"))
+    (only,) = wait_frames(pool, 1)
+    assert (only.kind, only.type, only.encoding, only.last, only.payload) == (Kind.CHUNK, "NodeFile", Encoding.RAW,
+                                                                           True, b"ten bytes!")
+    assert only.params["size"] == "10" and only.params["sha256"] == hashlib.sha256(b"ten bytes!").hexdigest()
+    pool = make_pool(NodeFileHandler(ServeDirs([tmp_path]), chunk=100_000), two_part=True)
+    pool.submit(request("NodeFile", 24, path="big.bin"))
+    chunks = wait_frames(pool, 3)  # two-part CHUNKs: the header's fields are the same
+    assert {(c.type, c.encoding, c.request_id) for c in chunks} == {("NodeFile", Encoding.RAW, 24)}
+    assert [c.last for c in chunks] == [False, False, True]
 
 
 def test_run_probe_answers_the_probes_report(make_pool: Callable[..., RequestPool]) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import zmq
 
-from gui.client import Client, ClientTimeout, RequestFailed, Update
+from gui.client import Client, ClientTimeout, RequestFailed, SubscriptionRefused, Update
 from messages import CollectorInfo, ConfigError, Encoding, Envelope, Kind, NodeList, NodeStatus
 from messages.codec import envelope, pack, unpack
 
@@ -288,3 +288,52 @@ def test_context_manager_closes_the_socket(fake, zmq_context):
         assert not client.closed
     assert client.closed
     client.close()  # a second close is harmless
+
+
+def subscribing(env: Envelope, lease: float = 0.6) -> list[Envelope | list[Envelope]]:
+    """The collector's SUBSCRIBE rules: acknowledge known types (NodeList, Custom), refuse others."""
+    if env.kind != Kind.SUBSCRIBE:
+        return standard(env, lease)
+    asked = env.params["types"].split(",")
+    unknown = [t for t in asked if t not in ("NodeList", "Custom")]
+    if unknown:
+        return [envelope(Kind.ERROR, request_id=env.request_id, error_code="unknown-type",
+                         error=f"no module pushes update type {unknown[0]!r} (known: Custom, NodeList)",
+                         params={"types": env.params["types"], "unknown": ",".join(unknown)})]
+    return [envelope(Kind.SUBSCRIBE, request_id=env.request_id, params={"types": env.params["types"],
+                                                                         "lease": "0.6"})]
+
+
+def test_a_refused_subscribe_raises_once_and_the_accepted_set_is_renewed(fake, client_for):
+    server = fake(subscribing)
+    client = client_for(server.endpoint)
+    client.subscribe(["NodeList"])
+    assert client.next_update(timeout=0.3) is None
+    assert client.accepted == ("NodeList",)
+    client.subscribe(["NodeList", "Nope"])
+    with pytest.raises(SubscriptionRefused) as caught:
+        client.next_update(timeout=5)
+    refused = caught.value
+    assert (refused.code, refused.types, refused.unknown) == ("unknown-type", ("NodeList", "Nope"), ("Nope",))
+    assert str(refused) == "unknown-type: no module pushes update type 'Nope' (known: Custom, NodeList)"
+    assert client.subscriptions == client.accepted == ("NodeList",)
+    sent_before = len(server.kinds(Kind.SUBSCRIBE))
+    deadline = time.monotonic() + 5
+    while len(server.kinds(Kind.SUBSCRIBE)) < sent_before + 2 and time.monotonic() < deadline:
+        assert client.next_update(timeout=0.1) is None  # raised once, never again
+    renewals = server.kinds(Kind.SUBSCRIBE)[sent_before:]
+    assert len(renewals) >= 2 and {env.params["types"] for env in renewals} == {"NodeList"}
+    ids = {env.request_id for env in server.kinds(Kind.SUBSCRIBE)}
+    assert 0 not in ids and len(ids) == 2, "one request id per set, echoed by the collector"
+
+
+def test_subscribing_to_nothing_says_bye(fake, client_for):
+    server = fake(subscribing)
+    client = client_for(server.endpoint)
+    client.subscribe(["Custom"])
+    client.next_update(timeout=0.2)
+    client.subscribe([])
+    deadline = time.monotonic() + 5
+    while not server.kinds(Kind.BYE) and time.monotonic() < deadline:
+        client.next_update(timeout=0.05)
+    assert server.kinds(Kind.BYE) and client.subscriptions == () and client.accepted == ()

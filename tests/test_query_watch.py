@@ -159,12 +159,24 @@ def test_watch_nodelist_count_1_prints_one_json_line(testbed, collector):
 
 def test_watch_timeout_exits_1_when_no_update_comes(collector):
     start = time.monotonic()
-    result = run_labscope("watch", "--collector", collector.clients, "NoSuchUpdate", "--timeout", "0.5")
+    # FileList is pushed only after a file arrives, and no test here sends one
+    result = run_labscope("watch", "--collector", collector.clients, "FileList", "--timeout", "0.5")
     assert time.monotonic() - start < 10
     assert result.returncode == 1
     assert one_line(result.stderr) == (
-        f"labscope watch: error: no NoSuchUpdate update from {collector.clients} for 0.5 s "
+        f"labscope watch: error: no FileList update from {collector.clients} for 0.5 s "
         "(is the collector running?)")
+    assert result.stdout == b""
+
+
+def test_watch_unknown_type_exits_2_naming_it_and_the_known_ones(collector):
+    start = time.monotonic()
+    result = run_labscope("watch", "--collector", collector.clients, "NoSuchType", "--timeout", "20")
+    assert time.monotonic() - start < 10, "the refusal must come at once, not after --timeout"
+    assert result.returncode == 2
+    assert one_line(result.stderr) == (
+        "labscope watch: error: unknown-type: no module pushes update type 'NoSuchType' "
+        "(known: Events, FileList, NodeList, SystemStatsSummary; '*' for every type)")
     assert result.stdout == b""
 
 

@@ -62,7 +62,7 @@ def test_stream_relays_chunks_and_credit(peers: tuple[Peer, Client]) -> None:
     last = client.expect(lambda e: e.kind == Kind.CHUNK and e.last, what="last chunk")
     assert last.params["sha256"] == digest
     client.send(Kind.CREDIT, request_id=5, seq=1)  # after the end: nobody waits, counted, harmless
-    assert client.answer("CollectorStats")["counters"]["stale-credit"] == 1
+    assert client.answer("CollectorStats")["counters"]["client-stale-credit"] == 1
 
 
 def test_unknown_and_lost_nodes_fail_at_once(peers: tuple[Peer, Client]) -> None:
@@ -81,3 +81,22 @@ def test_node_lost_while_answering_fails_the_request(peers: tuple[Peer, Client])
     # the agent goes silent: after the 2 s node timeout the request must fail, not hang
     error = client.expect(lambda e: e.kind == Kind.ERROR and e.request_id == 9, timeout=10, what="node-lost")
     assert error.error_code == "node-lost"
+
+
+def test_a_type_the_agent_does_not_list_is_unknown_type_at_once(peers: tuple[Peer, Client],
+                                                               zmq_context: zmq.Context,
+                                                               collector: CollectorProcess) -> None:
+    agent, client = peers  # n1 lists Echo and NodeFile
+    refused = client.ask("ProcessList", node="n1")
+    assert (refused.kind, refused.error_code, refused.type) == (Kind.ERROR, "unknown-type", "ProcessList")
+    assert "n1" in refused.error and "Echo, NodeFile" in refused.error
+    assert agent.socket.poll(300) == 0, "the agent must not be asked"
+    blind = Peer(zmq_context, collector.agents)  # lists nothing: asked anything
+    try:
+        blind.send(Kind.HELLO, "NodeInfo", NodeInfo(node="n2", hostname="h", instance="i2"), node="n2", seq=1)
+        blind.expect(lambda e: e.kind == Kind.ACK, what="ACK after HELLO")
+        client.send(Kind.REQUEST, "ProcessList", request_id=31, params={"node": "n2"})
+        assert blind.expect(lambda e: e.kind == Kind.REQUEST, what="forwarded REQUEST").type == "ProcessList"
+    finally:
+        blind.close()
+

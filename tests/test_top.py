@@ -83,6 +83,19 @@ def test_top_shows_real_nodes(procs: ProcessGroup) -> None:
     assert all(row[2] == "live" and row[3] == "cpu" for row in rows.values())
 
 
+@pytest.mark.timeout(45)
+def test_top_shows_what_a_collector_without_systemstats_has_and_says_what_it_lacks(procs: ProcessGroup) -> None:
+    collector = procs.collector("--update-interval", "0.2", "--disable-module", "systemstats")
+    procs.agent(collector.agents, "top-n", interval=0.2)
+    wait_for(lambda: "top-n" in run_top_once(collector.clients), timeout=20, interval=0.2, what="top-n listed")
+    result = run_top("--collector", collector.clients, "--duration", "2", "--refresh", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "no module pushes update type 'SystemStatsSummary'" in result.stdout
+    assert "showing the rest" in result.stdout
+    assert result.stdout.rsplit("] ", 1)[-1].splitlines()[-1].split()[0] == "top-n"
+
+
 def run_top_once(endpoint: str) -> str:
     """What the collector's NodeList holds now, through labscope query (cheap and independent of top)."""
     result = subprocess.run(labscope_cmd("query", "--collector", endpoint, "NodeList", "--timeout", "2"),

@@ -113,6 +113,17 @@ def test_generic_panel_shows_a_custom_modules_update(procs: ProcessGroup, make_w
     assert "Ticks" in panel.status.text() and "msgpack" in panel.status.text()
 
 
+def test_a_refused_update_type_is_said_and_the_rest_still_arrives(procs: ProcessGroup, make_window, qtbot) -> None:
+    bed = start_testbed(procs, ("gui-f",), "--disable-module", "files")  # FileList is one of the window's types
+    window = make_window(bed.collector.clients)
+    qtbot.waitUntil(lambda: "FileList" in window.statusBar().currentMessage(), timeout=WAIT_MS)
+    message = window.statusBar().currentMessage()
+    assert message.startswith("subscription refused: unknown-type: no module pushes update type 'FileList'")
+    assert "NodeList" in message  # the known types are named
+    qtbot.waitUntil(lambda: window.figures_shown() and window.listed_nodes() == ["gui-f"], timeout=WAIT_MS)
+    assert window.worker.running
+
+
 @pytest.mark.timeout(90)
 def test_survives_the_collector_being_killed_and_reconnects(procs: ProcessGroup, make_window, qtbot) -> None:
     first = start_testbed(procs, ("gui-r",), "--alias", "first")
