@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError, Message
 
 from messages import Encoding, NodeInfo
 from messages.codec import decode_payload
-from messages.errors import BadPayloadError, ConfigError, RequestError
+from messages.errors import BadPayloadError, Code, ConfigError, RequestError
 from messages.requests import RequestView
 from messages.specs import Param, Payload, RequestSpec, UpdateSpec
 
@@ -142,9 +142,9 @@ class Request(RequestView):
         try:
             value = float(text)
         except ValueError:
-            raise RequestError("bad-request", f"{name}={text!r} is not a number of epoch seconds") from None
+            raise RequestError(Code.BAD_REQUEST, f"{name}={text!r} is not a number of epoch seconds") from None
         if not math.isfinite(value):
-            raise RequestError("bad-request", f"{name}={text!r} is not a finite number of epoch seconds")
+            raise RequestError(Code.BAD_REQUEST, f"{name}={text!r} is not a finite number of epoch seconds")
         return value
 
 
@@ -299,7 +299,7 @@ class Aggregator:
         (an empty response). Raise :class:`RequestError` to answer with an
         ERROR; any other exception becomes an ERROR with code ``module-error``.
         """
-        raise RequestError("unknown-type", f"module {self.name} does not answer {msg.type!r}")
+        raise RequestError(Code.UNKNOWN_TYPE, f"module {self.name} does not answer {msg.type!r}")
 
     def getUpdateMessage(self) -> Any:
         """The payload to push to subscribers of ``updatetype`` now, or None when nothing changed.

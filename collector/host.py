@@ -26,7 +26,7 @@ from collector.registry import NodeRegistry
 from collector.store import Store
 from messages import Encoding, Event
 from messages.codec import message_class
-from messages.errors import BadPayloadError, ConfigError
+from messages.errors import BadPayloadError, Code, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -285,14 +285,14 @@ class ModuleHost:
         running = self.request_routes.get(type)
         if running is None:
             known = ", ".join(sorted([*self.request_routes, *RESERVED_REQUESTS]))
-            raise RequestError("unknown-type", f"no module answers request type {type!r} (known: {known})")
+            raise RequestError(Code.UNKNOWN_TYPE, f"no module answers request type {type!r} (known: {known})")
         try:
             return running.module.processREQUEST(Request(type, params, request_id))
         except RequestError:
             raise
         except Exception as exc:  # isolation: the client gets an ERROR, the collector goes on
             self._failed(running, "processREQUEST", exc)
-            raise RequestError("module-error", f"module {running.name} failed on {type}: "
+            raise RequestError(Code.MODULE_ERROR, f"module {running.name} failed on {type}: "
                                f"{type_name(exc)}: {exc}") from exc
 
     def update(self, running: Running) -> Any:

@@ -18,7 +18,7 @@ from typing import Protocol
 import zmq
 
 from collector.registry import NodeRegistry
-from messages import Envelope, Kind
+from messages import Code, Envelope, Kind
 from messages.codec import envelope
 
 log = logging.getLogger(__name__)
@@ -65,11 +65,11 @@ class Relay:
         record = self.registry.records.get(node)
         ident = self.registry.ident_of(node)
         if record is None:
-            self._refuse(client, env, "not-found", f"no node named {node!r} is known to this collector")
+            self._refuse(client, env, Code.NOT_FOUND, f"no node named {node!r} is known to this collector")
         elif record.status != "live" or ident is None:
-            self._refuse(client, env, "node-lost", f"node {node} is lost (silent past the node timeout)")
+            self._refuse(client, env, Code.NODE_LOST, f"node {node} is lost (silent past the node timeout)")
         elif not _lists(record.info.request_types, env.type):
-            self._refuse(client, env, "unknown-type", f"node {node} answers no {env.type!r} request (it answers "
+            self._refuse(client, env, Code.UNKNOWN_TYPE, f"node {node} answers no {env.type!r} request (it answers "
                          f"{', '.join(record.info.request_types)})")
         else:
             rid = next(self.ids)
@@ -114,18 +114,18 @@ class Relay:
     def node_lost(self, node: str) -> None:
         """Fail every request waiting on ``node``: it is gone."""
         for rid in [rid for rid, p in self.pending.items() if p.node == node]:
-            self._fail(rid, "node-lost", f"node {node} was lost while answering")
+            self._fail(rid, Code.NODE_LOST, f"node {node} was lost while answering")
 
     def expire(self) -> None:
         """Fail requests whose agent said nothing for the timeout."""
         now = time.monotonic()
         for rid in [rid for rid, p in self.pending.items() if p.deadline < now]:
-            self._fail(rid, "timeout", f"node {self.pending[rid].node} did not answer within {self.timeout:g} s")
+            self._fail(rid, Code.TIMEOUT, f"node {self.pending[rid].node} did not answer within {self.timeout:g} s")
 
     def _fail(self, rid: int, code: str, reason: str) -> None:
         pending = self._forget(rid)
         ident = self.registry.ident_of(pending.node)
-        if ident is not None and code == "timeout":  # stop the agent's worker now, not at its own timeout
+        if ident is not None and code == Code.TIMEOUT:  # stop the agent's worker now, not at its own timeout
             self.to_agent(ident, envelope(Kind.CREDIT, request_id=rid, params={"cancel": "1"}))
         self.to_client(pending.client, envelope(Kind.ERROR, type=pending.type, request_id=pending.client_id,
                                                 error_code=code, error=reason))

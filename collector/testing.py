@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from collector import settings
 from collector.addons import Aggregator, NodeRecord, Request, RequestError, as_names
-from messages import NodeInfo
+from messages import Code, NodeInfo
 
 __all__ = ["StubCollector", "attach"]
 
@@ -65,7 +65,7 @@ class StubCollector:
         for module in self.modules.values():
             if type in as_names(module.requesttypes):
                 return module.processREQUEST(Request(type, params))
-        raise RequestError("unknown-type", f"no attached module answers request type {type!r}")
+        raise RequestError(Code.UNKNOWN_TYPE, f"no attached module answers request type {type!r}")
 
     def data_dir(self, module: str) -> Path:
         """A folder per module under ``tmp_path``, created on demand."""

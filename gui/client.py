@@ -34,7 +34,7 @@ import zmq
 
 from messages import CollectorInfo, Envelope, Kind
 from messages.codec import decode_payload, envelope, kind_name, pack_one, unpack
-from messages.errors import ClientTimeout, ProtocolError, RequestFailed, SubscriptionRefused
+from messages.errors import CHECKSUM, ClientTimeout, ProtocolError, RequestFailed, SubscriptionRefused
 from messages.options import check_endpoint
 
 __all__ = ["Client", "ClientTimeout", "RequestFailed", "Response", "SubscriptionRefused", "Update"]
@@ -469,9 +469,9 @@ class _Receipt:
     def _verify(self, params: Any) -> None:
         size, digest = params.get("size"), params.get("sha256")
         if size is not None and int(size) != self.size:
-            raise RequestFailed("checksum", f"received {self.size} bytes, the sender sent {size}", self.type)
+            raise RequestFailed(CHECKSUM, f"received {self.size} bytes, the sender sent {size}", self.type)
         if digest is not None and digest != self.digest.hexdigest():
-            raise RequestFailed("checksum", "the SHA-256 of the bytes received does not match the sender's",
+            raise RequestFailed(CHECKSUM, "the SHA-256 of the bytes received does not match the sender's",
                                 self.type)
 
 

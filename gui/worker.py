@@ -32,7 +32,7 @@ from PySide6 import QtCore
 from gui.atomic import atomic_file
 from gui.client import Client, RequestFailed, SubscriptionRefused
 from messages import CollectorInfo, Files
-from messages.errors import LabscopeError, TransferCancelled
+from messages.errors import CHECKSUM, LabscopeError, TransferCancelled
 
 __all__ = ["CONNECTED", "CONNECTING", "RECONNECTING", "REFUSED", "Transfer", "TransferCancelled", "Worker",
            "connection_state", "stream_to_file", "unwrap_files"]
@@ -111,7 +111,7 @@ def unwrap_files(data: bytes, name: str) -> bytes:
         return data
     piece = files.files[0]
     if piece.size and piece.size != len(piece.data):
-        raise RequestFailed("checksum", f"received {len(piece.data)} bytes of {name!r}, the module sent "
+        raise RequestFailed(CHECKSUM, f"received {len(piece.data)} bytes of {name!r}, the module sent "
                             f"{piece.size}", "File")
     return piece.data
 

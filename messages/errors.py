@@ -29,6 +29,7 @@ docs/protocol.md lists them with their meaning, and a test keeps the two equal.
 from __future__ import annotations
 
 __all__ = [
+    "CHECKSUM",
     "BadPayloadError",
     "BrokenQtBinding",
     "ChildFailure",
@@ -67,7 +68,15 @@ class Code:
     BUSY = "busy"                        # the agent's request workers are all busy
     DENIED = "denied"                    # a path outside the agent's serve folders
     HANDLER_ERROR = "handler-error"      # the agent's handler raised
-    CHECKSUM = "checksum"                # a stream's size or SHA-256 did not match (found by the receiver)
+
+    @classmethod
+    def all(cls) -> frozenset[str]:
+        """Every wire error code."""
+        return frozenset(v for k, v in vars(cls).items() if k.isupper() and isinstance(v, str))
+
+
+# Not a wire code: what a client's RequestFailed says when a stream's size or SHA-256 does not match.
+CHECKSUM = "checksum"
 
 
 class LabscopeError(Exception):

@@ -15,7 +15,7 @@ Sample config block::
 from __future__ import annotations
 
 from collector.addons import Aggregator, NodeRecord, Param, Payload, Request, RequestError, RequestSpec, UpdateSpec
-from messages import NodeList, NodeStatus
+from messages import Code, NodeList, NodeStatus
 
 __all__ = ["Nodes", "node_status"]
 
@@ -70,7 +70,7 @@ class Nodes(Aggregator):
             return self.node_list()
         record = self.collector.node(msg.node)
         if record is None:
-            raise RequestError("not-found", f"unknown node {msg.node!r}")
+            raise RequestError(Code.NOT_FOUND, f"unknown node {msg.node!r}")
         return NodeList(nodes=[node_status(record)])
 
     def getUpdateMessage(self) -> NodeList | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from collector.addons import Aggregator, Param, Payload, Report, Request, RequestError, RequestSpec
-from messages import Samples
+from messages import Code, Samples
 
 
 class SamplesModule(Aggregator):
@@ -53,7 +53,7 @@ class SamplesModule(Aggregator):
     def processREQUEST(self, msg: Request) -> Samples:
         """``Samples node=ID``: that node's latest batch."""
         if not msg.node:
-            raise RequestError("bad-request", "Samples needs the parameter node=ID")
+            raise RequestError(Code.BAD_REQUEST, "Samples needs the parameter node=ID")
         if msg.node not in self.latest:
-            raise RequestError("not-found", f"no samples from node {msg.node!r}")
+            raise RequestError(Code.NOT_FOUND, f"no samples from node {msg.node!r}")
         return self.latest[msg.node]

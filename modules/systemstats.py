@@ -40,6 +40,7 @@ from collector.addons import (
     UpdateSpec,
 )
 from messages import (
+    Code,
     NodeList,
     NodeSummary,
     SystemStats,
@@ -132,10 +133,10 @@ class SystemStatsModule(Aggregator):
 
     def _node_history(self, msg: Request) -> deque[tuple[float, bytes]]:
         if not msg.node:
-            raise RequestError("bad-request", f"{msg.type} needs the parameter node=ID")
+            raise RequestError(Code.BAD_REQUEST, f"{msg.type} needs the parameter node=ID")
         history = self._history.get(msg.node)
         if not history:
-            raise RequestError("not-found", f"no SystemStats from node {msg.node!r}")
+            raise RequestError(Code.NOT_FOUND, f"no SystemStats from node {msg.node!r}")
         return history
 
     def getUpdateMessage(self) -> SystemStatsSummary | None:

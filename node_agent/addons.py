@@ -28,7 +28,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
-from messages.errors import RequestError
+from messages.errors import Code, RequestError
 from messages.requests import RequestView
 from messages.specs import RequestSpec
 
@@ -146,4 +146,4 @@ class Handler:
         handler's name. ``responder.respond_streamed`` blocks while the requester
         has no credit left, so a large answer costs bounded memory.
         """
-        raise RequestError("unknown-type", f"handler {self.name or type(self).__name__} answers no {request.type!r}")
+        raise RequestError(Code.UNKNOWN_TYPE, f"handler {self.name or type(self).__name__} answers no {request.type!r}")

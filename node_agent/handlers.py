@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 import psutil
 
-from messages.errors import ModuleError
+from messages.errors import Code, ModuleError
 from messages.specs import ANY, Param, Payload, RequestSpec, spec_mismatch
 from node_agent.addons import Handler, NodeRequest, RequestError, Responder
 from node_agent.loader import addon_class, import_file, probe_files
@@ -146,11 +146,11 @@ class RunProbeHandler(Handler):
         """The probe's data as its report would carry it; ``params["reporttype"]`` names the type."""
         name = request.params.get("name", "")
         if not name:
-            raise RequestError("bad-request", "RunProbe needs name=PROBE")
+            raise RequestError(Code.BAD_REQUEST, "RunProbe needs name=PROBE")
         probe = self.probes.get(name)
         if probe is None:
             names = ", ".join(sorted(self.probes))
-            raise RequestError("not-found", f"no probe named {name!r}; this agent runs {names}")
+            raise RequestError(Code.NOT_FOUND, f"no probe named {name!r}; this agent runs {names}")
         rtype, data = probe.sample(time.time())
         responder.respond(data, params={"reporttype": rtype})
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from messages.errors import Code
 from node_agent.addons import RequestError
 
 __all__ = ["ServeDirs"]
@@ -37,13 +38,13 @@ class ServeDirs:
         ``bad-request`` for an empty path or one holding a NUL.
         """
         if not self.folders:
-            raise RequestError("denied", NO_SERVE_DIRS)
+            raise RequestError(Code.DENIED, NO_SERVE_DIRS)
         if not path or "\x00" in path:
-            raise RequestError("bad-request", "NodeFile needs path=PATH (no NUL)")
+            raise RequestError(Code.BAD_REQUEST, "NodeFile needs path=PATH (no NUL)")
         candidate = Path(path) if os.path.isabs(path) else self.folders[0] / path
         real = Path(os.path.realpath(candidate))
         if not any(real == f or real.is_relative_to(f) for f in self.folders):
-            raise RequestError("denied", f"{path} is outside the folders this agent serves")
+            raise RequestError(Code.DENIED, f"{path} is outside the folders this agent serves")
         return real
 
     def open(self, path: str) -> tuple[BinaryIO, int]:
@@ -52,13 +53,13 @@ class ServeDirs:
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
-            raise RequestError("not-found", f"{path}: no such file") from None
+            raise RequestError(Code.NOT_FOUND, f"{path}: no such file") from None
         except OSError as exc:
             # ELOOP: the last component became a symlink after resolve(); anything else is a refusal too.
-            raise RequestError("denied", f"{path}: {exc.strerror or exc}") from None
+            raise RequestError(Code.DENIED, f"{path}: {exc.strerror or exc}") from None
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             os.close(fd)
             what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise RequestError("bad-request", f"{path} is {what}")
+            raise RequestError(Code.BAD_REQUEST, f"{path} is {what}")
         return os.fdopen(fd, "rb", buffering=0), info.st_size

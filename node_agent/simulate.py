@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import gevent
 import zmq.green as zmq
 
-from messages import CollectorInfo, Kind, NodeInfo, SystemStats, __version__
+from messages import Code, CollectorInfo, Kind, NodeInfo, SystemStats, __version__
 from messages.codec import envelope, pack, unpack
 from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
 
@@ -137,7 +137,7 @@ class SimulatedAgent:
             self.heartbeat_interval = CollectorInfo.FromString(env.payload).heartbeat_interval or 1.0
         elif env.kind == Kind.ERROR:
             self.totals.errors[env.error_code] = self.totals.errors.get(env.error_code, 0) + 1
-            if env.error_code == "hello-required":
+            if env.error_code == Code.HELLO_REQUIRED:
                 self.ready = False
                 self.next_seq = self.acked + 1  # resend what was not acknowledged
                 self.hello()

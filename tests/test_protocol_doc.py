@@ -13,7 +13,7 @@ from collector.host import RESERVED_REQUESTS
 from collector.server import COLLECTOR_REQUESTS
 from labscope import protodoc
 from messages.codec import unpack
-from messages.errors import ProtocolError
+from messages.errors import Code, ProtocolError
 from messages.specs import Param, Payload, RequestSpec, UpdateSpec, spec_mismatch
 from node_agent.handlers import BUILTIN_HANDLERS, builtin_handlers, handler_types, load_handler_file
 from node_agent.serve import ServeDirs
@@ -188,7 +188,13 @@ def test_counter_names_follow_one_scheme() -> None:
 
 
 ERROR_SENT = re.compile(r"""(?:error_code=|RequestError\(|respond_error\(|_error\(|_refusal\(env, |"""
-                        r"""_refuse\(client, env, |_fail\(rid, |_subscribe_error\(env, )\s*"([a-z][a-z-]*)\"""")
+                        r"""_refuse\(client, env, |_fail\(rid, |_subscribe_error\(env, )"""
+                        r"""\s*(?:"([a-z][a-z-]*)"|Code\.([A-Z_]+))""")
+
+
+def sent_codes(source: str) -> set[str]:
+    """Every error code the source sends, as a literal or as a ``Code`` constant."""
+    return {literal or getattr(Code, constant) for literal, constant in ERROR_SENT.findall(source)}
 
 
 def documented_error_codes() -> set[str]:
@@ -197,8 +203,9 @@ def documented_error_codes() -> set[str]:
 
 
 def test_every_error_code_the_code_sends_is_in_the_doc_error_table() -> None:
-    sent = set(ERROR_SENT.findall(read([p for paths in SOURCES.values() for p in paths])))
+    sent = sent_codes(read([p for paths in SOURCES.values() for p in paths]))
     assert {"bad-frame", "unknown-type", "denied", "busy", "node-lost", "hello-required"} <= sent
     documented = documented_error_codes()
     assert sent - documented == set(), "error codes sent but missing from docs/protocol.md's error table"
     assert documented - sent == set(), "error codes in docs/protocol.md that no code sends"
+    assert Code.all() == documented, "messages.errors.Code and docs/protocol.md's error table differ"
