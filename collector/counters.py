@@ -10,13 +10,15 @@ import logging
 import time
 from collections import Counter
 
+from messages.limits import saturate
+
 
 class Counters(Counter[str]):
     """Named event counts (``frames``, ``reports``, ``bad-frame``, ``module-error:NAME``, ...)."""
 
     def snapshot(self) -> dict[str, int]:
-        """A plain dict copy, sorted by name."""
-        return dict(sorted(self.items()))
+        """A plain dict copy, sorted by name; a count beyond 2^64-1 (gaps a hostile node claims) saturates."""
+        return {name: saturate(count) for name, count in sorted(self.items())}
 
 
 class ThrottledLog:
