@@ -29,7 +29,8 @@ from collector.relay import Relay
 from collector.store import NullStore, Store
 from messages import CollectorInfo, Envelope, Kind, NodeInfo
 from messages.codec import envelope, kind_name, pack, unpack
-from messages.errors import ProtocolError
+from messages.errors import Code, ProtocolError
+from messages.limits import MAX_SEQ, MAX_TIME, OutOfRangeError, backlog_param, check_seq, check_time
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,12 @@ class AgentLink:
         self.counters[code] += 1
         self.throttled.warning(code, fmt, *args)
 
+    def _refuse(self, ident: bytes, env: Envelope, code: str, reason: str) -> None:
+        """Count, log and answer an envelope refused whole: ERROR{code} naming its kind, type and seq."""
+        self._bad(code, "refused a %s from an agent (node %r): %s", kind_name(env.kind), env.node, reason)
+        self._reply(ident, envelope(Kind.ERROR, env.type, node=env.node, seq=env.seq, error_code=code,
+                                    error=reason))
+
     # ------------------------------------------------------------ handlers
 
     def _on_report(self, ident: bytes, env: Envelope, now: float) -> bool:
@@ -217,19 +224,23 @@ class AgentLink:
         if session is None or session.record.node != node:
             self._hello_required(ident)
             return False
+        seq = env.seq
+        # Inline for speed; _refuse_report's checks (messages/limits.py) say the same and give the reason.
+        if not (0 < seq <= MAX_SEQ and 0.0 <= env.time <= MAX_TIME):
+            self._refuse_report(ident, env)
+            return False
         record = session.record
         if record.status != "live":
             self._heard(record, now)
         record.last_seen = now
         self._acks[ident] = record
         self._touched[node] = record
-        seq = env.seq
         last = record.last_seq
         if seq <= last:
             self.counters["duplicates"] += 1
             return False
         if seq != last + 1:
-            record.gaps += seq - last - 1
+            record.gaps = min(MAX_SEQ, record.gaps + seq - last - 1)  # an SQLite INTEGER, whatever the gaps
             self.counters["gap-reports"] += seq - last - 1
         record.last_seq = seq
         self.reports += 1
@@ -238,20 +249,34 @@ class AgentLink:
             self._bad("unrouted", "no module takes report type %r (from node %s)", env.type, node)
         return True
 
+    def _refuse_report(self, ident: bytes, env: Envelope) -> None:
+        try:
+            check_seq(env.seq, what="REPORT seq")
+            check_time(env.time, what="REPORT time")
+        except OutOfRangeError as exc:
+            self._refuse(ident, env, Code.OUT_OF_RANGE, str(exc))
+
     def _on_hello(self, ident: bytes, env: Envelope, now: float) -> None:
-        info = _node_info(env)
-        if info is None:
-            self._bad("bad-hello", "dropped a HELLO without a NodeInfo payload")
-            self._reply(ident, envelope(Kind.ERROR, error_code="bad-hello", error="HELLO needs a NodeInfo payload"))
+        try:
+            info = _node_info(env)
+        except ProtocolError as exc:
+            self._refuse(ident, env, Code.BAD_HELLO, str(exc))
+            return
+        try:
+            check_seq(env.seq, low=0, what="HELLO seq")
+            backlog = backlog_param(env.params)
+        except OutOfRangeError as exc:
+            self._refuse(ident, env, Code.OUT_OF_RANGE, str(exc))
             return
         if self.registry.claimed_elsewhere(ident, info):
             self._bad("duplicate-node", "refused a second agent for live node %s (host %s)", info.node, info.hostname)
-            self._reply(ident, envelope(Kind.ERROR, node=info.node, error_code="duplicate-node",
+            self._reply(ident, envelope(Kind.ERROR, node=info.node, error_code=Code.DUPLICATE_NODE,
                                         error=f"node id {info.node} is live from another agent; "
                                         "give this agent another --node-id"))
             return
         record, joined = self.registry.hello(ident, info, env.seq, now)
-        _take_backlog(record, env)
+        if backlog is not None:
+            record.backlog = backlog
         self._touched[record.node] = record
         self._told.discard(ident)
         self._reply(ident, envelope(Kind.HELLO, type="CollectorInfo", payload=self.info()))
@@ -265,8 +290,14 @@ class AgentLink:
         if session is None:
             self._hello_required(ident)
             return
+        try:
+            backlog = backlog_param(env.params)
+        except OutOfRangeError as exc:
+            self._refuse(ident, env, Code.OUT_OF_RANGE, str(exc))
+            return
         self._heard(session.record, now)
-        _take_backlog(session.record, env)
+        if backlog is not None:
+            session.record.backlog = backlog
         self._reply(ident, envelope(Kind.HEARTBEAT, node=session.record.node))
 
     def _on_bye(self, ident: bytes, env: Envelope, now: float) -> None:
@@ -289,7 +320,7 @@ class AgentLink:
         self.counters["hello-required"] += 1
         if ident not in self._told:
             self._told.add(ident)
-            self._reply(ident, envelope(Kind.ERROR, error_code="hello-required",
+            self._reply(ident, envelope(Kind.ERROR, error_code=Code.HELLO_REQUIRED,
                                         error="say HELLO first (the collector does not know this connection)"))
 
     # ------------------------------------------------------------ output
@@ -369,17 +400,16 @@ class AgentLink:
             log.info("pruned %d journal rows older than %.0f s", pruned, self.config.retention)
 
 
-def _take_backlog(record: NodeRecord, env: Envelope) -> None:
-    backlog = env.params.get("backlog")
-    if backlog is not None and backlog.isdigit():
-        record.backlog = int(backlog)
-
-
-def _node_info(env: Envelope) -> NodeInfo | None:
+def _node_info(env: Envelope) -> NodeInfo:
+    """The HELLO's NodeInfo, its node id filled from the envelope; raises ProtocolError ``bad-hello``."""
     try:
         info = NodeInfo.FromString(env.payload)
     except Exception:  # protobuf raises DecodeError, upb may raise others on garbage
-        return None
+        raise ProtocolError(Code.BAD_HELLO, "HELLO needs a NodeInfo payload") from None
+    if info.node and env.node and info.node != env.node:
+        raise ProtocolError(Code.BAD_HELLO, f"HELLO names node {env.node!r} but its NodeInfo names {info.node!r}")
     if not info.node:
         info.node = env.node
-    return info if info.node else None
+    if not info.node:
+        raise ProtocolError(Code.BAD_HELLO, "HELLO needs a node id (envelope node or NodeInfo.node)")
+    return info

@@ -28,12 +28,11 @@ from collector.relay import Relay
 from messages import CollectorInfo, Envelope, Kind
 from messages.codec import envelope, kind_name, pack_one, unpack
 from messages.errors import ProtocolError
+from messages.limits import MAX_CREDIT, OutOfRangeError, credit_grant, credit_param
 
 log = logging.getLogger(__name__)
 
 REQUEST_WORKERS = 32
-DEFAULT_CREDIT = 8      # chunks a streaming client takes at once unless it says otherwise
-MAX_CREDIT = 64
 STALL_TIMEOUT = 60.0    # seconds a stream waits for credit before it gives up on the client
 
 
@@ -95,6 +94,12 @@ class ClientLink:
         self.counters[code] += 1
         self.throttled.warning(code, fmt, *args)
 
+    def _refuse(self, ident: bytes, env: Envelope, exc: OutOfRangeError) -> None:
+        """Count, log and answer an envelope refused for a number out of its bounds."""
+        self._bad("client-out-of-range", "refused a %s from a client: %s", kind_name(env.kind), exc)
+        self._send(ident, envelope(Kind.ERROR, type=env.type, request_id=env.request_id, error_code=exc.code,
+                                   error=str(exc)))
+
     def send(self, ident: bytes, env: Envelope, bulk: zmq.Frame | bytes | None = None) -> None:
         """Send one envelope to a client (any greenlet may call it); ``bulk`` rides as a second part."""
         if bulk is None:
@@ -129,6 +134,11 @@ class ClientLink:
 
     def _on_request(self, ident: bytes, env: Envelope) -> None:
         self.counters["client-requests"] += 1
+        try:
+            credit_param(env.params)  # checked once here, for the collector's streams and the agents' alike
+        except OutOfRangeError as exc:
+            self._refuse(ident, env, exc)
+            return
         if self._for_a_node(env):
             self.counters["client-node-requests"] += 1
             assert self.relay is not None
@@ -142,9 +152,14 @@ class ClientLink:
         return not claimed and bool(env.params.get("node")) and self.relay is not None
 
     def _on_credit(self, ident: bytes, env: Envelope) -> None:
+        try:
+            granted = credit_grant(env.seq, env.params)
+        except OutOfRangeError as exc:
+            self._refuse(ident, env, exc)
+            return
         stream = self.streams.get((ident, env.request_id))
         if stream is not None:
-            stream.grant(env)
+            stream.grant(granted)
         elif self.relay is None or not self.relay.credit(ident, env):
             self.counters["client-stale-credit"] += 1
 
@@ -157,7 +172,7 @@ class ClientLink:
             reply = envelope(Kind.RESPONSE, type=type, payload=value, request_id=request_id)
         except RequestError as exc:
             reply = envelope(Kind.ERROR, type=type, request_id=request_id, error_code=exc.code, error=exc.reason)
-        except TypeError as exc:  # the module returned something that cannot travel
+        except (TypeError, ValueError, OverflowError) as exc:  # the module returned something that cannot travel
             reply = envelope(Kind.ERROR, type=type, request_id=request_id, error_code="module-error",
                              error=f"answer to {type} cannot be sent: {exc}")
         self._send(ident, reply)
@@ -169,7 +184,7 @@ class ClientLink:
         One piece is held back so that the last piece itself carries ``last`` (as agents do):
         a small streamed answer is one CHUNK.
         """
-        stream = Stream(_credit(params))
+        stream = Stream(credit_param(params))
         self.streams[(ident, request_id)] = stream
         digest, size, seq, held = hashlib.sha256(), 0, 0, b""
         try:
@@ -188,7 +203,8 @@ class ClientLink:
             self._send(ident, envelope(Kind.ERROR, type=type, request_id=request_id, error_code="module-error",
                                        error=f"streaming {type} failed: {type_name(exc)}: {exc}"))
         finally:
-            del self.streams[(ident, request_id)]
+            if self.streams.get((ident, request_id)) is stream:  # a reused request id may own the key by now
+                del self.streams[(ident, request_id)]
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
@@ -290,7 +306,7 @@ class ClientLink:
             return
         try:
             self.publish(running.updatetype, payload)
-        except TypeError as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # e.g. an int msgpack cannot hold
             self._bad(f"module-error:{running.name}", "module %s returned an update that cannot be sent: %s",
                       running.name, exc)
 
@@ -309,10 +325,10 @@ class Stream:
         self.cancelled = False
         self.event = gevent.event.Event()
 
-    def grant(self, env: Envelope) -> None:
-        """Take a CREDIT envelope: more chunks, or a cancel."""
-        self.cancelled = self.cancelled or env.params.get("cancel") == "1"
-        self.credit += env.seq
+    def grant(self, count: int) -> None:
+        """Take a checked CREDIT: ``count`` more chunks (never beyond MAX_CREDIT in all), or 0 to cancel."""
+        self.cancelled = self.cancelled or count == 0
+        self.credit = min(MAX_CREDIT, self.credit + count)
         self.event.set()
 
     def take(self) -> bool:
@@ -325,11 +341,6 @@ class Stream:
             return False
         self.credit -= 1
         return True
-
-
-def _credit(params: dict[str, str]) -> int:
-    text = params.get("credit", "")
-    return min(MAX_CREDIT, max(1, int(text))) if text.isdigit() else DEFAULT_CREDIT
 
 
 def _subscribe_error(env: Envelope, code: str, reason: str, **params: str) -> Envelope:

@@ -10,6 +10,8 @@ import logging
 import time
 from collections import Counter
 
+from messages.limits import saturate
+
 AGENTS, CLIENTS, MODULES = "agents endpoint", "clients endpoint", "modules"
 
 # Every counter the collector keeps (answered by CollectorStats), with where it counts and what.
@@ -34,6 +36,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "send-failed": (AGENTS, "frames to agents that could not be sent (peer gone or its queue full)"),
     "nodes-lost": (AGENTS, "nodes declared lost after node_timeout of silence"),
     "ingest-passes": (AGENTS, "passes of the ingest loop (each ends with one journal commit and the ACKs)"),
+    "out-of-range": (AGENTS, "envelopes refused for a number outside its bounds (answered ERROR out-of-range)"),
     "journal-failed": (AGENTS, "journal commits, snapshots or prunes that failed (ACKs held until one succeeds)"),
     "client-frames": (CLIENTS, "ZeroMQ messages received"),
     "client-envelopes": (CLIENTS, "envelopes in the frames that decoded"),
@@ -45,6 +48,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "client-requests": (CLIENTS, "REQUESTs received"),
     "client-node-requests": (CLIENTS, "REQUESTs forwarded to an agent (or refused for that node)"),
     "client-subscribe-refused": (CLIENTS, "SUBSCRIBEs answered with ERROR (unknown type, no types)"),
+    "client-out-of-range": (CLIENTS, "REQUESTs and CREDITs refused for a credit outside 1..64 "
+                                     "(answered ERROR bad-request)"),
     "client-stale-credit": (CLIENTS, "CREDITs for no running stream (e.g. sent after the last chunk)"),
     "client-send-failed": (CLIENTS, "frames to clients that could not be sent (client gone or its queue full)"),
     "updates": (MODULES, "updates the modules produced and the collector published"),
@@ -62,8 +67,8 @@ class Counters(Counter[str]):
     """Named event counts (``frames``, ``reports``, ``bad-frame``, ``module-error:NAME``, ...; see COUNTERS)."""
 
     def snapshot(self) -> dict[str, int]:
-        """A plain dict copy, sorted by name."""
-        return dict(sorted(self.items()))
+        """A plain dict copy, sorted by name; a count beyond 2^64-1 (gaps a hostile node claims) saturates."""
+        return {name: saturate(count) for name, count in sorted(self.items())}
 
 
 class ThrottledLog:

@@ -57,6 +57,7 @@ class Code:
     HELLO_REQUIRED = "hello-required"    # an envelope from a connection that has not said HELLO
     BAD_HELLO = "bad-hello"              # a HELLO without a usable NodeInfo
     DUPLICATE_NODE = "duplicate-node"    # the node id is live through another agent
+    OUT_OF_RANGE = "out-of-range"        # a number in the envelope is outside its documented bounds
     # collector -> client (and agent -> collector -> client for node requests)
     UNKNOWN_TYPE = "unknown-type"        # nobody answers this request (or subscription) type
     BAD_REQUEST = "bad-request"          # a parameter is missing or wrong

@@ -18,7 +18,10 @@ Update ``FileList`` (the full list) when a file arrived since the last push.
 Names are confined to the node's folder of the store: an absolute name, ``..``,
 a NUL, a backslash, a node id that is not a plain name, or a symlink anywhere
 in the store path is refused, counted and logged; nothing is ever written
-outside ``DATA_DIR/modules/files``.
+outside ``DATA_DIR/modules/files``. Numbers are bounded too (docs/protocol.md,
+"Bounds"): a piece must lie within its file's ``size``, a file within 64 GiB,
+a piece may not start past the bytes already received (no holes, so no sparse
+file of any size), and ``modtime`` must be finite epoch seconds up to year 3000.
 
 Sample config block::
 
@@ -37,6 +40,7 @@ from typing import Any
 
 from collector.addons import Aggregator, Param, Payload, Report, Request, RequestError, RequestSpec, UpdateSpec
 from messages import File, Files
+from messages.limits import OutOfRangeError, check_file_piece, check_time
 
 CHUNK = 1024 * 1024
 INLINE_LIMIT = 1024 * 1024
@@ -114,14 +118,19 @@ class FilesModule(Aggregator):
         for piece in msg.message(Files).files:
             try:
                 self._write(msg.node, piece)
-            except RefusedNameError as exc:
+            except (RefusedNameError, OutOfRangeError) as exc:
                 self.refused += 1
                 self.log.warning("refused a file from node %s: %s", msg.node, exc)
 
     def _write(self, node: str, piece: File) -> None:
+        check_file_piece(piece.offset, len(piece.data), piece.size)
+        check_time(piece.modtime, "File.modtime")
         target = self._target(safe_node(node), safe_parts(piece.name))
-        whole = piece.size == 0 and piece.offset == 0
+        whole = piece.size == 0
         part = self._partial(node, piece.name)
+        received = _received(part) if piece.offset else 0
+        if piece.offset > received:
+            raise OutOfRangeError("File.offset", piece.offset, f"must not pass the {received} bytes received so far")
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if piece.offset == 0 else 0)
         fd = os.open(part, flags, 0o644)
         try:
@@ -197,6 +206,14 @@ class FilesModule(Aggregator):
     def restore(self, state: dict[str, int]) -> None:
         """Take back the refused count; on_startup indexed the files already."""
         self.refused = int(state.get("refused", 0))
+
+
+def _received(part: Path) -> int:
+    """Bytes of a partial file gathered so far (0 when none)."""
+    try:
+        return part.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _chunks(path: Path) -> Iterator[bytes]:

@@ -47,6 +47,7 @@ import zmq
 from messages import CollectorInfo, Envelope, Kind
 from messages.codec import decode_payload, envelope, kind_name, pack, pack_one, unpack
 from messages.errors import ProtocolError
+from messages.limits import MAX_INTERVAL, MIN_INTERVAL, OutOfRangeError, check_seq, interval_ok
 from node_agent.handlers import builtin_handlers, handler_table, load_handlers
 from node_agent.link import Link
 from node_agent.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox
@@ -104,6 +105,7 @@ class AgentStats:
     bad_frames: int = 0
     errors_received: int = 0
     requests_refused: int = 0
+    out_of_range: int = 0  # values from the collector outside their bounds (messages/limits.py), ignored
     refused: bool = False  # the collector refused our node id (duplicate-node)
 
 
@@ -379,8 +381,7 @@ class Agent:
             log.debug("ignoring a HELLO of type %r", env.type)
             return
         info = self._collector_info(env)
-        if info.heartbeat_interval > 0:
-            self.heartbeat_interval = info.heartbeat_interval
+        self._take_interval(info.heartbeat_interval)
         self.stats.handshakes += 1
         self.stats.reconnects = self.stats.handshakes - 1
         self._ready = True
@@ -393,6 +394,16 @@ class Agent:
                  "connected to" if self.stats.handshakes == 1 else "reconnected to",
                  info.alias or "", self.config.collector, self.heartbeat_interval)
 
+    def _take_interval(self, seconds: float) -> None:
+        """Adopt the collector's heartbeat interval when it is within bounds; 0 (not said) keeps ours quietly."""
+        if interval_ok(seconds):
+            self.heartbeat_interval = seconds
+        elif seconds:
+            self.stats.out_of_range += 1
+            self._log_sometimes("interval", logging.WARNING, "ignoring the collector's heartbeat interval %r (not "
+                                "within %g..%g s); keeping %.3g s", seconds, MIN_INTERVAL, MAX_INTERVAL,
+                                self.heartbeat_interval)
+
     def _collector_info(self, env: Envelope) -> CollectorInfo:
         try:
             info = decode_payload(env.payload, env.encoding, env.schema)
@@ -402,7 +413,12 @@ class Agent:
         return info if isinstance(info, CollectorInfo) else CollectorInfo()
 
     def _on_ack(self, env: Envelope, now: float) -> None:
-        self.outbox.ack(env.seq)
+        try:
+            self.outbox.ack(check_seq(env.seq, low=0, what="ACK seq"))
+        except OutOfRangeError as exc:
+            self.stats.out_of_range += 1
+            self._log_sometimes("ack", logging.WARNING, "ignoring an ACK from the collector: %s", exc)
+            return
         if self._ready and self.outbox.unsent:
             self._flush_at = min(self._flush_at, now)
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from messages import Envelope, Event, Kind
 from messages.codec import envelope
+from messages.limits import MAX_SEQ
 from node_agent.store import Drop, OutboxError, OutboxStore, Transaction
 
 __all__ = [
@@ -171,6 +172,11 @@ class Outbox:
             self.stats.discarded += 1
             self._unreported_discards += 1
             return None
+        if self.next_seq > MAX_SEQ:  # numbers end there (SQLite INTEGER); only a hostile ACK gets us here
+            self.stats.discarded += 1
+            self._log_sometimes("exhausted", logging.ERROR, "sequence numbers used up (a collector acknowledged "
+                                "%d); reports are discarded until the outbox starts afresh", self.acked)
+            return None
         seq = env.seq = self.next_seq
         self.next_seq += 1
         self._batch.append(env)
@@ -199,6 +205,9 @@ class Outbox:
         return removed
 
     def _renumber(self, start: int) -> None:
+        room = max(0, MAX_SEQ - start + 1)
+        self.stats.discarded += max(0, len(self._batch) - room)
+        del self._batch[room:]  # those would need numbers past MAX_SEQ
         for offset, env in enumerate(self._batch):
             env.seq = start + offset
         self.committed = start - 1
@@ -242,6 +251,7 @@ class Outbox:
             plan.events.extend(self._gap_events(plan, wall))
         if self._unreported_discards:
             plan.events.append(self._discard_event(plan, wall))
+        plan.events = [e for e in plan.events if e.seq <= MAX_SEQ]  # no number is left for the others
         tx.insert(plan.events)
         tx.set_meta(next_seq=str(plan.next_seq), gaps=json.dumps(plan.gaps))
         return plan

@@ -29,6 +29,7 @@ from typing import Any
 
 from messages import Envelope, Kind
 from messages.codec import envelope, pack_one
+from messages.limits import MAX_CREDIT, OutOfRangeError, credit_grant, credit_param
 from node_agent.addons import Handler, NodeRequest, RequestError
 
 __all__ = ["Credit", "Exchange", "RequestPool", "Outgoing", "TwoPart"]
@@ -36,8 +37,6 @@ __all__ = ["Credit", "Exchange", "RequestPool", "Outgoing", "TwoPart"]
 log = logging.getLogger(__name__)
 
 MAX_CHUNK = 1024 * 1024
-DEFAULT_CREDIT = 8
-MAX_CREDIT = 64
 # A one-piece answer must fit well inside the collector's 16 MiB frame limit; larger ones stream.
 MAX_RESPONSE = 8 * 1024 * 1024
 STALL_TIMEOUT = 60.0
@@ -106,9 +105,9 @@ class Credit:
         self.cancelled = False
 
     def grant(self, count: int) -> None:
-        """``count`` more chunks may go (a CREDIT from the requester)."""
+        """``count`` more chunks may go (a CREDIT from the requester); never more than MAX_CREDIT in all."""
         with self._cond:
-            self.credit += count
+            self.credit = min(MAX_CREDIT, self.credit + count)
             self._cond.notify_all()
 
     def cancel(self) -> None:
@@ -128,12 +127,6 @@ class Credit:
             return "ok"
 
 
-def request_credit(params: dict[str, str] | Any) -> int:
-    """The REQUEST's ``credit`` parameter, default 8, clamped to 1..64."""
-    text = str(params.get("credit", ""))
-    return min(MAX_CREDIT, max(1, int(text))) if text.isdigit() else DEFAULT_CREDIT
-
-
 class Exchange:
     """One node request in progress: the :class:`~node_agent.addons.Responder` its handler gets."""
 
@@ -143,7 +136,7 @@ class Exchange:
         self.type = env.type
         self.params = dict(env.params)
         self.node = node
-        self.credit = Credit(request_credit(self.params))
+        self.credit = Credit(credit_param(self.params))  # RequestPool.submit refused it if out of range
         self.deadline = time.monotonic() + timeout
         self.stall_timeout = stall_timeout
         self.two_part = two_part  # large CHUNKs as [header, bytes] (docs/protocol.md)
@@ -285,7 +278,8 @@ class RequestPool:
         self.handlers = handlers
         self.timeout = timeout
         self.outgoing = Outgoing()
-        self.counters = {"requests": 0, "busy": 0, "unknown-type": 0, "handler-errors": 0, "timeouts": 0}
+        self.counters = {"requests": 0, "busy": 0, "unknown-type": 0, "handler-errors": 0, "timeouts": 0,
+                         "out-of-range": 0}
         self._active: dict[int, Exchange] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Exchange | None] = queue.Queue(maxsize=queue_limit)
@@ -310,6 +304,11 @@ class RequestPool:
         if env.type not in self.handlers:
             self.counters["unknown-type"] += 1
             return self._refusal(env, "unknown-type", f"agent {self.node} answers no {env.type!r} request")
+        try:
+            credit_param(env.params)
+        except OutOfRangeError as exc:  # the collector checks it too; a hostile one must not crash us
+            self.counters["out-of-range"] += 1
+            return self._refusal(env, exc.code, f"agent {self.node}: {exc}")
         exchange = Exchange(env, self.node, self.outgoing, self.timeout, two_part=self.two_part)
         with self._lock:
             self._active[env.request_id] = exchange
@@ -327,15 +326,22 @@ class RequestPool:
                         error=reason)
 
     def credit(self, env: Envelope) -> None:
-        """A CREDIT relayed from the requester: more chunks, or ``cancel=1``."""
+        """A CREDIT relayed from the requester: 1..MAX_CREDIT more chunks, or ``cancel=1``; others are dropped."""
+        try:
+            granted = credit_grant(env.seq, env.params)
+        except OutOfRangeError as exc:
+            self.counters["out-of-range"] += 1
+            level = logging.WARNING if self.counters["out-of-range"] == 1 else logging.DEBUG  # no log floods
+            log.log(level, "dropping a CREDIT for request %d: %s", env.request_id, exc)
+            return
         with self._lock:
             exchange = self._active.get(env.request_id)
         if exchange is None:
             log.debug("CREDIT for request %d, which is not running", env.request_id)
-        elif env.params.get("cancel") == "1":
+        elif granted == 0:
             exchange.credit.cancel()
         else:
-            exchange.credit.grant(int(env.seq))
+            exchange.credit.grant(granted)
 
     def frames(self) -> list[bytes]:
         """Answers the workers queued, oldest first (main loop)."""

@@ -145,6 +145,7 @@ def test_the_agent_refuses_a_handler_that_describes_only_part_of_what_it_answers
 
 UNPACK_CODES = ("oversized", "bad-frame", "empty")
 COUNTED = re.compile(r"""(?:counters\[\s*|_bad\(\s*)(f?)"([^"]+)\"""")
+REFUSED = re.compile(r"""_refuse\(ident, env, Code\.([A-Z_]+)""")  # counts the code it answers
 DYNAMIC = {"{exc.code}": UNPACK_CODES, "{candidate.name}": ("NAME",), "{running.name}": ("NAME",),
            "{report.type}": ("TYPE",)}
 
@@ -160,6 +161,7 @@ def counted_names() -> set[str]:
         else:
             names.update(name.replace(placeholder.group(0), value) for value in DYNAMIC[placeholder.group(0)])
     names.update(UNPACK_CODES * ("_bad(exc.code" in source))
+    names.update(getattr(Code, constant) for constant in REFUSED.findall(source))
     return names
 
 
@@ -188,7 +190,7 @@ def test_counter_names_follow_one_scheme() -> None:
 
 
 ERROR_SENT = re.compile(r"""(?:error_code=|RequestError\(|respond_error\(|_error\(|_refusal\(env, |"""
-                        r"""_refuse\(client, env, |_fail\(rid, |_subscribe_error\(env, )"""
+                        r"""_refuse\(client, env, |_refuse\(ident, env, |_fail\(rid, |_subscribe_error\(env, )"""
                         r"""\s*(?:"([a-z][a-z-]*)"|Code\.([A-Z_]+))""")
 
 
