@@ -368,7 +368,7 @@ def test_a_bad_credit_leaves_a_module_stream_running(collector: CollectorProcess
         for seq, start in enumerate(range(0, len(blob), 1 << 20), 1):
             piece = File(name="big.bin", modtime=1.0, data=blob[start:start + (1 << 20)], offset=start,
                          size=len(blob), last=start + (1 << 20) >= len(blob))
-            agent.send(Kind.REPORT, "FileOutput", Files(file=[piece]), node=node, seq=seq)
+            agent.send(Kind.REPORT, "FileOutput", Files(files=[piece]), node=node, seq=seq)
         agent.expect(lambda e: e.kind == Kind.ACK and e.seq == 3, what="ACK 3")
         asker.send(Kind.REQUEST, "File", request_id=7, params={"node": node, "filename": "big.bin", "credit": "0"})
         refusal(asker, "bad-request", request_id=7)
@@ -379,8 +379,9 @@ def test_a_bad_credit_leaves_a_module_stream_running(collector: CollectorProcess
             refusal(asker, "bad-request", request_id=8)
         assert not [e for e in asker.seen if e.kind == Kind.CHUNK], "a refused CREDIT must grant nothing"
         asker.send(Kind.CREDIT, request_id=8, seq=64)
+        # Three 1 MiB-or-less pieces; the last piece itself carries last=true (docs/protocol.md, CHUNK).
         chunks += [asker.expect(lambda e, s=s: e.kind == Kind.CHUNK and e.seq == s, what=f"chunk {s}")
-                   for s in (1, 2, 3)]
+                   for s in (1, 2)]
     assert chunks[-1].last and b"".join(c.payload for c in chunks) == blob
     assert chunks[-1].params["sha256"] == hashlib.sha256(blob).hexdigest()
     healthy(collector, client)
@@ -402,7 +403,7 @@ def test_file_offsets_sizes_and_modtimes(collector: CollectorProcess, context: z
     with peer(context, collector.agents) as agent:
         hello(agent, node)
         for seq, sent in enumerate((opening, piece), 1):
-            agent.send(Kind.REPORT, "FileOutput", Files(file=[sent]), node=node, seq=seq)
+            agent.send(Kind.REPORT, "FileOutput", Files(files=[sent]), node=node, seq=seq)
         agent.expect(lambda e: e.kind == Kind.ACK and e.seq == 2, what="ACK 2")
     opened = piece_ok(0, first, size, 0, 1.0)
     received = first if opened and size else 0  # a size-0 opening is a whole file: nothing stays partial
