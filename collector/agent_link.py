@@ -11,7 +11,6 @@ socket, so the edge-triggered FD cannot be drained behind its back.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,13 +20,12 @@ import gevent.event
 import zmq
 
 from collector.addons import NodeRecord, Report
-from collector.config import CollectorConfig
-from collector.counters import Counters, ThrottledLog
-from collector.host import ModuleHost
-from collector.registry import NodeRegistry
+from collector.core import Core
+from collector.counters import ThrottledLog
+from collector.journal import Journal
+from collector.liveness import LivenessClock
 from collector.relay import Relay
-from collector.store import NullStore, Store
-from messages import CollectorInfo, Envelope, Kind, NodeInfo
+from messages import Envelope, Kind, NodeInfo
 from messages.codec import envelope, kind_name, pack, unpack
 from messages.errors import Code, ProtocolError
 from messages.limits import MAX_SEQ, MAX_TIME, OutOfRangeError, backlog_param, check_seq, check_time
@@ -39,36 +37,56 @@ NOBLOCK = zmq.NOBLOCK
 REPORT = int(Kind.REPORT)
 RCVMORE = int(zmq.RCVMORE)
 IDLE_WAIT = 0.25           # seconds parked on the FD before housekeeping runs anyway
-LIVENESS_PERIOD = 0.5      # seconds between lost-node checks
+
+
+class Mailbox:
+    """Envelopes other greenlets queue for agents (relayed requests, credit); the ingest loop sends them.
+
+    Only the ingest greenlet touches the agents' socket, so everything else
+    posts here; ``put`` wakes the loop if it is parked.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[tuple[bytes, Envelope]] = []
+        self.wake = gevent.event.Event()
+
+    def put(self, ident: bytes, env: Envelope) -> None:
+        """Queue an envelope for the agent at ``ident``; it leaves with the next pass."""
+        self.items.append((ident, env))
+        self.wake.set()
 
 
 class AgentLink:
-    """Owns the agents' ROUTER socket; one instance per collector."""
+    """Owns the agents' ROUTER socket; one instance per collector.
 
-    def __init__(self, sock: zmq.Socket, host: ModuleHost, registry: NodeRegistry, counters: Counters,
-                 config: CollectorConfig, info: Callable[[], CollectorInfo],
-                 on_ingest: Callable[[], bool] = lambda: False, store: Store | None = None) -> None:
+    ``journal`` commits each pass before its ACKs leave; ``relay`` takes the
+    agents' answers to forwarded requests; ``mailbox`` holds what other
+    greenlets send to agents; ``on_ingest`` wakes the push-on-change modules.
+    """
+
+    def __init__(self, sock: zmq.Socket, core: Core, journal: Journal, relay: Relay, mailbox: Mailbox,
+                 on_ingest: Callable[[], bool] = lambda: False) -> None:
         self.sock = sock
-        self.host = host
-        self.registry = registry
-        self.counters = counters
-        self.config = config
-        self.info = info
+        self.host = core.host
+        self.registry = core.registry
+        self.counters = core.counters
+        self.config = core.config
+        self.info = core.info
+        self.journal = journal
+        self.relay = relay
+        self.mailbox = mailbox
         self.on_ingest = on_ingest
+        self.liveness = LivenessClock(self.registry, self.counters, self.config.node_timeout)
         self.throttled = ThrottledLog(log)
         self.running = True
         self._delivered = False
         self.reports = 0  # reports applied in this pass, added to the counters once per pass
-        self._sessions = registry.sessions
-        self._deliver = host.deliver
-        self.store = store or NullStore()
-        self._journal: dict[str, tuple[int, list[bytes]]] = {}  # node -> (first seq, frame bodies) this pass
-        self._touched: dict[str, NodeRecord] = {}  # nodes whose state changed since the last commit
+        self._sessions = self.registry.sessions
+        self._deliver = self.host.deliver
+        self._touched = journal.touched  # the same dict: the hot path marks nodes without a call
         self._acks: dict[bytes, NodeRecord] = {}
         self._replies: dict[bytes, list[Envelope]] = {}
         self._told: set[bytes] = set()
-        self._next_liveness = 0.0
-        self._next_snapshot = time.monotonic() + config.snapshot_interval
         self._handlers: dict[int, Callable[[bytes, Envelope, float], None]] = {
             Kind.HELLO: self._on_hello,
             Kind.HEARTBEAT: self._on_heartbeat,
@@ -77,9 +95,6 @@ class AgentLink:
             Kind.ERROR: self._on_answer,
             Kind.CHUNK: self._on_answer,
         }
-        self.relay: Relay | None = None
-        self._outgoing: list[tuple[bytes, Envelope]] = []
-        self._wake = gevent.event.Event()
 
     # ------------------------------------------------------------ loop
 
@@ -106,19 +121,15 @@ class AgentLink:
 
     def _idle(self, watcher: Any) -> None:
         """Park until the socket may be readable, another greenlet queued a message, or IDLE_WAIT."""
-        self._wake.clear()
-        if self._outgoing:
+        wake = self.mailbox.wake
+        wake.clear()
+        if self.mailbox.items:
             return
-        watcher.start(self._wake.set)
+        watcher.start(wake.set)
         try:
-            self._wake.wait(IDLE_WAIT)
+            wake.wait(IDLE_WAIT)
         finally:
             watcher.stop()
-
-    def send(self, ident: bytes, env: Envelope) -> None:
-        """Queue an envelope for an agent from any greenlet; it leaves with the next pass."""
-        self._outgoing.append((ident, env))
-        self._wake.set()
 
     def stop(self) -> None:
         """Ask the loop to end after its current pass."""
@@ -194,15 +205,7 @@ class AgentLink:
             handler(ident, env, now)
         if applied:
             # The common frame is all new reports: journal its bytes as they came (no re-encoding).
-            self._journal_frame(applied, body if len(applied) == len(envelopes) else pack(applied))
-
-    def _journal_frame(self, applied: list[Envelope], batch: bytes) -> None:
-        node = applied[0].node
-        pending = self._journal.get(node)
-        if pending is None:
-            self._journal[node] = (applied[0].seq, [batch])
-        else:
-            pending[1].append(batch)
+            self.journal.add(applied, body, len(applied) == len(envelopes))
 
     def _bad(self, code: str, fmt: str, *args: Any) -> None:
         self.counters[code] += 1
@@ -308,8 +311,7 @@ class AgentLink:
 
     def _left(self, record: NodeRecord) -> None:
         self.host.node_left(record)
-        if self.relay is not None:
-            self.relay.node_lost(record.node)
+        self.relay.node_lost(record.node)
 
     def _heard(self, record: NodeRecord, now: float) -> None:
         if self.registry.revive(record, now):
@@ -332,31 +334,16 @@ class AgentLink:
         session = self.registry.session(ident)
         if session is not None:
             self._heard(session.record, now)
-        if self.relay is None or not self.relay.from_agent(env, bulk):
+        if not self.relay.from_agent(env, bulk):
             self._bad("stale-answer", "dropped an agent's answer to request %d, which nobody waits for",
                       env.request_id)
 
-    def _commit(self) -> bool:
-        """Journal this pass's reports and node states in one transaction; False when the disk refused."""
-        if not self._journal and not self._touched:
-            return True
-        for node, (first_seq, parts) in self._journal.items():
-            self.store.append(node, first_seq, self.registry.records[node].last_seq, b"".join(parts))
-        self._journal.clear()
-        try:
-            self.store.commit(list(self._touched.values()))
-        except sqlite3.Error as exc:  # e.g. disk full: keep the rows queued, acknowledge nothing, retry
-            self._bad("journal-failed", "journal write failed (%s); holding ACKs until it succeeds", exc)
-            return False
-        self._touched.clear()
-        return True
-
     def _flush(self) -> None:
         """Commit the pass, then send one frame per agent: its replies, then one cumulative ACK."""
-        for ident, env in self._outgoing:
+        for ident, env in self.mailbox.items:
             self._reply(ident, env)
-        self._outgoing.clear()
-        if self._commit():
+        self.mailbox.items.clear()
+        if self.journal.commit():
             for ident, record in self._acks.items():
                 self._reply(ident, envelope(Kind.ACK, node=record.node, seq=record.last_seq))
             self._acks.clear()
@@ -369,36 +356,14 @@ class AgentLink:
         self._replies.clear()
 
     def _housekeeping(self) -> None:
+        """Between passes: lost nodes, timed-out node requests, and the journal's checkpoint."""
         monotonic = time.monotonic()
-        if monotonic < self._next_liveness:
+        if not self.liveness.due(monotonic):
             return
-        self._next_liveness = monotonic + LIVENESS_PERIOD
-        for record in self.registry.expire(time.time(), self.config.node_timeout):
-            self.counters["nodes-lost"] += 1
-            log.info("node %s lost: silent for more than %.1f s", record.node, self.config.node_timeout)
+        for record in self.liveness.expire():
             self._left(record)
-        if self.relay is not None:
-            self.relay.expire()
-        if monotonic >= self._next_snapshot and not self._journal and not self._touched:
-            self._next_snapshot = monotonic + self.config.snapshot_interval
-            self.checkpoint()
-
-    def checkpoint(self) -> None:
-        """Snapshot the modules as complete up to the last committed row, and prune old journal rows.
-
-        Runs between passes only, so module state and the journal agree.
-        """
-        if not self.store.durable:
-            return
-        try:
-            self.host.take_snapshots(self.store)
-            pruned = self.store.prune(time.time() - self.config.retention)
-        except sqlite3.Error as exc:
-            self._bad("journal-failed", "snapshot or prune failed: %s", exc)
-            return
-        if pruned:
-            log.info("pruned %d journal rows older than %.0f s", pruned, self.config.retention)
-
+        self.relay.expire()
+        self.journal.maybe_checkpoint(monotonic)
 
 def _node_info(env: Envelope) -> NodeInfo:
     """The HELLO's NodeInfo, its node id filled from the envelope; raises ProtocolError ``bad-hello``."""

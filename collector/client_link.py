@@ -21,11 +21,11 @@ import gevent.pool
 import zmq
 
 from collector.addons import RequestError
-from collector.config import CollectorConfig
+from collector.core import Core
 from collector.counters import Counters, ThrottledLog
-from collector.host import ModuleHost, Running, type_name
+from collector.host import type_name
 from collector.relay import Relay
-from messages import CollectorInfo, Envelope, Kind
+from messages import Envelope, Kind
 from messages.codec import envelope, kind_name, pack_one, unpack
 from messages.errors import ProtocolError
 from messages.limits import MAX_CREDIT, OutOfRangeError, credit_grant, credit_param
@@ -36,22 +36,59 @@ REQUEST_WORKERS = 32
 STALL_TIMEOUT = 60.0    # seconds a stream waits for credit before it gives up on the client
 
 
-class ClientLink:
-    """Owns the clients' ROUTER socket; one instance per collector."""
+class ClientSender:
+    """Sends to clients over the clients' ROUTER (a green socket: any greenlet may send).
 
-    def __init__(self, sock: Any, host: ModuleHost, counters: Counters, config: CollectorConfig,
-                 info: Callable[[], CollectorInfo], builtin: dict[str, Callable[[], Any]]) -> None:
+    A vanished or saturated client loses that message only: counted, logged at
+    most once a second, never waited for.
+    """
+
+    def __init__(self, sock: Any, counters: Counters) -> None:
         self.sock = sock
-        self.host = host
         self.counters = counters
-        self.config = config
-        self.info = info
+        self.throttled = ThrottledLog(log)
+
+    def send(self, ident: bytes, env: Envelope, bulk: zmq.Frame | bytes | None = None) -> None:
+        """Send one envelope to a client; ``bulk`` (a CHUNK's bytes) rides as a second part, uncopied."""
+        if bulk is None:
+            self.send_frame(ident, pack_one(env))
+            return
+        # copy=False: an agent's chunk leaves as the zmq message it arrived in.
+        self._send((ident, pack_one(env), bulk), copy=False)
+
+    def send_frame(self, ident: bytes, frame: bytes) -> None:
+        """Send one already serialized frame to a client."""
+        self._send((ident, frame))
+
+    def _send(self, parts: tuple[Any, ...], copy: bool = True) -> None:
+        try:
+            self.sock.send_multipart(parts, zmq.NOBLOCK, copy=copy)
+        except zmq.ZMQError as exc:
+            self.counters["client-send-failed"] += 1
+            self.throttled.warning("client-send-failed", "could not send to a client: %s", exc)
+
+
+class ClientLink:
+    """Owns the clients' ROUTER socket (through ``sender``); one instance per collector.
+
+    ``relay`` forwards node requests to agents; ``builtin`` maps the request
+    types the collector answers itself to the functions that answer them.
+    """
+
+    def __init__(self, sender: ClientSender, core: Core, relay: Relay,
+                 builtin: dict[str, Callable[[], Any]]) -> None:
+        self.sender = sender
+        self.sock = sender.sock
+        self.host = core.host
+        self.counters = core.counters
+        self.config = core.config
+        self.info = core.info
+        self.relay = relay
         self.builtin = builtin
         self.throttled = ThrottledLog(log)
         self.pool = gevent.pool.Pool(REQUEST_WORKERS)
         self.subscriptions: dict[bytes, tuple[frozenset[str], float]] = {}
         self.latest: dict[str, bytes] = {}
-        self._ingest_waiters: list[gevent.event.Event] = []
         self._handlers: dict[int, Callable[[bytes, Envelope], None]] = {
             Kind.HELLO: self._on_hello,
             Kind.REQUEST: self._on_request,
@@ -60,8 +97,9 @@ class ClientLink:
             Kind.BYE: self._on_bye,
             Kind.CREDIT: self._on_credit,
         }
-        self.relay: Relay | None = None
         self.streams: dict[tuple[bytes, int], Stream] = {}
+        self.send = self._send = sender.send
+        self._send_frame = sender.send_frame
 
     def run(self) -> None:
         """Serve clients forever; runs in its own greenlet."""
@@ -100,27 +138,6 @@ class ClientLink:
         self._send(ident, envelope(Kind.ERROR, type=env.type, request_id=env.request_id, error_code=exc.code,
                                    error=str(exc)))
 
-    def send(self, ident: bytes, env: Envelope, bulk: zmq.Frame | bytes | None = None) -> None:
-        """Send one envelope to a client (any greenlet may call it); ``bulk`` rides as a second part."""
-        if bulk is None:
-            self._send_frame(ident, pack_one(env))
-            return
-        try:
-            # copy=False: an agent's chunk leaves as the zmq message it arrived in.
-            self.sock.send_multipart((ident, pack_one(env), bulk), zmq.NOBLOCK, copy=False)
-        except zmq.ZMQError as exc:
-            self.counters["client-send-failed"] += 1
-            self.throttled.warning("client-send-failed", "could not send to a client: %s", exc)
-
-    _send = send
-
-    def _send_frame(self, ident: bytes, frame: bytes) -> None:
-        try:
-            self.sock.send_multipart((ident, frame), zmq.NOBLOCK)
-        except zmq.ZMQError as exc:  # a vanished or saturated client loses this message only
-            self.counters["client-send-failed"] += 1
-            self.throttled.warning("client-send-failed", "could not send to a client: %s", exc)
-
     # ------------------------------------------------------------ handlers
 
     def _on_hello(self, ident: bytes, env: Envelope) -> None:
@@ -141,7 +158,6 @@ class ClientLink:
             return
         if self._for_a_node(env):
             self.counters["client-node-requests"] += 1
-            assert self.relay is not None
             self.relay.forward(ident, env)
             return
         self.pool.spawn(self._serve, ident, env.request_id, env.type, dict(env.params))
@@ -149,7 +165,7 @@ class ClientLink:
     def _for_a_node(self, env: Envelope) -> bool:
         """True for a request no module or the collector answers, naming a node: the agent answers it."""
         claimed = env.type in self.builtin or env.type in self.host.request_routes
-        return not claimed and bool(env.params.get("node")) and self.relay is not None
+        return not claimed and bool(env.params.get("node"))
 
     def _on_credit(self, ident: bytes, env: Envelope) -> None:
         try:
@@ -160,7 +176,7 @@ class ClientLink:
         stream = self.streams.get((ident, env.request_id))
         if stream is not None:
             stream.grant(granted)
-        elif self.relay is None or not self.relay.credit(ident, env):
+        elif not self.relay.credit(ident, env):
             self.counters["client-stale-credit"] += 1
 
     def _serve(self, ident: bytes, request_id: int, type: str, params: dict[str, str]) -> None:
@@ -273,48 +289,6 @@ class ClientLink:
             elif _wants(types, type_name):
                 self._send_frame(ident, frame)
         self.counters["updates"] += 1
-
-    def update_loop(self, running: Running) -> None:
-        """Call one module's getUpdateMessage() every interval and publish what it returns.
-
-        An interval of 0 means "push on change": the module is asked right after
-        every ingest pass that delivered reports, so an update leaves within
-        about a millisecond of the report that caused it.
-        """
-        if running.update_interval == 0:
-            self._push_on_change(running)
-        deadline = time.monotonic()
-        while True:
-            now = time.monotonic()
-            deadline = max(deadline + running.update_interval, now)  # a slow module skips ticks, never bursts
-            gevent.sleep(deadline - now)
-            self._update_once(running)
-
-    def _push_on_change(self, running: Running) -> None:
-        ingested = gevent.event.Event()
-        self._ingest_waiters.append(ingested)
-        while True:
-            ingested.wait()
-            ingested.clear()
-            self._update_once(running)
-            gevent.sleep(0)  # let ingest run between pushes
-
-    def _update_once(self, running: Running) -> None:
-        assert running.updatetype is not None
-        payload = self.host.update(running)
-        if payload is None:
-            return
-        try:
-            self.publish(running.updatetype, payload)
-        except (TypeError, ValueError, OverflowError) as exc:  # e.g. an int msgpack cannot hold
-            self._bad(f"module-error:{running.name}", "module %s returned an update that cannot be sent: %s",
-                      running.name, exc)
-
-    def notify_ingest(self) -> bool:
-        """Wake the push-on-change modules (reports were just delivered); True when there are any."""
-        for ingested in self._ingest_waiters:
-            ingested.set()
-        return bool(self._ingest_waiters)
 
 
 class Stream:

@@ -46,14 +46,14 @@ class Pending:
 class Relay:
     """Forwarded requests by the collector's own request id."""
 
-    def __init__(self, registry: NodeRegistry, timeout: float) -> None:
+    def __init__(self, registry: NodeRegistry, timeout: float, to_agent: Send, to_client: ClientSend) -> None:
         self.registry = registry
         self.timeout = timeout
+        self.to_agent = to_agent
+        self.to_client = to_client
         self.pending: dict[int, Pending] = {}
         self.by_client: dict[tuple[bytes, int], int] = {}
         self.ids = itertools.count(1)
-        self.to_agent: Send = _unset
-        self.to_client: ClientSend = _unset
 
     def forward(self, client: bytes, env: Envelope) -> None:
         """Send a client's REQUEST on to the node named by ``params["node"]``, or answer why not.
@@ -140,6 +140,3 @@ def _lists(request_types: Sequence[str], type: str) -> bool:
     """Whether an agent's NodeInfo.request_types admits ``type``; an agent that lists none is asked anyway."""
     return not request_types or type in request_types
 
-
-def _unset(ident: bytes, env: Envelope, bulk: zmq.Frame | bytes | None = None) -> None:
-    raise RuntimeError("relay used before it was wired to the sockets")

@@ -17,14 +17,17 @@ import gevent.event
 import zmq
 import zmq.green
 
-from collector.agent_link import AgentLink
-from collector.client_link import ClientLink
+from collector.agent_link import AgentLink, Mailbox
+from collector.client_link import ClientLink, ClientSender
 from collector.config import CollectorConfig
+from collector.core import Core
 from collector.counters import Counters
 from collector.host import ModuleHost
+from collector.journal import Journal
 from collector.registry import NodeRegistry
 from collector.relay import Relay
 from collector.store import NullStore, SQLiteStore, Store
+from collector.updates import UpdateScheduler
 from messages import CollectorInfo, __version__
 from messages.errors import LabscopeError
 from messages.specs import Payload, RequestSpec
@@ -57,6 +60,8 @@ class Collector:
         self.context: Any = None
         self.agents: AgentLink | None = None
         self.clients: ClientLink | None = None
+        self.updates: UpdateScheduler | None = None
+        self.journal: Journal | None = None
         self.greenlets: list[gevent.Greenlet] = []
         self.sockets: list[zmq.Socket] = []
         self.stopped = gevent.event.Event()
@@ -82,21 +87,25 @@ class Collector:
         self.context = zmq.green.Context()
         agent_sock = self._bind(zmq.Socket(self.context, zmq.ROUTER), self.config.listen_agents, "agents")
         client_sock = self._bind(self.context.socket(zmq.ROUTER), self.config.listen_clients, "clients")
-        self.clients = ClientLink(client_sock, self.host, self.counters, self.config, self.info,
-                                  {"CollectorStats": self.stats})
-        self.agents = AgentLink(agent_sock, self.host, self.registry, self.counters, self.config, self.info,
-                                self.clients.notify_ingest, self.store)
-        relay = Relay(self.registry, self.config.node_request_timeout)
-        relay.to_agent, relay.to_client = self.agents.send, self.clients.send
-        self.agents.relay = self.clients.relay = relay
-        self._spawn(self.agents.run)
-        self._spawn(self.clients.run)
-        for running in self.host.updaters():
-            self._spawn(self.clients.update_loop, running)
+        self._wire(agent_sock, client_sock)
         self._write_endpoints(agent_sock, client_sock)
         # Start-up objects (modules, protobuf descriptors) will never be garbage: keep them out of
         # every future collection, so full collections stay short and do not stall ingest.
         gc.freeze()
+
+    def _wire(self, agent_sock: zmq.Socket, client_sock: Any) -> None:
+        """Build the links around the two sockets and spawn their loops and the modules' update loops."""
+        core = Core(self.config, self.counters, self.registry, self.host, self.info)
+        mailbox, sender = Mailbox(), ClientSender(client_sock, self.counters)
+        relay = Relay(self.registry, self.config.node_request_timeout, mailbox.put, sender.send)
+        self.clients = ClientLink(sender, core, relay, {"CollectorStats": self.stats})
+        self.updates = UpdateScheduler(self.host, self.clients.publish, self.counters)
+        self.journal = Journal(self.store, self.host, self.registry, self.counters, self.config)
+        self.agents = AgentLink(agent_sock, core, self.journal, relay, mailbox, self.updates.notify_ingest)
+        self._spawn(self.agents.run)
+        self._spawn(self.clients.run)
+        for run, running in self.updates.loops():
+            self._spawn(run, running)
 
     def serve_forever(self) -> int:
         """Run until SIGINT/SIGTERM or a crashed loop; returns the exit status."""
@@ -115,8 +124,8 @@ class Collector:
         if self.agents is not None:
             self.agents.stop()
         gevent.killall(self.greenlets, timeout=2)
-        if self.agents is not None:
-            self.agents.checkpoint()  # between passes now: module state matches the journal
+        if self.journal is not None:
+            self.journal.checkpoint()  # between passes now: module state matches the journal
         self.host.shutdown()
         for sock in self.sockets:
             sock.close(linger=0)  # the plain agents' socket is not tracked by the context's destroy()

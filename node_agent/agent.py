@@ -44,16 +44,17 @@ from types import FrameType
 
 import zmq
 
-from messages import CollectorInfo, Envelope, Kind
-from messages.codec import decode_payload, envelope, kind_name, pack, pack_one, unpack
+from messages import Envelope, Kind
+from messages.codec import envelope, kind_name, pack, pack_one, unpack
 from messages.errors import ProtocolError
-from messages.limits import MAX_INTERVAL, MIN_INTERVAL, OutOfRangeError, check_seq, interval_ok
+from messages.limits import OutOfRangeError, check_seq
 from node_agent.handlers import builtin_handlers, handler_table, load_handlers
 from node_agent.link import Link
 from node_agent.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox
 from node_agent.pool import RequestPool
 from node_agent.runner import ScheduledProbe
 from node_agent.serve import ServeDirs
+from node_agent.session import AgentStats, Due, Session
 from node_agent.sysprobe import node_info
 from node_agent.watch import STATE_NAME, Watcher
 
@@ -62,9 +63,6 @@ __all__ = ["Agent", "AgentConfig", "AgentStats", "stop_signals"]
 log = logging.getLogger(__name__)
 
 INF = float("inf")
-HELLO_BACKOFF_MIN = 0.5
-HELLO_BACKOFF_MAX = 10.0
-LIVENESS_INTERVALS = 3
 STOP_FLUSH_TIME = 1.0
 # Part of the stop budget kept for the BYE itself to leave the socket.
 BYE_LINGER = 0.2
@@ -91,22 +89,6 @@ class AgentConfig:
     watch_interval: float = 1.0
     serve_dirs: list[Path] = field(default_factory=list)
     handlers_dirs: list[Path] = field(default_factory=list)
-
-
-@dataclass
-class AgentStats:
-    """Counters of the agent's conversation with the collector."""
-
-    handshakes: int = 0
-    reconnects: int = 0  # handshakes after the first: a lost collector or a "hello-required"
-    losses: int = 0  # times the collector fell silent for three heartbeat intervals
-    hello_retries: int = 0
-    heartbeats: int = 0
-    bad_frames: int = 0
-    errors_received: int = 0
-    requests_refused: int = 0
-    out_of_range: int = 0  # values from the collector outside their bounds (messages/limits.py), ignored
-    refused: bool = False  # the collector refused our node id (duplicate-node)
 
 
 @contextmanager
@@ -150,7 +132,8 @@ class Agent:
         self.outbox = outbox
         self.instance = self.outbox.instance
         self.stats = AgentStats()
-        self.heartbeat_interval = config.heartbeat_interval
+        self.session = Session(config.collector, config.heartbeat_interval, self.stats, time.monotonic(),
+                               self._log_sometimes)
         self._own_context = context is None
         self._ctx = zmq.Context() if context is None else context
         self._link = Link(self._ctx, config.collector)
@@ -163,13 +146,9 @@ class Agent:
         self.watcher = None if not config.watch_dirs else Watcher(
             config.watch_dirs, config.watch_interval,
             None if config.data_dir is None else config.data_dir / STATE_NAME)
-        self._ready = False
         self._stopping = False
         self._stop_signal: int | None = None
-        self._backoff = HELLO_BACKOFF_MIN
-        self._hello_deadline = INF
         self._flush_at = INF
-        self._last_recv = self._last_heartbeat = time.monotonic()
         self._last_logged: dict[str, float] = {}
         self._handlers: dict[int, Callable[[Envelope, float], None]] = {
             Kind.HELLO: self._on_hello,
@@ -183,7 +162,12 @@ class Agent:
     @property
     def ready(self) -> bool:
         """True while the collector has answered our HELLO on the current socket."""
-        return self._ready
+        return self.session.ready
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Seconds between heartbeats: ours, or the collector's once it told us one within bounds."""
+        return self.session.heartbeat_interval
 
     def stop(self, signum: int | None = None) -> None:
         """Ask the loop to stop; safe from a signal handler (it only sets flags)."""
@@ -231,15 +215,15 @@ class Agent:
             self._commit(now)  # acknowledged deletes, or a retry after a failed write
         if now >= self._flush_at:
             self._flush(now)
-        if not self._ready:
-            if now >= self._hello_deadline:
-                self._retry_hello(now)
-            return
-        if now - self._last_recv >= LIVENESS_INTERVALS * self.heartbeat_interval:
-            self._lost(now)
-            return
         # A flush about to happen carries the heartbeat (see _flush).
-        if self._heartbeat_due(now) and self._flush_at == INF:
+        due = self.session.due(now, flush_pending=self._flush_at != INF)
+        if due is Due.RETRY_HELLO:
+            self.session.retrying()
+            self._say_hello(now, reopen=True)
+        elif due is Due.LOST:
+            self.session.lost(now)
+            self._say_hello(now, reopen=True)
+        elif due is Due.HEARTBEAT:
             self._send_heartbeat(now)
 
     def _next_deadline(self) -> float:
@@ -247,10 +231,7 @@ class Agent:
                        self._answer_retry, self._request_deadline)
         if self.watcher is not None:
             deadline = min(deadline, self.watcher.next_due)
-        if not self._ready:
-            return min(deadline, self._hello_deadline)
-        heartbeat = self._last_heartbeat + self.heartbeat_interval if self._flush_at == INF else INF
-        return min(deadline, heartbeat, self._last_recv + LIVENESS_INTERVALS * self.heartbeat_interval)
+        return min(deadline, self.session.deadline(flush_pending=self._flush_at != INF))
 
     def _run_probes(self, now: float) -> None:
         for probe in self.probes:
@@ -275,7 +256,7 @@ class Agent:
         self._answers.extend(self.pool.frames())
         self._answer_retry = INF
         while self._answers:
-            if not self._ready:
+            if not self.session.ready:
                 self._answers.clear()  # for requests of a connection that is gone (cancelled in _say_hello)
                 return
             if not self._link.send(self._answers[0]):
@@ -284,7 +265,7 @@ class Agent:
             self._answers.popleft()
 
     def _commit(self, now: float) -> None:
-        if self.outbox.commit() and self._ready and self.outbox.unsent:
+        if self.outbox.commit() and self.session.ready and self.outbox.unsent:
             self._flush_at = min(self._flush_at, now)
 
     # --------------------------------------------------------------- sending
@@ -296,11 +277,11 @@ class Agent:
         """Commit new reports, then send what is unsent as far as the window allows (more goes out on ACKs)."""
         self._flush_at = INF
         self.outbox.commit()  # nothing leaves before it is on disk
-        if not self._ready:
+        if not self.session.ready:
             return
         # A frame leaving anyway takes the heartbeat from half an interval on, so an agent reporting
         # about once an interval sends no heartbeat frame of its own (and wakes up once less).
-        beat = now - self._last_heartbeat >= self.heartbeat_interval / 2
+        beat = now - self.session.last_heartbeat >= self.session.heartbeat_interval / 2
         while frame := self.outbox.next_frame(self.config.window):
             extra = [self._heartbeat()] if beat else []
             if not self._link.send(pack([*frame, *extra])):
@@ -308,61 +289,36 @@ class Agent:
                 return
             self.outbox.mark_sent(frame)
             if beat:
-                self._heartbeat_sent(now)
+                self.session.heartbeat_sent(now)
                 beat = False
-        if self._heartbeat_due(now):
+        if self.session.heartbeat_due(now):
             self._send_heartbeat(now)
-
-    def _heartbeat_due(self, now: float) -> bool:
-        return now - self._last_heartbeat >= self.heartbeat_interval
 
     def _heartbeat(self) -> Envelope:
         return envelope(Kind.HEARTBEAT, node=self.node, params={"backlog": str(len(self.outbox))})
 
     def _send_heartbeat(self, now: float) -> None:
         if self._send(self._heartbeat(), now):
-            self._heartbeat_sent(now)
-
-    def _heartbeat_sent(self, now: float) -> None:
-        self._last_heartbeat = now
-        self.stats.heartbeats += 1
+            self.session.heartbeat_sent(now)
 
     # ------------------------------------------------------------- handshake
 
     def _say_hello(self, now: float, reopen: bool) -> None:
         if reopen:
             self._link.open()
-        self._ready = False
         self._flush_at = INF
         self.pool.cancel_all()
         self._answers.clear()
         info = node_info(self.node, self.instance, self.pool.types)
         self._send(envelope(Kind.HELLO, "NodeInfo", info, node=self.node, seq=self.outbox.first_seq,
                             params={"backlog": str(len(self.outbox))}), now)
-        self._hello_deadline = now + self._backoff
-        self._last_heartbeat = now  # the HELLO tells the backlog too
-
-    def _retry_hello(self, now: float) -> None:
-        self.stats.hello_retries += 1
-        # One INFO line per outage; each retry after it only at DEBUG.
-        level = logging.INFO if self._backoff == HELLO_BACKOFF_MIN else logging.DEBUG
-        self._backoff = min(self._backoff * 2, HELLO_BACKOFF_MAX)
-        log.log(level, "no answer from the collector at %s; saying HELLO again (next wait %.1f s)",
-                self.config.collector, self._backoff)
-        self._say_hello(now, reopen=True)
-
-    def _lost(self, now: float) -> None:
-        log.info("lost the collector at %s: nothing heard for %.1f s; reconnecting",
-                 self.config.collector, now - self._last_recv)
-        self.stats.losses += 1
-        self._backoff = HELLO_BACKOFF_MIN
-        self._say_hello(now, reopen=True)
+        self.session.hello_sent(now)
 
     # ------------------------------------------------------------- receiving
 
     def _receive(self, now: float) -> None:
         for frame in self._link.receive():
-            self._last_recv = now
+            self.session.heard(now)
             try:
                 envelopes = unpack(frame)
             except ProtocolError as exc:
@@ -377,40 +333,15 @@ class Agent:
                 handler(env, now)
 
     def _on_hello(self, env: Envelope, now: float) -> None:
-        if env.type != "CollectorInfo":
-            log.debug("ignoring a HELLO of type %r", env.type)
+        info = self.session.welcome(env)
+        if info is None:
             return
-        info = self._collector_info(env)
-        self._take_interval(info.heartbeat_interval)
-        self.stats.handshakes += 1
-        self.stats.reconnects = self.stats.handshakes - 1
-        self._ready = True
-        self._backoff = HELLO_BACKOFF_MIN
-        self._hello_deadline = INF
         # The ACK that comes in the same batch moves `sent` up to what the collector holds.
         self.outbox.rewind()
         self._flush_at = now
         log.info("%s collector %s at %s (heartbeat %.3g s)",
                  "connected to" if self.stats.handshakes == 1 else "reconnected to",
-                 info.alias or "", self.config.collector, self.heartbeat_interval)
-
-    def _take_interval(self, seconds: float) -> None:
-        """Adopt the collector's heartbeat interval when it is within bounds; 0 (not said) keeps ours quietly."""
-        if interval_ok(seconds):
-            self.heartbeat_interval = seconds
-        elif seconds:
-            self.stats.out_of_range += 1
-            self._log_sometimes("interval", logging.WARNING, "ignoring the collector's heartbeat interval %r (not "
-                                "within %g..%g s); keeping %.3g s", seconds, MIN_INTERVAL, MAX_INTERVAL,
-                                self.heartbeat_interval)
-
-    def _collector_info(self, env: Envelope) -> CollectorInfo:
-        try:
-            info = decode_payload(env.payload, env.encoding, env.schema)
-        except ProtocolError as exc:
-            log.warning("collector's HELLO carries a bad CollectorInfo: %s", exc)
-            return CollectorInfo()
-        return info if isinstance(info, CollectorInfo) else CollectorInfo()
+                 info.alias or "", self.config.collector, self.session.heartbeat_interval)
 
     def _on_ack(self, env: Envelope, now: float) -> None:
         try:
@@ -419,25 +350,15 @@ class Agent:
             self.stats.out_of_range += 1
             self._log_sometimes("ack", logging.WARNING, "ignoring an ACK from the collector: %s", exc)
             return
-        if self._ready and self.outbox.unsent:
+        if self.session.ready and self.outbox.unsent:
             self._flush_at = min(self._flush_at, now)
 
     def _on_error(self, env: Envelope, now: float) -> None:
-        self.stats.errors_received += 1
-        if env.error_code == "duplicate-node":
-            log.error("collector refused node id %s: %s; another agent with this node id is live", self.node,
-                      env.error or "no reason given")
-            self.stats.refused = True
+        due = self.session.on_error(env, self.node)
+        if due is Due.REFUSED:
             self.stop()
-            return
-        if env.error_code != "hello-required":
-            self._log_sometimes(f"error-{env.error_code}", logging.WARNING, "collector refused %s: %s (%s)",
-                                env.type or "an envelope", env.error, env.error_code)
-            return
-        if not self._ready:
-            return  # a HELLO is already on its way; answering every refused frame would multiply them
-        log.info("collector asks for a new handshake (it restarted?); saying HELLO again")
-        self._say_hello(now, reopen=False)
+        elif due is Due.REHELLO:
+            self._say_hello(now, reopen=False)
 
     def _on_request(self, env: Envelope, now: float) -> None:
         refusal = self.pool.submit(env)
@@ -461,12 +382,12 @@ class Agent:
             log.info("stopping on %s", signal.Signals(self._stop_signal).name)
         self._close_pool()
         deadline = time.monotonic() + STOP_FLUSH_TIME
-        if self._ready:
+        if self.session.ready:
             self._drain(deadline - BYE_LINGER)
         if self._link.socket is not None:
             self._send(envelope(Kind.BYE, node=self.node), time.monotonic())
         # Without a collector the BYE would only sit in the queue for the whole linger.
-        linger = max(BYE_LINGER, deadline - time.monotonic()) if self._ready else BYE_LINGER
+        linger = max(BYE_LINGER, deadline - time.monotonic()) if self.session.ready else BYE_LINGER
         self._link.close(linger_ms=int(linger * 1000))
         if self._own_context:
             self._ctx.term()
@@ -494,7 +415,7 @@ class Agent:
 
     def _drain(self, deadline: float) -> None:
         """Send what is unsent and wait for ACKs until everything is acknowledged or ``deadline``."""
-        while self._ready:
+        while self.session.ready:
             now = time.monotonic()
             self._flush(now)
             if (self.outbox.in_flight == 0 and self.outbox.unsent == 0 and not self.outbox.pending) \
