@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from messages.limits import saturate
+from messages.limits import MAX_CREDIT, saturate
 from messages.logs import ThrottledLog
 
 __all__ = ["AGENTS", "CLIENTS", "COUNTERS", "MODULES", "Counters", "ThrottledLog"]
@@ -50,7 +50,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "client-requests": (CLIENTS, "REQUESTs received"),
     "client-node-requests": (CLIENTS, "REQUESTs forwarded to an agent (or refused for that node)"),
     "client-subscribe-refused": (CLIENTS, "SUBSCRIBEs answered with ERROR (unknown type, no types)"),
-    "client-out-of-range": (CLIENTS, "REQUESTs and CREDITs refused for a credit outside 1..64 "
+    "client-out-of-range": (CLIENTS, f"REQUESTs and CREDITs refused for a credit outside 1..{MAX_CREDIT} "
                                      "(answered ERROR bad-request)"),
     "client-stale-credit": (CLIENTS, "CREDITs for no running stream (e.g. sent after the last chunk)"),
     "client-send-failed": (CLIENTS, "frames to clients that could not be sent (client gone or its queue full)"),
