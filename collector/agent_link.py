@@ -29,6 +29,7 @@ from messages import Envelope, Kind, NodeInfo
 from messages.codec import envelope, kind_name, pack, unpack
 from messages.errors import Code, ProtocolError
 from messages.limits import MAX_SEQ, MAX_TIME, OutOfRangeError, backlog_param, check_seq, check_time
+from messages.stream import two_part_header
 
 log = logging.getLogger(__name__)
 
@@ -161,21 +162,12 @@ class AgentLink:
         if self.sock.get(RCVMORE):
             self._skip_parts()
             return
-        env = self._chunk_header(body)
+        env = two_part_header(body, self.config.max_frame_bytes)
         if env is None:
             self._bad("bad-frame", "agent sent a two-part message whose first part is not one CHUNK header")
             return
         self.counters["envelopes"] += 1
         self._on_answer(ident, env, now, bulk)
-
-    def _chunk_header(self, body: bytes) -> Envelope | None:
-        try:
-            envelopes = unpack(body, self.config.max_frame_bytes)
-        except ProtocolError:
-            return None
-        if len(envelopes) != 1 or envelopes[0].kind != Kind.CHUNK or envelopes[0].payload:
-            return None
-        return envelopes[0]
 
     def _skip_parts(self) -> None:
         parts = 3

@@ -9,7 +9,6 @@ queue and loses its own updates; nobody waits for it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -28,12 +27,12 @@ from collector.relay import Relay
 from messages import Envelope, Kind
 from messages.codec import envelope, kind_name, pack_one, unpack
 from messages.errors import ProtocolError
-from messages.limits import MAX_CREDIT, OutOfRangeError, credit_grant, credit_param
+from messages.limits import OutOfRangeError, credit_grant, credit_param
+from messages.stream import STALL_TIMEOUT, CreditAccount, Piece, Take, chunk_stream
 
 log = logging.getLogger(__name__)
 
 REQUEST_WORKERS = 32
-STALL_TIMEOUT = 60.0    # seconds a stream waits for credit before it gives up on the client
 
 
 class ClientSender:
@@ -195,26 +194,16 @@ class ClientLink:
 
     def _stream(self, ident: bytes, request_id: int, type: str, chunks: Iterator[bytes],
                 params: dict[str, str]) -> None:
-        """Send a module's answer as CHUNKs, never more than the client's credit ahead.
+        """Send a module's answer as CHUNKs (messages/stream.py), never more than the client's credit ahead.
 
-        One piece is held back so that the last piece itself carries ``last`` (as agents do):
-        a small streamed answer is one CHUNK.
+        The last piece itself carries ``last`` (as agents do): a small streamed answer is one CHUNK.
         """
         stream = Stream(credit_param(params))
         self.streams[(ident, request_id)] = stream
-        digest, size, seq, held = hashlib.sha256(), 0, 0, b""
         try:
-            for chunk in chunks:
-                if not chunk:
-                    continue
-                if held:
-                    if not self._chunk(ident, stream, (type, request_id, seq), held):
-                        return
-                    seq += 1
-                held = bytes(chunk)
-                digest.update(held)
-                size += len(held)
-            self._chunk(ident, stream, (type, request_id, seq), held, {"size": str(size), "sha256": digest.hexdigest()})
+            for piece in chunk_stream(chunks):
+                if not self._chunk(ident, stream, type, request_id, piece):
+                    return
         except Exception as exc:  # the module's iterator failed halfway: tell the client, keep serving
             self._send(ident, envelope(Kind.ERROR, type=type, request_id=request_id, error_code="module-error",
                                        error=f"streaming {type} failed: {type_name(exc)}: {exc}"))
@@ -225,17 +214,12 @@ class ClientLink:
             if close is not None:
                 close()
 
-    def _chunk(self, ident: bytes, stream: Stream, at: tuple[str, int, int], data: bytes,
-               end: dict[str, str] | None = None) -> bool:
-        """Send CHUNK ``at`` = (type, request_id, seq) once credit allows; ``end`` (size, sha256) makes it the last.
-
-        False when the client cancelled or stopped granting credit.
-        """
+    def _chunk(self, ident: bytes, stream: Stream, type: str, request_id: int, piece: Piece) -> bool:
+        """Send ``piece`` as a CHUNK once credit allows; False when the client cancelled or stopped granting credit."""
         if not stream.take():
             return False
-        type, request_id, seq = at
-        self._send(ident, envelope(Kind.CHUNK, type=type, payload=data, request_id=request_id, seq=seq,
-                                   last=end is not None, params=end or {}))
+        self._send(ident, envelope(Kind.CHUNK, type=type, payload=piece.data, request_id=request_id, seq=piece.seq,
+                                   last=piece.last, params=piece.params))
         return True
 
     def _answer(self, type: str, params: dict[str, str], request_id: int) -> Any:
@@ -292,29 +276,25 @@ class ClientLink:
 
 
 class Stream:
-    """Credit of one streamed answer; the streaming greenlet waits here for more."""
+    """Credit of one streamed answer (a :class:`~messages.stream.CreditAccount`) and the Event its greenlet waits on."""
 
-    def __init__(self, credit: int) -> None:
-        self.credit = credit
-        self.cancelled = False
+    def __init__(self, credit: int, stall_timeout: float = STALL_TIMEOUT) -> None:
+        self.account = CreditAccount(credit)
+        self.stall_timeout = stall_timeout
         self.event = gevent.event.Event()
 
     def grant(self, count: int) -> None:
         """Take a checked CREDIT: ``count`` more chunks (never beyond MAX_CREDIT in all), or 0 to cancel."""
-        self.cancelled = self.cancelled or count == 0
-        self.credit = min(MAX_CREDIT, self.credit + count)
+        self.account.grant(count)
         self.event.set()
 
     def take(self) -> bool:
-        """Use one credit, waiting up to STALL_TIMEOUT for it; False when cancelled or stalled."""
-        while self.credit <= 0 and not self.cancelled:
-            self.event.clear()
-            if not self.event.wait(STALL_TIMEOUT):
+        """Use one credit, waiting up to ``stall_timeout`` for it; False when cancelled or stalled."""
+        while (taken := self.account.try_take()) is Take.WAIT:
+            self.event.clear()  # greenlets switch only in wait(): no grant can slip in between
+            if not self.event.wait(self.stall_timeout):
                 return False
-        if self.cancelled:
-            return False
-        self.credit -= 1
-        return True
+        return taken is Take.OK
 
 
 def _subscribe_error(env: Envelope, code: str, reason: str, **params: str) -> Envelope:

@@ -21,12 +21,13 @@ from google.protobuf.message import DecodeError, Message
 from collector import loader, settings
 from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
 from collector.config import CollectorConfig
-from collector.counters import Counters, ThrottledLog
+from collector.counters import Counters
 from collector.registry import NodeRegistry
 from collector.store import Store
 from messages import Encoding, Event
 from messages.codec import message_class
 from messages.errors import BadPayloadError, Code, ConfigError
+from messages.logs import ThrottledLog
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ subscription lease is renewed and heartbeats are sent while the client waits.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import logging
 import time
@@ -36,6 +35,7 @@ from messages import CollectorInfo, Envelope, Kind
 from messages.codec import decode_payload, envelope, kind_name, pack_one, unpack
 from messages.errors import CHECKSUM, ClientTimeout, ProtocolError, RequestFailed, SubscriptionRefused
 from messages.options import check_endpoint
+from messages.stream import DEFAULT_CREDIT, Digest, two_part_header
 
 __all__ = ["Client", "ClientTimeout", "RequestFailed", "Response", "SubscriptionRefused", "Update"]
 
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 10.0  # seconds; used until the collector's HELLO tells us its own
 DEFAULT_HEARTBEAT = 1.0
-DEFAULT_CREDIT = 8  # chunks a stream may have in flight towards this client
 MAX_BUFFERED_UPDATES = 10_000
 # Bounded so that a flood of updates cannot starve the check for a response.
 _MAX_FRAMES_PER_DRAIN = 1000
@@ -328,16 +327,12 @@ class Client:
                 parts += 1
             log.warning("dropped a message of %d parts from %s", parts + 1, self.endpoint)
             return
-        try:
-            envelopes = unpack(frame)
-        except ProtocolError as exc:
-            log.warning("dropped a bad frame from %s: %s", self.endpoint, exc)
-            return
-        if len(envelopes) != 1 or envelopes[0].kind != Kind.CHUNK or envelopes[0].payload:
+        header = two_part_header(frame)
+        if header is None:
             log.warning("dropped a two-part message from %s that is not one CHUNK header", self.endpoint)
             return
         self._heard()
-        self._replies.append((envelopes[0], bulk))
+        self._replies.append((header, bulk))
 
     def _accept(self, frame: bytes) -> None:
         try:
@@ -438,13 +433,11 @@ _STREAM_KINDS = (Kind.RESPONSE, Kind.ERROR, Kind.CHUNK)
 
 
 class _Receipt:
-    """What a stream delivered so far: size, digest, whether it is complete."""
+    """What a stream delivered so far: size and digest (a :class:`~messages.stream.Digest`), whether it is complete."""
 
     def __init__(self, type: str) -> None:
         self.type = type
-        self.size = 0
-        self.total: int | None = None
-        self.digest = hashlib.sha256()
+        self.digest = Digest()
         self.finished = False
 
     def take(self, env: Envelope, bulk: memoryview | None = None) -> bytes | memoryview:
@@ -455,24 +448,15 @@ class _Receipt:
         if env.kind == Kind.RESPONSE:
             self.finished = True
             return bytes(env.payload)
-        if "size" in env.params and not env.last:
-            self.total = int(env.params["size"])
         # Read the payload once: each access to a bytes field makes a new copy.
         data: bytes | memoryview = env.payload if bulk is None else bulk
-        self.size += len(data)
         self.digest.update(data)
         if env.last:
             self.finished = True
-            self._verify(env.params)
+            failure = self.digest.check(env.params)
+            if failure is not None:
+                raise RequestFailed(CHECKSUM, failure, self.type)
         return data
-
-    def _verify(self, params: Any) -> None:
-        size, digest = params.get("size"), params.get("sha256")
-        if size is not None and int(size) != self.size:
-            raise RequestFailed(CHECKSUM, f"received {self.size} bytes, the sender sent {size}", self.type)
-        if digest is not None and digest != self.digest.hexdigest():
-            raise RequestFailed(CHECKSUM, "the SHA-256 of the bytes received does not match the sender's",
-                                self.type)
 
 
 def _answers(env: Envelope, request_id: int) -> bool:

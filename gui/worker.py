@@ -15,7 +15,6 @@ only once it is complete and verified (:func:`stream_to_file`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
@@ -33,6 +32,7 @@ from gui.atomic import atomic_file
 from gui.client import Client, RequestFailed, SubscriptionRefused
 from messages import CollectorInfo, Files
 from messages.errors import CHECKSUM, LabscopeError, TransferCancelled
+from messages.stream import Digest
 
 __all__ = ["CONNECTED", "CONNECTING", "RECONNECTING", "REFUSED", "Transfer", "TransferCancelled", "Worker",
            "connection_state", "stream_to_file", "unwrap_files"]
@@ -122,15 +122,13 @@ class _Sink:
     def __init__(self, handle: IO[bytes], progress: Callable[[int], None]) -> None:
         self.handle = handle
         self.progress = progress
-        self.size = 0
-        self.digest = hashlib.sha256()
+        self.digest = Digest()
 
     def write(self, data: bytes) -> None:
         """Append ``data`` and report the bytes written so far."""
         self.handle.write(data)
         self.digest.update(data)
-        self.size += len(data)
-        self.progress(self.size)
+        self.progress(self.digest.size)
 
 
 def stream_to_file(client: Client, spec: Transfer, progress: Callable[[int], None],
@@ -148,7 +146,7 @@ def stream_to_file(client: Client, spec: Transfer, progress: Callable[[int], Non
     with atomic_file(Path(spec.target)) as handle:
         sink = _Sink(handle, progress)
         _receive(client.stream(spec.type, spec.params, timeout=timeout), spec, sink, cancelled)
-    return sink.size, sink.digest.hexdigest()
+    return sink.digest.size, sink.digest.hexdigest()
 
 
 def _receive(stream: Iterator[bytes], spec: Transfer, sink: _Sink, cancelled: Callable[[], bool]) -> None:
@@ -156,7 +154,7 @@ def _receive(stream: Iterator[bytes], spec: Transfer, sink: _Sink, cancelled: Ca
     try:
         for count, piece in enumerate(stream):
             if cancelled():
-                raise TransferCancelled(f"cancelled after {sink.size} bytes")
+                raise TransferCancelled(f"cancelled after {sink.digest.size} bytes")
             if count == 0 and spec.files_name:
                 held = piece
                 continue

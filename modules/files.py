@@ -41,8 +41,8 @@ from typing import Any
 from collector.addons import Aggregator, Param, Payload, Report, Request, RequestError, RequestSpec, UpdateSpec
 from messages import File, Files
 from messages.limits import OutOfRangeError, check_file_piece, check_time
+from messages.stream import CHUNK_BYTES, DEFAULT_CREDIT, MAX_CREDIT
 
-CHUNK = 1024 * 1024
 INLINE_LIMIT = 1024 * 1024
 _NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _LISTING = "list of maps {node, name, size, modtime}, sorted by node and name"
@@ -86,7 +86,8 @@ class FilesModule(Aggregator):
             params=(Param("node", "the node that sent the file", required=True),
                     Param("filename", "the file's name as the node sent it (relative, '/'-separated)",
                           required=True),
-                    Param("credit", "chunks the client takes at once when streamed (default 8, at most 64)")),
+                    Param("credit", "chunks the client takes at once when streamed "
+                                    f"(default {DEFAULT_CREDIT}, at most {MAX_CREDIT})")),
         ),
         "FileStats": RequestSpec("counts of the store",
                                  Payload.msgpack("map {files, bytes, refused}: refused = names refused as unsafe")),
@@ -218,5 +219,5 @@ def _received(part: Path) -> int:
 
 def _chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
+        while chunk := handle.read(CHUNK_BYTES):
             yield chunk

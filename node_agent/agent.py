@@ -48,6 +48,7 @@ from messages import Envelope, Kind
 from messages.codec import envelope, kind_name, pack, pack_one, unpack
 from messages.errors import ProtocolError
 from messages.limits import OutOfRangeError, check_seq
+from messages.logs import ThrottledLog
 from node_agent.handlers import builtin_handlers, handler_table, load_handlers
 from node_agent.link import Link
 from node_agent.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox
@@ -149,7 +150,7 @@ class Agent:
         self._stopping = False
         self._stop_signal: int | None = None
         self._flush_at = INF
-        self._last_logged: dict[str, float] = {}
+        self._throttled = ThrottledLog(log, LOG_EVERY, suffix="")
         self._handlers: dict[int, Callable[[Envelope, float], None]] = {
             Kind.HELLO: self._on_hello,
             Kind.ACK: self._on_ack,
@@ -367,10 +368,7 @@ class Agent:
             self._send(refusal, now)
 
     def _log_sometimes(self, key: str, level: int, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last_logged.get(key, -INF) >= LOG_EVERY:
-            self._last_logged[key] = now
-            log.log(level, msg, *args)
+        self._throttled.log(level, key, msg, *args)
 
     # --------------------------------------------------------------- stopping
 

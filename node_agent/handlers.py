@@ -25,6 +25,7 @@ import psutil
 
 from messages.errors import Code, ModuleError
 from messages.specs import ANY, Param, Payload, RequestSpec, spec_mismatch
+from messages.stream import CHUNK_BYTES, DEFAULT_CREDIT, MAX_CREDIT
 from node_agent.addons import Handler, NodeRequest, RequestError, Responder
 from node_agent.loader import addon_class, import_file, probe_files
 from node_agent.runner import ScheduledProbe
@@ -44,7 +45,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 1024 * 1024  # the largest CHUNK (docs/protocol.md): fewest per-chunk costs
+READ_CHUNK = CHUNK_BYTES  # the largest CHUNK: fewest per-chunk costs
 CMDLINE_MAX = 256
 _PROCESS_FIELDS = ["pid", "name", "username", "cpu_percent", "memory_info", "status", "cmdline"]
 
@@ -62,7 +63,8 @@ class NodeFileHandler(Handler):
             params=(Param("node", "the node", required=True),
                     Param("path", "the file: relative to the agent's first serve folder, or absolute; it must "
                                   "resolve (symlinks followed) inside a serve folder", required=True),
-                    Param("credit", "chunks the client takes at once (default 8, at most 64)")),
+                    Param("credit", "chunks the client takes at once "
+                                    f"(default {DEFAULT_CREDIT}, at most {MAX_CREDIT})")),
         ),
     }
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from messages import Envelope, Event, Kind
 from messages.codec import envelope
 from messages.limits import MAX_SEQ
+from messages.logs import ThrottledLog
 from node_agent.store import Drop, OutboxError, OutboxStore, Transaction
 
 __all__ = [
@@ -113,7 +114,7 @@ class Outbox:
         self._gaps = store.gaps
         self._unreported_discards = 0
         self._failing = False
-        self._last_logged: dict[str, float] = {}
+        self._throttled = ThrottledLog(log, LOG_EVERY, suffix="")
 
     @classmethod
     def open(cls, folder: Path | None, node: str, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -353,10 +354,7 @@ class Outbox:
         self._store.close()
 
     def _log_sometimes(self, key: str, level: int, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last_logged.get(key, -INF) >= LOG_EVERY:
-            self._last_logged[key] = now
-            log.log(level, msg, *args)
+        self._throttled.log(level, key, msg, *args)
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -18,30 +18,26 @@ and flow control", is the contract.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from messages import Envelope, Kind
 from messages.codec import envelope, pack_one
-from messages.limits import MAX_CREDIT, OutOfRangeError, credit_grant, credit_param
+from messages.limits import OutOfRangeError, credit_grant, credit_param
+from messages.stream import STALL_TIMEOUT, TWO_PART_MIN, CreditAccount, Piece, Take, chunk_stream
 from node_agent.addons import Handler, NodeRequest, RequestError
 
 __all__ = ["Credit", "Exchange", "RequestPool", "Outgoing", "TwoPart"]
 
 log = logging.getLogger(__name__)
 
-MAX_CHUNK = 1024 * 1024
 # A one-piece answer must fit well inside the collector's 16 MiB frame limit; larger ones stream.
 MAX_RESPONSE = 8 * 1024 * 1024
-STALL_TIMEOUT = 60.0
-# From this size a CHUNK's bytes travel as a second message part; below it a copy costs less than a part.
-TWO_PART_MIN = 64 * 1024
 REQUEST_TIMEOUT = 30.0
 WORKERS = 4
 QUEUE_LIMIT = 16
@@ -97,34 +93,43 @@ class Outgoing:
 
 
 class Credit:
-    """How many more CHUNKs one stream may send; the worker waits here, the main loop grants."""
+    """How many more CHUNKs one stream may send; the worker waits here, the main loop grants.
+
+    The counting is a :class:`~messages.stream.CreditAccount`; this adds only the threads' Condition.
+    """
 
     def __init__(self, credit: int) -> None:
         self._cond = threading.Condition()
-        self.credit = credit
-        self.cancelled = False
+        self._account = CreditAccount(credit)
+
+    @property
+    def credit(self) -> int:
+        """Chunks that may go before the next CREDIT."""
+        return self._account.credit
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the stream was cancelled."""
+        return self._account.cancelled
 
     def grant(self, count: int) -> None:
-        """``count`` more chunks may go (a CREDIT from the requester); never more than MAX_CREDIT in all."""
+        """``count`` more chunks may go (a checked CREDIT), never more than MAX_CREDIT in all; 0 cancels."""
         with self._cond:
-            self.credit = min(MAX_CREDIT, self.credit + count)
+            self._account.grant(count)
             self._cond.notify_all()
 
     def cancel(self) -> None:
         """Stop the stream: a waiting worker wakes up and gives up."""
         with self._cond:
-            self.cancelled = True
+            self._account.cancel()
             self._cond.notify_all()
 
-    def take(self, timeout: float) -> str:
+    def take(self, timeout: float) -> Take:
         """Use one credit: ``ok``, ``cancelled``, or ``stalled`` after ``timeout`` s without any."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self.credit > 0 or self.cancelled, timeout):
-                return "stalled"
-            if self.cancelled:
-                return "cancelled"
-            self.credit -= 1
-            return "ok"
+            if not self._cond.wait_for(lambda: self._account.ready, timeout):
+                return Take.STALLED
+            return self._account.try_take()
 
 
 class Exchange:
@@ -175,34 +180,26 @@ class Exchange:
         """Send ``chunks`` as CHUNKs under the requester's credit; see Responder.respond_streamed."""
         if not self._claim():
             return False
-        digest, total, seq = hashlib.sha256(), 0, 0
-        held: bytes | None = None
         try:
-            # One piece is held back so that the last data piece itself can carry last=true.
-            for piece in _pieces(chunks):
-                if held is not None:
-                    if not self._chunk(seq, held, _first(seq, size)):
-                        return False
-                    seq += 1
-                digest.update(piece)
-                total += len(piece)
-                held = piece
+            for piece in chunk_stream(chunks, size):
+                if not self._chunk(piece):
+                    return False
         except Exception as exc:
             log.error("%s request %d failed while streaming: %s: %s", self.type, self.request_id,
                       type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             self._put(self._error("handler-error", f"{self.type} failed while streaming: {type(exc).__name__}: {exc}"))
             return False
-        params = {"size": str(total), "sha256": digest.hexdigest()}
-        return self._chunk(seq, held or b"", params, last=True)
+        return True
 
     # --------------------------------------------------------------- internals
 
-    def _chunk(self, seq: int, data: bytes, params: dict[str, str], last: bool = False) -> bool:
+    def _chunk(self, piece: Piece) -> bool:
         state = self.credit.take(self.stall_timeout)
-        if state == "stalled":
+        if state is Take.STALLED:
             self._put(self._error("timeout", f"the requester granted no credit for {self.stall_timeout:g} s"))
-        if state != "ok":
+        if state is not Take.OK:
             return False
+        seq, data, last, params = piece
         if not self.two_part or len(data) < TWO_PART_MIN:
             return self._put(self._envelope(Kind.CHUNK, data, seq=seq, last=last, params=params))
         # The bytes ride as a second part: no copy into the envelope, none out of it at the collector.
@@ -246,22 +243,6 @@ class Exchange:
         with self._lock:
             self._closed = True
         self.credit.cancel()
-
-
-def _first(seq: int, size: int | None) -> dict[str, str]:
-    return {"size": str(size)} if seq == 0 and size is not None else {}
-
-
-def _pieces(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Non-empty pieces of at most MAX_CHUNK bytes."""
-    for chunk in chunks:
-        if len(chunk) <= MAX_CHUNK:
-            if chunk:
-                yield bytes(chunk)  # no copy for bytes, the usual case
-            continue
-        view = memoryview(chunk)
-        for start in range(0, len(view), MAX_CHUNK):
-            yield bytes(view[start:start + MAX_CHUNK])
 
 
 class RequestPool:
@@ -338,10 +319,8 @@ class RequestPool:
             exchange = self._active.get(env.request_id)
         if exchange is None:
             log.debug("CREDIT for request %d, which is not running", env.request_id)
-        elif granted == 0:
-            exchange.credit.cancel()
         else:
-            exchange.credit.grant(granted)
+            exchange.credit.grant(granted)  # 0 cancels
 
     def frames(self) -> list[bytes]:
         """Answers the workers queued, oldest first (main loop)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from messages import Envelope, Kind
 from messages.codec import envelope
+from messages.logs import ThrottledLog
 from node_agent.addons import Probe
 
 __all__ = ["ERROR_LOG_INTERVAL", "ScheduledProbe", "report_envelope"]
@@ -54,8 +55,7 @@ class ScheduledProbe:
         self.interval = interval
         self.next_due = time.monotonic() if start is None else start
         self.errors = 0
-        self._last_logged = float("-inf")
-        self._unlogged = 0
+        self._throttled = ThrottledLog(log, ERROR_LOG_INTERVAL, suffix=" (%d more failures not logged)")
         self._lock = threading.Lock()
 
     def run(self, node: str, wall: float, clock: float) -> Envelope | None:
@@ -82,11 +82,5 @@ class ScheduledProbe:
 
     def _failed(self, exc: Exception, clock: float) -> None:
         self.errors += 1
-        if clock - self._last_logged < ERROR_LOG_INTERVAL:
-            self._unlogged += 1
-            return
-        more = f" ({self._unlogged} more failures not logged)" if self._unlogged else ""
-        log.error("probe %s failed: %s: %s%s", self.name, type(exc).__name__, exc, more,
-                  exc_info=log.isEnabledFor(logging.DEBUG))
-        self._last_logged = clock
-        self._unlogged = 0
+        self._throttled.log(logging.ERROR, "failed", "probe %s failed: %s: %s", self.name, type(exc).__name__, exc,
+                            now=clock, exc_info=log.isEnabledFor(logging.DEBUG))

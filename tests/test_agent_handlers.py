@@ -20,6 +20,7 @@ import pytest
 
 from messages import Encoding, Envelope, Kind, SystemStats
 from messages.codec import decode_payload, envelope, unpack
+from messages.stream import CHUNK_BYTES as MAX_CHUNK
 from node_agent.addons import Handler, NodeRequest, RequestError, Responder
 from node_agent.handlers import (
     NodeFileHandler,
@@ -29,7 +30,7 @@ from node_agent.handlers import (
     handler_table,
     load_handlers,
 )
-from node_agent.pool import MAX_CHUNK, Credit, RequestPool
+from node_agent.pool import Credit, RequestPool
 from node_agent.runner import ScheduledProbe
 from node_agent.serve import ServeDirs
 from node_agent.sysprobe import SystemStatsProbe

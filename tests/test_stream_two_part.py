@@ -16,9 +16,10 @@ import zmq
 from gui.client import Client as LibClient
 from messages import Kind, NodeInfo
 from messages.codec import envelope, pack, pack_one, unpack
+from messages.stream import TWO_PART_MIN
 from node_agent.handlers import NodeFileHandler
 from node_agent.link import Link
-from node_agent.pool import TWO_PART_MIN, RequestPool, TwoPart
+from node_agent.pool import RequestPool, TwoPart
 from node_agent.serve import ServeDirs
 from tests.conftest import CollectorProcess, ProcessGroup
 from tests.wire import Client, Peer

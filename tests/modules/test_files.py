@@ -11,7 +11,8 @@ import pytest
 from collector.addons import Report, Request, RequestError
 from collector.testing import StubCollector, attach
 from messages import Encoding, File, Files
-from modules.files import CHUNK, FilesModule
+from messages.stream import CHUNK_BYTES as CHUNK
+from modules.files import FilesModule
 
 
 @pytest.fixture
