@@ -227,10 +227,18 @@ class ModuleHost:
         targets = self.report_routes.get(report.type)
         if not targets:
             return False
-        reason = self.payload_error(report) if report.encoding == PROTOBUF else None
-        if reason is not None:
-            self._bad_report(report, reason)
-            return True
+        if report.encoding == PROTOBUF:
+            # Hot path: the known schema's class from a dict and one parse, inline (payload_error says why).
+            cls = self._schemas.get(report.schema)
+            try:
+                if cls is None:
+                    raise DecodeError
+                report.parsed = cls.FromString(report.data)
+            except DecodeError:
+                reason = self.payload_error(report)
+                if reason is not None:
+                    self._bad_report(report, reason)
+                    return True
         self._dispatch(targets, report)
         return True
 

@@ -50,6 +50,8 @@ from messages import (
 
 __all__ = ["SystemStatsModule", "summarize"]
 
+_SYSTEMSTATS = SystemStats
+
 DEFAULT_HISTORY = 300
 
 
@@ -115,7 +117,8 @@ class SystemStatsModule(Aggregator):
 
     def processReport(self, msg: Report) -> None:
         """Keep one sample; runs for every report of every node, so it never logs (a bad payload raises)."""
-        msg.message(SystemStats)  # a bad payload raises here, before any state changes (parsed once, shared)
+        if type(msg.parsed) is not _SYSTEMSTATS:  # the collector parsed it already, unless it came without a schema
+            msg.message(SystemStats)  # a bad payload raises here, before any state changes
         history = self._history.get(msg.node)
         if history is None:
             history = self._history[msg.node] = deque(maxlen=self.history_length())
