@@ -21,6 +21,12 @@ import zmq
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
+# A suite started with SIGINT ignored (a background job of a non-interactive shell, nohup, some CI
+# runners) passes that on to every child, and a Python child then never raises KeyboardInterrupt:
+# the tests that stop `labscope watch` or `labscope demo` with Ctrl-C would wait for nothing.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def labscope_cmd(*args: str) -> list[str]:
     """The command line that runs ``labscope ARGS`` with this interpreter."""
