@@ -44,7 +44,7 @@ LIVENESS_PERIOD = 0.5      # seconds between lost-node checks
 class AgentLink:
     """Owns the agents' ROUTER socket; one instance per collector."""
 
-    def __init__(self, sock: zmq.Socket, host: ModuleHost, registry: NodeRegistry, counters: Counters,
+    def __init__(self, sock: zmq.Socket[bytes], host: ModuleHost, registry: NodeRegistry, counters: Counters,
                  config: CollectorConfig, info: Callable[[], CollectorInfo],
                  on_ingest: Callable[[], bool] = lambda: False, store: Store | None = None) -> None:
         self.sock = sock
