@@ -15,6 +15,8 @@ one line that tells the user what is wrong, where, and how to fix it.
 
 from __future__ import annotations
 
+__all__ = ["BadPayloadError", "ConfigError", "DependencyError", "LabscopeError", "ModuleError", "ProtocolError"]
+
 
 class LabscopeError(Exception):
     """Base of every error labscope raises on purpose."""
