@@ -14,9 +14,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
+
+from tests.fakes import FakeCollector, Handler
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -137,6 +140,18 @@ class ProcessGroup:
                 popen.wait(5)
 
 
+@pytest.fixture(autouse=True)
+def _unmarked_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked ``e2e`` cannot start a process: ``make unit`` (``-m "not e2e"``) starts none."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+
+    def refuse(popen: subprocess.Popen, args: Any, *rest: Any, **options: Any) -> None:
+        raise AssertionError(f"{request.node.nodeid} starts a process ({args!r}); mark it @pytest.mark.e2e")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+
+
 @pytest.fixture
 def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
     """Start real labscope processes; all are stopped when the test ends."""
@@ -151,3 +166,21 @@ def zmq_context() -> Iterator[zmq.Context]:
     ctx = zmq.Context()
     yield ctx
     ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def fake_collector(zmq_context: zmq.Context) -> Iterator[Callable[..., FakeCollector]]:
+    """Make fake collectors (tests/fakes.py) on the test's context: ``fake_collector(handler, port=, info=)``.
+
+    Each is closed (its serving thread stopped first) at teardown.
+    """
+    made: list[FakeCollector] = []
+
+    def make(handler: Handler | None = None, **options: Any) -> FakeCollector:
+        fake = FakeCollector(zmq_context, handler, **options)
+        made.append(fake)
+        return fake
+
+    yield make
+    for fake in made:
+        fake.close()
