@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from gui.client import Update
@@ -81,13 +82,28 @@ def test_demo_ctrl_c_stops_everything_and_prints_the_summary():
         popen.send_signal(signal.SIGINT)
         out, err = popen.communicate(timeout=30)
     finally:
-        if popen.poll() is None:
-            popen.kill()
-            popen.wait(5)
+        stop_demo(popen)
     assert popen.returncode == 0, err.decode()
     text = seen + out.decode()
     assert "nodes seen: 3" in text
     assert_cleaned_up(text)
+
+
+def stop_demo(popen: subprocess.Popen[bytes]) -> None:
+    """Stop a demo that is still running, and its children: they run in sessions of their own."""
+    if popen.poll() is not None:
+        return
+    children = psutil.Process(popen.pid).children(recursive=True)
+    popen.terminate()  # the demo stops its children on SIGTERM
+    try:
+        popen.wait(15)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait(5)
+    for child in children:
+        if child.is_running():
+            child.kill()
+    psutil.wait_procs(children, timeout=5)
 
 
 def read_until(popen: subprocess.Popen[bytes], needles: list[str], timeout: float) -> str:
