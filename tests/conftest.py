@@ -1,6 +1,7 @@
-"""Shared fixtures: real collector and agent processes on 127.0.0.1 with random ports.
+"""Shared fixtures: real collector and agent processes on 127.0.0.1 with random ports, and the fake collector.
 
-Every process a test starts is stopped at teardown; every wait polls with a deadline.
+Every process a test starts is stopped at teardown; every wait polls with a deadline. A test that
+starts processes is marked ``e2e``; one that is not cannot start any (``make unit`` starts none).
 """
 
 from __future__ import annotations
