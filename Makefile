@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench clean proto docs
+.PHONY: demo test lint unit e2e bench clean proto docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +17,21 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py
 demo: $(STAMP)
 	$(BIN)/labscope demo
 
-test: $(STAMP) lint unit
+# Everything, as CI runs it: lint, then every test (unit and e2e).
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy collector node_agent modules messages gui labscope
 
+# The fast tier: no test that starts a process (under a minute).
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+# The tests that start real labscope processes.
+e2e: $(STAMP)
+	$(BIN)/python -m pytest -q -m e2e
 
 bench: $(STAMP)
 	$(BIN)/labscope bench --json bench-results.json --markdown bench-results.md

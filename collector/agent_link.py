@@ -65,7 +65,7 @@ class AgentLink:
     greenlets send to agents; ``on_ingest`` wakes the push-on-change modules.
     """
 
-    def __init__(self, sock: zmq.Socket, core: Core, journal: Journal, relay: Relay, mailbox: Mailbox,
+    def __init__(self, sock: zmq.Socket[bytes], core: Core, journal: Journal, relay: Relay, mailbox: Mailbox,
                  on_ingest: Callable[[], bool] = lambda: False) -> None:
         self.sock = sock
         self.host = core.host

@@ -63,7 +63,7 @@ class Collector:
         self.updates: UpdateScheduler | None = None
         self.journal: Journal | None = None
         self.greenlets: list[gevent.Greenlet] = []
-        self.sockets: list[zmq.Socket] = []
+        self.sockets: list[zmq.Socket[bytes]] = []
         self.stopped = gevent.event.Event()
         self.exit_status = 0
         self._lock: IO[str] | None = None
@@ -93,7 +93,7 @@ class Collector:
         # every future collection, so full collections stay short and do not stall ingest.
         gc.freeze()
 
-    def _wire(self, agent_sock: zmq.Socket, client_sock: Any) -> None:
+    def _wire(self, agent_sock: zmq.Socket[bytes], client_sock: Any) -> None:
         """Build the links around the two sockets and spawn their loops and the modules' update loops."""
         core = Core(self.config, self.counters, self.registry, self.host, self.info)
         mailbox, sender = Mailbox(), ClientSender(client_sock, self.counters)
@@ -149,7 +149,7 @@ class Collector:
 
     # ------------------------------------------------------------ sockets and files
 
-    def _bind(self, sock: zmq.Socket, endpoint: str, role: str) -> zmq.Socket:
+    def _bind(self, sock: zmq.Socket[bytes], endpoint: str, role: str) -> zmq.Socket[bytes]:
         self.sockets.append(sock)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, 4 * self.config.max_frame_bytes)
@@ -169,7 +169,7 @@ class Collector:
         data_dir = self.config.data_dir
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
-            self._lock = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115  # held open for the process's life
+            self._lock = open(data_dir / LOCK_FILE, "a+")  # held open for the process's life
         except OSError as exc:
             raise LabscopeError(f"data dir {data_dir}: {exc.strerror}; give a writable --data-dir") from None
         try:
@@ -178,7 +178,7 @@ class Collector:
             raise LabscopeError(f"data dir {data_dir} is in use by another collector; "
                                 "stop it or give another --data-dir") from None
 
-    def _write_endpoints(self, agent_sock: zmq.Socket, client_sock: zmq.Socket) -> None:
+    def _write_endpoints(self, agent_sock: zmq.Socket[bytes], client_sock: zmq.Socket[bytes]) -> None:
         info = {
             "agents": _connectable(agent_sock.getsockopt_string(zmq.LAST_ENDPOINT)),
             "clients": _connectable(client_sock.getsockopt_string(zmq.LAST_ENDPOINT)),

@@ -95,7 +95,7 @@ class Client:
     Raises ConfigError for a malformed endpoint.
     """
 
-    def __init__(self, endpoint: str, *, context: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, *, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
         self.endpoint = check_endpoint(endpoint)
         self.info: CollectorInfo | None = None
         self.last_heard: float | None = None  # epoch seconds of the last frame received

@@ -37,7 +37,7 @@ def raw_send(endpoint: str, count: int) -> dict[str, float]:
     return {"count": count, "seconds": seconds}
 
 
-def raw_receive(sock: zmq.Socket, count: int, timeout: float) -> float:
+def raw_receive(sock: zmq.Socket[bytes], count: int, timeout: float) -> float:
     """Receive ``count`` messages on a ROUTER; messages per second from the first to the last."""
     if not sock.poll(int(timeout * 1000)):
         raise TimeoutError("the raw sender sent nothing")
@@ -181,7 +181,7 @@ def raw_stream(endpoint: str, path: str, chunk: int) -> dict[str, float]:
     return {"bytes": sent}
 
 
-def raw_stream_receive(sock: zmq.Socket, timeout: float) -> tuple[int, float]:
+def raw_stream_receive(sock: zmq.Socket[bytes], timeout: float) -> tuple[int, float]:
     """Receive a raw stream until its empty end marker; (bytes, seconds from first to last)."""
     if not sock.poll(int(timeout * 1000)):
         raise TimeoutError("the raw stream sender sent nothing")

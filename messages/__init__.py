@@ -10,6 +10,9 @@ This package imports nothing else of the project.
 
 from __future__ import annotations
 
+import importlib.metadata
+from pathlib import Path
+
 from messages.errors import (
     BadPayloadError,
     Code,
@@ -44,7 +47,25 @@ from messages.labscope_pb2 import (
     SystemStatsSummary,
 )
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """labscope's version, written once: in pyproject.toml, read from the installed package's metadata.
+
+    A source tree that was never installed (e.g. on ``PYTHONPATH``) reads its own pyproject.toml.
+    """
+    try:
+        return importlib.metadata.version("labscope")
+    except importlib.metadata.PackageNotFoundError:
+        import tomllib  # only a source tree that is not installed needs it
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "BadPayloadError",

@@ -20,6 +20,19 @@ from google.protobuf.message import DecodeError, Message
 from messages.errors import BadPayloadError, ProtocolError
 from messages.labscope_pb2 import Batch, Encoding, Envelope, Kind
 
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "check_protobuf_backend",
+    "decode_payload",
+    "encode_payload",
+    "envelope",
+    "kind_name",
+    "message_class",
+    "pack",
+    "pack_one",
+    "unpack",
+]
+
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 KIND_NAMES: dict[int, str] = {value: name for name, value in Kind.items()}

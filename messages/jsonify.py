@@ -15,6 +15,8 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+__all__ = ["to_jsonable"]
+
 _INT64_TYPES = frozenset(
     {
         FieldDescriptor.TYPE_INT64,

@@ -17,6 +17,18 @@ from typing import Any, NoReturn
 
 from messages.errors import ConfigError, LabscopeError, ModuleError
 
+__all__ = [
+    "USAGE_EXIT",
+    "Parser",
+    "check_endpoint",
+    "config_section",
+    "endpoint_arg",
+    "load_config",
+    "positive_float",
+    "run_command",
+    "setup_logging",
+]
+
 USAGE_EXIT = 2
 
 # Sections a labscope config file may hold; each command reads its own and

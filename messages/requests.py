@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["RequestView"]
+
 
 class RequestView:
     """One REQUEST: ``type``, ``params`` (strings) and ``request_id``.

@@ -122,7 +122,7 @@ class Agent:
     """A node agent: probes in, REPORTs out over one DEALER to the collector."""
 
     def __init__(self, config: AgentConfig, probes: list[ScheduledProbe],
-                 context: zmq.Context | None = None, outbox: Outbox | None = None) -> None:
+                 context: zmq.Context[zmq.Socket[bytes]] | None = None, outbox: Outbox | None = None) -> None:
         self.config = config
         self.node = config.node_id
         self.probes = probes

@@ -26,10 +26,10 @@ class Link:
     poll at once.
     """
 
-    def __init__(self, context: zmq.Context, endpoint: str) -> None:
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> None:
         self.context = context
         self.endpoint = endpoint
-        self.socket: zmq.Socket | None = None
+        self.socket: zmq.Socket[bytes] | None = None
         self._wakes: dict[str, socket.socket] = {}
         self._poller = zmq.Poller()
 

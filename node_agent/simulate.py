@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import gevent
 import zmq.green as zmq
 
-from messages import Code, CollectorInfo, Kind, NodeInfo, SystemStats, __version__
+from messages import Code, CollectorInfo, Envelope, Kind, NodeInfo, SystemStats, __version__
 from messages.codec import envelope, pack, unpack
 from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
 
@@ -71,7 +71,7 @@ class Totals:
 class SimulatedAgent:
     """One fake node: a DEALER, a sequence counter and what is not yet acknowledged."""
 
-    def __init__(self, context: zmq.Context, endpoint: str, node: str, totals: Totals) -> None:
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str, node: str, totals: Totals) -> None:
         self.node = node
         self.totals = totals
         self.sock = context.socket(zmq.DEALER)
@@ -109,7 +109,7 @@ class SimulatedAgent:
             self._send([envelope(Kind.HEARTBEAT, node=self.node)])
             self.totals.heartbeats += 1
 
-    def _send(self, envelopes: list) -> None:
+    def _send(self, envelopes: list[Envelope]) -> None:
         self.sock.send(pack(envelopes), zmq.NOBLOCK)
         self.last_sent = time.monotonic()
 
@@ -128,7 +128,7 @@ class SimulatedAgent:
             except zmq.Again:
                 frame = None
 
-    def _on(self, env) -> None:
+    def _on(self, env: Envelope) -> None:
         if env.kind == Kind.ACK:
             self.totals.acked += max(0, env.seq - self.acked)
             self.acked = max(self.acked, env.seq)

@@ -1,6 +1,7 @@
-"""Shared fixtures: real collector and agent processes on 127.0.0.1 with random ports.
+"""Shared fixtures: real collector and agent processes on 127.0.0.1 with random ports, and the fake collector.
 
-Every process a test starts is stopped at teardown; every wait polls with a deadline.
+Every process a test starts is stopped at teardown; every wait polls with a deadline. A test that
+starts processes is marked ``e2e``; one that is not cannot start any (``make unit`` starts none).
 """
 
 from __future__ import annotations
@@ -14,12 +15,21 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
 
+from tests.fakes import FakeCollector, Handler
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# A suite started with SIGINT ignored (a background job of a non-interactive shell, nohup, some CI
+# runners) passes that on to every child, and a Python child then never raises KeyboardInterrupt:
+# the tests that stop `labscope watch` or `labscope demo` with Ctrl-C would wait for nothing.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def labscope_cmd(*args: str) -> list[str]:
@@ -131,6 +141,18 @@ class ProcessGroup:
                 popen.wait(5)
 
 
+@pytest.fixture(autouse=True)
+def _unmarked_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked ``e2e`` cannot start a process: ``make unit`` (``-m "not e2e"``) starts none."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+
+    def refuse(popen: subprocess.Popen, args: Any, *rest: Any, **options: Any) -> None:
+        raise AssertionError(f"{request.node.nodeid} starts a process ({args!r}); mark it @pytest.mark.e2e")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+
+
 @pytest.fixture
 def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
     """Start real labscope processes; all are stopped when the test ends."""
@@ -145,3 +167,21 @@ def zmq_context() -> Iterator[zmq.Context]:
     ctx = zmq.Context()
     yield ctx
     ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def fake_collector(zmq_context: zmq.Context) -> Iterator[Callable[..., FakeCollector]]:
+    """Make fake collectors (tests/fakes.py) on the test's context: ``fake_collector(handler, port=, info=)``.
+
+    Each is closed (its serving thread stopped first) at teardown.
+    """
+    made: list[FakeCollector] = []
+
+    def make(handler: Handler | None = None, **options: Any) -> FakeCollector:
+        fake = FakeCollector(zmq_context, handler, **options)
+        made.append(fake)
+        return fake
+
+    yield make
+    for fake in made:
+        fake.close()

@@ -33,18 +33,21 @@ def write_config(tmp_path: Path, text: str) -> Path:
 # --------------------------------------------------- real processes, end to end
 
 
+@pytest.mark.e2e
 def test_bad_flag_is_one_line_exit_2():
     result = run_agent("--collector", "tcp://127.0.0.1:5555", "--bogus")
     assert result.returncode == 2
     assert "--bogus" in one_line(result.stderr)
 
 
+@pytest.mark.e2e
 def test_malformed_endpoint_is_one_line_naming_it():
     result = run_agent("--collector", "tcp//x")
     assert result.returncode == 2
     assert "tcp//x" in one_line(result.stderr)
 
 
+@pytest.mark.e2e
 def test_config_unknown_key_names_file_and_key(tmp_path):
     path = write_config(tmp_path, '[agent]\ncollector = "tcp://127.0.0.1:5555"\nspeed = 3\n')
     result = run_agent("--config", str(path))
@@ -53,6 +56,7 @@ def test_config_unknown_key_names_file_and_key(tmp_path):
     assert str(path) in line and "speed" in line
 
 
+@pytest.mark.e2e
 def test_help_explains_every_flag():
     result = run_agent("--help")
     assert result.returncode == 0
@@ -62,6 +66,7 @@ def test_help_explains_every_flag():
         assert flag in result.stdout
 
 
+@pytest.mark.e2e
 def test_bad_outbox_max_age_is_one_line_exit_2():
     result = run_agent("--collector", "tcp://127.0.0.1:5555", "--outbox-max-age", "soon")
     assert result.returncode == 2
@@ -69,6 +74,7 @@ def test_bad_outbox_max_age_is_one_line_exit_2():
     assert "--outbox-max-age" in line and "soon" in line
 
 
+@pytest.mark.e2e
 def test_data_dir_of_another_node_is_one_line_exit_2(tmp_path):
     Outbox.open(tmp_path / "data", "alpha").close()
     result = run_agent("--collector", "tcp://127.0.0.1:5555", "--node-id", "beta", "--data-dir", str(tmp_path / "data"))
@@ -77,6 +83,7 @@ def test_data_dir_of_another_node_is_one_line_exit_2(tmp_path):
                                        "give --node-id alpha or another --data-dir")
 
 
+@pytest.mark.e2e
 def test_data_dir_in_use_is_one_line_exit_1(tmp_path):
     holder = Outbox.open(tmp_path / "data", "n1")  # holds the folder's lock, as a running agent does
     try:
@@ -88,6 +95,7 @@ def test_data_dir_in_use_is_one_line_exit_1(tmp_path):
     assert "in use by another agent" in one_line(result.stderr)
 
 
+@pytest.mark.e2e
 def test_unwritable_data_dir_is_one_line_exit_1(tmp_path):
     (tmp_path / "file").write_text("a file where a folder should be")
     result = run_agent("--collector", "tcp://127.0.0.1:5555", "--data-dir", str(tmp_path / "file" / "data"))

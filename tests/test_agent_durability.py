@@ -23,6 +23,8 @@ from node_agent.store import DB_NAME
 from tests.conftest import FIXTURES, CollectorProcess, ProcessGroup, wait_for
 from tests.wire import Client
 
+pytestmark = pytest.mark.e2e
+
 pytest.importorskip("collector.cli")
 
 FAST_PROBES = str(FIXTURES / "durability_probes")

@@ -22,104 +22,27 @@ import zmq
 
 import messages
 from messages import CollectorInfo, Envelope, Kind, NodeInfo, SystemStats
-from messages.codec import decode_payload, envelope, pack, unpack
+from messages.codec import decode_payload, envelope
 from node_agent.agent import Agent, AgentConfig
 from node_agent.link import Link
 from node_agent.runner import ScheduledProbe
 from node_agent.store import DB_NAME
 from node_agent.sysprobe import SystemStatsProbe
 from tests.conftest import FIXTURES, REPO, labscope_cmd, wait_for
+from tests.fakes import FakeCollector
 
 HEARTBEAT = 0.2
 
 
-class FakeCollector:
-    """A ROUTER on 127.0.0.1 that the test drives; remembers every envelope it received."""
-
-    def __init__(self, ctx: zmq.Context, port: int | None = None) -> None:
-        self.sock = ctx.socket(zmq.ROUTER)
-        self.sock.linger = 0
-        if port is None:
-            self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
-        else:
-            self.port = port
-            self._bind_again(port)
-        self.endpoint = f"tcp://127.0.0.1:{self.port}"
-        self.seen: list[Envelope] = []
-
-    def _bind_again(self, port: int) -> None:
-        # The previous socket on this port is closed asynchronously by libzmq's I/O thread.
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                self.sock.bind(f"tcp://127.0.0.1:{port}")
-                return
-            except zmq.ZMQError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def recv(self, timeout: float) -> tuple[bytes, list[Envelope]] | None:
-        """One frame (identity, envelopes), or None after ``timeout`` s."""
-        if not self.sock.poll(int(timeout * 1000)):
-            return None
-        ident, frame, *bulk = self.sock.recv_multipart()
-        envs = list(unpack(frame))
-        if bulk:  # a two-part CHUNK: its bytes ride in the second part
-            envs[0].payload = bulk[0]
-        self.seen.extend(envs)
-        return ident, envs
-
-    def send(self, ident: bytes, *envs: Envelope) -> None:
-        self.sock.send_multipart([ident, pack(envs)])
-
-    def expect(self, kind: int, timeout: float = 5.0, on_frame: Callable | None = None) -> tuple[bytes, Envelope]:
-        """Read until an envelope of ``kind`` arrives; ``on_frame(ident, envs)`` sees every frame first."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            got = self.recv(left)
-            if got is None:
-                break
-            ident, envs = got
-            if on_frame is not None:
-                on_frame(ident, envs)
-            for env in envs:
-                if env.kind == kind:
-                    return ident, env
-        raise AssertionError(f"no {Kind.Name(kind)} within {timeout} s; saw {[Kind.Name(e.kind) for e in self.seen]}")
-
-    def welcome(self, ident: bytes, hello: Envelope, ack: int | None = None) -> None:
-        """Answer a HELLO the way the collector does: CollectorInfo + ACK in one batch."""
-        info = CollectorInfo(alias="fake", heartbeat_interval=HEARTBEAT)
-        seq = hello.seq - 1 if ack is None else ack
-        self.send(ident, envelope(Kind.HELLO, "CollectorInfo", info), envelope(Kind.ACK, node=hello.node, seq=seq))
-
-    def acker(self, ident_filter: bytes | None = None) -> Callable:
-        """An ``on_frame`` that acknowledges reports and answers heartbeats."""
-
-        def on_frame(ident: bytes, envs: list[Envelope]) -> None:
-            if ident_filter is not None and ident != ident_filter:
-                return
-            seqs = [e.seq for e in envs if e.kind == Kind.REPORT]
-            if seqs:
-                self.send(ident, envelope(Kind.ACK, node=envs[0].node, seq=max(seqs)))
-            if any(e.kind == Kind.HEARTBEAT for e in envs):
-                self.send(ident, envelope(Kind.HEARTBEAT))
-
-        return on_frame
-
-    def reports(self, type: str = "SystemStats") -> list[Envelope]:
-        return [e for e in self.seen if e.kind == Kind.REPORT and e.type == type]
-
-    def close(self) -> None:
-        self.sock.close(linger=0)
+def fake_info() -> CollectorInfo:
+    """What the fake collector tells agents in its HELLO: heartbeats every HEARTBEAT s."""
+    return CollectorInfo(alias="fake", heartbeat_interval=HEARTBEAT)
 
 
 @pytest.fixture
-def collector(zmq_context) -> Iterator[FakeCollector]:
-    fake = FakeCollector(zmq_context)
-    yield fake
-    fake.close()
+def collector(fake_collector) -> FakeCollector:
+    """A fake collector the test services by hand."""
+    return fake_collector(info=fake_info())
 
 
 @pytest.fixture
@@ -160,6 +83,7 @@ def seqs(envs: list[Envelope]) -> list[int]:
     return [e.seq for e in envs]
 
 
+@pytest.mark.e2e
 def test_hello_carries_node_info_then_reports_in_order(collector, start_agent):
     agent = start_agent(collector.endpoint)
     ident, hello = collector.expect(Kind.HELLO)
@@ -178,6 +102,7 @@ def test_hello_carries_node_info_then_reports_in_order(collector, start_agent):
     assert all(r.node == "n1" and r.schema == "labscope.SystemStats" for r in reports)
 
 
+@pytest.mark.e2e
 def test_request_is_refused_with_unknown_type(collector, start_agent):
     start_agent(collector.endpoint)
     ident, hello = collector.expect(Kind.HELLO)
@@ -187,6 +112,7 @@ def test_request_is_refused_with_unknown_type(collector, start_agent):
     assert (error.request_id, error.error_code, error.type, error.node) == (42, "unknown-type", "Files", "n1")
 
 
+@pytest.mark.e2e
 def test_idle_agent_sends_heartbeats_and_does_not_spin(collector, start_agent):
     agent = start_agent(collector.endpoint, interval=30.0)
     ident, hello = collector.expect(Kind.HELLO)
@@ -203,8 +129,9 @@ def test_idle_agent_sends_heartbeats_and_does_not_spin(collector, start_agent):
     assert agent.poll() is None
 
 
-def test_unacked_reports_are_resent_after_collector_restart(zmq_context, start_agent):
-    first = FakeCollector(zmq_context)
+@pytest.mark.e2e
+def test_unacked_reports_are_resent_after_collector_restart(fake_collector, start_agent):
+    first = fake_collector(info=fake_info())
     start_agent(first.endpoint)
     ident, hello = first.expect(Kind.HELLO)
     first.welcome(ident, hello)
@@ -218,22 +145,20 @@ def test_unacked_reports_are_resent_after_collector_restart(zmq_context, start_a
     port = first.port
     first.close()
 
-    second = FakeCollector(zmq_context, port=port)
-    try:
-        ident, hello = second.expect(Kind.HELLO, timeout=10)
-        assert hello.seq == acked + 1
-        second.welcome(ident, hello, ack=acked)  # the restarted collector holds what it acknowledged
-        collect_reports(second, max(held_by_first) - acked + 3)
-        resent = second.reports()
-        assert seqs(resent) == list(range(acked + 1, acked + 1 + len(resent)))  # oldest first, no gap
-        for env in resent:
-            if env.seq in held_by_first:  # the same report, not a new one under an old number
-                assert env.SerializeToString() == held_by_first[env.seq].SerializeToString()
-        assert max(seqs(resent)) > max(held_by_first)
-    finally:
-        second.close()
+    second = fake_collector(port=port, info=fake_info())
+    ident, hello = second.expect(Kind.HELLO, timeout=10)
+    assert hello.seq == acked + 1
+    second.welcome(ident, hello, ack=acked)  # the restarted collector holds what it acknowledged
+    collect_reports(second, max(held_by_first) - acked + 3)
+    resent = second.reports()
+    assert seqs(resent) == list(range(acked + 1, acked + 1 + len(resent)))  # oldest first, no gap
+    for env in resent:
+        if env.seq in held_by_first:  # the same report, not a new one under an old number
+            assert env.SerializeToString() == held_by_first[env.seq].SerializeToString()
+    assert max(seqs(resent)) > max(held_by_first)
 
 
+@pytest.mark.e2e
 def test_hello_required_error_triggers_new_hello_and_resend(collector, start_agent):
     start_agent(collector.endpoint)
     ident, hello = collector.expect(Kind.HELLO)
@@ -253,6 +178,7 @@ def test_hello_required_error_triggers_new_hello_and_resend(collector, start_age
     assert len([e for e in collector.seen[before:] if e.kind == Kind.HELLO]) == 0
 
 
+@pytest.mark.e2e
 def test_bye_on_sigterm_after_flushing(collector, start_agent):
     agent = start_agent(collector.endpoint)
     ident, hello = collector.expect(Kind.HELLO)
@@ -265,6 +191,7 @@ def test_bye_on_sigterm_after_flushing(collector, start_agent):
     assert collector.seen[-1].kind == Kind.BYE  # nothing after the goodbye
 
 
+@pytest.mark.e2e
 def test_sigint_without_collector_exits_zero(tmp_path, start_agent, zmq_context):
     probe = zmq_context.socket(zmq.ROUTER)
     port = probe.bind_to_random_port("tcp://127.0.0.1")
@@ -276,6 +203,7 @@ def test_sigint_without_collector_exits_zero(tmp_path, start_agent, zmq_context)
     assert "Traceback" not in start_agent.logs()
 
 
+@pytest.mark.e2e
 def test_drop_in_probes_report_and_bad_files_are_skipped(collector, start_agent):
     agent = start_agent(collector.endpoint, "--probes-dir", str(FIXTURES / "probes"), interval=0.5)
     ident, hello = collector.expect(Kind.HELLO)
@@ -351,6 +279,7 @@ def node_instance(hello: Envelope) -> str:
     return info.instance
 
 
+@pytest.mark.e2e
 def test_heartbeats_keep_coming_while_busy_and_carry_the_backlog(collector, start_agent):
     start_agent(collector.endpoint, "--probes-dir", FAST_PROBES)
     ident, hello = collector.expect(Kind.HELLO)
@@ -373,6 +302,7 @@ def test_heartbeats_keep_coming_while_busy_and_carry_the_backlog(collector, star
     assert backlogs and max(backlogs) < 10  # acknowledged at once, so little is held
 
 
+@pytest.mark.e2e
 def test_backlog_grows_while_nothing_is_acknowledged(collector, start_agent):
     start_agent(collector.endpoint, "--probes-dir", FAST_PROBES)
     ident, hello = collector.expect(Kind.HELLO)
@@ -393,6 +323,7 @@ def test_backlog_grows_while_nothing_is_acknowledged(collector, start_agent):
     assert reported[-1][1] > reported[0][1] + 10
 
 
+@pytest.mark.e2e
 def test_restart_on_the_same_data_dir_resends_unacked_with_the_same_instance(collector, start_agent, tmp_path):
     first = start_agent(collector.endpoint, "--probes-dir", FAST_PROBES)
     ident, hello = collector.expect(Kind.HELLO)
@@ -425,6 +356,7 @@ def test_restart_on_the_same_data_dir_resends_unacked_with_the_same_instance(col
             assert env.SerializeToString() == before[env.seq]
 
 
+@pytest.mark.e2e
 def test_duplicate_node_refusal_exits_1_and_leaves_the_outbox(collector, start_agent, tmp_path):
     agent = start_agent(collector.endpoint, "--probes-dir", FAST_PROBES)
     ident, hello = collector.expect(Kind.HELLO)

@@ -13,7 +13,7 @@ from tests.conftest import ProcessGroup, wait_for
 from tests.modules import sample
 from tests.wire import Client, Peer
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 GARBAGE = b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"  # a length prefix far past the end: never parses
 PROTO = {"SystemStats": SystemStats, "Samples": Samples, "FileOutput": Files, "Event": Event}

@@ -12,6 +12,7 @@ from labscope.bench import FIELDS, format_value, percentile, verdict
 from tests.conftest import labscope_cmd
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(240)
 def test_quick_bench_writes_every_field(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
@@ -44,6 +45,7 @@ def test_percentile_and_verdicts() -> None:
     assert format_value(1234567.8) == "1,234,568" and format_value(3) == "3"
 
 
+@pytest.mark.e2e
 def test_bad_override_is_a_usage_error() -> None:
     done = subprocess.run(labscope_cmd("bench", "--rounds", "0"), capture_output=True, text=True, timeout=30,
                           check=False)

@@ -1,8 +1,7 @@
-"""gui.client.Client against a real ROUTER socket the test binds (a scripted fake collector)."""
+"""gui.client.Client against a real ROUTER socket the test binds (a fake collector served from a thread)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -11,57 +10,8 @@ import zmq
 
 from gui.client import Client, ClientTimeout, RequestFailed, SubscriptionRefused, Update
 from messages import CollectorInfo, ConfigError, Encoding, Envelope, Kind, NodeList, NodeStatus
-from messages.codec import envelope, pack, unpack
-
-# A handler returns what to send back: an envelope per frame, or a list of them as one batch.
-Handler = Callable[[Envelope], list[Envelope | list[Envelope]]]
-
-
-class FakeCollector:
-    """A ROUTER in a thread: records every envelope and answers with ``handler(env)``.
-
-    The handler returns the envelopes to send back; each is sent as its own frame
-    unless it is a list (then one batch). ``raw`` frames queued by the test go first.
-    """
-
-    def __init__(self, context: zmq.Context, handler: Handler) -> None:
-        self.context = context
-        self.handler = handler
-        self.received: list[Envelope] = []
-        self.raw: list[bytes] = []
-        self.socket = context.socket(zmq.ROUTER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        port = self.socket.bind_to_random_port("tcp://127.0.0.1")
-        self.endpoint = f"tcp://127.0.0.1:{port}"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            if not self.socket.poll(20, zmq.POLLIN):
-                continue
-            identity, frame = self.socket.recv_multipart()
-            for env in unpack(frame):
-                self.received.append(env)
-                self._answer(identity, env)
-
-    def _answer(self, identity: bytes, env: Envelope) -> None:
-        while self.raw:
-            self.socket.send_multipart([identity, self.raw.pop(0)])
-        for out in self.handler(env):
-            batch = out if isinstance(out, list) else [out]
-            self.socket.send_multipart([identity, pack(batch)])
-
-    def kinds(self, kind: int) -> list[Envelope]:
-        """Every received envelope of ``kind``."""
-        return [env for env in list(self.received) if env.kind == kind]
-
-    def close(self) -> None:
-        """Stop the thread, then close the socket from this thread."""
-        self._stop.set()
-        self._thread.join(5)
-        self.socket.close(linger=0)
+from messages.codec import envelope
+from tests.fakes import Answer, FakeCollector, Handler
 
 
 def info(subscription_lease: float = 10.0) -> CollectorInfo:
@@ -70,7 +20,7 @@ def info(subscription_lease: float = 10.0) -> CollectorInfo:
                          heartbeat_interval=1.0, update_types=["NodeList"], request_types=["Echo"])
 
 
-def standard(env: Envelope, lease: float = 10.0) -> list[Envelope | list[Envelope]]:
+def standard(env: Envelope, lease: float = 10.0) -> list[Answer]:
     """Answer HELLO with CollectorInfo, HEARTBEAT with HEARTBEAT, REQUEST Echo with its params."""
     if env.kind == Kind.HELLO:
         return [envelope(Kind.HELLO, "CollectorInfo", info(subscription_lease=lease))]
@@ -82,18 +32,9 @@ def standard(env: Envelope, lease: float = 10.0) -> list[Envelope | list[Envelop
 
 
 @pytest.fixture
-def fake(zmq_context: zmq.Context) -> Iterator[Callable[[Handler], FakeCollector]]:
-    """Start fake collectors with a handler; all are closed at teardown."""
-    started: list[FakeCollector] = []
-
-    def start(handler: Handler = standard) -> FakeCollector:
-        server = FakeCollector(zmq_context, handler)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
+def fake(fake_collector: Callable[..., FakeCollector]) -> Callable[[Handler], FakeCollector]:
+    """Start fake collectors that a thread serves with ``handler``; all are closed at teardown."""
+    return lambda handler=standard: fake_collector(handler).start()
 
 
 @pytest.fixture
@@ -133,7 +74,7 @@ def test_request_response_decodes_msgpack(fake, client_for):
 def test_request_response_decodes_protobuf(fake, client_for):
     nodes = NodeList(nodes=[NodeStatus(node="n1", status="live", last_seq=7)])
 
-    def handler(env: Envelope) -> list[Envelope | list[Envelope]]:
+    def handler(env: Envelope) -> list[Answer]:
         return [envelope(Kind.RESPONSE, env.type, nodes, request_id=env.request_id)]
 
     response = client_for(fake(handler).endpoint).request("NodeList", timeout=5)
@@ -144,7 +85,7 @@ def test_request_response_decodes_protobuf(fake, client_for):
 
 
 def test_error_raises_request_failed(fake, client_for):
-    def handler(env: Envelope) -> list[Envelope | list[Envelope]]:
+    def handler(env: Envelope) -> list[Answer]:
         return [envelope(Kind.ERROR, env.type, request_id=env.request_id, error_code="unknown-type",
                          error="no module answers Nope")]
 
@@ -159,7 +100,7 @@ def test_error_raises_request_failed(fake, client_for):
 def test_stale_responses_are_ignored(fake, client_for):
     held: list[Envelope] = []
 
-    def handler(env: Envelope) -> list[Envelope | list[Envelope]]:
+    def handler(env: Envelope) -> list[Answer]:
         if env.kind != Kind.REQUEST:
             return []
         if not held:  # sit on the first request until the second one arrives
@@ -179,7 +120,7 @@ def test_stale_responses_are_ignored(fake, client_for):
 
 
 def test_updates_during_a_request_are_buffered(fake, client_for):
-    def handler(env: Envelope) -> list[Envelope | list[Envelope]]:
+    def handler(env: Envelope) -> list[Answer]:
         if env.kind != Kind.REQUEST:
             return []
         first = envelope(Kind.UPDATE, "NodeList", NodeList(nodes=[NodeStatus(node="a")]), time=100.0)
@@ -197,7 +138,7 @@ def test_updates_during_a_request_are_buffered(fake, client_for):
 
 
 def test_subscribe_sends_types_and_first_update_arrives(fake, client_for):
-    def handler(env: Envelope) -> list[Envelope | list[Envelope]]:
+    def handler(env: Envelope) -> list[Answer]:
         if env.kind == Kind.SUBSCRIBE:
             return [envelope(Kind.UPDATE, "NodeList", NodeList(nodes=[NodeStatus(node="n9")]))]
         return standard(env)

@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import labscope_cmd
 
+pytestmark = pytest.mark.e2e
+
 LOOPBACK = ["--listen-agents", "tcp://127.0.0.1:*", "--listen-clients", "tcp://127.0.0.1:*"]
 
 

@@ -14,6 +14,8 @@ from messages.codec import decode_payload, envelope, pack
 from tests.conftest import FIXTURES, CollectorProcess, ProcessGroup, wait_for
 from tests.wire import Client, Peer
 
+pytestmark = pytest.mark.e2e
+
 MODULES = str(FIXTURES / "modules")
 
 

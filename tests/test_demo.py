@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from gui.client import Update
@@ -57,6 +58,7 @@ def assert_three_live(out: str) -> None:
         assert re.search(rf"demo-node-{k}\s+live\s+reports up to seq [1-9]\d*", out), out
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(60)
 def test_demo_runs_for_its_duration_and_cleans_up():
     start = time.monotonic()
@@ -70,6 +72,7 @@ def test_demo_runs_for_its_duration_and_cleans_up():
     assert_cleaned_up(out)
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(60)
 def test_demo_ctrl_c_stops_everything_and_prints_the_summary():
     popen = subprocess.Popen(labscope_cmd("demo", "--interval", "0.5"), stdout=subprocess.PIPE,
@@ -79,13 +82,28 @@ def test_demo_ctrl_c_stops_everything_and_prints_the_summary():
         popen.send_signal(signal.SIGINT)
         out, err = popen.communicate(timeout=30)
     finally:
-        if popen.poll() is None:
-            popen.kill()
-            popen.wait(5)
+        stop_demo(popen)
     assert popen.returncode == 0, err.decode()
     text = seen + out.decode()
     assert "nodes seen: 3" in text
     assert_cleaned_up(text)
+
+
+def stop_demo(popen: subprocess.Popen[bytes]) -> None:
+    """Stop a demo that is still running, and its children: they run in sessions of their own."""
+    if popen.poll() is not None:
+        return
+    children = psutil.Process(popen.pid).children(recursive=True)
+    popen.terminate()  # the demo stops its children on SIGTERM
+    try:
+        popen.wait(15)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait(5)
+    for child in children:
+        if child.is_running():
+            child.kill()
+    psutil.wait_procs(children, timeout=5)
 
 
 def read_until(popen: subprocess.Popen[bytes], needles: list[str], timeout: float) -> str:
@@ -101,6 +119,7 @@ def read_until(popen: subprocess.Popen[bytes], needles: list[str], timeout: floa
     return text
 
 
+@pytest.mark.e2e
 def test_demo_bad_args_exit_2_with_one_line():
     result = subprocess.run(labscope_cmd("demo", "--agents", "0"), capture_output=True, timeout=20, cwd=REPO)
     assert result.returncode == 2
@@ -111,6 +130,7 @@ def test_demo_bad_args_exit_2_with_one_line():
 # ------------------------------------------------------------ process handling
 
 
+@pytest.mark.e2e
 def test_child_death_is_reported_with_its_last_log_lines(tmp_path):
     with Children(tmp_path) as children:
         code = "for i in range(30): print('line', i)\nraise SystemExit(3)"
@@ -122,6 +142,7 @@ def test_child_death_is_reported_with_its_last_log_lines(tmp_path):
     assert caught.value.tail == [f"line {i}" for i in range(10, 30)]
 
 
+@pytest.mark.e2e
 def test_stop_kills_a_child_that_ignores_sigterm(tmp_path):
     code = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
             "print('ready', flush=True)\ntime.sleep(60)")
@@ -136,6 +157,7 @@ def test_stop_kills_a_child_that_ignores_sigterm(tmp_path):
     assert polite.popen.returncode == -signal.SIGTERM
 
 
+@pytest.mark.e2e
 def test_wait_collector_reports_an_early_exit(tmp_path):
     with Children(tmp_path) as children:
         collector = children.start("collector", [sys.executable, "-c", "print('cannot bind'); raise SystemExit(2)"])
@@ -145,6 +167,7 @@ def test_wait_collector_reports_an_early_exit(tmp_path):
     assert caught.value.tail == ["cannot bind"]
 
 
+@pytest.mark.e2e
 def test_wait_collector_gives_up_after_its_bound(tmp_path):
     with Children(tmp_path) as children:
         collector = children.start("collector", [sys.executable, "-c", "import time\ntime.sleep(60)"])

@@ -163,6 +163,7 @@ def query(collector: str, *args: str) -> Any:
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(90)
 def test_examples_run_in_a_real_collector_and_agent(procs: ProcessGroup, tmp_path: Path) -> None:
     """The doc's "Run it": the module in --modules-dir, the probe in --probes-dir, then a query."""

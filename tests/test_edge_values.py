@@ -50,7 +50,7 @@ from tests.test_agent_handlers import Streamer, assert_quiet, request, wait_fram
 from tests.test_agent_protocol import FakeCollector
 from tests.wire import Client, Peer
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 MAX_SEQ = 2**63 - 1
 MAX_UINT64 = 2**64 - 1

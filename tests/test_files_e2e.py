@@ -25,6 +25,8 @@ from messages import File, Files, Kind, NodeInfo
 from tests.conftest import FIXTURES, CollectorProcess, ProcessGroup, labscope_cmd, wait_for
 from tests.wire import Client, Peer
 
+pytestmark = pytest.mark.e2e
+
 MIB = 1024 * 1024
 RSS_LIMIT = 150 * MIB
 

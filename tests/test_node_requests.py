@@ -56,6 +56,7 @@ def last_seq(client: Client, node: str) -> int:
     return next(n.last_seq for n in client.answer("NodeList").nodes if n.node == node)
 
 
+@pytest.mark.e2e
 def test_agent_advertises_its_request_types(procs: ProcessGroup, zmq_context: zmq.Context) -> None:
     router = zmq_context.socket(zmq.ROUTER)
     router.linger = 0
@@ -69,6 +70,7 @@ def test_agent_advertises_its_request_types(procs: ProcessGroup, zmq_context: zm
     assert sorted(info.request_types) == ["Echo", "EchoError", "NodeFile", "ProcessList", "RunProbe", "Slow"]
 
 
+@pytest.mark.e2e
 def test_built_in_and_drop_in_requests_through_the_collector(testbed: tuple[CollectorProcess, Client]) -> None:
     _, client = testbed
     processes = client.answer("ProcessList", node="n1")
@@ -87,6 +89,7 @@ def test_built_in_and_drop_in_requests_through_the_collector(testbed: tuple[Coll
     assert "--serve-dir" in errors["NodeFile"].error
 
 
+@pytest.mark.e2e
 def test_streamed_drop_in_answer_is_verified_by_the_client(testbed: tuple[CollectorProcess, Client]) -> None:
     collector, _ = testbed
     with StreamClient(collector.clients) as client:
@@ -97,6 +100,7 @@ def test_streamed_drop_in_answer_is_verified_by_the_client(testbed: tuple[Collec
         assert caught.value.code == "denied"
 
 
+@pytest.mark.e2e
 def test_slow_handler_does_not_delay_reports(testbed: tuple[CollectorProcess, Client]) -> None:
     _, client = testbed
     client.send(Kind.REQUEST, "Slow", request_id=9001, params={"node": "n1", "seconds": "3"})
@@ -167,6 +171,7 @@ def test_docs_handler_example_loads_and_answers(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- against a hand-played collector
 
 
+@pytest.mark.e2e
 def test_new_handshake_cancels_a_running_stream(procs: ProcessGroup, zmq_context: zmq.Context,
                                                 tmp_path: Path) -> None:
     serve = tmp_path / "serve"
@@ -192,6 +197,7 @@ def test_new_handshake_cancels_a_running_stream(procs: ProcessGroup, zmq_context
         fake.close()
 
 
+@pytest.mark.e2e
 def test_agent_stops_promptly_while_a_handler_is_stuck(procs: ProcessGroup, zmq_context: zmq.Context) -> None:
     fake = FakeCollector(zmq_context)
     try:

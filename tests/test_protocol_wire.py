@@ -13,6 +13,8 @@ from messages.codec import decode_payload, envelope, pack
 from tests.conftest import CollectorProcess, ProcessGroup
 from tests.wire import Client, Peer
 
+pytestmark = pytest.mark.e2e
+
 KNOWN_UPDATES = "(known: Events, FileList, Latest, NodeList, SystemStatsSummary; '*' for every type)"
 
 PUSHER = """

@@ -81,6 +81,7 @@ def read_line(popen: subprocess.Popen[bytes], timeout: float) -> bytes:
 # ---------------------------------------------------------------- query
 
 
+@pytest.mark.e2e
 def test_query_collector_stats_prints_json(collector):
     result = run_labscope("query", "--collector", collector.clients, "CollectorStats")
     assert result.returncode == 0, result.stderr
@@ -89,6 +90,7 @@ def test_query_collector_stats_prints_json(collector):
     assert result.stdout.startswith(b"{\n  "), "JSON is indented by 2"
 
 
+@pytest.mark.e2e
 def test_query_unknown_type_exits_1_with_one_line(collector):
     result = run_labscope("query", "--collector", collector.clients, "NoSuchRequest", "a=b")
     assert result.returncode == 1
@@ -96,6 +98,7 @@ def test_query_unknown_type_exits_1_with_one_line(collector):
     assert result.stdout == b""
 
 
+@pytest.mark.e2e
 def test_query_raw_gives_the_payload_bytes(collector):
     result = run_labscope("query", "--collector", collector.clients, "CollectorStats", "--raw")
     assert result.returncode == 0, result.stderr
@@ -103,6 +106,7 @@ def test_query_raw_gives_the_payload_bytes(collector):
     assert isinstance(stats, dict) and "uptime" in stats
 
 
+@pytest.mark.e2e
 def test_query_timeout_when_nobody_listens(zmq_context):
     endpoint = f"tcp://127.0.0.1:{free_port(zmq_context)}"
     start = time.monotonic()
@@ -113,6 +117,7 @@ def test_query_timeout_when_nobody_listens(zmq_context):
     assert line == f"labscope query: error: no answer from {endpoint} after 0.5 s (is the collector running?)"
 
 
+@pytest.mark.e2e
 def test_query_bad_parameter_exits_2_through_the_dispatcher():
     result = run_labscope("query", "--collector", "tcp://127.0.0.1:5556", "NodeList", "node")
     assert result.returncode == 2
@@ -144,6 +149,7 @@ def test_query_parses_params():
 # ---------------------------------------------------------------- watch
 
 
+@pytest.mark.e2e
 def test_watch_nodelist_count_1_prints_one_json_line(testbed, collector):
     testbed.agent(collector.agents, "watched-node")
     wait_node_update(collector.clients, "watched-node", 20)  # so the latest update, sent first, names it
@@ -157,6 +163,7 @@ def test_watch_nodelist_count_1_prints_one_json_line(testbed, collector):
     assert "watched-node" in [node["node"] for node in update["payload"]["nodes"]]
 
 
+@pytest.mark.e2e
 def test_watch_timeout_exits_1_when_no_update_comes(collector):
     start = time.monotonic()
     # FileList is pushed only after a file arrives, and no test here sends one
@@ -169,6 +176,7 @@ def test_watch_timeout_exits_1_when_no_update_comes(collector):
     assert result.stdout == b""
 
 
+@pytest.mark.e2e
 def test_watch_unknown_type_exits_2_naming_it_and_the_known_ones(collector):
     start = time.monotonic()
     result = run_labscope("watch", "--collector", collector.clients, "NoSuchType", "--timeout", "20")
@@ -180,6 +188,7 @@ def test_watch_unknown_type_exits_2_naming_it_and_the_known_ones(collector):
     assert result.stdout == b""
 
 
+@pytest.mark.e2e
 def test_watch_ctrl_c_exits_0_quietly(collector):
     popen = subprocess.Popen(labscope_cmd("watch", "--collector", collector.clients, "NodeList"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)

@@ -12,6 +12,8 @@ from messages import Kind, NodeInfo
 from tests.conftest import CollectorProcess, ProcessGroup
 from tests.wire import Client, Peer
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def collector(procs: ProcessGroup) -> CollectorProcess:

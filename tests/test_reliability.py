@@ -16,6 +16,8 @@ from gui.client import Client
 from messages.errors import LabscopeError
 from tests.conftest import FIXTURES, CollectorProcess, ProcessGroup, labscope_cmd, wait_for
 
+pytestmark = pytest.mark.e2e
+
 MODULES = ("--modules-dir", str(FIXTURES / "modules"), "--modules-dir", str(FIXTURES / "hooks"),
            "--disable-module", "files")  # the classic FileProcessor fixture takes its place
 FAST_PROBES = ("--probes-dir", str(FIXTURES / "durability_probes"))

@@ -34,6 +34,7 @@ def test_seed_file_processor_is_verbatim() -> None:
         assert line in source, line
 
 
+@pytest.mark.e2e
 def test_seed_file_processor_runs_as_a_drop_in(procs: ProcessGroup, zmq_context, tmp_path: Path) -> None:
     store = tmp_path / "seed-store"
     config = tmp_path / "collector.toml"

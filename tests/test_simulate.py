@@ -11,6 +11,8 @@ import pytest
 from gui.client import Client
 from tests.conftest import ProcessGroup, labscope_cmd, wait_for
 
+pytestmark = pytest.mark.e2e
+
 
 def simulate(collector: str, *args: str, timeout: float = 60) -> dict:
     done = subprocess.run(labscope_cmd("simulate", "--collector", collector, *args), capture_output=True,

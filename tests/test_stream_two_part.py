@@ -55,6 +55,7 @@ def recv_parts(sock: zmq.Socket) -> list[bytes]:
     return sock.recv_multipart()
 
 
+@pytest.mark.e2e
 def test_two_part_chunks_are_relayed_with_the_bytes_untouched(agent: Peer, collector: CollectorProcess,
                                                              zmq_context: zmq.Context) -> None:
     client = Client(zmq_context, collector.clients)
@@ -76,6 +77,7 @@ def test_two_part_chunks_are_relayed_with_the_bytes_untouched(agent: Peer, colle
         client.close()
 
 
+@pytest.mark.e2e
 def test_malformed_multipart_messages_are_bad_frames_and_the_collector_keeps_serving(
         agent: Peer, collector: CollectorProcess, zmq_context: zmq.Context) -> None:
     report = pack([envelope(Kind.REPORT, "SystemStats", b"", node="n1", seq=2)])
@@ -99,6 +101,7 @@ def test_malformed_multipart_messages_are_bad_frames_and_the_collector_keeps_ser
         client.close()
 
 
+@pytest.mark.e2e
 def test_client_library_streams_two_part_chunks_and_checks_them(collector: CollectorProcess,
                                                                 zmq_context: zmq.Context) -> None:
     data = os.urandom(3 * 100_000 + 7)
@@ -133,6 +136,7 @@ def test_client_library_streams_two_part_chunks_and_checks_them(collector: Colle
     assert all(isinstance(v, memoryview) for v in views) and b"".join(views) == data
 
 
+@pytest.mark.e2e
 def test_client_library_refuses_a_two_part_chunk_that_does_not_match(collector: CollectorProcess,
                                                                      zmq_context: zmq.Context) -> None:
     def play_agent() -> None:

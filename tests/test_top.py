@@ -64,6 +64,7 @@ def test_live_view_redraws_in_place() -> None:
     assert out.getvalue().count("lab-7") >= 2
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(45)
 def test_top_shows_real_nodes(procs: ProcessGroup) -> None:
     collector = procs.collector("--update-interval", "0.2", "--alias", "top-test")
@@ -84,6 +85,7 @@ def test_top_shows_real_nodes(procs: ProcessGroup) -> None:
 
 
 @pytest.mark.timeout(45)
+@pytest.mark.e2e
 def test_top_shows_what_a_collector_without_systemstats_has_and_says_what_it_lacks(procs: ProcessGroup) -> None:
     collector = procs.collector("--update-interval", "0.2", "--disable-module", "systemstats")
     procs.agent(collector.agents, "top-n", interval=0.2)
@@ -103,6 +105,7 @@ def run_top_once(endpoint: str) -> str:
     return result.stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(30)
 def test_top_without_a_collector_waits_and_says_so() -> None:
     result = run_top("--collector", "tcp://127.0.0.1:9", "--duration", "1.2", "--refresh", "0.5")
@@ -111,6 +114,7 @@ def test_top_without_a_collector_waits_and_says_so() -> None:
     assert "(waiting for nodes)" in result.stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("args", "expected"), [
     (["--collector", "nope"], "malformed endpoint 'nope'"),
     ([], "the following arguments are required: --collector"),

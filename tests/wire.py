@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import zmq
 
-from messages import Envelope, Kind
+from messages import Envelope, Kind, NodeList, NodeStatus
 from messages.codec import decode_payload, envelope, pack_one, unpack
 
 
@@ -26,6 +27,14 @@ class Peer:
 
     def expect(self, match: Callable[[Envelope], bool], timeout: float = 10.0, what: str = "envelope") -> Envelope:
         """The first envelope (already seen or arriving within ``timeout``) for which ``match`` is true."""
+        env = self.poll_for(match, timeout)
+        if env is None:
+            kinds = [(e.kind, e.type) for e in self.seen]
+            raise AssertionError(f"no {what} within {timeout} s; got {kinds}")
+        return env
+
+    def poll_for(self, match: Callable[[Envelope], bool], timeout: float) -> Envelope | None:
+        """Like :meth:`expect`, but None when nothing matches within ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
             for index, env in enumerate(self.seen):
@@ -33,8 +42,7 @@ class Peer:
                     return self.seen.pop(index)
             left = deadline - time.monotonic()
             if left <= 0:
-                kinds = [(e.kind, e.type) for e in self.seen]
-                raise AssertionError(f"no {what} within {timeout} s; got {kinds}")
+                return None
             if self.socket.poll(int(left * 1000) + 1, zmq.POLLIN):
                 self.seen.extend(unpack(self.socket.recv()))
 
@@ -47,14 +55,31 @@ class Client(Peer):
 
     next_id = 0
 
-    def ask(self, type: str, **params: str) -> Envelope:
+    def send_request(self, type: str, **params: str) -> int:
+        """Send a REQUEST; returns its request id."""
         Client.next_id += 1
-        request_id = Client.next_id
-        self.send(Kind.REQUEST, type, request_id=request_id, params=params)
-        return self.expect(lambda e: e.request_id == request_id and e.kind in (Kind.RESPONSE, Kind.ERROR),
-                           what=f"answer to {type}")
+        self.send(Kind.REQUEST, type, request_id=Client.next_id, params=params)
+        return Client.next_id
+
+    def ask(self, type: str, timeout: float = 10.0, **params: str) -> Envelope:
+        """The RESPONSE or ERROR to a new request; fails the test after ``timeout`` s."""
+        request_id = self.send_request(type, **params)
+        return self.expect(partial(_answers, request_id), timeout, what=f"answer to {type}")
 
     def answer(self, type: str, **params: str) -> Any:
         env = self.ask(type, **params)
         assert env.kind == Kind.RESPONSE, (env.error_code, env.error)
         return decode_payload(env.payload, env.encoding, env.schema)
+
+    def node(self, node: str, timeout: float = 3.0) -> NodeStatus | None:
+        """The collector's NodeStatus of ``node``; None when unknown, refused or not answered within ``timeout``."""
+        env = self.poll_for(partial(_answers, self.send_request("NodeList", node=node)), timeout)
+        if env is None or env.kind != Kind.RESPONSE:
+            return None
+        nodes = decode_payload(env.payload, env.encoding, env.schema)
+        assert isinstance(nodes, NodeList)
+        return nodes.nodes[0] if nodes.nodes else None
+
+
+def _answers(request_id: int, env: Envelope) -> bool:
+    return env.request_id == request_id and env.kind in (Kind.RESPONSE, Kind.ERROR)

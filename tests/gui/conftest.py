@@ -9,13 +9,13 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from collections.abc import Callable, Iterator  # noqa: E402 - the platform must be chosen first
-from dataclasses import dataclass, field  # noqa: E402
-from subprocess import Popen  # noqa: E402
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from subprocess import Popen
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.conftest import FIXTURES, CollectorProcess, ProcessGroup  # noqa: E402
+from tests.conftest import FIXTURES, CollectorProcess, ProcessGroup
 
 # Quick enough for a test to see a node turn lost without waiting long.
 NODE_TIMEOUT = "1.5"

@@ -91,6 +91,7 @@ def open_files_tab(make_window, qtbot, bed: FilesBed, out: Path):
 # ------------------------------------------------------------ against a real collector
 
 
+@pytest.mark.e2e
 def test_lists_and_saves_both_files_with_progress(files_bed: FilesBed, make_window, qtbot, tmp_path: Path) -> None:
     out = tmp_path / "saved"
     out.mkdir()
@@ -116,6 +117,7 @@ def test_lists_and_saves_both_files_with_progress(files_bed: FilesBed, make_wind
     assert len(big) >= 3  # the bar advanced piece by piece, not once at the end
 
 
+@pytest.mark.e2e
 def test_list_follows_the_subscription(files_bed: FilesBed, make_window, qtbot, tmp_path: Path) -> None:
     window, view = open_files_tab(make_window, qtbot, files_bed, tmp_path)
     asked: list[str] = []
@@ -127,6 +129,7 @@ def test_list_follows_the_subscription(files_bed: FilesBed, make_window, qtbot, 
     assert len(listed(view)) == 3
 
 
+@pytest.mark.e2e
 def test_a_failed_save_leaves_no_file_and_says_why(files_bed: FilesBed, make_window, qtbot, tmp_path: Path) -> None:
     out = tmp_path / "saved"
     out.mkdir()
@@ -139,6 +142,7 @@ def test_a_failed_save_leaves_no_file_and_says_why(files_bed: FilesBed, make_win
     assert view.percent() == 0
 
 
+@pytest.mark.e2e
 def test_fetch_from_an_unknown_node_shows_the_collectors_error(files_bed: FilesBed, make_window, qtbot,
                                                                tmp_path: Path) -> None:
     out = tmp_path / "saved"
@@ -161,6 +165,7 @@ def test_fetch_from_an_unknown_node_shows_the_collectors_error(files_bed: FilesB
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.e2e
 def test_without_a_files_module_the_tab_says_so(procs: ProcessGroup, make_window, qtbot) -> None:
     collector = procs.collector("--disable-module", "files")
     window = make_window(collector.clients)
@@ -170,6 +175,7 @@ def test_without_a_files_module_the_tab_says_so(procs: ProcessGroup, make_window
     assert window.files.notice.text() == UNAVAILABLE
 
 
+@pytest.mark.e2e
 def test_stream_to_file_verifies_and_cleans_up(files_bed: FilesBed, zmq_context: zmq.Context,
                                                tmp_path: Path) -> None:
     out = tmp_path / "saved"
@@ -276,6 +282,7 @@ def test_files_tab_says_plainly_when_unavailable(qtbot) -> None:
     assert wanted == ["", ""]
 
 
+@pytest.mark.e2e
 def test_fetch_from_a_real_agents_serve_folder(procs: ProcessGroup, make_window, qtbot, tmp_path: Path) -> None:
     serve, out = tmp_path / "serve", tmp_path / "saved"
     serve.mkdir()

@@ -24,6 +24,7 @@ def run_gui(*args: str, timeout: float = 45) -> subprocess.CompletedProcess[str]
                           cwd=REPO)
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(60)
 def test_screenshot_writes_a_png_of_the_nodes(procs: ProcessGroup, tmp_path: Path) -> None:
     bed = start_testbed(procs, ("shot-a", "shot-b", "shot-c"))
@@ -40,6 +41,7 @@ def test_screenshot_writes_a_png_of_the_nodes(procs: ProcessGroup, tmp_path: Pat
     assert "#2e7d32" in colours
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(30)
 def test_screenshot_gives_up_after_its_timeout(tmp_path: Path) -> None:
     path = tmp_path / "never.png"
@@ -88,6 +90,7 @@ def test_platform_choice() -> None:
             gui_cmd.choose_platform(False, {})
 
 
+@pytest.mark.e2e
 def test_terminal_commands_do_not_import_qt() -> None:
     code = ("import sys, gui.top, gui.gui_cmd, labscope.cli; "
             "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph'))))")

@@ -18,7 +18,7 @@ from gui.worker import CONNECTED, RECONNECTING
 from tests.conftest import ProcessGroup
 from tests.gui.conftest import GUI_MODULES, LiveBed, start_testbed
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 WAIT_MS = 15_000
 

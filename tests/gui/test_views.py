@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import zmq
 from PySide6 import QtCore
 
 from gui.client import Update
@@ -19,6 +18,7 @@ from gui.window import state_text
 from gui.worker import CONNECTED, CONNECTING, RECONNECTING, REFUSED, Worker, connection_state
 from messages import (
     CollectorInfo,
+    Envelope,
     Kind,
     NodeList,
     NodeStatus,
@@ -26,7 +26,8 @@ from messages import (
     SystemStatsHistory,
     SystemStatsSummary,
 )
-from messages.codec import encode_payload, envelope, pack_one, unpack
+from messages.codec import encode_payload, envelope
+from tests.fakes import Answer, Handler
 from tests.modules import sample
 
 NOW = time.time()
@@ -234,45 +235,26 @@ def test_state_text() -> None:
     assert ep in state_text(CONNECTING, ep, "", 0.0, NOW)
 
 
-# ------------------------------------------------------------ the worker, against a real ROUTER socket
+# ------------------------------------------------------------ the worker, against a fake collector
 
-class FakeCollector:
-    """A ROUTER the test services by hand: answers HELLO, HEARTBEAT and REQUEST like a collector would."""
+def collector_answer(info: CollectorInfo) -> Handler:
+    """Answer HELLO, HEARTBEAT and REQUEST like a collector would."""
 
-    def __init__(self, context, alias: str = "fake") -> None:
-        self.router = context.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.LINGER, 0)
-        port = self.router.bind_to_random_port("tcp://127.0.0.1")
-        self.endpoint = f"tcp://127.0.0.1:{port}"
-        self.info = CollectorInfo(alias=alias, update_types=["NodeList"], request_types=["Echo"],
-                                  heartbeat_interval=0.2, subscription_lease=3.0)
-        self.answering = False
-        self.seen: list[int] = []
-
-    def serve(self) -> bool:
-        """Read what is waiting (answer it when answering); always False, so it can poll inside waitUntil."""
-        while self.router.poll(0):
-            ident, frame = self.router.recv_multipart()
-            for env in unpack(frame):
-                self.seen.append(env.kind)
-                reply = self.answer(env) if self.answering else None
-                if reply is not None:
-                    self.router.send_multipart([ident, pack_one(reply)])
-        return False
-
-    def answer(self, env):
+    def answer(env: Envelope) -> list[Answer]:
         if env.kind == Kind.HELLO:
-            return envelope(Kind.HELLO, "CollectorInfo", self.info)
+            return [envelope(Kind.HELLO, "CollectorInfo", info)]
         if env.kind == Kind.HEARTBEAT:
-            return envelope(Kind.HEARTBEAT)
+            return [envelope(Kind.HEARTBEAT)]
         if env.kind == Kind.REQUEST:
-            return envelope(Kind.RESPONSE, env.type, {"echo": dict(env.params)}, request_id=env.request_id)
-        return None
+            return [envelope(Kind.RESPONSE, env.type, {"echo": dict(env.params)}, request_id=env.request_id)]
+        return []
+
+    return answer
 
 
 @pytest.mark.timeout(30)
-def test_worker_refused_then_connected_then_answers(qtbot, zmq_context) -> None:
-    fake = FakeCollector(zmq_context, alias="fake-lab")
+def test_worker_refused_then_connected_then_answers(qtbot, fake_collector) -> None:
+    fake = fake_collector()  # serviced by hand below: it hears everything and answers nothing yet
     worker = Worker(fake.endpoint, refused_after=0.5)
     states: list[str] = []
     infos: list[CollectorInfo] = []
@@ -282,13 +264,14 @@ def test_worker_refused_then_connected_then_answers(qtbot, zmq_context) -> None:
     worker.response_received.connect(lambda tag, response: answers.append((tag, response.payload)))
     worker.start()
     try:
-        qtbot.waitUntil(lambda: fake.serve() or REFUSED in states, timeout=5000)
+        qtbot.waitUntil(fake.serving(lambda: REFUSED in states), timeout=5000)
         worker.request("echo-1", "Echo", {"x": "1"})  # waits in the worker while nothing answers
-        qtbot.waitUntil(lambda: fake.serve() or Kind.HEARTBEAT in fake.seen, timeout=5000)
-        assert answers == [] and Kind.REQUEST not in fake.seen
-        fake.answering = True
-        qtbot.waitUntil(lambda: fake.serve() or bool(states[-1] == CONNECTED and infos and answers),
-                        timeout=10_000)
+        qtbot.waitUntil(fake.serving(lambda: fake.kinds(Kind.HEARTBEAT)), timeout=5000)
+        assert answers == [] and not fake.kinds(Kind.REQUEST)
+        fake.handler = collector_answer(CollectorInfo(alias="fake-lab", update_types=["NodeList"],
+                                                      request_types=["Echo"], heartbeat_interval=0.2,
+                                                      subscription_lease=3.0))
+        qtbot.waitUntil(fake.serving(lambda: states[-1] == CONNECTED and infos and answers), timeout=10_000)
     finally:
         worker.stop()
     assert not worker.running

@@ -24,6 +24,8 @@ from tests.wire import Client, Peer
 
 from . import sample
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def live(procs: ProcessGroup, zmq_context: zmq.Context) -> Iterator[tuple[Peer, Client]]:

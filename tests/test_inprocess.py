@@ -1,0 +1,175 @@
+"""The collector inside the test process: report path, journal commit, relay and store, without subprocesses.
+
+A real ``Collector(config).start()`` runs on gevent in this process, with its real sockets on
+random 127.0.0.1 ports and its real SQLite file. The test's agent and client are plain DEALERs on
+a ``zmq.green`` context, so every wait of theirs lets the collector's greenlets run. Only the
+collector's public parts are used: ``Collector``, its sockets (through ``collector.json``) and the
+store file.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import zmq.green
+
+from collector.config import CollectorConfig
+from collector.server import Collector
+from collector.store import SQLiteStore
+from messages import Batch, Envelope, Kind, NodeInfo, SystemStats
+from messages.codec import decode_payload, envelope, pack
+from tests.wire import Client, Peer
+
+STORE = "collector.sqlite3"
+NODE = "n1"
+
+
+@pytest.fixture
+def green() -> Iterator[zmq.green.Context]:
+    """A zmq.green context for the test's peers: their polls yield to the collector's greenlets."""
+    context = zmq.green.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+@pytest.fixture
+def start_collector(tmp_path: Path) -> Iterator[Callable[[], Collector]]:
+    """Start collectors on ``tmp_path/data`` in this process; each is stopped at teardown."""
+    started: list[Collector] = []
+
+    def start() -> Collector:
+        config = CollectorConfig(listen_agents="tcp://127.0.0.1:*", listen_clients="tcp://127.0.0.1:*",
+                                 data_dir=tmp_path / "data", alias="in-process", node_timeout=30.0)
+        collector = Collector(config)
+        started.append(collector)
+        collector.start()
+        return collector
+
+    yield start
+    for collector in started:
+        stop(collector)
+    gc.unfreeze()  # Collector.start() froze everything alive: give this test process its collections back
+
+
+def stop(collector: Collector) -> None:
+    """What SIGTERM does to a collector process."""
+    if collector.stopped.is_set():
+        return
+    collector.stop()
+    collector.shutdown()
+
+
+def endpoints(collector: Collector) -> dict[str, str]:
+    """The endpoints the collector bound, as it writes them for everyone else."""
+    return dict(json.loads((collector.config.data_dir / "collector.json").read_text()))
+
+
+def hello(agent: Peer, seq: int = 1) -> Envelope:
+    """Say HELLO as node n1 resuming at ``seq``; returns the collector's ACK."""
+    info = NodeInfo(node=NODE, hostname="h", instance="i1", request_types=["Echo"])
+    agent.send(Kind.HELLO, "NodeInfo", info, node=NODE, seq=seq)
+    agent.expect(lambda e: e.kind == Kind.HELLO and e.type == "CollectorInfo", what="HELLO back")
+    return agent.expect(lambda e: e.kind == Kind.ACK, what="ACK after HELLO")
+
+
+def stats_report(seq: int) -> Envelope:
+    stats = SystemStats(time=1000.0 + seq, cpu_percent=float(seq), load1=0.5)
+    return envelope(Kind.REPORT, "SystemStats", stats, node=NODE, seq=seq, time=1000.0 + seq)
+
+
+def send_reports(agent: Peer, reports: list[Envelope], per_frame: int = 4) -> None:
+    for start in range(0, len(reports), per_frame):
+        agent.socket.send(pack(reports[start:start + per_frame]))
+
+
+def journal(data_dir: Path) -> list[tuple[int, int, list[Envelope]]]:
+    """The journal rows in the store file, read by a connection of our own: (first, last seq, reports)."""
+    with sqlite3.connect(data_dir / STORE, timeout=5) as db:
+        rows = db.execute("SELECT first_seq, last_seq, batch FROM journal WHERE node = ? ORDER BY id", (NODE,))
+        return [(first, last, list(Batch.FromString(batch).envelopes)) for first, last, batch in rows]
+
+
+def serialized(envs: list[Envelope]) -> list[bytes]:
+    return [env.SerializeToString() for env in envs]
+
+
+def acked(agent: Peer, seq: int) -> Envelope:
+    return agent.expect(lambda e: e.kind == Kind.ACK and e.seq == seq, what=f"ACK {seq}")
+
+
+def test_reports_are_journaled_before_their_ack_and_applied_once(start_collector, green) -> None:
+    collector = start_collector()
+    eps = endpoints(collector)
+    agent, client = Peer(green, eps["agents"]), Client(green, eps["clients"])
+    assert hello(agent).seq == 0
+    reports = [stats_report(seq) for seq in range(1, 11)]
+    send_reports(agent, reports)
+    acked(agent, 10)
+    # The ACK follows the commit: the rows are in the file the moment the ACK arrives, each report once.
+    rows = journal(collector.config.data_dir)
+    assert serialized([env for _, _, envs in rows for env in envs]) == serialized(reports)
+    assert all((first, last) == (envs[0].seq, envs[-1].seq) for first, last, envs in rows)
+    assert client.node(NODE).last_seq == 10
+    latest = client.answer("SystemStats", node=NODE)
+    assert isinstance(latest, SystemStats) and latest.cpu_percent == 10.0
+
+    send_reports(agent, reports[:3])  # a resend after a lost ACK: acknowledged again, applied never
+    assert acked(agent, 10).node == NODE
+    assert len(journal(collector.config.data_dir)) == len(rows)
+    assert client.answer("CollectorStats")["counters"]["duplicates"] == 3
+
+
+def test_a_restarted_collector_resumes_from_its_store(start_collector, green) -> None:
+    collector = start_collector()
+    eps = endpoints(collector)
+    agent = Peer(green, eps["agents"])
+    hello(agent)
+    reports = [stats_report(seq) for seq in range(1, 6)]
+    send_reports(agent, reports)
+    acked(agent, 5)
+    agent.close()
+    stop(collector)
+
+    store = SQLiteStore(collector.config.data_dir / STORE)
+    try:
+        assert serialized([env for _, env in store.replay(0)]) == serialized(reports)
+        assert [(r.node, r.last_seq, r.status) for r in store.load_nodes()] == [(NODE, 5, "lost")]
+    finally:
+        store.close()
+
+    again = start_collector()
+    eps = endpoints(again)
+    agent, client = Peer(green, eps["agents"]), Client(green, eps["clients"])
+    assert hello(agent, seq=6).seq == 5  # resume after what was acknowledged
+    latest = client.answer("SystemStats", node=NODE)  # rebuilt from the journal
+    assert isinstance(latest, SystemStats) and latest.cpu_percent == 5.0
+    send_reports(agent, [stats_report(6)])
+    acked(agent, 6)
+    assert client.node(NODE).status == "live"
+
+
+def test_node_requests_are_relayed_both_ways(start_collector, green) -> None:
+    collector = start_collector()
+    eps = endpoints(collector)
+    agent, client = Peer(green, eps["agents"]), Client(green, eps["clients"])
+    hello(agent)
+    client.send(Kind.REQUEST, "Echo", request_id=41, params={"node": NODE, "word": "hi"})
+    forwarded = agent.expect(lambda e: e.kind == Kind.REQUEST, what="forwarded REQUEST")
+    assert (forwarded.type, forwarded.params["word"]) == ("Echo", "hi")
+    agent.send(Kind.RESPONSE, "Echo", {"echo": "hi"}, request_id=forwarded.request_id)
+    answer = client.expect(lambda e: e.request_id == 41, what="relayed RESPONSE")
+    assert answer.kind == Kind.RESPONSE
+    assert decode_payload(answer.payload, answer.encoding, answer.schema) == {"echo": "hi"}
+
+    unknown = client.ask("Echo", node="nobody")
+    assert (unknown.kind, unknown.error_code) == (Kind.ERROR, "not-found")
+    client.send(Kind.REQUEST, "Echo", request_id=42, params={"node": NODE})
+    agent.expect(lambda e: e.kind == Kind.REQUEST, what="second forwarded REQUEST")
+    agent.send(Kind.BYE, node=NODE)  # the node leaves instead of answering: the request fails now, not in 30 s
+    lost = client.expect(lambda e: e.request_id == 42, what="the failed request")
+    assert (lost.kind, lost.error_code) == (Kind.ERROR, "node-lost")
