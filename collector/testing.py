@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from collector import settings
 from collector.addons import Aggregator, NodeRecord, Request, RequestError, as_names
-from messages import Code, NodeInfo
+from messages import Code, NodeInfo, __version__
 
 __all__ = ["StubCollector", "attach"]
 
@@ -41,7 +41,7 @@ class StubCollector:
 
     def add_node(self, node: str, hostname: str = "", **fields: Any) -> NodeRecord:
         """Register (or replace) a node record, as a HELLO would; ``fields`` are NodeRecord fields."""
-        info = NodeInfo(node=node, hostname=hostname or f"host-{node}", agent_version="0.1.0", os="Linux",
+        info = NodeInfo(node=node, hostname=hostname or f"host-{node}", agent_version=__version__, os="Linux",
                         cpu_count=4, memory_total=8_254_304_256)
         record = NodeRecord(node=node, info=info, **fields)
         self.records[node] = record
