@@ -23,6 +23,7 @@ test: $(STAMP) lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy collector node_agent modules messages gui labscope
 
 # The fast tier: no test that starts a process (under a minute).

@@ -53,8 +53,6 @@ __all__ = [
 M = TypeVar("M", bound=Message)
 
 
-
-
 class Report:
     """One REPORT as a module sees it.
 
@@ -73,8 +71,9 @@ class Report:
 
     __slots__ = ("node", "type", "seq", "time", "data", "encoding", "schema", "parsed")
 
-    def __init__(self, node: str, type: str, seq: int, time: float, data: bytes,
-                 encoding: int = 0, schema: str = "") -> None:
+    def __init__(
+        self, node: str, type: str, seq: int, time: float, data: bytes, encoding: int = 0, schema: str = ""
+    ) -> None:
         self.node = node
         self.type = type
         self.seq = seq
@@ -106,8 +105,10 @@ class Report:
             return parsed
         name = cls.DESCRIPTOR.full_name
         if (self.schema and self.schema != name) or self.encoding == Encoding.MSGPACK:
-            raise BadPayloadError(f"{self.type} report from {self.node} is not a {name} "
-                                  f"(schema {self.schema!r}, encoding {self.encoding})")
+            raise BadPayloadError(
+                f"{self.type} report from {self.node} is not a {name} "
+                f"(schema {self.schema!r}, encoding {self.encoding})"
+            )
         try:
             message = cls.FromString(self.data)
         except DecodeError as exc:

@@ -33,11 +33,11 @@ from messages.stream import two_part_header
 
 log = logging.getLogger(__name__)
 
-DRAIN_LIMIT = 512          # frames per pass before yielding to other greenlets
+DRAIN_LIMIT = 512  # frames per pass before yielding to other greenlets
 NOBLOCK = zmq.NOBLOCK
 REPORT = int(Kind.REPORT)
 RCVMORE = int(zmq.RCVMORE)
-IDLE_WAIT = 0.25           # seconds parked on the FD before housekeeping runs anyway
+IDLE_WAIT = 0.25  # seconds parked on the FD before housekeeping runs anyway
 
 
 class Mailbox:
@@ -65,8 +65,15 @@ class AgentLink:
     greenlets send to agents; ``on_ingest`` wakes the push-on-change modules.
     """
 
-    def __init__(self, sock: zmq.Socket[bytes], core: Core, journal: Journal, relay: Relay, mailbox: Mailbox,
-                 on_ingest: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        sock: zmq.Socket[bytes],
+        core: Core,
+        journal: Journal,
+        relay: Relay,
+        mailbox: Mailbox,
+        on_ingest: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.sock = sock
         self.host = core.host
         self.registry = core.registry
@@ -206,8 +213,7 @@ class AgentLink:
     def _refuse(self, ident: bytes, env: Envelope, code: str, reason: str) -> None:
         """Count, log and answer an envelope refused whole: ERROR{code} naming its kind, type and seq."""
         self._bad(code, "refused a %s from an agent (node %r): %s", kind_name(env.kind), env.node, reason)
-        self._reply(ident, envelope(Kind.ERROR, env.type, node=env.node, seq=env.seq, error_code=code,
-                                    error=reason))
+        self._reply(ident, envelope(Kind.ERROR, env.type, node=env.node, seq=env.seq, error_code=code, error=reason))
 
     # ------------------------------------------------------------ handlers
 
@@ -265,9 +271,15 @@ class AgentLink:
             return
         if self.registry.claimed_elsewhere(ident, info):
             self._bad("duplicate-node", "refused a second agent for live node %s (host %s)", info.node, info.hostname)
-            self._reply(ident, envelope(Kind.ERROR, node=info.node, error_code=Code.DUPLICATE_NODE,
-                                        error=f"node id {info.node} is live from another agent; "
-                                        "give this agent another --node-id"))
+            self._reply(
+                ident,
+                envelope(
+                    Kind.ERROR,
+                    node=info.node,
+                    error_code=Code.DUPLICATE_NODE,
+                    error=f"node id {info.node} is live from another agent; give this agent another --node-id",
+                ),
+            )
             return
         record, joined = self.registry.hello(ident, info, env.seq, now)
         if backlog is not None:
@@ -314,8 +326,14 @@ class AgentLink:
         self.counters["hello-required"] += 1
         if ident not in self._told:
             self._told.add(ident)
-            self._reply(ident, envelope(Kind.ERROR, error_code=Code.HELLO_REQUIRED,
-                                        error="say HELLO first (the collector does not know this connection)"))
+            self._reply(
+                ident,
+                envelope(
+                    Kind.ERROR,
+                    error_code=Code.HELLO_REQUIRED,
+                    error="say HELLO first (the collector does not know this connection)",
+                ),
+            )
 
     # ------------------------------------------------------------ output
 
@@ -327,8 +345,7 @@ class AgentLink:
         if session is not None:
             self._heard(session.record, now)
         if not self.relay.from_agent(env, bulk):
-            self._bad("stale-answer", "dropped an agent's answer to request %d, which nobody waits for",
-                      env.request_id)
+            self._bad("stale-answer", "dropped an agent's answer to request %d, which nobody waits for", env.request_id)
 
     def _flush(self) -> None:
         """Commit the pass, then send one frame per agent: its replies, then one cumulative ACK."""
@@ -356,6 +373,7 @@ class AgentLink:
             self._left(record)
         self.relay.expire()
         self.journal.maybe_checkpoint(monotonic)
+
 
 def _node_info(env: Envelope) -> NodeInfo:
     """The HELLO's NodeInfo, its node id filled from the envelope; raises ProtocolError ``bad-hello``."""

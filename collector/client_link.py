@@ -74,8 +74,7 @@ class ClientLink:
     types the collector answers itself to the functions that answer them.
     """
 
-    def __init__(self, sender: ClientSender, core: Core, relay: Relay,
-                 builtin: dict[str, Callable[[], Any]]) -> None:
+    def __init__(self, sender: ClientSender, core: Core, relay: Relay, builtin: dict[str, Callable[[], Any]]) -> None:
         self.sender = sender
         self.sock = sender.sock
         self.host = core.host
@@ -107,8 +106,14 @@ class ClientLink:
             self.counters["client-frames"] += 1
             if len(frames) != 2:
                 self._bad("client-bad-frame", "client sent a message of %d parts; expected 1", len(frames) - 1)
-                self._send(frames[0], envelope(Kind.ERROR, error_code="bad-frame",
-                                               error=f"a message of {len(frames) - 1} parts; clients send one"))
+                self._send(
+                    frames[0],
+                    envelope(
+                        Kind.ERROR,
+                        error_code="bad-frame",
+                        error=f"a message of {len(frames) - 1} parts; clients send one",
+                    ),
+                )
                 continue
             self._on_frame(frames[0], frames[1])
 
@@ -134,8 +139,9 @@ class ClientLink:
     def _refuse(self, ident: bytes, env: Envelope, exc: OutOfRangeError) -> None:
         """Count, log and answer an envelope refused for a number out of its bounds."""
         self._bad("client-out-of-range", "refused a %s from a client: %s", kind_name(env.kind), exc)
-        self._send(ident, envelope(Kind.ERROR, type=env.type, request_id=env.request_id, error_code=exc.code,
-                                   error=str(exc)))
+        self._send(
+            ident, envelope(Kind.ERROR, type=env.type, request_id=env.request_id, error_code=exc.code, error=str(exc))
+        )
 
     # ------------------------------------------------------------ handlers
 
@@ -188,12 +194,18 @@ class ClientLink:
         except RequestError as exc:
             reply = envelope(Kind.ERROR, type=type, request_id=request_id, error_code=exc.code, error=exc.reason)
         except (TypeError, ValueError, OverflowError) as exc:  # the module returned something that cannot travel
-            reply = envelope(Kind.ERROR, type=type, request_id=request_id, error_code="module-error",
-                             error=f"answer to {type} cannot be sent: {exc}")
+            reply = envelope(
+                Kind.ERROR,
+                type=type,
+                request_id=request_id,
+                error_code="module-error",
+                error=f"answer to {type} cannot be sent: {exc}",
+            )
         self._send(ident, reply)
 
-    def _stream(self, ident: bytes, request_id: int, type: str, chunks: Iterator[bytes],
-                params: dict[str, str]) -> None:
+    def _stream(
+        self, ident: bytes, request_id: int, type: str, chunks: Iterator[bytes], params: dict[str, str]
+    ) -> None:
         """Send a module's answer as CHUNKs (messages/stream.py), never more than the client's credit ahead.
 
         The last piece itself carries ``last`` (as agents do): a small streamed answer is one CHUNK.
@@ -205,8 +217,16 @@ class ClientLink:
                 if not self._chunk(ident, stream, type, request_id, piece):
                     return
         except Exception as exc:  # the module's iterator failed halfway: tell the client, keep serving
-            self._send(ident, envelope(Kind.ERROR, type=type, request_id=request_id, error_code="module-error",
-                                       error=f"streaming {type} failed: {type_name(exc)}: {exc}"))
+            self._send(
+                ident,
+                envelope(
+                    Kind.ERROR,
+                    type=type,
+                    request_id=request_id,
+                    error_code="module-error",
+                    error=f"streaming {type} failed: {type_name(exc)}: {exc}",
+                ),
+            )
         finally:
             if self.streams.get((ident, request_id)) is stream:  # a reused request id may own the key by now
                 del self.streams[(ident, request_id)]
@@ -218,8 +238,18 @@ class ClientLink:
         """Send ``piece`` as a CHUNK once credit allows; False when the client cancelled or stopped granting credit."""
         if not stream.take():
             return False
-        self._send(ident, envelope(Kind.CHUNK, type=type, payload=piece.data, request_id=request_id, seq=piece.seq,
-                                   last=piece.last, params=piece.params))
+        self._send(
+            ident,
+            envelope(
+                Kind.CHUNK,
+                type=type,
+                payload=piece.data,
+                request_id=request_id,
+                seq=piece.seq,
+                last=piece.last,
+                params=piece.params,
+            ),
+        )
         return True
 
     def _answer(self, type: str, params: dict[str, str], request_id: int) -> Any:
@@ -240,8 +270,12 @@ class ClientLink:
         fresh = ident not in self.subscriptions or self.subscriptions[ident][0] != types
         lease = self.config.subscription_lease
         self.subscriptions[ident] = (types, time.monotonic() + lease)
-        self._send(ident, envelope(Kind.SUBSCRIBE, request_id=env.request_id,
-                                   params={"types": ",".join(asked), "lease": f"{lease:g}"}))
+        self._send(
+            ident,
+            envelope(
+                Kind.SUBSCRIBE, request_id=env.request_id, params={"types": ",".join(asked), "lease": f"{lease:g}"}
+            ),
+        )
         if fresh:
             for type_name, frame in list(self.latest.items()):
                 if _wants(types, type_name):
@@ -250,15 +284,22 @@ class ClientLink:
     def _subscribe_refusal(self, env: Envelope, asked: list[str]) -> Envelope | None:
         """The ERROR answering an invalid SUBSCRIBE (no types, or a type no module pushes), or None."""
         if not asked:
-            return _subscribe_error(env, "bad-request", 'SUBSCRIBE needs params["types"]: update types separated '
-                                                        'by commas, or "*" for every type')
+            return _subscribe_error(
+                env,
+                "bad-request",
+                'SUBSCRIBE needs params["types"]: update types separated by commas, or "*" for every type',
+            )
         known = self.host.update_types()
         unknown = [t for t in asked if t != "*" and t not in known]
         if not unknown:
             return None
         types = f"type{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
-        return _subscribe_error(env, "unknown-type", f"no module pushes update {types} "
-                                f"(known: {', '.join(known) or 'none'}; '*' for every type)", unknown=",".join(unknown))
+        return _subscribe_error(
+            env,
+            "unknown-type",
+            f"no module pushes update {types} (known: {', '.join(known) or 'none'}; '*' for every type)",
+            unknown=",".join(unknown),
+        )
 
     # ------------------------------------------------------------ updates
 
@@ -299,8 +340,13 @@ class Stream:
 
 def _subscribe_error(env: Envelope, code: str, reason: str, **params: str) -> Envelope:
     """ERROR answering a SUBSCRIBE: its request_id and the types it asked for come back."""
-    return envelope(Kind.ERROR, request_id=env.request_id, error_code=code, error=reason,
-                    params={"types": env.params.get("types", ""), **params})
+    return envelope(
+        Kind.ERROR,
+        request_id=env.request_id,
+        error_code=code,
+        error=reason,
+        params={"types": env.params.get("types", ""), **params},
+    )
 
 
 def _wants(types: frozenset[str], type_name: str) -> bool:

@@ -101,28 +101,60 @@ def build_parser() -> Parser:
         "clients (query, watch, GUI) connect to --listen-clients. Every module in the built-in modules "
         "folder and in each --modules-dir is loaded and started in dependency order.",
     )
-    parser.add_argument("--listen-agents", type=endpoint_arg(bind=True), metavar="EP",
-                        help="endpoint agents connect to (default tcp://*:5555; tcp://HOST:* picks a free port)")
-    parser.add_argument("--listen-clients", type=endpoint_arg(bind=True), metavar="EP",
-                        help="endpoint clients connect to (default tcp://*:5556)")
-    parser.add_argument("--modules-dir", action="append", default=None, metavar="DIR",
-                        help="folder of extra aggregator modules (*.py); repeatable")
-    parser.add_argument("--disable-module", action="append", default=None, metavar="NAME",
-                        help="do not load this module (and warn if no module has that name); repeatable")
+    parser.add_argument(
+        "--listen-agents",
+        type=endpoint_arg(bind=True),
+        metavar="EP",
+        help="endpoint agents connect to (default tcp://*:5555; tcp://HOST:* picks a free port)",
+    )
+    parser.add_argument(
+        "--listen-clients",
+        type=endpoint_arg(bind=True),
+        metavar="EP",
+        help="endpoint clients connect to (default tcp://*:5556)",
+    )
+    parser.add_argument(
+        "--modules-dir",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="folder of extra aggregator modules (*.py); repeatable",
+    )
+    parser.add_argument(
+        "--disable-module",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="do not load this module (and warn if no module has that name); repeatable",
+    )
     parser.add_argument("--data-dir", metavar="DIR", help="folder for the collector's state (default ./labscope-data)")
     parser.add_argument("--config", metavar="FILE", help="TOML config file ([collector] and [modules.NAME] sections)")
     parser.add_argument("--alias", help="name shown to clients (default: this host's name)")
-    parser.add_argument("--update-interval", type=positive_float, metavar="S",
-                        help="default seconds between module updates (default 1)")
-    parser.add_argument("--node-timeout", type=positive_float, metavar="S",
-                        help="seconds of silence before a node is marked lost (default 5)")
-    parser.add_argument("--no-journal", dest="journal", action="store_false", default=None,
-                        help="acknowledge reports without writing them to the journal (faster, loses "
-                        "what a crash catches in flight)")
-    parser.add_argument("--retention", type=positive_float, metavar="S",
-                        help="seconds of journal kept to rebuild modules after a restart (default 86400)")
-    parser.add_argument("--snapshot-interval", type=positive_float, metavar="S",
-                        help="seconds between module snapshots (default 60)")
+    parser.add_argument(
+        "--update-interval", type=positive_float, metavar="S", help="default seconds between module updates (default 1)"
+    )
+    parser.add_argument(
+        "--node-timeout",
+        type=positive_float,
+        metavar="S",
+        help="seconds of silence before a node is marked lost (default 5)",
+    )
+    parser.add_argument(
+        "--no-journal",
+        dest="journal",
+        action="store_false",
+        default=None,
+        help="acknowledge reports without writing them to the journal (faster, loses what a crash catches in flight)",
+    )
+    parser.add_argument(
+        "--retention",
+        type=positive_float,
+        metavar="S",
+        help="seconds of journal kept to rebuild modules after a restart (default 86400)",
+    )
+    parser.add_argument(
+        "--snapshot-interval", type=positive_float, metavar="S", help="seconds between module snapshots (default 60)"
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log detail (default info)")
     return parser
 
@@ -152,15 +184,24 @@ def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) ->
         elif key == "log_level" and value not in LOG_LEVELS:
             raise ConfigError(f"config {path}: [collector] log_level must be one of {', '.join(LOG_LEVELS)}")
         elif key == "journal_sync" and value not in ("normal", "full"):
-            raise ConfigError(f"config {path}: [collector] journal_sync must be \"normal\" or \"full\"")
+            raise ConfigError(f'config {path}: [collector] journal_sync must be "normal" or "full"')
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
             raise ConfigError(f"config {path}: [collector] {key} must be greater than 0")
         setattr(config, key, value)
 
 
 def _apply_flags(config: CollectorConfig, args: argparse.Namespace) -> None:
-    simple = ("listen_agents", "listen_clients", "alias", "update_interval", "node_timeout", "log_level",
-              "journal", "retention", "snapshot_interval")
+    simple = (
+        "listen_agents",
+        "listen_clients",
+        "alias",
+        "update_interval",
+        "node_timeout",
+        "log_level",
+        "journal",
+        "retention",
+        "snapshot_interval",
+    )
     for key in simple:
         value = getattr(args, key)
         if value is not None:

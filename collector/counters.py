@@ -42,26 +42,32 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "journal-failed": (AGENTS, "journal commits, snapshots or prunes that failed (ACKs held until one succeeds)"),
     "client-frames": (CLIENTS, "ZeroMQ messages received"),
     "client-envelopes": (CLIENTS, "envelopes in the frames that decoded"),
-    "client-bad-frame": (CLIENTS, "frames that are not a Batch, and messages of more than one part "
-                                  "(answered ERROR bad-frame)"),
+    "client-bad-frame": (
+        CLIENTS,
+        "frames that are not a Batch, and messages of more than one part (answered ERROR bad-frame)",
+    ),
     "client-empty": (CLIENTS, "frames with no envelopes (answered ERROR bad-frame)"),
     "client-oversized": (CLIENTS, "frames larger than max_frame_bytes (answered ERROR bad-frame)"),
     "client-unknown-kind": (CLIENTS, "envelopes of a kind clients may not send: dropped"),
     "client-requests": (CLIENTS, "REQUESTs received"),
     "client-node-requests": (CLIENTS, "REQUESTs forwarded to an agent (or refused for that node)"),
     "client-subscribe-refused": (CLIENTS, "SUBSCRIBEs answered with ERROR (unknown type, no types)"),
-    "client-out-of-range": (CLIENTS, f"REQUESTs and CREDITs refused for a credit outside 1..{MAX_CREDIT} "
-                                     "(answered ERROR bad-request)"),
+    "client-out-of-range": (
+        CLIENTS,
+        f"REQUESTs and CREDITs refused for a credit outside 1..{MAX_CREDIT} (answered ERROR bad-request)",
+    ),
     "client-stale-credit": (CLIENTS, "CREDITs for no running stream (e.g. sent after the last chunk)"),
     "client-send-failed": (CLIENTS, "frames to clients that could not be sent (client gone or its queue full)"),
     "updates": (MODULES, "updates the modules produced and the collector published"),
     "module-error": (MODULES, "exceptions raised by modules, all modules together"),
     "module-error:NAME": (MODULES, "exceptions raised by module NAME (also a module that failed to start)"),
-    "bad-report": (MODULES, "REPORTs whose payload did not decode: acknowledged and journaled, reached no "
-                            "module (per node and type in CollectorStats bad_reports)"),
+    "bad-report": (
+        MODULES,
+        "REPORTs whose payload did not decode: acknowledged and journaled, reached no "
+        "module (per node and type in CollectorStats bad_reports)",
+    ),
     "bad-report:TYPE": (MODULES, "bad-report, for report type TYPE"),
-    "bad-report-replayed": (MODULES, "journaled bad reports skipped again while replaying the journal "
-                                     "after a restart"),
+    "bad-report-replayed": (MODULES, "journaled bad reports skipped again while replaying the journal after a restart"),
 }
 
 

@@ -100,8 +100,14 @@ class ModuleHost:
             # a bad [modules.NAME] value is the operator's to fix: exit 2 with one line naming the file
             raise ConfigError(f"config {self.config.config_path}: {exc}") from None
         except Exception as exc:  # a module's constructor or on_startup may raise anything
-            log.error("module %s (%s) failed to start: %s: %s", candidate.name, candidate.source,
-                      type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            log.error(
+                "module %s (%s) failed to start: %s: %s",
+                candidate.name,
+                candidate.source,
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
             self.counters[f"module-error:{candidate.name}"] += 1
             return False
         self._route(candidate, module)
@@ -111,8 +117,10 @@ class ModuleHost:
         default = self.config.update_interval if module.update_interval is None else module.update_interval
         interval = module.config.get("update_interval", default)
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
-            raise ConfigError(f"config {self.config.config_path}: [modules.{candidate.name}] update_interval "
-                              f"must be a number of seconds >= 0 (0: push on change), not {interval!r}")
+            raise ConfigError(
+                f"config {self.config.config_path}: [modules.{candidate.name}] update_interval "
+                f"must be a number of seconds >= 0 (0: push on change), not {interval!r}"
+            )
         running = Running(candidate.name, module, candidate.updatetype, float(interval))
         self.running.append(running)
         for report_type in candidate.reporttypes:
@@ -129,8 +137,9 @@ class ModuleHost:
         for name, values in self.config.modules.items():
             candidate = by_name.get(name)
             if candidate is None:
-                raise ConfigError(f"config {path}: [modules.{name}]: no module named {name!r} "
-                                  f"(known: {', '.join(sorted(by_name))})")
+                raise ConfigError(
+                    f"config {path}: [modules.{name}]: no module named {name!r} (known: {', '.join(sorted(by_name))})"
+                )
             if candidate.cls is None:
                 continue
             try:
@@ -142,8 +151,11 @@ class ModuleHost:
 
     def snapshot_capable(self) -> list[Running]:
         """Running modules that override snapshot() and restore()."""
-        return [r for r in self.running if type(r.module).snapshot is not Aggregator.snapshot
-                and type(r.module).restore is not Aggregator.restore]
+        return [
+            r
+            for r in self.running
+            if type(r.module).snapshot is not Aggregator.snapshot and type(r.module).restore is not Aggregator.restore
+        ]
 
     def take_snapshots(self, store: Store) -> int:
         """Save every snapshot-capable module's state as complete up to the store's last row."""
@@ -189,8 +201,9 @@ class ModuleHost:
         snap = store.load_snapshot(running.name)
         if snap is None:
             return 0
-        ok, _ = self._guard(running, "restore", running.module.restore,
-                            msgpack.unpackb(snap.state, raw=False, strict_map_key=False))
+        ok, _ = self._guard(
+            running, "restore", running.module.restore, msgpack.unpackb(snap.state, raw=False, strict_map_key=False)
+        )
         if not ok:
             log.error("module %s could not restore its snapshot; rebuilding it from the journal", running.name)
             return 0
@@ -215,8 +228,14 @@ class ModuleHost:
         self.counters[f"module-error:{running.name}"] += 1
         key = f"{running.name}.{hook}"
         if self.throttled.warning(key, "module %s raised in %s: %s: %s", running.name, hook, type(exc).__name__, exc):
-            self.emit_event("module-error", "", "error", f"module {running.name} raised in {hook}: "
-                            f"{type(exc).__name__}: {exc}", module=running.name, hook=hook)
+            self.emit_event(
+                "module-error",
+                "",
+                "error",
+                f"module {running.name} raised in {hook}: {type(exc).__name__}: {exc}",
+                module=running.name,
+                hook=hook,
+            )
 
     def deliver(self, report: Report) -> bool:
         """Hand a report to every module whose reporttype matches; False when none does.
@@ -283,11 +302,22 @@ class ModuleHost:
         record = self.registry.records.get(report.node)
         if record is not None:
             record.bad_reports += 1
-        self.throttled.warning(f"bad-report:{report.node}", "dropped %s report seq %d from node %s: %s",
-                               report.type, report.seq, report.node, reason)
-        self.emit_event("bad-report", report.node, "warning",
-                        f"{report.type} report seq {report.seq} from node {report.node} was dropped: {reason}",
-                        type=report.type, seq=str(report.seq))
+        self.throttled.warning(
+            f"bad-report:{report.node}",
+            "dropped %s report seq %d from node %s: %s",
+            report.type,
+            report.seq,
+            report.node,
+            reason,
+        )
+        self.emit_event(
+            "bad-report",
+            report.node,
+            "warning",
+            f"{report.type} report seq {report.seq} from node {report.node} was dropped: {reason}",
+            type=report.type,
+            seq=str(report.seq),
+        )
 
     def answer(self, type: str, params: dict[str, str], request_id: int = 0) -> Any:
         """The answering module's return value; raises RequestError when it cannot answer."""
@@ -301,8 +331,9 @@ class ModuleHost:
             raise
         except Exception as exc:  # isolation: the client gets an ERROR, the collector goes on
             self._failed(running, "processREQUEST", exc)
-            raise RequestError(Code.MODULE_ERROR, f"module {running.name} failed on {type}: "
-                               f"{type_name(exc)}: {exc}") from exc
+            raise RequestError(
+                Code.MODULE_ERROR, f"module {running.name} failed on {type}: {type_name(exc)}: {exc}"
+            ) from exc
 
     def update(self, running: Running) -> Any:
         """The module's getUpdateMessage() result, or None when it has nothing or raised."""
@@ -335,8 +366,9 @@ class ModuleHost:
         if not targets:
             return
         event = Event(time=time.time(), node=node, kind=kind, severity=severity, message=message, attrs=attrs)
-        report = Report(node, EVENT_TYPE, 0, event.time, event.SerializeToString(), Encoding.PROTOBUF,
-                        Event.DESCRIPTOR.full_name)
+        report = Report(
+            node, EVENT_TYPE, 0, event.time, event.SerializeToString(), Encoding.PROTOBUF, Event.DESCRIPTOR.full_name
+        )
         for running in targets:
             try:
                 running.module.processReport(report)

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 class Journal:
     """This pass's applied reports and changed nodes, committed to ``store`` in one transaction."""
 
-    def __init__(self, store: Store, host: ModuleHost, registry: NodeRegistry, counters: Counters,
-                 config: CollectorConfig) -> None:
+    def __init__(
+        self, store: Store, host: ModuleHost, registry: NodeRegistry, counters: Counters, config: CollectorConfig
+    ) -> None:
         self.store = store
         self.host = host
         self.registry = registry

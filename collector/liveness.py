@@ -23,8 +23,9 @@ LIVENESS_PERIOD = 0.5  # seconds between lost-node checks
 class LivenessClock:
     """Declares silent nodes lost; ``due`` says when a check (and the housekeeping beside it) is up."""
 
-    def __init__(self, registry: NodeRegistry, counters: Counters, timeout: float,
-                 period: float = LIVENESS_PERIOD) -> None:
+    def __init__(
+        self, registry: NodeRegistry, counters: Counters, timeout: float, period: float = LIVENESS_PERIOD
+    ) -> None:
         self.registry = registry
         self.counters = counters
         self.timeout = timeout

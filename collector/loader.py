@@ -119,8 +119,11 @@ def _from_entry_points() -> list[Candidate | None]:
 
 def _from_module(module: ModuleType, stem: str, source: str) -> Candidate | None:
     classes = [
-        obj for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, Aggregator) and obj is not Aggregator
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, Aggregator)
+        and obj is not Aggregator
         and obj.__module__ == module.__name__
     ]
     if not classes:
@@ -138,7 +141,9 @@ def _validate(cls: object, stem: str, source: str) -> Candidate:
     name = cls.name or stem
     try:
         candidate = Candidate(
-            name, source, cls=cls,
+            name,
+            source,
+            cls=cls,
             depends=_names(cls, "depends"),
             reporttypes=_names(cls, "reporttype"),
             requesttypes=_names(cls, "requesttypes"),
@@ -169,8 +174,15 @@ def _update_type(cls: type) -> str | None:
     return value or None
 
 
-HOOKS = ("on_startup", "on_shutdown", "on_node_joined", "on_node_left", "processReport", "processREQUEST",
-         "getUpdateMessage")
+HOOKS = (
+    "on_startup",
+    "on_shutdown",
+    "on_node_joined",
+    "on_node_left",
+    "processReport",
+    "processREQUEST",
+    "getUpdateMessage",
+)
 _HOOK_LIKE = re.compile(r"^(on_.+|process.+|get.+Message)$")
 
 
@@ -182,8 +194,11 @@ def _check_hook_names(cls: type[Aggregator]) -> None:
         for attr, value in vars(klass).items():
             if callable(value) and attr not in HOOKS and _looks_like_a_hook(attr):
                 nearest = _nearest_hook(attr)
-                raise ModuleError(cls.__name__, f"method {attr}() looks like a hook but none is named so "
-                                  f"(did you mean {nearest}()?); it would never be called. Hooks: {', '.join(HOOKS)}")
+                raise ModuleError(
+                    cls.__name__,
+                    f"method {attr}() looks like a hook but none is named so "
+                    f"(did you mean {nearest}()?); it would never be called. Hooks: {', '.join(HOOKS)}",
+                )
 
 
 def _looks_like_a_hook(name: str) -> bool:
@@ -294,14 +309,17 @@ def _propagate_failures(order: list[Candidate], by_name: dict[str, Candidate]) -
         broken = [d for d in candidate.depends if not by_name[d].usable]
         if broken:
             candidate.disabled = True
-            log.error("module %s not started: it depends on %s, which is not running",
-                      candidate.name, ", ".join(broken))
+            log.error(
+                "module %s not started: it depends on %s, which is not running", candidate.name, ", ".join(broken)
+            )
 
 
 def check_conflicts(order: list[Candidate], reserved_requests: tuple[str, ...]) -> None:
     """Raise ModuleError when two running modules claim one request or update type."""
-    for kind, claims in (("request", _claims(order, "requesttypes", reserved_requests)),
-                         ("update", _claims(order, "updatetype", ()))):
+    for kind, claims in (
+        ("request", _claims(order, "requesttypes", reserved_requests)),
+        ("update", _claims(order, "updatetype", ())),
+    ):
         for type_name, owners in claims.items():
             if len(owners) > 1:
                 raise ModuleError(

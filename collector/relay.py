@@ -69,8 +69,12 @@ class Relay:
         elif record.status != "live" or ident is None:
             self._refuse(client, env, Code.NODE_LOST, f"node {node} is lost (silent past the node timeout)")
         elif not _lists(record.info.request_types, env.type):
-            self._refuse(client, env, Code.UNKNOWN_TYPE, f"node {node} answers no {env.type!r} request (it answers "
-                         f"{', '.join(record.info.request_types)})")
+            self._refuse(
+                client,
+                env,
+                Code.UNKNOWN_TYPE,
+                f"node {node} answers no {env.type!r} request (it answers {', '.join(record.info.request_types)})",
+            )
         else:
             rid = next(self.ids)
             self.pending[rid] = Pending(client, env.request_id, node, env.type, time.monotonic() + self.timeout)
@@ -78,8 +82,9 @@ class Relay:
             self.to_agent(ident, envelope(Kind.REQUEST, type=env.type, request_id=rid, params=dict(env.params)))
 
     def _refuse(self, client: bytes, env: Envelope, code: str, reason: str) -> None:
-        self.to_client(client, envelope(Kind.ERROR, type=env.type, request_id=env.request_id,
-                                        error_code=code, error=reason))
+        self.to_client(
+            client, envelope(Kind.ERROR, type=env.type, request_id=env.request_id, error_code=code, error=reason)
+        )
 
     def from_agent(self, env: Envelope, bulk: zmq.Frame | None = None) -> bool:
         """Relay an agent's RESPONSE / ERROR / CHUNK; False when it answers nothing pending.
@@ -127,8 +132,10 @@ class Relay:
         ident = self.registry.ident_of(pending.node)
         if ident is not None and code == Code.TIMEOUT:  # stop the agent's worker now, not at its own timeout
             self.to_agent(ident, envelope(Kind.CREDIT, request_id=rid, params={"cancel": "1"}))
-        self.to_client(pending.client, envelope(Kind.ERROR, type=pending.type, request_id=pending.client_id,
-                                                error_code=code, error=reason))
+        self.to_client(
+            pending.client,
+            envelope(Kind.ERROR, type=pending.type, request_id=pending.client_id, error_code=code, error=reason),
+        )
 
     def _forget(self, rid: int) -> Pending:
         pending = self.pending.pop(rid)
@@ -139,4 +146,3 @@ class Relay:
 def _lists(request_types: Sequence[str], type: str) -> bool:
     """Whether an agent's NodeInfo.request_types admits ``type``; an agent that lists none is asked anyway."""
     return not request_types or type in request_types
-

@@ -42,8 +42,10 @@ STORE_FILE = "collector.sqlite3"
 COLLECTOR_REQUESTS = {
     "CollectorStats": RequestSpec(
         "the collector's own counters (see Counters), node counts, running modules and uptime",
-        Payload.msgpack("map {uptime: seconds, counters: {name: count}, nodes: {total, live}, "
-                        "modules: [names in start order], bad_reports: {node: {type: count}}}"),
+        Payload.msgpack(
+            "map {uptime: seconds, counters: {name: count}, nodes: {total, live}, "
+            "modules: [names in start order], bad_reports: {node: {type: count}}}"
+        ),
     ),
 }
 
@@ -82,8 +84,11 @@ class Collector:
         self.host.load()
         replayed = self.host.recover(self.store)
         if self.store.durable:
-            log.info("recovered %d nodes; replayed %d journaled reports into the modules",
-                     len(self.registry.records), replayed)
+            log.info(
+                "recovered %d nodes; replayed %d journaled reports into the modules",
+                len(self.registry.records),
+                replayed,
+            )
         self.context = zmq.green.Context()
         agent_sock = self._bind(zmq.Socket(self.context, zmq.ROUTER), self.config.listen_agents, "agents")
         client_sock = self._bind(self.context.socket(zmq.ROUTER), self.config.listen_clients, "clients")
@@ -175,8 +180,9 @@ class Collector:
         try:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise LabscopeError(f"data dir {data_dir} is in use by another collector; "
-                                "stop it or give another --data-dir") from None
+            raise LabscopeError(
+                f"data dir {data_dir} is in use by another collector; stop it or give another --data-dir"
+            ) from None
 
     def _write_endpoints(self, agent_sock: zmq.Socket[bytes], client_sock: zmq.Socket[bytes]) -> None:
         info = {
@@ -212,8 +218,10 @@ class Collector:
         return {
             "uptime": time.time() - self.started,
             "counters": self.counters.snapshot(),
-            "nodes": {"total": len(self.registry.records),
-                      "live": sum(r.status == "live" for r in self.registry.records.values())},
+            "nodes": {
+                "total": len(self.registry.records),
+                "live": sum(r.status == "live" for r in self.registry.records.values()),
+            },
             "modules": [r.name for r in self.host.running],
             "bad_reports": self._bad_reports(),
         }

@@ -64,8 +64,9 @@ def check_value(section: str, key: str, value: Any, option: Option) -> None:
     """Raise ConfigError when ``value`` is not of the type of the option's default, or out of its bounds."""
     default = option.default
     if default is not None and not _fits(value, default):
-        raise ConfigError(f"[{section}] {key}: expected {_type_word(default)} (like the default {default!r}), "
-                          f"got {value!r}")
+        raise ConfigError(
+            f"[{section}] {key}: expected {_type_word(default)} (like the default {default!r}), got {value!r}"
+        )
     problem = _out_of_bounds(value, option)
     if problem:
         raise ConfigError(f"[{section}] {key}: {problem}, got {value!r}")
@@ -105,6 +106,12 @@ def _fits(value: Any, default: Any) -> bool:
 
 
 def _type_word(default: Any) -> str:
-    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
-             dict: "a table"}
+    words = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }
     return words.get(type(default), f"a {type(default).__name__}")

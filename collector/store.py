@@ -132,9 +132,13 @@ class SQLiteStore(Store):
         try:
             if self.pending:
                 db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", self.pending)
-            db.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?)", [
-                (r.node, r.last_seq, r.first_seen, r.last_seen, r.gaps, r.reconnects, r.info.SerializeToString())
-                for r in touched])
+            db.executemany(
+                "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.node, r.last_seq, r.first_seen, r.last_seen, r.gaps, r.reconnects, r.info.SerializeToString())
+                    for r in touched
+                ],
+            )
             db.execute("COMMIT")
         except sqlite3.Error:
             db.execute("ROLLBACK")
@@ -147,19 +151,29 @@ class SQLiteStore(Store):
     def load_nodes(self) -> list[NodeRecord]:
         """Every node recorded; each starts as ``lost`` until its agent says HELLO again."""
         rows = self.db.execute("SELECT node, last_seq, first_seen, last_seen, gaps, reconnects, info FROM nodes")
-        return [NodeRecord(node=node, info=NodeInfo.FromString(info), first_seen=first, last_seen=last,
-                           status="lost", last_seq=seq, reconnects=reconnects, gaps=gaps)
-                for node, seq, first, last, gaps, reconnects, info in rows]
+        return [
+            NodeRecord(
+                node=node,
+                info=NodeInfo.FromString(info),
+                first_seen=first,
+                last_seen=last,
+                status="lost",
+                last_seq=seq,
+                reconnects=reconnects,
+                gaps=gaps,
+            )
+            for node, seq, first, last, gaps, reconnects, info in rows
+        ]
 
     def save_snapshot(self, module: str, journal_id: int, state: bytes) -> None:
         """Replace the module's snapshot."""
-        self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?)",
-                        (module, journal_id, time.time(), state))
+        self.db.execute(
+            "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?)", (module, journal_id, time.time(), state)
+        )
 
     def load_snapshot(self, module: str) -> Snapshot | None:
         """The module's snapshot, or None."""
-        row = self.db.execute("SELECT journal_id, taken, state FROM snapshots WHERE module = ?",
-                              (module,)).fetchone()
+        row = self.db.execute("SELECT journal_id, taken, state FROM snapshots WHERE module = ?", (module,)).fetchone()
         return Snapshot(*row) if row else None
 
     def replay(self, after_id: int) -> Iterator[tuple[int, Envelope]]:
@@ -171,9 +185,11 @@ class SQLiteStore(Store):
 
     def prune(self, older_than: float) -> int:
         """Drop rows received before ``older_than``; ids grow with time, so the oldest go first."""
-        cursor = self.db.execute("DELETE FROM journal WHERE id < (SELECT COALESCE(MIN(id), 0) FROM journal "
-                                 "WHERE received >= ?) OR (SELECT MAX(received) FROM journal) < ?",
-                                 (older_than, older_than))
+        cursor = self.db.execute(
+            "DELETE FROM journal WHERE id < (SELECT COALESCE(MIN(id), 0) FROM journal "
+            "WHERE received >= ?) OR (SELECT MAX(received) FROM journal) < ?",
+            (older_than, older_than),
+        )
         return int(cursor.rowcount)
 
     def close(self) -> None:

@@ -41,8 +41,14 @@ class StubCollector:
 
     def add_node(self, node: str, hostname: str = "", **fields: Any) -> NodeRecord:
         """Register (or replace) a node record, as a HELLO would; ``fields`` are NodeRecord fields."""
-        info = NodeInfo(node=node, hostname=hostname or f"host-{node}", agent_version=__version__, os="Linux",
-                        cpu_count=4, memory_total=8_254_304_256)
+        info = NodeInfo(
+            node=node,
+            hostname=hostname or f"host-{node}",
+            agent_version=__version__,
+            os="Linux",
+            cpu_count=4,
+            memory_total=8_254_304_256,
+        )
         record = NodeRecord(node=node, info=info, **fields)
         self.records[node] = record
         return record

@@ -27,8 +27,6 @@ SETTLE_MS = 400  # let the last updates paint before grabbing
 SIGNAL_CHECK_MS = 200  # Python runs its signal handlers only between Qt events
 
 
-
-
 class Screenshot(QtCore.QObject):
     """Waits until ``window`` shows the collector's nodes, plots them all, saves a PNG and quits the app.
 
@@ -57,8 +55,10 @@ class Screenshot(QtCore.QObject):
                 self._shown_at = now
                 self.window.nodes.table.selectAll()  # every node in the plots: the picture shows them
             elif now > self._deadline:
-                self._fail(f"the nodes view showed no nodes within {self.timeout:g} s "
-                           f"(connection {self.window.state} to {self.window.endpoint})")
+                self._fail(
+                    f"the nodes view showed no nodes within {self.timeout:g} s "
+                    f"(connection {self.window.state} to {self.window.endpoint})"
+                )
             return
         if self._complete() or now - self._shown_at > FIGURES_GRACE:
             self._timer.stop()
@@ -68,7 +68,9 @@ class Screenshot(QtCore.QObject):
         plots = self.window.plots
         return self.window.figures_shown() and all(
             plots.series[node].history_loaded and plots.points(node) > 1
-            for node in self.window.listed_nodes() if node in plots.series)
+            for node in self.window.listed_nodes()
+            if node in plots.series
+        )
 
     def _grab(self) -> None:
         image = self.window.grab()

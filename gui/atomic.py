@@ -19,8 +19,7 @@ def atomic_file(target: Path) -> Iterator[IO[bytes]]:
     file is removed and the target is left as it was.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part",
-                                         delete=False)
+    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
     try:
         with handle:
             yield handle

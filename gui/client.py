@@ -48,10 +48,6 @@ MAX_BUFFERED_UPDATES = 10_000
 _MAX_FRAMES_PER_DRAIN = 1000
 
 
-
-
-
-
 @dataclass(frozen=True, slots=True)
 class Response:
     """A RESPONSE: ``payload`` decoded, ``data`` the payload bytes as sent."""
@@ -142,8 +138,9 @@ class Client:
             raise RequestFailed(answer.error_code or "error", answer.error or "(no reason given)", type)
         return Response.from_envelope(answer)
 
-    def stream(self, type: str, params: dict[str, str] | None = None, credit: int = DEFAULT_CREDIT,
-               timeout: float = 30.0) -> Iterator[bytes]:
+    def stream(
+        self, type: str, params: dict[str, str] | None = None, credit: int = DEFAULT_CREDIT, timeout: float = 30.0
+    ) -> Iterator[bytes]:
         """Send REQUEST ``type`` and yield the answer's bytes as they arrive.
 
         A streamed answer (CHUNKs) is yielded chunk by chunk, granting one
@@ -158,16 +155,18 @@ class Client:
             for piece in views:
                 yield piece if isinstance(piece, bytes) else bytes(piece)
 
-    def stream_views(self, type: str, params: dict[str, str] | None = None, credit: int = DEFAULT_CREDIT,
-                     timeout: float = 30.0) -> Generator[bytes | memoryview, None, None]:
+    def stream_views(
+        self, type: str, params: dict[str, str] | None = None, credit: int = DEFAULT_CREDIT, timeout: float = 30.0
+    ) -> Generator[bytes | memoryview, None, None]:
         """Like :meth:`stream`, without copying: a two-part chunk comes as a memoryview of the message.
 
         For consumers that only write or hash the bytes (a file, a socket): on
         a 2-core machine the saved copy is about a tenth of a stream's CPU.
         """
         request_id = next(self._ids)
-        self._send(envelope(Kind.REQUEST, type, request_id=request_id,
-                            params={**(params or {}), "credit": str(credit)}))
+        self._send(
+            envelope(Kind.REQUEST, type, request_id=request_id, params={**(params or {}), "credit": str(credit)})
+        )
         receipt = _Receipt(type)
         try:
             yield from self._chunks(request_id, receipt, timeout)
@@ -264,8 +263,9 @@ class Client:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # ------------------------------------------------------------- internals
@@ -369,8 +369,9 @@ class Client:
                 self._ack_lease = float(env.params.get("lease", ""))
             return
         unknown = tuple(t for t in env.params.get("unknown", "").split(",") if t)
-        self._refused = SubscriptionRefused(env.error_code or "error", env.error or "(no reason given)",
-                                            self._types, unknown)
+        self._refused = SubscriptionRefused(
+            env.error_code or "error", env.error or "(no reason given)", self._types, unknown
+        )
         self._types, self._subscription_id = self._accepted
         log.debug("%s refused the subscription: %s", self.endpoint, self._refused)
 

@@ -27,15 +27,27 @@ PROG = "labscope fetch"
 
 def build_parser() -> Parser:
     """The ``labscope fetch`` argument parser."""
-    parser = Parser(prog=PROG, description="Fetch a file from a node's serve folders through the collector. "
-                    "The file is verified (size and SHA-256) and renamed into place only when complete.")
-    parser.add_argument("--collector", required=True, type=endpoint_arg(), metavar="EP",
-                        help="the collector's clients endpoint")
-    parser.add_argument("source", metavar="NODE:PATH", help="node id and path (absolute inside a serve folder, "
-                        "or relative to the agent's first one)")
+    parser = Parser(
+        prog=PROG,
+        description="Fetch a file from a node's serve folders through the collector. "
+        "The file is verified (size and SHA-256) and renamed into place only when complete.",
+    )
+    parser.add_argument(
+        "--collector", required=True, type=endpoint_arg(), metavar="EP", help="the collector's clients endpoint"
+    )
+    parser.add_argument(
+        "source",
+        metavar="NODE:PATH",
+        help="node id and path (absolute inside a serve folder, or relative to the agent's first one)",
+    )
     parser.add_argument("-o", "--output", metavar="FILE", help="where to write (default: PATH's name, here)")
-    parser.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
-                        help="give up when nothing arrives for S seconds (default 30)")
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
+        help="give up when nothing arrives for S seconds (default 30)",
+    )
     return parser
 
 

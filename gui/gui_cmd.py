@@ -21,17 +21,38 @@ SCREENSHOT_TIMEOUT = 30.0
 
 def build_parser() -> Parser:
     """The argument parser of ``labscope gui``."""
-    parser = Parser(prog=PROG, description="Show a collector's testbed live: nodes, plots, events, files "
-                    "and every module's updates.")
-    parser.add_argument("--collector", required=True, type=endpoint_arg(), metavar="EP",
-                        help="the collector's clients endpoint, e.g. tcp://127.0.0.1:5556")
-    parser.add_argument("--screenshot", type=Path, default=None, metavar="FILE",
-                        help="wait until the nodes are shown, save a PNG of the window to FILE and exit")
-    parser.add_argument("--timeout", type=positive_float, default=SCREENSHOT_TIMEOUT, metavar="S",
-                        help=f"with --screenshot: give up (exit 1) when no node is shown after S seconds "
-                             f"(default {SCREENSHOT_TIMEOUT:g})")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning",
-                        help="log detail on stderr (default warning)")
+    parser = Parser(
+        prog=PROG,
+        description="Show a collector's testbed live: nodes, plots, events, files and every module's updates.",
+    )
+    parser.add_argument(
+        "--collector",
+        required=True,
+        type=endpoint_arg(),
+        metavar="EP",
+        help="the collector's clients endpoint, e.g. tcp://127.0.0.1:5556",
+    )
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="wait until the nodes are shown, save a PNG of the window to FILE and exit",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=SCREENSHOT_TIMEOUT,
+        metavar="S",
+        help=f"with --screenshot: give up (exit 1) when no node is shown after S seconds "
+        f"(default {SCREENSHOT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="log detail on stderr (default warning)",
+    )
     return parser
 
 
@@ -47,8 +68,10 @@ def choose_platform(screenshot: bool, environ: dict[str, str] | os._Environ[str]
     if screenshot:
         environ["QT_QPA_PLATFORM"] = "offscreen"
         return
-    raise LabscopeError("no display (DISPLAY and WAYLAND_DISPLAY are unset); run it on a desktop, "
-                        "or use --screenshot FILE, or 'labscope top' in a terminal")
+    raise LabscopeError(
+        "no display (DISPLAY and WAYLAND_DISPLAY are unset); run it on a desktop, "
+        "or use --screenshot FILE, or 'labscope top' in a terminal"
+    )
 
 
 def check_screenshot_path(path: Path | None) -> None:
@@ -64,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         from gui import app
     except ImportError as exc:
-        raise LabscopeError(f"the GUI needs PySide6-Essentials and pyqtgraph ({exc}); "
-                            "install them with: pip install 'labscope[gui]'") from None
+        raise LabscopeError(
+            f"the GUI needs PySide6-Essentials and pyqtgraph ({exc}); install them with: pip install 'labscope[gui]'"
+        ) from None
     return app.run(args.collector, args.screenshot, args.timeout)
 
 

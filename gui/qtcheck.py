@@ -24,8 +24,6 @@ _PROBES = 64
 _RESTORED: list[object] = []
 
 
-
-
 class _Probe(QtCore.QObject):
     fired = QtCore.Signal()
 
@@ -57,4 +55,5 @@ def check_binding() -> None:
         raise BrokenQtBinding(
             f"PySide6 {PySide6.__version__} on Python {sys.version_info.major}.{sys.version_info.minor} "
             "drops Python references and would crash the GUI (PYSIDE-3474); "
-            "install another version: pip install 'PySide6-Essentials>=6.7,!=6.12.0'")
+            "install another version: pip install 'PySide6-Essentials>=6.7,!=6.12.0'"
+        )

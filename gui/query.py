@@ -22,13 +22,19 @@ PROG = "labscope query"
 def build_parser() -> Parser:
     """The argument parser of ``labscope query``."""
     parser = Parser(prog=PROG, description="Send one request to a collector and print the response as JSON.")
-    parser.add_argument("--collector", required=True, type=endpoint_arg(), metavar="EP",
-                        help="the collector's clients endpoint, e.g. tcp://127.0.0.1:5556")
+    parser.add_argument(
+        "--collector",
+        required=True,
+        type=endpoint_arg(),
+        metavar="EP",
+        help="the collector's clients endpoint, e.g. tcp://127.0.0.1:5556",
+    )
     parser.add_argument("type", metavar="TYPE", help="request type, e.g. NodeList or CollectorStats")
     parser.add_argument("params", nargs="*", metavar="key=value", help="request parameters, e.g. node=n1")
     parser.add_argument("--raw", action="store_true", help="write the payload bytes untouched instead of JSON")
-    parser.add_argument("--timeout", type=positive_float, default=10.0, metavar="S",
-                        help="seconds to wait for the answer (default 10)")
+    parser.add_argument(
+        "--timeout", type=positive_float, default=10.0, metavar="S", help="seconds to wait for the answer (default 10)"
+    )
     return parser
 
 

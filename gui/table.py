@@ -53,8 +53,17 @@ class NodeRow:
 
     def cells(self) -> tuple[str, ...]:
         """The cells in COLUMNS order."""
-        return (self.node, self.hostname, self.status, self.cpu, self.memory, self.load,
-                self.net_in, self.net_out, self.last_seen)
+        return (
+            self.node,
+            self.hostname,
+            self.status,
+            self.cpu,
+            self.memory,
+            self.load,
+            self.net_in,
+            self.net_out,
+            self.last_seen,
+        )
 
 
 def human_rate(rate: float) -> str:
@@ -78,8 +87,9 @@ def ago(then: float, now: float) -> str:
     return f"{seconds / 60:.0f}m ago" if seconds < 3600 else f"{seconds / 3600:.1f}h ago"
 
 
-def node_rows(node_list: NodeList | None, summary: SystemStatsSummary | None,
-              now: float | None = None) -> list[NodeRow]:
+def node_rows(
+    node_list: NodeList | None, summary: SystemStatsSummary | None, now: float | None = None
+) -> list[NodeRow]:
     """Merge both payloads by node id into rows sorted by node id.
 
     A node known only from the summary shows status ``?``; a node without a
@@ -107,14 +117,20 @@ def _row(node: str, status: NodeStatus | None, figures: NodeSummary | None, now:
     )
 
 
-def node_table(node_list: NodeList | None, summary: SystemStatsSummary | None,
-               now: float | None = None, title: str | None = None) -> Table:
+def node_table(
+    node_list: NodeList | None, summary: SystemStatsSummary | None, now: float | None = None, title: str | None = None
+) -> Table:
     """A rich Table of the nodes: status green when live, red when lost."""
     # No outer padding or vertical rules: nine columns must fit an 80-column terminal.
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False, expand=False)
     for header, justify in COLUMNS:
-        table.add_column(header, justify=justify, no_wrap=True, overflow="ellipsis",  # type: ignore[arg-type]
-                         max_width=_MAX_WIDTHS.get(header))
+        table.add_column(
+            header,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=True,
+            overflow="ellipsis",
+            max_width=_MAX_WIDTHS.get(header),
+        )
     rows = node_rows(node_list, summary, now)
     for row in rows:
         cells: list[str | Text] = list(row.cells())

@@ -182,14 +182,32 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
 
 def build_parser() -> Parser:
     """The argument parser of ``labscope top``."""
-    parser = Parser(prog=PROG, description="Show a collector's nodes as a live table in the terminal "
-                    "(plain lines when the output is not a terminal). Ctrl-C stops it.")
-    parser.add_argument("--collector", required=True, type=endpoint_arg(), metavar="EP",
-                        help="the collector's clients endpoint, e.g. tcp://127.0.0.1:5556")
-    parser.add_argument("--refresh", type=positive_float, default=DEFAULT_REFRESH, metavar="S",
-                        help=f"seconds between redraws (default {DEFAULT_REFRESH:g})")
-    parser.add_argument("--duration", type=positive_float, default=None, metavar="S",
-                        help="stop by itself after S seconds (default: until Ctrl-C)")
+    parser = Parser(
+        prog=PROG,
+        description="Show a collector's nodes as a live table in the terminal "
+        "(plain lines when the output is not a terminal). Ctrl-C stops it.",
+    )
+    parser.add_argument(
+        "--collector",
+        required=True,
+        type=endpoint_arg(),
+        metavar="EP",
+        help="the collector's clients endpoint, e.g. tcp://127.0.0.1:5556",
+    )
+    parser.add_argument(
+        "--refresh",
+        type=positive_float,
+        default=DEFAULT_REFRESH,
+        metavar="S",
+        help=f"seconds between redraws (default {DEFAULT_REFRESH:g})",
+    )
+    parser.add_argument(
+        "--duration",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="stop by itself after S seconds (default: until Ctrl-C)",
+    )
     return parser
 
 

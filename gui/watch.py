@@ -25,8 +25,6 @@ PROG = "labscope watch"
 _POLL = 1.0  # seconds per wait when no --timeout bounds it
 
 
-
-
 def positive_int(text: str) -> int:
     """An argparse ``type=`` for a count of at least 1."""
     try:
@@ -41,12 +39,22 @@ def positive_int(text: str) -> int:
 def build_parser() -> Parser:
     """The argument parser of ``labscope watch``."""
     parser = Parser(prog=PROG, description="Subscribe to one update type and print each update as a JSON line.")
-    parser.add_argument("--collector", required=True, type=endpoint_arg(), metavar="EP",
-                        help="the collector's clients endpoint, e.g. tcp://127.0.0.1:5556")
+    parser.add_argument(
+        "--collector",
+        required=True,
+        type=endpoint_arg(),
+        metavar="EP",
+        help="the collector's clients endpoint, e.g. tcp://127.0.0.1:5556",
+    )
     parser.add_argument("type", metavar="TYPE", help="update type, e.g. NodeList ('*' for every type)")
     parser.add_argument("--count", type=positive_int, default=None, metavar="N", help="stop after N updates")
-    parser.add_argument("--timeout", type=positive_float, default=None, metavar="S",
-                        help="exit 1 when no update arrives for S seconds (default: wait forever)")
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="exit 1 when no update arrives for S seconds (default: wait forever)",
+    )
     return parser
 
 

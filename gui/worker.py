@@ -34,8 +34,18 @@ from messages import CollectorInfo, Files
 from messages.errors import CHECKSUM, LabscopeError, TransferCancelled
 from messages.stream import Digest
 
-__all__ = ["CONNECTED", "CONNECTING", "RECONNECTING", "REFUSED", "Transfer", "TransferCancelled", "Worker",
-           "connection_state", "stream_to_file", "unwrap_files"]
+__all__ = [
+    "CONNECTED",
+    "CONNECTING",
+    "RECONNECTING",
+    "REFUSED",
+    "Transfer",
+    "TransferCancelled",
+    "Worker",
+    "connection_state",
+    "stream_to_file",
+    "unwrap_files",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +103,6 @@ class Transfer:
     files_name: str = ""
 
 
-
-
 def unwrap_files(data: bytes, name: str) -> bytes:
     """The file bytes of a one-piece answer to ``File``.
 
@@ -111,8 +119,9 @@ def unwrap_files(data: bytes, name: str) -> bytes:
         return data
     piece = files.files[0]
     if piece.size and piece.size != len(piece.data):
-        raise RequestFailed(CHECKSUM, f"received {len(piece.data)} bytes of {name!r}, the module sent "
-                            f"{piece.size}", "File")
+        raise RequestFailed(
+            CHECKSUM, f"received {len(piece.data)} bytes of {name!r}, the module sent {piece.size}", "File"
+        )
     return piece.data
 
 
@@ -131,9 +140,13 @@ class _Sink:
         self.progress(self.digest.size)
 
 
-def stream_to_file(client: Client, spec: Transfer, progress: Callable[[int], None],
-                   cancelled: Callable[[], bool] = lambda: False,
-                   timeout: float = TRANSFER_TIMEOUT) -> tuple[int, str]:
+def stream_to_file(
+    client: Client,
+    spec: Transfer,
+    progress: Callable[[int], None],
+    cancelled: Callable[[], bool] = lambda: False,
+    timeout: float = TRANSFER_TIMEOUT,
+) -> tuple[int, str]:
     """Stream ``spec``'s answer into ``spec.target``; returns (bytes written, SHA-256 hex).
 
     The bytes go to a temporary file in the target's folder, which replaces the
@@ -200,8 +213,9 @@ class Worker(QtCore.QObject):
     transfer_failed = QtCore.Signal(str, str)
     subscription_refused = QtCore.Signal(str)
 
-    def __init__(self, endpoint: str, parent: QtCore.QObject | None = None, *,
-                 refused_after: float = REFUSED_AFTER) -> None:
+    def __init__(
+        self, endpoint: str, parent: QtCore.QObject | None = None, *, refused_after: float = REFUSED_AFTER
+    ) -> None:
         super().__init__(parent)
         self.endpoint = endpoint
         self.refused_after = refused_after
@@ -354,8 +368,9 @@ class Worker(QtCore.QObject):
 
     def _refresh_state(self, client: Client) -> None:
         self.last_heard = client.last_heard or 0.0
-        state = connection_state(client.last_heard is not None, client.connected(),
-                                 time.monotonic() - self._started, self.refused_after)
+        state = connection_state(
+            client.last_heard is not None, client.connected(), time.monotonic() - self._started, self.refused_after
+        )
         if state == CONNECTED and (state != self.state or self._info_overdue()):
             self._learn_info(client)
         if state == self.state:

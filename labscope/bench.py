@@ -35,15 +35,29 @@ PROG = "labscope bench"
 BENCH_MODULES = Path(__file__).resolve().parent / "benchmods"
 
 FIELDS = (
-    "raw_msgs_per_s", "ingest_reports_per_s", "ingest_ratio", "samples_per_s", "latency_p50_ms",
-    "latency_p99_ms", "agent_cpu_percent", "agent_rss_mb", "scale_agents", "false_lost",
-    "collector_rss_mb_per_node", "stream_mb_per_s", "stream_ratio",
+    "raw_msgs_per_s",
+    "ingest_reports_per_s",
+    "ingest_ratio",
+    "samples_per_s",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "agent_cpu_percent",
+    "agent_rss_mb",
+    "scale_agents",
+    "false_lost",
+    "collector_rss_mb_per_node",
+    "stream_mb_per_s",
+    "stream_ratio",
 )
 
 # field -> (comparison, target) as the performance issue sets them
 TARGETS: dict[str, tuple[str, float]] = {
-    "ingest_ratio": (">=", 0.5), "samples_per_s": (">=", 1_000_000), "latency_p99_ms": ("<=", 5.0),
-    "agent_cpu_percent": ("<=", 0.3), "agent_rss_mb": ("<=", 35.0), "false_lost": ("==", 0),
+    "ingest_ratio": (">=", 0.5),
+    "samples_per_s": (">=", 1_000_000),
+    "latency_p99_ms": ("<=", 5.0),
+    "agent_cpu_percent": ("<=", 0.3),
+    "agent_rss_mb": ("<=", 35.0),
+    "false_lost": ("==", 0),
     "stream_ratio": (">=", 0.5),
 }
 
@@ -68,8 +82,17 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         """The --quick sizes: the whole bench within about five minutes."""
-        return cls(raw_messages=200_000, ingest_reports=100_000, sample_frames=1_000, latency_seconds=5.0,
-                   agent_seconds=30.0, scale_agents=300, scale_seconds=30.0, rounds=2, stream_mb=100)
+        return cls(
+            raw_messages=200_000,
+            ingest_reports=100_000,
+            sample_frames=1_000,
+            latency_seconds=5.0,
+            agent_seconds=30.0,
+            scale_agents=300,
+            scale_seconds=30.0,
+            rounds=2,
+            stream_mb=100,
+        )
 
 
 @dataclass
@@ -97,9 +120,21 @@ class Bench:
         self.runs += 1
         data_dir = self.folder / f"collector-{self.runs}"
         with Children(self.folder) as children:
-            child = children.start(f"collector-{self.runs}", labscope_args(
-                "collector", "--listen-agents", "tcp://127.0.0.1:*", "--listen-clients", "tcp://127.0.0.1:*",
-                "--data-dir", str(data_dir), "--log-level", "warning", *extra))
+            child = children.start(
+                f"collector-{self.runs}",
+                labscope_args(
+                    "collector",
+                    "--listen-agents",
+                    "tcp://127.0.0.1:*",
+                    "--listen-clients",
+                    "tcp://127.0.0.1:*",
+                    "--data-dir",
+                    str(data_dir),
+                    "--log-level",
+                    "warning",
+                    *extra,
+                ),
+            )
             yield wait_collector(child, data_dir)
 
     def kit(self, *args: object, timeout: float = 300) -> dict[str, Any]:
@@ -129,9 +164,12 @@ class Bench:
         ratios = [i / r for i, r in zip(ingests, raws, strict=True)]
         off = statistics.median(unjournaled)
         self.put("raw_msgs_per_s", statistics.median(raws), f"median of {len(raws)}, 256-byte messages")
-        self.put("ingest_reports_per_s", statistics.median(ingests),
-                 f"median of {len(ingests)}, {self._frame_bytes}-byte frames, journal on "
-                 f"(off: {format_value(off)}/s, ratio {statistics.median(unjournaled) / statistics.median(raws):.2f})")
+        self.put(
+            "ingest_reports_per_s",
+            statistics.median(ingests),
+            f"median of {len(ingests)}, {self._frame_bytes}-byte frames, journal on "
+            f"(off: {format_value(off)}/s, ratio {statistics.median(unjournaled) / statistics.median(raws):.2f})",
+        )
         self.put("ingest_ratio", statistics.median(ratios), "median of the per-round ratios, journal on")
 
     def _raw_once(self) -> float:
@@ -139,8 +177,10 @@ class Bench:
         sock = ctx.socket(zmq.ROUTER)
         sock.linger = 0
         port = sock.bind_to_random_port("tcp://127.0.0.1")
-        sender = subprocess.Popen([sys.executable, "-m", "labscope.benchkit", "raw", f"tcp://127.0.0.1:{port}",
-                                   str(self.sizes.raw_messages)], stdout=subprocess.DEVNULL)
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "labscope.benchkit", "raw", f"tcp://127.0.0.1:{port}", str(self.sizes.raw_messages)],
+            stdout=subprocess.DEVNULL,
+        )
         try:
             return benchkit.raw_receive(sock, self.sizes.raw_messages, timeout=30)
         finally:
@@ -158,10 +198,14 @@ class Bench:
         """Batched Samples reports (50 reports x 100 values per frame) into the samples module."""
         sizes = self.sizes
         with self.collector() as endpoints:
-            result = self.kit("samples", endpoints["agents"], sizes.sample_frames, sizes.reports_per_frame,
-                              sizes.values_per_report)
-        self.put("samples_per_s", result["count"] / result["seconds"],
-                 f"{sizes.reports_per_frame} reports x {sizes.values_per_report} values per frame")
+            result = self.kit(
+                "samples", endpoints["agents"], sizes.sample_frames, sizes.reports_per_frame, sizes.values_per_report
+            )
+        self.put(
+            "samples_per_s",
+            result["count"] / result["seconds"],
+            f"{sizes.reports_per_frame} reports x {sizes.values_per_report} values per frame",
+        )
 
     def latency(self) -> None:
         """Report sent -> push-on-change update received by a subscribed client, at a paced rate."""
@@ -169,24 +213,45 @@ class Bench:
         with self.collector("--modules-dir", str(BENCH_MODULES)) as endpoints:
             with Client(endpoints["clients"]) as client:
                 client.subscribe(["BenchLatency"])
-                generator = subprocess.Popen([sys.executable, "-m", "labscope.benchkit", "paced",
-                                              endpoints["agents"], str(sizes.latency_rate),
-                                              str(sizes.latency_seconds)], stdout=subprocess.DEVNULL)
+                generator = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "labscope.benchkit",
+                        "paced",
+                        endpoints["agents"],
+                        str(sizes.latency_rate),
+                        str(sizes.latency_seconds),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                )
                 delays = collect_latencies(client, generator, sizes.latency_seconds + 15)
         if not delays:
             raise LabscopeError("no BenchLatency update arrived")
         delays.sort()
-        self.put("latency_p50_ms", 1000 * percentile(delays, 50),
-                 f"{len(delays)} reports at {sizes.latency_rate:g}/s")
+        self.put("latency_p50_ms", 1000 * percentile(delays, 50), f"{len(delays)} reports at {sizes.latency_rate:g}/s")
         self.put("latency_p99_ms", 1000 * percentile(delays, 99))
 
     def agent(self) -> None:
         """One real agent at the default 1 s interval: CPU as % of one core, resident memory."""
         seconds = self.sizes.agent_seconds
         with self.collector() as endpoints, Children(self.folder) as children:
-            agent = children.start("agent", labscope_args(
-                "agent", "--collector", endpoints["agents"], "--node-id", "bench-agent", "--interval", "1",
-                "--data-dir", str(self.folder / "agent"), "--log-level", "warning"))
+            agent = children.start(
+                "agent",
+                labscope_args(
+                    "agent",
+                    "--collector",
+                    endpoints["agents"],
+                    "--node-id",
+                    "bench-agent",
+                    "--interval",
+                    "1",
+                    "--data-dir",
+                    str(self.folder / "agent"),
+                    "--log-level",
+                    "warning",
+                ),
+            )
             process = psutil.Process(agent.popen.pid)
             time.sleep(3)  # start-up (imports, first sample) is not the steady cost being measured
             cpu, rss = measure_process(process, seconds)
@@ -199,14 +264,29 @@ class Bench:
         with self.collector() as endpoints:
             collector = psutil.Process(int(endpoints["pid"]))
             base = collector.memory_info().rss
-            sim = subprocess.Popen(labscope_args(
-                "simulate", "--collector", endpoints["agents"], "--agents", str(sizes.scale_agents),
-                "--rate", "1", "--duration", str(sizes.scale_seconds)), stdout=subprocess.PIPE, text=True)
+            sim = subprocess.Popen(
+                labscope_args(
+                    "simulate",
+                    "--collector",
+                    endpoints["agents"],
+                    "--agents",
+                    str(sizes.scale_agents),
+                    "--rate",
+                    "1",
+                    "--duration",
+                    str(sizes.scale_seconds),
+                ),
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             peak = watch_rss(collector, sim)
             with Client(endpoints["clients"]) as client:
                 stats = client.request("CollectorStats", timeout=10).payload
-        self.put("scale_agents", sizes.scale_agents, f"{sizes.scale_seconds:g} s at 1 report/s each, "
-                 f"{stats['counters'].get('reports', 0)} reports")
+        self.put(
+            "scale_agents",
+            sizes.scale_agents,
+            f"{sizes.scale_seconds:g} s at 1 report/s each, {stats['counters'].get('reports', 0)} reports",
+        )
         self.put("false_lost", stats["counters"].get("nodes-lost", 0))
         self.put("collector_rss_mb_per_node", (peak - base) / sizes.scale_agents / 2**20)
 
@@ -220,9 +300,22 @@ class Bench:
                 handle.write(os.urandom(2**20))
         raw = self._raw_stream(path)
         with self.collector() as endpoints, Children(self.folder) as children:
-            children.start("stream-agent", labscope_args(
-                "agent", "--collector", endpoints["agents"], "--node-id", "bench-stream", "--serve-dir", str(serve),
-                "--data-dir", str(self.folder / "stream-agent"), "--log-level", "warning"))
+            children.start(
+                "stream-agent",
+                labscope_args(
+                    "agent",
+                    "--collector",
+                    endpoints["agents"],
+                    "--node-id",
+                    "bench-stream",
+                    "--serve-dir",
+                    str(serve),
+                    "--data-dir",
+                    str(self.folder / "stream-agent"),
+                    "--log-level",
+                    "warning",
+                ),
+            )
             with Client(endpoints["clients"]) as client:
                 wait_node(client, "bench-stream", timeout=20)
                 start, received = time.perf_counter(), 0
@@ -238,8 +331,10 @@ class Bench:
         sock = ctx.socket(zmq.ROUTER)
         sock.linger = 0
         port = sock.bind_to_random_port("tcp://127.0.0.1")
-        sender = subprocess.Popen([sys.executable, "-m", "labscope.benchkit", "rawstream",
-                                   f"tcp://127.0.0.1:{port}", str(path), str(2**20)], stdout=subprocess.DEVNULL)
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "labscope.benchkit", "rawstream", f"tcp://127.0.0.1:{port}", str(path), str(2**20)],
+            stdout=subprocess.DEVNULL,
+        )
         try:
             received, seconds = benchkit.raw_stream_receive(sock, timeout=30)
         finally:
@@ -340,17 +435,22 @@ def machine_line() -> str:
     import gevent
     import google.protobuf
 
-    return (f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-            f"pyzmq {zmq.__version__} / libzmq {zmq.zmq_version()}, gevent {gevent.__version__}, "
-            f"protobuf {google.protobuf.__version__}")
+    return (
+        f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+        f"pyzmq {zmq.__version__} / libzmq {zmq.zmq_version()}, gevent {gevent.__version__}, "
+        f"protobuf {google.protobuf.__version__}"
+    )
 
 
 def build_parser() -> Parser:
     """The ``labscope bench`` argument parser."""
-    parser = Parser(prog=PROG, description="Measure labscope on this machine against raw pyzmq: ingest, "
-                    "batched samples, report-to-update latency, agent cost, many agents on one collector. "
-                    "Prints a markdown table; --json writes the figures.")
+    parser = Parser(
+        prog=PROG,
+        description="Measure labscope on this machine against raw pyzmq: ingest, "
+        "batched samples, report-to-update latency, agent cost, many agents on one collector. "
+        "Prints a markdown table; --json writes the figures.",
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes: done within about 5 minutes")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON to FILE")
     parser.add_argument("--markdown", metavar="FILE", help="write the table as markdown to FILE")

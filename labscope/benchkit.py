@@ -63,8 +63,9 @@ def report_frame(node: str, seq: int, now: float) -> bytes:
 def samples_frame(node: str, first_seq: int, reports: int, values: int, now: float) -> bytes:
     """A batched frame: ``reports`` REPORTs of type Samples with ``values`` samples each."""
     samples = Samples(time=now, values=[float(i) for i in range(values)])
-    return pack([envelope(Kind.REPORT, "Samples", samples, node=node, seq=first_seq + i, time=now)
-                 for i in range(reports)])
+    return pack(
+        [envelope(Kind.REPORT, "Samples", samples, node=node, seq=first_seq + i, time=now) for i in range(reports)]
+    )
 
 
 class AgentPeer:
@@ -158,8 +159,11 @@ def paced(endpoint: str, rate: float, seconds: float) -> dict[str, float]:
     """Reports of type BenchProbe at ``rate`` per second, one per frame, stamped with the send time."""
     peer = AgentPeer(endpoint, "bench-latency")
     peer.hello()
-    sent = peer.paced(rate, seconds, lambda seq, now: pack(
-        [envelope(Kind.REPORT, "BenchProbe", None, node=peer.node, seq=seq, time=now)]))
+    sent = peer.paced(
+        rate,
+        seconds,
+        lambda seq, now: pack([envelope(Kind.REPORT, "BenchProbe", None, node=peer.node, seq=seq, time=now)]),
+    )
     peer.close()
     return {"count": sent, "seconds": seconds}
 

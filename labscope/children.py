@@ -31,8 +31,6 @@ TAIL_LINES = 20
 log = logging.getLogger(__name__)
 
 
-
-
 @dataclass
 class Child:
     """A process the demo started, with its log file."""
@@ -67,8 +65,9 @@ class Children:
         with open(log_path, "wb") as out:
             # Own session: a Ctrl-C on the terminal reaches only the demo, which then stops
             # the children in order instead of racing them.
-            popen = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
+            popen = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         child = Child(name, popen, log_path)
         self.children.append(child)
         return child
@@ -92,8 +91,9 @@ class Children:
     def __enter__(self) -> Children:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 

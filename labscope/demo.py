@@ -47,14 +47,34 @@ log = logging.getLogger(__name__)
 def start_testbed(children: Children, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Start the collector and the agents; returns the collector's endpoints."""
     data_dir = folder / "collector"
-    collector = children.start("collector", labscope_args(
-        "collector", "--listen-agents", "tcp://127.0.0.1:*", "--listen-clients", "tcp://127.0.0.1:*",
-        "--data-dir", str(data_dir)))
+    collector = children.start(
+        "collector",
+        labscope_args(
+            "collector",
+            "--listen-agents",
+            "tcp://127.0.0.1:*",
+            "--listen-clients",
+            "tcp://127.0.0.1:*",
+            "--data-dir",
+            str(data_dir),
+        ),
+    )
     endpoints = wait_collector(collector, data_dir)
     for k in range(1, args.agents + 1):
-        children.start(f"agent-{k}", labscope_args(
-            "agent", "--collector", endpoints["agents"], "--node-id", f"demo-node-{k}",
-            "--data-dir", str(folder / f"agent-{k}"), "--interval", f"{args.interval:g}"))
+        children.start(
+            f"agent-{k}",
+            labscope_args(
+                "agent",
+                "--collector",
+                endpoints["agents"],
+                "--node-id",
+                f"demo-node-{k}",
+                "--data-dir",
+                str(folder / f"agent-{k}"),
+                "--interval",
+                f"{args.interval:g}",
+            ),
+        )
     for child in children.children:
         say(f"started {child.name} (pid {child.popen.pid})")
     say(f"collector: agents {endpoints['agents']}, clients {endpoints['clients']}; files in {folder}")
@@ -138,8 +158,10 @@ def summary_lines(state: DemoState) -> list[str]:
         f"live at the end: {len(live)} ({', '.join(sorted(live)) or 'none'})",
     ]
     for status in sorted(nodes, key=lambda s: s.node):
-        lines.append(f"  {status.node:<16} {status.status:<5} reports up to seq {status.last_seq}, "
-                     f"gaps {status.gaps}, reconnects {status.reconnects}")
+        lines.append(
+            f"  {status.node:<16} {status.status:<5} reports up to seq {status.last_seq}, "
+            f"gaps {status.gaps}, reconnects {status.reconnects}"
+        )
     listed = {status.node for status in nodes}
     lines += [f"  {node:<16} gone  (no longer listed)" for node in seen if node not in listed]
     return lines
@@ -195,13 +217,25 @@ def run(args: argparse.Namespace) -> int:
 
 def build_parser() -> Parser:
     """The argument parser of ``labscope demo``."""
-    parser = Parser(prog=PROG, description="Start a collector and local agents in a temporary folder "
-                    "and show the nodes live until Ctrl-C.")
-    parser.add_argument("--duration", type=positive_float, default=None, metavar="N",
-                        help="stop by itself after N seconds and print a summary")
+    parser = Parser(
+        prog=PROG,
+        description="Start a collector and local agents in a temporary folder and show the nodes live until Ctrl-C.",
+    )
+    parser.add_argument(
+        "--duration",
+        type=positive_float,
+        default=None,
+        metavar="N",
+        help="stop by itself after N seconds and print a summary",
+    )
     parser.add_argument("--agents", type=_agent_count, default=3, metavar="K", help="agents to start (default 3)")
-    parser.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
-                        help="seconds between the agents' samples (default 1)")
+    parser.add_argument(
+        "--interval",
+        type=positive_float,
+        default=1.0,
+        metavar="S",
+        help="seconds between the agents' samples (default 1)",
+    )
     return parser
 
 

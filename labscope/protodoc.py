@@ -91,8 +91,13 @@ def _payload(payload: Payload) -> str:
 
 
 def _sent(spec: UpdateSpec, interval: float | None) -> str:
-    every = (f"every `update_interval` (default {DEFAULT_INTERVAL:g} s)" if interval is None
-             else "right after the ingest pass that changed it" if interval == 0 else f"every {interval:g} s")
+    every = (
+        f"every `update_interval` (default {DEFAULT_INTERVAL:g} s)"
+        if interval is None
+        else "right after the ingest pass that changed it"
+        if interval == 0
+        else f"every {interval:g} s"
+    )
     if spec.sent == ON_CHANGE:
         return f"on change: checked {every}" if interval != 0 else f"on change: {every}"
     return f"periodic: {every}"
@@ -104,8 +109,9 @@ def _request_rows(found: Iterable[Answerer]) -> list[str]:
         for name, spec in answerer.requests.items():
             params = "<br>".join(_param(p) for p in spec.params) or "—"
             answer = "<br>".join(_payload(p) for p in spec.answers)
-            rows.append((name, f"| `{name}` | {answerer.who} | {_cell(params)} | {_cell(answer)} | "
-                               f"{_cell(spec.summary)} |"))
+            rows.append(
+                (name, f"| `{name}` | {answerer.who} | {_cell(params)} | {_cell(answer)} | {_cell(spec.summary)} |")
+            )
     return [row for _, row in sorted(rows)]
 
 
@@ -115,28 +121,35 @@ def _update_rows(found: Iterable[Answerer]) -> list[str]:
         if answerer.update is None:
             continue
         name, spec, interval = answerer.update
-        rows.append((name, f"| `{name}` | {answerer.who} | {_cell(_payload(spec.payload))} | "
-                           f"{_cell(_sent(spec, interval))} | {_cell(spec.summary)} |"))
+        rows.append(
+            (
+                name,
+                f"| `{name}` | {answerer.who} | {_cell(_payload(spec.payload))} | "
+                f"{_cell(_sent(spec, interval))} | {_cell(spec.summary)} |",
+            )
+        )
     return [row for _, row in sorted(rows)]
 
 
 def render_types() -> str:
     """The markdown of the request-types block: one table of requests, one of updates."""
     found = answerers()
-    return "\n".join([
-        "Requests (`REQUEST{type, params}`; every answer echoes `type` and `request_id`):",
-        "",
-        "| type | answered by | parameters | answer payload | what it answers |",
-        "|---|---|---|---|---|",
-        *_request_rows(found),
-        "",
-        "Updates (`UPDATE{type, time, payload}` to subscribers; `CollectorInfo.update_intervals` has the "
-        "running intervals):",
-        "",
-        "| type | pushed by | payload | sent | what it carries |",
-        "|---|---|---|---|---|",
-        *_update_rows(found),
-    ])
+    return "\n".join(
+        [
+            "Requests (`REQUEST{type, params}`; every answer echoes `type` and `request_id`):",
+            "",
+            "| type | answered by | parameters | answer payload | what it answers |",
+            "|---|---|---|---|---|",
+            *_request_rows(found),
+            "",
+            "Updates (`UPDATE{type, time, payload}` to subscribers; `CollectorInfo.update_intervals` has the "
+            "running intervals):",
+            "",
+            "| type | pushed by | payload | sent | what it carries |",
+            "|---|---|---|---|---|",
+            *_update_rows(found),
+        ]
+    )
 
 
 def render_counters() -> str:
@@ -167,7 +180,7 @@ def rewrite(text: str) -> str:
         if found is None:
             raise ValueError(f"no '{BEGIN.format(name=name)}' ... '{END}' block")
         block = f"{BEGIN.format(name=name)}\n{render(name)}\n{END}"
-        text = text[:found.start()] + block + text[found.end():]
+        text = text[: found.start()] + block + text[found.end() :]
     return text
 
 

@@ -140,6 +140,7 @@ def check_protobuf_backend(logger: logging.Logger) -> str:
 
     backend = str(api_implementation.Type())
     if backend != "upb":
-        logger.warning("protobuf runs on its %s backend, about 30x slower than upb; install protobuf>=7 wheels",
-                       backend)
+        logger.warning(
+            "protobuf runs on its %s backend, about 30x slower than upb; install protobuf>=7 wheels", backend
+        )
     return backend

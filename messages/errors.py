@@ -54,21 +54,21 @@ class Code:
     """Every wire error code (``Envelope.error_code``), as named constants."""
 
     # collector -> agent
-    HELLO_REQUIRED = "hello-required"    # an envelope from a connection that has not said HELLO
-    BAD_HELLO = "bad-hello"              # a HELLO without a usable NodeInfo
-    DUPLICATE_NODE = "duplicate-node"    # the node id is live through another agent
-    OUT_OF_RANGE = "out-of-range"        # a number in the envelope is outside its documented bounds
+    HELLO_REQUIRED = "hello-required"  # an envelope from a connection that has not said HELLO
+    BAD_HELLO = "bad-hello"  # a HELLO without a usable NodeInfo
+    DUPLICATE_NODE = "duplicate-node"  # the node id is live through another agent
+    OUT_OF_RANGE = "out-of-range"  # a number in the envelope is outside its documented bounds
     # collector -> client (and agent -> collector -> client for node requests)
-    UNKNOWN_TYPE = "unknown-type"        # nobody answers this request (or subscription) type
-    BAD_REQUEST = "bad-request"          # a parameter is missing or wrong
-    NOT_FOUND = "not-found"              # the thing asked for does not exist
-    MODULE_ERROR = "module-error"        # the answering module raised
-    BAD_FRAME = "bad-frame"              # the frame could not be read
-    NODE_LOST = "node-lost"              # the node of a node request is lost
-    TIMEOUT = "timeout"                  # the node did not answer in time
-    BUSY = "busy"                        # the agent's request workers are all busy
-    DENIED = "denied"                    # a path outside the agent's serve folders
-    HANDLER_ERROR = "handler-error"      # the agent's handler raised
+    UNKNOWN_TYPE = "unknown-type"  # nobody answers this request (or subscription) type
+    BAD_REQUEST = "bad-request"  # a parameter is missing or wrong
+    NOT_FOUND = "not-found"  # the thing asked for does not exist
+    MODULE_ERROR = "module-error"  # the answering module raised
+    BAD_FRAME = "bad-frame"  # the frame could not be read
+    NODE_LOST = "node-lost"  # the node of a node request is lost
+    TIMEOUT = "timeout"  # the node did not answer in time
+    BUSY = "busy"  # the agent's request workers are all busy
+    DENIED = "denied"  # a path outside the agent's serve folders
+    HANDLER_ERROR = "handler-error"  # the agent's handler raised
 
     @classmethod
     def all(cls) -> frozenset[str]:

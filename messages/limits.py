@@ -40,16 +40,16 @@ __all__ = [
 ]
 
 OUT_OF_RANGE = Code.OUT_OF_RANGE  # ERROR code of an envelope refused for a number out of its bounds
-BAD_REQUEST = "bad-request"     # ERROR code of a refused credit (docs/protocol.md, flow control)
+BAD_REQUEST = "bad-request"  # ERROR code of a refused credit (docs/protocol.md, flow control)
 
-MAX_SEQ = 2**63 - 1             # SQLite INTEGER: the journal, the nodes table, the agent's outbox
+MAX_SEQ = 2**63 - 1  # SQLite INTEGER: the journal, the nodes table, the agent's outbox
 MAX_BACKLOG = MAX_SEQ
-MAX_UINT64 = 2**64 - 1          # request ids, and where counters saturate (msgpack, protobuf uint64)
-MAX_TIME = 32503680000.0        # 3000-01-01T00:00:00Z in epoch seconds
+MAX_UINT64 = 2**64 - 1  # request ids, and where counters saturate (msgpack, protobuf uint64)
+MAX_TIME = 32503680000.0  # 3000-01-01T00:00:00Z in epoch seconds
 DEFAULT_CREDIT = 8
 MAX_CREDIT = 64
-MAX_FILE_BYTES = 1 << 36        # 64 GiB: the largest file a node may send (FileOutput)
-MIN_INTERVAL = 0.01             # seconds: bounds of the heartbeat interval a collector may ask for
+MAX_FILE_BYTES = 1 << 36  # 64 GiB: the largest file a node may send (FileOutput)
+MIN_INTERVAL = 0.01  # seconds: bounds of the heartbeat interval a collector may ask for
 MAX_INTERVAL = 3600.0
 
 _SHOWN = 40  # characters of a refused value quoted in the reason

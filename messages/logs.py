@@ -28,8 +28,13 @@ class ThrottledLog:
     gives the time when a caller does not pass ``now``.
     """
 
-    def __init__(self, logger: logging.Logger, period: float = 1.0, suffix: str = SUPPRESSED,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        period: float = 1.0,
+        suffix: str = SUPPRESSED,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.logger = logger
         self.period = period
         self.suffix = suffix
@@ -37,8 +42,9 @@ class ThrottledLog:
         self._last: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
 
-    def log(self, level: int, key: str, fmt: str, *args: object, now: float | None = None,
-            exc_info: bool = False) -> bool:
+    def log(
+        self, level: int, key: str, fmt: str, *args: object, now: float | None = None, exc_info: bool = False
+    ) -> bool:
         """Log ``fmt % args`` at ``level`` under ``key`` unless the key was logged less than a period ago.
 
         Returns True when it logged, False when it suppressed the message.

@@ -113,8 +113,9 @@ def load_config(path: str | Path | None) -> dict[str, Any]:
     return data
 
 
-def config_section(data: Mapping[str, Any], section: str, schema: Mapping[str, type | tuple[type, ...]],
-                   path: str | Path | None) -> dict[str, Any]:
+def config_section(
+    data: Mapping[str, Any], section: str, schema: Mapping[str, type | tuple[type, ...]], path: str | Path | None
+) -> dict[str, Any]:
     """Check one section of a config against ``schema`` (key -> accepted type or types).
 
     Returns the section's values; raises ConfigError naming the file, section

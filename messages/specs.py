@@ -46,10 +46,10 @@ MSGPACK = "MSGPACK"
 RAW = "RAW"
 NONE = "NONE"
 CHUNKS = "CHUNKs"  # streamed: CHUNK envelopes of RAW bytes under credit (docs/protocol.md)
-ANY = "any"        # the encoding depends on the data (the shape says how); the envelope names it
+ANY = "any"  # the encoding depends on the data (the shape says how); the envelope names it
 ENCODINGS = (PROTOBUF, MSGPACK, RAW, NONE, CHUNKS, ANY)
 
-PERIODIC = "periodic"    # sent every update interval, changed or not
+PERIODIC = "periodic"  # sent every update interval, changed or not
 ON_CHANGE = "on-change"  # sent only when it changed: checked every update interval (0: after each ingest pass)
 SENDING = (PERIODIC, ON_CHANGE)
 
@@ -122,8 +122,9 @@ class UpdateSpec:
             raise ValueError(f"update 'sent' {self.sent!r} is not one of {', '.join(SENDING)}")
 
 
-def spec_mismatch(requesttypes: tuple[str, ...], updatetype: str | None, request_specs: Any,
-                  update_spec: Any) -> str | None:
+def spec_mismatch(
+    requesttypes: tuple[str, ...], updatetype: str | None, request_specs: Any, update_spec: Any
+) -> str | None:
     """Why a class's descriptions disagree with the types it answers, or None when they agree.
 
     A class that describes nothing (classic) agrees; one that describes anything

@@ -42,20 +42,20 @@ __all__ = [
     "two_part_header",
 ]
 
-CHUNK_BYTES = 1024 * 1024   # the largest CHUNK payload (or second part)
-TWO_PART_MIN = 64 * 1024    # from this size a CHUNK's bytes ride as a second part; below, a copy costs less
-STALL_TIMEOUT = 60.0        # seconds a sender waits for credit before it gives up on the requester
+CHUNK_BYTES = 1024 * 1024  # the largest CHUNK payload (or second part)
+TWO_PART_MIN = 64 * 1024  # from this size a CHUNK's bytes ride as a second part; below, a copy costs less
+STALL_TIMEOUT = 60.0  # seconds a sender waits for credit before it gives up on the requester
 
-_SIZE_DIGITS = 20           # a size beyond 2^64 is no size any sender sent
+_SIZE_DIGITS = 20  # a size beyond 2^64 is no size any sender sent
 
 
 class Take(StrEnum):
     """What taking one credit gave: send the chunk, wait for a CREDIT, or stop."""
 
-    OK = "ok"                # one credit used: send the chunk
-    WAIT = "wait"            # no credit left: wait for a CREDIT (only :meth:`CreditAccount.try_take` says this)
+    OK = "ok"  # one credit used: send the chunk
+    WAIT = "wait"  # no credit left: wait for a CREDIT (only :meth:`CreditAccount.try_take` says this)
     CANCELLED = "cancelled"  # the requester (or the sender's side) cancelled: send nothing more
-    STALLED = "stalled"      # no credit within the stall timeout (only the runtimes' waiting wrappers say this)
+    STALLED = "stalled"  # no credit within the stall timeout (only the runtimes' waiting wrappers say this)
 
 
 class CreditAccount:
@@ -152,11 +152,12 @@ def pieces(chunks: Iterable[bytes | bytearray | memoryview], limit: int = CHUNK_
             continue
         view = memoryview(chunk)
         for start in range(0, len(view), limit):
-            yield bytes(view[start:start + limit])
+            yield bytes(view[start : start + limit])
 
 
-def chunk_stream(chunks: Iterable[bytes | bytearray | memoryview], size: int | None = None,
-                 limit: int = CHUNK_BYTES) -> Iterator[Piece]:
+def chunk_stream(
+    chunks: Iterable[bytes | bytearray | memoryview], size: int | None = None, limit: int = CHUNK_BYTES
+) -> Iterator[Piece]:
     """The CHUNKs of a streamed answer, in order: at least one, the last carrying data, ``last`` and the trailer.
 
     One piece is held back, so that the last piece of data itself is the final

@@ -98,13 +98,19 @@ class EventsModule(Aggregator):
         "Events": RequestSpec(
             "the events kept (joined, lost, gap, module-error, agents' own ...), newest first",
             Payload.msgpack(_EVENTS),
-            params=(Param("since", "only events whose time is strictly after this epoch time (seconds); "
-                                   "not a finite number: bad-request"),
-                    Param("node", "only this node's events")),
+            params=(
+                Param(
+                    "since",
+                    "only events whose time is strictly after this epoch time (seconds); "
+                    "not a finite number: bad-request",
+                ),
+                Param("node", "only this node's events"),
+            ),
         ),
     }
-    update_spec = UpdateSpec(f"the latest {UPDATE_LIMIT} events, when an event arrived since the last push",
-                             Payload.msgpack(_EVENTS))
+    update_spec = UpdateSpec(
+        f"the latest {UPDATE_LIMIT} events, when an event arrived since the last push", Payload.msgpack(_EVENTS)
+    )
 
     def __init__(self) -> None:
         self._events: deque[EventDict] = deque(maxlen=DEFAULT_KEEP)
@@ -126,8 +132,9 @@ class EventsModule(Aggregator):
         elif isinstance(value, dict):
             item = _from_map(value, msg.node, msg.time)
         else:
-            raise BadPayloadError(f"Event report from {msg.node or 'the collector'} is not a labscope.Event "
-                             f"(schema {msg.schema!r})")
+            raise BadPayloadError(
+                f"Event report from {msg.node or 'the collector'} is not a labscope.Event (schema {msg.schema!r})"
+            )
         self._events.append(item)
         self._changed = True
 
@@ -135,7 +142,8 @@ class EventsModule(Aggregator):
         """``Events [since=EPOCH] [node=ID]``: matching events, newest first."""
         since = msg.epoch_param("since")
         selected = (
-            item for item in self._events
+            item
+            for item in self._events
             if (since is None or item["time"] > since) and (not msg.node or item["node"] == msg.node)
         )
         return newest_first(selected)

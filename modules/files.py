@@ -77,20 +77,29 @@ class FilesModule(Aggregator):
     requesttypes = ("FileList", "File", "FileStats")
     updatetype = "FileList"
     request_specs = {
-        "FileList": RequestSpec("the files nodes sent (FileOutput) and the collector stored",
-                                Payload.msgpack(_LISTING), params=(Param("node", "only this node's files"),)),
+        "FileList": RequestSpec(
+            "the files nodes sent (FileOutput) and the collector stored",
+            Payload.msgpack(_LISTING),
+            params=(Param("node", "only this node's files"),),
+        ),
         "File": RequestSpec(
             "one stored file",
-            (Payload.protobuf(Files, "files up to 1 MiB; Files.files holds the one File, data included"),
-             Payload.chunks("the file's bytes", "larger files")),
-            params=(Param("node", "the node that sent the file", required=True),
-                    Param("filename", "the file's name as the node sent it (relative, '/'-separated)",
-                          required=True),
-                    Param("credit", "chunks the client takes at once when streamed "
-                                    f"(default {DEFAULT_CREDIT}, at most {MAX_CREDIT})")),
+            (
+                Payload.protobuf(Files, "files up to 1 MiB; Files.files holds the one File, data included"),
+                Payload.chunks("the file's bytes", "larger files"),
+            ),
+            params=(
+                Param("node", "the node that sent the file", required=True),
+                Param("filename", "the file's name as the node sent it (relative, '/'-separated)", required=True),
+                Param(
+                    "credit",
+                    f"chunks the client takes at once when streamed (default {DEFAULT_CREDIT}, at most {MAX_CREDIT})",
+                ),
+            ),
         ),
-        "FileStats": RequestSpec("counts of the store",
-                                 Payload.msgpack("map {files, bytes, refused}: refused = names refused as unsafe")),
+        "FileStats": RequestSpec(
+            "counts of the store", Payload.msgpack("map {files, bytes, refused}: refused = names refused as unsafe")
+        ),
     }
     update_spec = UpdateSpec("the full file list, when a file arrived since the last push", Payload.msgpack(_LISTING))
 
@@ -172,14 +181,16 @@ class FilesModule(Aggregator):
         if msg.type == "FileList":
             return self.listing(msg.node)
         if msg.type == "FileStats":
-            return {"files": len(self.index), "bytes": sum(s for s, _ in self.index.values()),
-                    "refused": self.refused}
+            return {"files": len(self.index), "bytes": sum(s for s, _ in self.index.values()), "refused": self.refused}
         return self._file(msg)
 
     def listing(self, node: str | None = None) -> list[dict[str, Any]]:
         """Every stored file (of ``node``), sorted by node and name."""
-        return [{"node": n, "name": name, "size": size, "modtime": modtime}
-                for (n, name), (size, modtime) in sorted(self.index.items()) if node in (None, n)]
+        return [
+            {"node": n, "name": name, "size": size, "modtime": modtime}
+            for (n, name), (size, modtime) in sorted(self.index.items())
+            if node in (None, n)
+        ]
 
     def _file(self, msg: Request) -> Files | Iterator[bytes]:
         if not msg.node or "filename" not in msg.params:

@@ -48,12 +48,17 @@ class Nodes(Aggregator):
     requesttypes = ("NodeList",)
     updatetype = "NodeList"
     request_specs = {
-        "NodeList": RequestSpec("every node the collector knows, live or lost, sorted by node id",
-                                Payload.protobuf(NodeList),
-                                params=(Param("node", "only this node (unknown: not-found)"),)),
+        "NodeList": RequestSpec(
+            "every node the collector knows, live or lost, sorted by node id",
+            Payload.protobuf(NodeList),
+            params=(Param("node", "only this node (unknown: not-found)"),),
+        ),
     }
-    update_spec = UpdateSpec("every node, when any node's status, last_seen, last_seq, backlog, gaps or "
-                             "reconnects changed, or a node joined or left", Payload.protobuf(NodeList))
+    update_spec = UpdateSpec(
+        "every node, when any node's status, last_seen, last_seq, backlog, gaps or "
+        "reconnects changed, or a node joined or left",
+        Payload.protobuf(NodeList),
+    )
 
     def __init__(self) -> None:
         self._last_pushed: NodeList | None = None

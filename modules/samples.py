@@ -26,9 +26,11 @@ class SamplesModule(Aggregator):
     reporttype = "Samples"
     requesttypes = ("Samples",)
     request_specs = {
-        "Samples": RequestSpec("the latest Samples report of a node (no samples yet: not-found)",
-                               Payload.protobuf(Samples),
-                               params=(Param("node", "the node", required=True),)),
+        "Samples": RequestSpec(
+            "the latest Samples report of a node (no samples yet: not-found)",
+            Payload.protobuf(Samples),
+            params=(Param("node", "the node", required=True),),
+        ),
     }
 
     def __init__(self) -> None:

@@ -89,19 +89,29 @@ class SystemStatsModule(Aggregator):
     depends = ("nodes",)
     options = {"history": Option(DEFAULT_HISTORY, minimum=1, help="samples kept in memory per node")}
     request_specs = {
-        "SystemStats": RequestSpec("the node's latest sample, exactly as the agent sent it (no sample yet: not-found)",
-                                   Payload.protobuf(SystemStats),
-                                   params=(Param("node", "the node", required=True),)),
+        "SystemStats": RequestSpec(
+            "the node's latest sample, exactly as the agent sent it (no sample yet: not-found)",
+            Payload.protobuf(SystemStats),
+            params=(Param("node", "the node", required=True),),
+        ),
         "SystemStatsHistory": RequestSpec(
             f"the node's kept samples (default the last {DEFAULT_HISTORY}), oldest first",
             Payload.protobuf(SystemStatsHistory),
-            params=(Param("node", "the node", required=True),
-                    Param("since", "only samples whose time is strictly after this epoch time (seconds); "
-                                   "not a finite number: bad-request")),
+            params=(
+                Param("node", "the node", required=True),
+                Param(
+                    "since",
+                    "only samples whose time is strictly after this epoch time (seconds); "
+                    "not a finite number: bad-request",
+                ),
+            ),
         ),
     }
-    update_spec = UpdateSpec("one NodeSummary per node (its latest sample), sorted by node id, when a sample "
-                             "arrived or a node with samples rejoined", Payload.protobuf(SystemStatsSummary))
+    update_spec = UpdateSpec(
+        "one NodeSummary per node (its latest sample), sorted by node id, when a sample "
+        "arrived or a node with samples rejoined",
+        Payload.protobuf(SystemStatsSummary),
+    )
 
     def __init__(self) -> None:
         # One bounded deque per node; its last item doubles as the latest sample,
@@ -149,8 +159,10 @@ class SystemStatsModule(Aggregator):
         self._dirty = False
         hostnames = self._hostnames()
         return SystemStatsSummary(
-            nodes=[summarize(node, hostnames.get(node, ""), parse(*self._history[node][-1]))
-                   for node in sorted(self._history)]
+            nodes=[
+                summarize(node, hostnames.get(node, ""), parse(*self._history[node][-1]))
+                for node in sorted(self._history)
+            ]
         )
 
     def _hostnames(self) -> dict[str, str]:
@@ -172,7 +184,9 @@ class SystemStatsModule(Aggregator):
 
     def restore(self, state: dict[str, list[list[Any]]]) -> None:
         """Take back what :meth:`snapshot` returned."""
-        restored = {node: deque(((float(t), bytes(data)) for t, data in samples), maxlen=self.history_length())
-                    for node, samples in state.items()}
+        restored = {
+            node: deque(((float(t), bytes(data)) for t, data in samples), maxlen=self.history_length())
+            for node, samples in state.items()
+        }
         self._history = restored
         self._dirty = bool(restored)

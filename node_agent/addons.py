@@ -69,8 +69,6 @@ class Probe:
         return None
 
 
-
-
 class NodeRequest(RequestView):
     """One node request as a handler sees it.
 

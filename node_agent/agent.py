@@ -121,32 +121,49 @@ def stop_signals(callback: Callable[[int], None]) -> Iterator[socket.socket]:
 class Agent:
     """A node agent: probes in, REPORTs out over one DEALER to the collector."""
 
-    def __init__(self, config: AgentConfig, probes: list[ScheduledProbe],
-                 context: zmq.Context[zmq.Socket[bytes]] | None = None, outbox: Outbox | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        probes: list[ScheduledProbe],
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        outbox: Outbox | None = None,
+    ) -> None:
         self.config = config
         self.node = config.node_id
         self.probes = probes
         # Without a data folder (tests building an Agent in process) the outbox is an in-memory database.
         if outbox is None:
-            outbox = Outbox.open(config.data_dir, config.node_id, config.outbox_max_bytes, config.outbox_max_age,
-                                 config.window)
+            outbox = Outbox.open(
+                config.data_dir, config.node_id, config.outbox_max_bytes, config.outbox_max_age, config.window
+            )
         self.outbox = outbox
         self.instance = self.outbox.instance
         self.stats = AgentStats()
-        self.session = Session(config.collector, config.heartbeat_interval, self.stats, time.monotonic(),
-                               self._log_sometimes)
+        self.session = Session(
+            config.collector, config.heartbeat_interval, self.stats, time.monotonic(), self._log_sometimes
+        )
         self._own_context = context is None
         self._ctx = zmq.Context() if context is None else context
         self._link = Link(self._ctx, config.collector)
-        self.pool = RequestPool(self.node, handler_table(
-            [*builtin_handlers(ServeDirs(config.serve_dirs), probes), *load_handlers(config.handlers_dirs)]),
-            two_part=True)
+        self.pool = RequestPool(
+            self.node,
+            handler_table(
+                [*builtin_handlers(ServeDirs(config.serve_dirs), probes), *load_handlers(config.handlers_dirs)]
+            ),
+            two_part=True,
+        )
         self._link.watch(self.pool.wake, "requests")
         self._answers: deque[bytes] = deque()
         self._answer_retry = self._request_deadline = INF
-        self.watcher = None if not config.watch_dirs else Watcher(
-            config.watch_dirs, config.watch_interval,
-            None if config.data_dir is None else config.data_dir / STATE_NAME)
+        self.watcher = (
+            None
+            if not config.watch_dirs
+            else Watcher(
+                config.watch_dirs,
+                config.watch_interval,
+                None if config.data_dir is None else config.data_dir / STATE_NAME,
+            )
+        )
         self._stopping = False
         self._stop_signal: int | None = None
         self._flush_at = INF
@@ -188,8 +205,14 @@ class Agent:
         return self._run()
 
     def _run(self) -> int:
-        log.info("agent %s (instance %s, %d unacknowledged reports from seq %d) reporting to %s", self.node,
-                 self.instance, len(self.outbox), self.outbox.first_seq, self.config.collector)
+        log.info(
+            "agent %s (instance %s, %d unacknowledged reports from seq %d) reporting to %s",
+            self.node,
+            self.instance,
+            len(self.outbox),
+            self.outbox.first_seq,
+            self.config.collector,
+        )
         self._say_hello(time.monotonic(), reopen=True)
         try:
             self._loop()
@@ -228,8 +251,13 @@ class Agent:
             self._send_heartbeat(now)
 
     def _next_deadline(self) -> float:
-        deadline = min(min((p.next_due for p in self.probes), default=INF), self._flush_at, self.outbox.commit_at,
-                       self._answer_retry, self._request_deadline)
+        deadline = min(
+            min((p.next_due for p in self.probes), default=INF),
+            self._flush_at,
+            self.outbox.commit_at,
+            self._answer_retry,
+            self._request_deadline,
+        )
         if self.watcher is not None:
             deadline = min(deadline, self.watcher.next_due)
         return min(deadline, self.session.deadline(flush_pending=self._flush_at != INF))
@@ -311,8 +339,17 @@ class Agent:
         self.pool.cancel_all()
         self._answers.clear()
         info = node_info(self.node, self.instance, self.pool.types)
-        self._send(envelope(Kind.HELLO, "NodeInfo", info, node=self.node, seq=self.outbox.first_seq,
-                            params={"backlog": str(len(self.outbox))}), now)
+        self._send(
+            envelope(
+                Kind.HELLO,
+                "NodeInfo",
+                info,
+                node=self.node,
+                seq=self.outbox.first_seq,
+                params={"backlog": str(len(self.outbox))},
+            ),
+            now,
+        )
         self.session.hello_sent(now)
 
     # ------------------------------------------------------------- receiving
@@ -340,9 +377,13 @@ class Agent:
         # The ACK that comes in the same batch moves `sent` up to what the collector holds.
         self.outbox.rewind()
         self._flush_at = now
-        log.info("%s collector %s at %s (heartbeat %.3g s)",
-                 "connected to" if self.stats.handshakes == 1 else "reconnected to",
-                 info.alias or "", self.config.collector, self.session.heartbeat_interval)
+        log.info(
+            "%s collector %s at %s (heartbeat %.3g s)",
+            "connected to" if self.stats.handshakes == 1 else "reconnected to",
+            info.alias or "",
+            self.config.collector,
+            self.session.heartbeat_interval,
+        )
 
     def _on_ack(self, env: Envelope, now: float) -> None:
         try:
@@ -393,9 +434,17 @@ class Agent:
         if self.watcher is not None:
             self.watcher.close(self.outbox.committed)
         o = self.outbox.stats
-        log.info("stopped: %d reports made, %d sent, %d resent, %d acknowledged, %d dropped by the outbox bounds, "
-                 "%d unacknowledged kept for the next start, %d reconnects", o.added, o.sent, o.resent, o.acked,
-                 o.dropped, len(self.outbox), self.stats.reconnects)
+        log.info(
+            "stopped: %d reports made, %d sent, %d resent, %d acknowledged, %d dropped by the outbox bounds, "
+            "%d unacknowledged kept for the next start, %d reconnects",
+            o.added,
+            o.sent,
+            o.resent,
+            o.acked,
+            o.dropped,
+            len(self.outbox),
+            self.stats.reconnects,
+        )
 
     def _abandon(self) -> None:
         """Stop after a refusal: no BYE (the node is another process's), the outbox left as it is on disk."""
@@ -416,8 +465,7 @@ class Agent:
         while self.session.ready:
             now = time.monotonic()
             self._flush(now)
-            if (self.outbox.in_flight == 0 and self.outbox.unsent == 0 and not self.outbox.pending) \
-                    or now >= deadline:
+            if (self.outbox.in_flight == 0 and self.outbox.unsent == 0 and not self.outbox.pending) or now >= deadline:
                 return
             if self._link.poll(min(deadline, self._flush_at) - now):
                 self._receive(time.monotonic())

@@ -125,42 +125,84 @@ def build_parser() -> Parser:
     parser = Parser(
         prog=PROG,
         description="Run a node agent: sample this node (SystemStats) and run drop-in probes, and stream "
-                    "their reports to a collector. Every report is kept on disk (DATA_DIR/outbox.sqlite3) "
-                    "until the collector acknowledges it, and resent after a reconnect or a restart. "
-                    "SIGINT/SIGTERM stop it cleanly (flush, BYE, exit 0).",
+        "their reports to a collector. Every report is kept on disk (DATA_DIR/outbox.sqlite3) "
+        "until the collector acknowledges it, and resent after a reconnect or a restart. "
+        "SIGINT/SIGTERM stop it cleanly (flush, BYE, exit 0).",
         epilog="Flags override the [agent] section of --config (keys: " + ", ".join(CONFIG_SCHEMA) + ").",
     )
-    parser.add_argument("--collector", metavar="EP", type=endpoint_arg(bind=False),
-                        help="the collector's agents endpoint, e.g. tcp://HOST:PORT (required, here or in config)")
+    parser.add_argument(
+        "--collector",
+        metavar="EP",
+        type=endpoint_arg(bind=False),
+        help="the collector's agents endpoint, e.g. tcp://HOST:PORT (required, here or in config)",
+    )
     parser.add_argument("--node-id", metavar="ID", help="this node's id (default: the host name)")
-    parser.add_argument("--interval", metavar="S", type=positive_float,
-                        help="seconds between SystemStats samples, and the default for probes without "
-                             "their own interval (default: 1.0)")
-    parser.add_argument("--probes-dir", metavar="DIR", action="append", dest="probes_dirs",
-                        help="a folder of drop-in probe files (*.py); repeat for more folders")
-    parser.add_argument("--watch-dir", metavar="DIR", action="append", dest="watch_dirs",
-                        help="send this folder's new and changed files (FileOutput reports, large ones in 1 MiB "
-                             "pieces); repeat for more folders")
-    parser.add_argument("--watch-interval", metavar="S", type=positive_float,
-                        help="seconds between scans of the watched folders; a file is sent once it was the same "
-                             "for one scan (default: 1.0)")
-    parser.add_argument("--serve-dir", metavar="DIR", action="append", dest="serve_dirs",
-                        help="a folder whose files NodeFile requests (labscope fetch) may read; nothing outside "
-                             "the serve folders is ever served; repeat for more folders")
-    parser.add_argument("--handlers-dir", metavar="DIR", action="append", dest="handlers_dirs",
-                        help="a folder of drop-in node request handlers (*.py); repeat for more folders")
-    parser.add_argument("--data-dir", metavar="DIR",
-                        help="the agent's data folder, created on start "
-                             "(default: ~/.local/state/labscope/agent-<node-id>)")
-    parser.add_argument("--outbox-max-mb", metavar="MB", type=_arg(parse_megabytes),
-                        help="MiB of unacknowledged report payloads kept in the outbox; beyond it the oldest are "
-                             "dropped and a gap event says which (default: 256)")
-    parser.add_argument("--outbox-max-age", metavar="AGE", type=_arg(parse_age),
-                        help="oldest unacknowledged report kept, in seconds or with a unit: 90s, 30m, 12h, 7d "
-                             "(default: 7d)")
+    parser.add_argument(
+        "--interval",
+        metavar="S",
+        type=positive_float,
+        help="seconds between SystemStats samples, and the default for probes without "
+        "their own interval (default: 1.0)",
+    )
+    parser.add_argument(
+        "--probes-dir",
+        metavar="DIR",
+        action="append",
+        dest="probes_dirs",
+        help="a folder of drop-in probe files (*.py); repeat for more folders",
+    )
+    parser.add_argument(
+        "--watch-dir",
+        metavar="DIR",
+        action="append",
+        dest="watch_dirs",
+        help="send this folder's new and changed files (FileOutput reports, large ones in 1 MiB "
+        "pieces); repeat for more folders",
+    )
+    parser.add_argument(
+        "--watch-interval",
+        metavar="S",
+        type=positive_float,
+        help="seconds between scans of the watched folders; a file is sent once it was the same "
+        "for one scan (default: 1.0)",
+    )
+    parser.add_argument(
+        "--serve-dir",
+        metavar="DIR",
+        action="append",
+        dest="serve_dirs",
+        help="a folder whose files NodeFile requests (labscope fetch) may read; nothing outside "
+        "the serve folders is ever served; repeat for more folders",
+    )
+    parser.add_argument(
+        "--handlers-dir",
+        metavar="DIR",
+        action="append",
+        dest="handlers_dirs",
+        help="a folder of drop-in node request handlers (*.py); repeat for more folders",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="the agent's data folder, created on start (default: ~/.local/state/labscope/agent-<node-id>)",
+    )
+    parser.add_argument(
+        "--outbox-max-mb",
+        metavar="MB",
+        type=_arg(parse_megabytes),
+        help="MiB of unacknowledged report payloads kept in the outbox; beyond it the oldest are "
+        "dropped and a gap event says which (default: 256)",
+    )
+    parser.add_argument(
+        "--outbox-max-age",
+        metavar="AGE",
+        type=_arg(parse_age),
+        help="oldest unacknowledged report kept, in seconds or with a unit: 90s, 30m, 12h, 7d (default: 7d)",
+    )
     parser.add_argument("--config", metavar="FILE", help="a TOML file whose [agent] section sets defaults")
-    parser.add_argument("--log-level", metavar="LEVEL", choices=LOG_LEVELS,
-                        help="debug, info, warning or error (default: info)")
+    parser.add_argument(
+        "--log-level", metavar="LEVEL", choices=LOG_LEVELS, help="debug, info, warning or error (default: info)"
+    )
     return parser
 
 
@@ -176,8 +218,7 @@ def _run(args: argparse.Namespace) -> int:
     check_protobuf_backend(log)
     keep_malloc_arenas()
     # First, so that a folder of another node, in use, unwritable or on a full disk stops us before anything runs.
-    outbox = Outbox.open(config.data_dir, config.node_id, config.outbox_max_bytes, config.outbox_max_age,
-                         config.window)
+    outbox = Outbox.open(config.data_dir, config.node_id, config.outbox_max_bytes, config.outbox_max_age, config.window)
     try:
         probes = make_probes(config)
     except BaseException:

@@ -60,11 +60,16 @@ class NodeFileHandler(Handler):
             "a file from one of the agent's serve folders (--serve-dir), always streamed, even when small; "
             "outside every serve folder (or none configured): denied; missing: not-found",
             Payload.chunks("the file's bytes; the first CHUNK's params[\"size\"] is the file's size"),
-            params=(Param("node", "the node", required=True),
-                    Param("path", "the file: relative to the agent's first serve folder, or absolute; it must "
-                                  "resolve (symlinks followed) inside a serve folder", required=True),
-                    Param("credit", "chunks the client takes at once "
-                                    f"(default {DEFAULT_CREDIT}, at most {MAX_CREDIT})")),
+            params=(
+                Param("node", "the node", required=True),
+                Param(
+                    "path",
+                    "the file: relative to the agent's first serve folder, or absolute; it must "
+                    "resolve (symlinks followed) inside a serve folder",
+                    required=True,
+                ),
+                Param("credit", f"chunks the client takes at once (default {DEFAULT_CREDIT}, at most {MAX_CREDIT})"),
+            ),
         ),
     }
 
@@ -99,16 +104,20 @@ class ProcessListHandler(Handler):
     request_specs = {
         "ProcessList": RequestSpec(
             "the node's processes, by pid",
-            Payload.msgpack("list of maps {pid, name, username, cpu_percent, rss, status, cmdline}; cpu_percent "
-                            "is since the previous ProcessList (0.0 the first time), cmdline at most 256 chars"),
+            Payload.msgpack(
+                "list of maps {pid, name, username, cpu_percent, rss, status, cmdline}; cpu_percent "
+                "is since the previous ProcessList (0.0 the first time), cmdline at most 256 chars"
+            ),
             params=(Param("node", "the node", required=True),),
         ),
     }
 
     def handle(self, request: NodeRequest, responder: Responder) -> list[dict[str, Any]]:
         """A list of maps, by pid; cpu_percent is since the previous ProcessList (0.0 the first time)."""
-        return sorted((_process_row(p.info) for p in psutil.process_iter(_PROCESS_FIELDS, ad_value=None)),
-                      key=lambda row: row["pid"])
+        return sorted(
+            (_process_row(p.info) for p in psutil.process_iter(_PROCESS_FIELDS, ad_value=None)),
+            key=lambda row: row["pid"],
+        )
 
 
 def _process_row(info: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +130,7 @@ def _process_row(info: dict[str, Any]) -> dict[str, Any]:
         "cpu_percent": float(info.get("cpu_percent") or 0.0),
         "rss": int(memory.rss) if memory is not None else 0,
         "status": info.get("status") or "",
-        "cmdline": cmdline if len(cmdline) <= CMDLINE_MAX else cmdline[:CMDLINE_MAX - 3] + "...",
+        "cmdline": cmdline if len(cmdline) <= CMDLINE_MAX else cmdline[: CMDLINE_MAX - 3] + "...",
     }
 
 
@@ -133,11 +142,15 @@ class RunProbeHandler(Handler):
     request_specs = {
         "RunProbe": RequestSpec(
             "run one of the agent's probes now; the RESPONSE's params[\"reporttype\"] names the report type",
-            Payload(ANY, "what the probe's report would carry, in the report's own encoding (PROTOBUF with its "
-                         "schema, MSGPACK or RAW)"),
-            params=(Param("node", "the node", required=True),
-                    Param("name", "the probe's name (unknown: not-found, the reason lists the probes)",
-                          required=True)),
+            Payload(
+                ANY,
+                "what the probe's report would carry, in the report's own encoding (PROTOBUF with its "
+                "schema, MSGPACK or RAW)",
+            ),
+            params=(
+                Param("node", "the node", required=True),
+                Param("name", "the probe's name (unknown: not-found, the reason lists the probes)", required=True),
+            ),
         ),
     }
 
@@ -179,8 +192,12 @@ def handler_table(handlers: Iterable[Handler]) -> dict[str, Handler]:
         types = handler_types(handler)
         taken = [t for t in types if t in table]
         if taken:
-            log.error("skipping handler %s: request type(s) %s already answered by %s", handler.name,
-                      ", ".join(taken), ", ".join(sorted({table[t].name for t in taken})))
+            log.error(
+                "skipping handler %s: request type(s) %s already answered by %s",
+                handler.name,
+                ", ".join(taken),
+                ", ".join(sorted({table[t].name for t in taken})),
+            )
             continue
         table.update(dict.fromkeys(types, handler))
     return table
@@ -201,10 +218,14 @@ def load_handler_file(path: Path) -> Handler:
     """Import ``path``, validate its one Handler subclass and make an instance; raises ModuleError."""
     cls = addon_class(import_file(path, "handler"), path, Handler)
     types = cls.requesttypes
-    if not isinstance(types, (str, tuple, list)) or not handler_types(cls) or not all(
-            isinstance(t, str) and t.strip() for t in handler_types(cls)):
-        raise ModuleError(str(path), f"{cls.__name__}.requesttypes must be a non-empty string or tuple of "
-                                     f"strings, not {types!r}")
+    if (
+        not isinstance(types, (str, tuple, list))
+        or not handler_types(cls)
+        or not all(isinstance(t, str) and t.strip() for t in handler_types(cls))
+    ):
+        raise ModuleError(
+            str(path), f"{cls.__name__}.requesttypes must be a non-empty string or tuple of strings, not {types!r}"
+        )
     if cls.handle is Handler.handle:
         raise ModuleError(str(path), f"{cls.__name__} does not define handle(request, responder)")
     mismatch = spec_mismatch(handler_types(cls), None, cls.request_specs, None)

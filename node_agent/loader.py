@@ -115,9 +115,11 @@ def import_file(path: Path, kind: str = "probe") -> ModuleType:
 def addon_class(module: ModuleType, path: Path, base: type[T]) -> type[T]:
     """The one subclass of ``base`` defined in ``module``; raises ModuleError naming the file."""
     what = f"{base.__module__}.{base.__name__}"
-    classes = [obj for obj in vars(module).values()
-               if inspect.isclass(obj) and issubclass(obj, base) and obj is not base
-               and obj.__module__ == module.__name__]
+    classes = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, base) and obj is not base and obj.__module__ == module.__name__
+    ]
     if not classes:
         raise ModuleError(str(path), f"defines no subclass of {what}")
     if len(classes) > 1:
@@ -131,11 +133,13 @@ def _validate(cls: type[Probe], name: object, path: Path) -> None:
     if not isinstance(name, str) or not name.strip():
         raise ModuleError(str(path), f"{cls.__name__}.name must be a non-empty string, not {name!r}")
     if not isinstance(cls.reporttype, str) or not cls.reporttype.strip():
-        raise ModuleError(str(path), f"{cls.__name__}.reporttype must be a non-empty string, "
-                                     f"not {cls.reporttype!r}")
+        raise ModuleError(str(path), f"{cls.__name__}.reporttype must be a non-empty string, not {cls.reporttype!r}")
     interval = cls.interval
     if interval is None:
         return
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
-            math.isfinite(interval) and interval > 0):
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, (int, float))
+        or not (math.isfinite(interval) and interval > 0)
+    ):
         raise ModuleError(str(path), f"{cls.__name__}.interval must be None or seconds > 0, not {interval!r}")

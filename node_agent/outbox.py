@@ -93,8 +93,14 @@ class _Plan:
 class Outbox:
     """Reports by sequence number until acknowledged, in SQLite, bounded by size and age."""
 
-    def __init__(self, store: OutboxStore, max_bytes: int = DEFAULT_MAX_BYTES, max_age: float = DEFAULT_MAX_AGE,
-                 memory_limit: int = DEFAULT_MEMORY_LIMIT, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: OutboxStore,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_age: float = DEFAULT_MAX_AGE,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self.node = store.node
         self.max_bytes = max_bytes
@@ -117,8 +123,14 @@ class Outbox:
         self._throttled = ThrottledLog(log, LOG_EVERY, suffix="")
 
     @classmethod
-    def open(cls, folder: Path | None, node: str, max_bytes: int = DEFAULT_MAX_BYTES,
-             max_age: float = DEFAULT_MAX_AGE, memory_limit: int = DEFAULT_MEMORY_LIMIT) -> Outbox:
+    def open(
+        cls,
+        folder: Path | None,
+        node: str,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_age: float = DEFAULT_MAX_AGE,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    ) -> Outbox:
         """Open (or create) the outbox of ``node`` in ``folder`` (None: in memory, for tests).
 
         Raises ConfigError when the folder belongs to another node, OutboxError when it cannot be written.
@@ -175,8 +187,13 @@ class Outbox:
             return None
         if self.next_seq > MAX_SEQ:  # numbers end there (SQLite INTEGER); only a hostile ACK gets us here
             self.stats.discarded += 1
-            self._log_sometimes("exhausted", logging.ERROR, "sequence numbers used up (a collector acknowledged "
-                                "%d); reports are discarded until the outbox starts afresh", self.acked)
+            self._log_sometimes(
+                "exhausted",
+                logging.ERROR,
+                "sequence numbers used up (a collector acknowledged "
+                "%d); reports are discarded until the outbox starts afresh",
+                self.acked,
+            )
             return None
         seq = env.seq = self.next_seq
         self.next_seq += 1
@@ -194,8 +211,12 @@ class Outbox:
         if seq > self.committed:
             # Only a collector that confuses us with another agent does this; numbering on
             # from its figure keeps our new reports from being taken for duplicates.
-            log.warning("collector acknowledged seq %s beyond the last one stored (%s); numbering on from %s",
-                        seq, self.committed, seq + 1)
+            log.warning(
+                "collector acknowledged seq %s beyond the last one stored (%s); numbering on from %s",
+                seq,
+                self.committed,
+                seq + 1,
+            )
             self._renumber(seq + 1)
         removed = max(0, min(seq, self.committed) - max(self.acked, self.first_seq - 1))
         self.acked = seq
@@ -226,8 +247,12 @@ class Outbox:
         Returns False (and keeps everything in memory) when SQLite fails, e.g. on a full
         disk; after a failure the next real attempt waits ``write_retry`` seconds.
         """
-        if not self._batch and self.acked <= self._deleted and not self._unreported_discards \
-                and self.next_seq == self._store.next_seq:
+        if (
+            not self._batch
+            and self.acked <= self._deleted
+            and not self._unreported_discards
+            and self.next_seq == self._store.next_seq
+        ):
             self.commit_at = INF
             return True
         if self._failing and time.monotonic() < self.commit_at:
@@ -283,8 +308,14 @@ class Outbox:
 
     def _discard_event(self, plan: _Plan, wall: float) -> Envelope:
         count = self._unreported_discards
-        event = Event(time=wall, node=self.node, kind="outbox-error", severity="error",
-                      message=f"outbox could not be written: {count} reports discarded", attrs={"count": str(count)})
+        event = Event(
+            time=wall,
+            node=self.node,
+            kind="outbox-error",
+            severity="error",
+            message=f"outbox could not be written: {count} reports discarded",
+            attrs={"count": str(count)},
+        )
         return self._event(plan, wall, event)
 
     def _event(self, plan: _Plan, wall: float, event: Event) -> Envelope:
@@ -301,9 +332,18 @@ class Outbox:
             self.first_seq = max(self.first_seq, drop.last + 1)
             self.stats.dropped += drop.count
             self.stats.gap_events += plan.gap_events
-            self._log_sometimes("drop", logging.WARNING, "outbox bound reached (%s bytes at most, %.0f s old at "
-                                "most): dropped the %d oldest reports (seq %d-%d); %d dropped since start",
-                                self.max_bytes, self.max_age, drop.count, drop.first, drop.last, self.stats.dropped)
+            self._log_sometimes(
+                "drop",
+                logging.WARNING,
+                "outbox bound reached (%s bytes at most, %.0f s old at "
+                "most): dropped the %d oldest reports (seq %d-%d); %d dropped since start",
+                self.max_bytes,
+                self.max_age,
+                drop.count,
+                drop.first,
+                drop.last,
+                self.stats.dropped,
+            )
         self.next_seq = plan.next_seq
         self.committed = self.next_seq - 1
         self._batch = []
@@ -319,9 +359,16 @@ class Outbox:
         self.stats.write_errors += 1
         self._failing = True
         self.commit_at = time.monotonic() + self.write_retry
-        self._log_sometimes("write", logging.ERROR, "cannot write the outbox (%s): %d new reports wait in memory "
-                            "(at most %d) and are not sent until it can be written; %d discarded so far",
-                            exc, len(self._batch), self.memory_limit, self.stats.discarded)
+        self._log_sometimes(
+            "write",
+            logging.ERROR,
+            "cannot write the outbox (%s): %d new reports wait in memory "
+            "(at most %d) and are not sent until it can be written; %d discarded so far",
+            exc,
+            len(self._batch),
+            self.memory_limit,
+            self.stats.discarded,
+        )
 
     # ------------------------------------------------------------- sending
 
@@ -371,6 +418,11 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def _gap_event(node: str, wall: float, first: int, last: int, reason: str) -> Event:
     count = last - first + 1
     what = "outbox full" if reason == "full" else "outbox age limit"
-    return Event(time=wall, node=node, kind="gap", severity="warning",
-                 message=f"{what}: {count} reports lost (seq {first}-{last})",
-                 attrs={"first": str(first), "last": str(last), "count": str(count), "reason": reason})
+    return Event(
+        time=wall,
+        node=node,
+        kind="gap",
+        severity="warning",
+        message=f"{what}: {count} reports lost (seq {first}-{last})",
+        attrs={"first": str(first), "last": str(last), "count": str(count), "reason": reason},
+    )

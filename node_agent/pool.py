@@ -135,8 +135,15 @@ class Credit:
 class Exchange:
     """One node request in progress: the :class:`~node_agent.addons.Responder` its handler gets."""
 
-    def __init__(self, env: Envelope, node: str, outgoing: Outgoing, timeout: float,
-                 stall_timeout: float = STALL_TIMEOUT, two_part: bool = False) -> None:
+    def __init__(
+        self,
+        env: Envelope,
+        node: str,
+        outgoing: Outgoing,
+        timeout: float,
+        stall_timeout: float = STALL_TIMEOUT,
+        two_part: bool = False,
+    ) -> None:
         self.request_id = env.request_id
         self.type = env.type
         self.params = dict(env.params)
@@ -165,8 +172,11 @@ class Exchange:
             self.respond_error("handler-error", f"{self.type}: cannot send the answer: {exc}")
             return
         if len(env.payload) > MAX_RESPONSE:
-            self.respond_error("handler-error", f"{self.type}: an answer of {len(env.payload)} bytes is too large "
-                                                f"for one RESPONSE (at most {MAX_RESPONSE}); stream it")
+            self.respond_error(
+                "handler-error",
+                f"{self.type}: an answer of {len(env.payload)} bytes is too large "
+                f"for one RESPONSE (at most {MAX_RESPONSE}); stream it",
+            )
             return
         if self._claim():
             self._put(env)
@@ -185,8 +195,14 @@ class Exchange:
                 if not self._chunk(piece):
                     return False
         except Exception as exc:
-            log.error("%s request %d failed while streaming: %s: %s", self.type, self.request_id,
-                      type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            log.error(
+                "%s request %d failed while streaming: %s: %s",
+                self.type,
+                self.request_id,
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
             self._put(self._error("handler-error", f"{self.type} failed while streaming: {type(exc).__name__}: {exc}"))
             return False
         return True
@@ -210,8 +226,9 @@ class Exchange:
         return envelope(kind, self.type, data, node=self.node, request_id=self.request_id, **fields)
 
     def _error(self, code: str, reason: str) -> Envelope:
-        return envelope(Kind.ERROR, self.type, node=self.node, request_id=self.request_id, error_code=code,
-                        error=reason)
+        return envelope(
+            Kind.ERROR, self.type, node=self.node, request_id=self.request_id, error_code=code, error=reason
+        )
 
     def _claim(self) -> bool:
         with self._lock:
@@ -252,20 +269,34 @@ class RequestPool:
     (:class:`TwoPart` frames; docs/protocol.md), which the collector relays without copying.
     """
 
-    def __init__(self, node: str, handlers: dict[str, Handler], workers: int = WORKERS,
-                 queue_limit: int = QUEUE_LIMIT, timeout: float = REQUEST_TIMEOUT, two_part: bool = False) -> None:
+    def __init__(
+        self,
+        node: str,
+        handlers: dict[str, Handler],
+        workers: int = WORKERS,
+        queue_limit: int = QUEUE_LIMIT,
+        timeout: float = REQUEST_TIMEOUT,
+        two_part: bool = False,
+    ) -> None:
         self.node = node
         self.two_part = two_part
         self.handlers = handlers
         self.timeout = timeout
         self.outgoing = Outgoing()
-        self.counters = {"requests": 0, "busy": 0, "unknown-type": 0, "handler-errors": 0, "timeouts": 0,
-                         "out-of-range": 0}
+        self.counters = {
+            "requests": 0,
+            "busy": 0,
+            "unknown-type": 0,
+            "handler-errors": 0,
+            "timeouts": 0,
+            "out-of-range": 0,
+        }
         self._active: dict[int, Exchange] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Exchange | None] = queue.Queue(maxsize=queue_limit)
-        self._threads = [threading.Thread(target=self._work, name=f"labscope-request-{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"labscope-request-{i}", daemon=True) for i in range(workers)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -298,13 +329,16 @@ class RequestPool:
         except queue.Full:
             self._forget(exchange)
             self.counters["busy"] += 1
-            return self._refusal(env, "busy", f"agent {self.node} is busy: {len(self._threads)} requests run and "
-                                              f"{self._queue.maxsize} wait; try again")
+            return self._refusal(
+                env,
+                "busy",
+                f"agent {self.node} is busy: {len(self._threads)} requests run and "
+                f"{self._queue.maxsize} wait; try again",
+            )
         return None
 
     def _refusal(self, env: Envelope, code: str, reason: str) -> Envelope:
-        return envelope(Kind.ERROR, env.type, node=self.node, request_id=env.request_id, error_code=code,
-                        error=reason)
+        return envelope(Kind.ERROR, env.type, node=self.node, request_id=env.request_id, error_code=code, error=reason)
 
     def credit(self, env: Envelope) -> None:
         """A CREDIT relayed from the requester: 1..MAX_CREDIT more chunks, or ``cancel=1``; others are dropped."""
@@ -346,8 +380,11 @@ class RequestPool:
             exchange.close()
         dropped = len(self.outgoing.take())
         if running or dropped:
-            log.info("cancelled %d node requests (%d answers unsent): the collector connection was replaced",
-                     len(running), dropped)
+            log.info(
+                "cancelled %d node requests (%d answers unsent): the collector connection was replaced",
+                len(running),
+                dropped,
+            )
 
     def close(self) -> None:
         """Cancel everything and let the workers end (they are daemons: a stuck one is left behind)."""
@@ -380,8 +417,14 @@ class RequestPool:
         except Exception as exc:
             self.counters["handler-errors"] += 1
             name = handler.name or type(handler).__name__
-            handler.log.error("handler %s failed on %s: %s: %s", name, exchange.type, type(exc).__name__, exc,
-                              exc_info=log.isEnabledFor(logging.DEBUG))
+            handler.log.error(
+                "handler %s failed on %s: %s: %s",
+                name,
+                exchange.type,
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
             exchange.respond_error("handler-error", f"handler {name} failed: {type(exc).__name__}: {exc}")
         else:
             if not exchange.answered:

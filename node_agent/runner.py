@@ -82,5 +82,13 @@ class ScheduledProbe:
 
     def _failed(self, exc: Exception, clock: float) -> None:
         self.errors += 1
-        self._throttled.log(logging.ERROR, "failed", "probe %s failed: %s: %s", self.name, type(exc).__name__, exc,
-                            now=clock, exc_info=log.isEnabledFor(logging.DEBUG))
+        self._throttled.log(
+            logging.ERROR,
+            "failed",
+            "probe %s failed: %s: %s",
+            self.name,
+            type(exc).__name__,
+            exc,
+            now=clock,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )

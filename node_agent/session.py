@@ -57,18 +57,19 @@ class Due(enum.Enum):
     """What the session wants done now."""
 
     NOTHING = "nothing"
-    RETRY_HELLO = "retry-hello"    # no answer to our HELLO: a new socket and HELLO again
-    LOST = "lost"                  # the collector fell silent: a new socket and HELLO again
-    HEARTBEAT = "heartbeat"        # a heartbeat interval passed without one
-    REHELLO = "rehello"            # the collector asked for a new handshake on this socket
-    REFUSED = "refused"            # the collector refused our node id: stop
+    RETRY_HELLO = "retry-hello"  # no answer to our HELLO: a new socket and HELLO again
+    LOST = "lost"  # the collector fell silent: a new socket and HELLO again
+    HEARTBEAT = "heartbeat"  # a heartbeat interval passed without one
+    REHELLO = "rehello"  # the collector asked for a new handshake on this socket
+    REFUSED = "refused"  # the collector refused our node id: stop
 
 
 class Session:
     """Handshake and liveness of one agent's conversation; times are ``time.monotonic()`` seconds."""
 
-    def __init__(self, collector: str, heartbeat_interval: float, stats: AgentStats, now: float,
-                 log_sometimes: LogSometimes) -> None:
+    def __init__(
+        self, collector: str, heartbeat_interval: float, stats: AgentStats, now: float, log_sometimes: LogSometimes
+    ) -> None:
         self.collector = collector
         self.heartbeat_interval = heartbeat_interval
         self.stats = stats
@@ -115,13 +116,18 @@ class Session:
         # One INFO line per outage; each retry after it only at DEBUG.
         level = logging.INFO if self.backoff == HELLO_BACKOFF_MIN else logging.DEBUG
         self.backoff = min(self.backoff * 2, HELLO_BACKOFF_MAX)
-        log.log(level, "no answer from the collector at %s; saying HELLO again (next wait %.1f s)",
-                self.collector, self.backoff)
+        log.log(
+            level,
+            "no answer from the collector at %s; saying HELLO again (next wait %.1f s)",
+            self.collector,
+            self.backoff,
+        )
 
     def lost(self, now: float) -> None:
         """The collector fell silent for LIVENESS_INTERVALS heartbeat intervals."""
-        log.info("lost the collector at %s: nothing heard for %.1f s; reconnecting", self.collector,
-                 now - self.last_recv)
+        log.info(
+            "lost the collector at %s: nothing heard for %.1f s; reconnecting", self.collector, now - self.last_recv
+        )
         self.stats.losses += 1
         self.backoff = HELLO_BACKOFF_MIN
 
@@ -152,13 +158,22 @@ class Session:
         """An ERROR from the collector: REFUSED, REHELLO, or NOTHING (logged now and then)."""
         self.stats.errors_received += 1
         if env.error_code == Code.DUPLICATE_NODE:
-            log.error("collector refused node id %s: %s; another agent with this node id is live", node,
-                      env.error or "no reason given")
+            log.error(
+                "collector refused node id %s: %s; another agent with this node id is live",
+                node,
+                env.error or "no reason given",
+            )
             self.stats.refused = True
             return Due.REFUSED
         if env.error_code != Code.HELLO_REQUIRED:
-            self._log_sometimes(f"error-{env.error_code}", logging.WARNING, "collector refused %s: %s (%s)",
-                                env.type or "an envelope", env.error, env.error_code)
+            self._log_sometimes(
+                f"error-{env.error_code}",
+                logging.WARNING,
+                "collector refused %s: %s (%s)",
+                env.type or "an envelope",
+                env.error,
+                env.error_code,
+            )
             return Due.NOTHING
         if not self.ready:
             return Due.NOTHING  # a HELLO is already on its way; answering every refused frame would multiply them
@@ -171,9 +186,15 @@ class Session:
             self.heartbeat_interval = seconds
         elif seconds:
             self.stats.out_of_range += 1
-            self._log_sometimes("interval", logging.WARNING, "ignoring the collector's heartbeat interval %r (not "
-                                "within %g..%g s); keeping %.3g s", seconds, MIN_INTERVAL, MAX_INTERVAL,
-                                self.heartbeat_interval)
+            self._log_sometimes(
+                "interval",
+                logging.WARNING,
+                "ignoring the collector's heartbeat interval %r (not within %g..%g s); keeping %.3g s",
+                seconds,
+                MIN_INTERVAL,
+                MAX_INTERVAL,
+                self.heartbeat_interval,
+            )
 
 
 def _collector_info(env: Envelope) -> CollectorInfo:

@@ -35,8 +35,8 @@ from messages.options import Parser, endpoint_arg, positive_float, run_command, 
 log = logging.getLogger(__name__)
 
 PROG = "labscope simulate"
-HELLO_RETRY = 2.0   # seconds before an unanswered HELLO is sent again
-WINDOW = 1000       # unacknowledged reports an agent keeps in flight at most
+HELLO_RETRY = 2.0  # seconds before an unanswered HELLO is sent again
+WINDOW = 1000  # unacknowledged reports an agent keeps in flight at most
 
 
 class Stop:
@@ -63,9 +63,16 @@ class Totals:
     def as_dict(self, started: float, agents: int) -> dict[str, object]:
         """Totals plus the achieved rate, for the closing JSON line."""
         seconds = max(time.monotonic() - started, 1e-9)
-        return {"agents": agents, "seconds": round(seconds, 3), "sent": self.sent, "acked": self.acked,
-                "acked_per_s": round(self.acked / seconds, 1), "hellos": self.hellos,
-                "heartbeats": self.heartbeats, "errors": self.errors}
+        return {
+            "agents": agents,
+            "seconds": round(seconds, 3),
+            "sent": self.sent,
+            "acked": self.acked,
+            "acked_per_s": round(self.acked / seconds, 1),
+            "hellos": self.hellos,
+            "heartbeats": self.heartbeats,
+            "errors": self.errors,
+        }
 
 
 class SimulatedAgent:
@@ -86,8 +93,15 @@ class SimulatedAgent:
 
     def hello(self) -> None:
         """Say HELLO; the first seq to (re)send is the first unacknowledged one."""
-        info = NodeInfo(node=self.node, hostname=self.node, os="Linux", cpu_count=4, memory_total=8 << 30,
-                        agent_version=f"{__version__}-sim", instance=self.instance)
+        info = NodeInfo(
+            node=self.node,
+            hostname=self.node,
+            os="Linux",
+            cpu_count=4,
+            memory_total=8 << 30,
+            agent_version=f"{__version__}-sim",
+            instance=self.instance,
+        )
         self._send([envelope(Kind.HELLO, "NodeInfo", info, node=self.node, seq=self.acked + 1)])
         self.totals.hellos += 1
 
@@ -97,8 +111,10 @@ class SimulatedAgent:
         if count <= 0:
             return
         now = time.time()
-        batch = [envelope(Kind.REPORT, "SystemStats", synthetic_stats(now), node=self.node,
-                          seq=self.next_seq + i, time=now) for i in range(count)]
+        batch = [
+            envelope(Kind.REPORT, "SystemStats", synthetic_stats(now), node=self.node, seq=self.next_seq + i, time=now)
+            for i in range(count)
+        ]
         self.next_seq += count
         self._send(batch)
         self.totals.sent += count
@@ -193,8 +209,15 @@ def raise_file_limit(sockets: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
 
 
-def simulate(endpoint: str, agents: int, rate: float, batch: int, duration: float | None,
-             prefix: str = "sim", stop: Stop | None = None) -> dict[str, object]:
+def simulate(
+    endpoint: str,
+    agents: int,
+    rate: float,
+    batch: int,
+    duration: float | None,
+    prefix: str = "sim",
+    stop: Stop | None = None,
+) -> dict[str, object]:
     """Run ``agents`` simulated agents until ``duration`` elapses, or ``stop`` says so; returns the totals."""
     raise_file_limit(agents)
     context = zmq.Context()
@@ -217,16 +240,30 @@ def simulate(endpoint: str, agents: int, rate: float, batch: int, duration: floa
 
 def build_parser() -> Parser:
     """The ``labscope simulate`` argument parser."""
-    parser = Parser(prog=PROG, description="Simulate many agents in one process (gevent) speaking the real "
-                    "protocol to a collector, to see how many nodes it takes. Prints one JSON line of totals.")
-    parser.add_argument("--collector", required=True, type=endpoint_arg(), metavar="EP",
-                        help="the collector's agents endpoint, e.g. tcp://collector:5555")
+    parser = Parser(
+        prog=PROG,
+        description="Simulate many agents in one process (gevent) speaking the real "
+        "protocol to a collector, to see how many nodes it takes. Prints one JSON line of totals.",
+    )
+    parser.add_argument(
+        "--collector",
+        required=True,
+        type=endpoint_arg(),
+        metavar="EP",
+        help="the collector's agents endpoint, e.g. tcp://collector:5555",
+    )
     parser.add_argument("--agents", type=_positive_int, default=100, metavar="N", help="agents to simulate (100)")
-    parser.add_argument("--rate", type=positive_float, default=1.0, metavar="R",
-                        help="reports per second per agent (1)")
+    parser.add_argument(
+        "--rate", type=positive_float, default=1.0, metavar="R", help="reports per second per agent (1)"
+    )
     parser.add_argument("--batch", type=_positive_int, default=1, metavar="B", help="reports per frame (1)")
-    parser.add_argument("--duration", type=positive_float, default=None, metavar="S",
-                        help="stop after S seconds (default: until Ctrl-C)")
+    parser.add_argument(
+        "--duration",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds (default: until Ctrl-C)",
+    )
     parser.add_argument("--prefix", default="sim", help="node ids are PREFIX-0001 ... (sim)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning")
     return parser

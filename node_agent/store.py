@@ -53,8 +53,6 @@ _ENVELOPE_OVERHEAD = 6
 _SET_META = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 
 
-
-
 @dataclass
 class Held:
     """What the outbox file holds: row count, payload bytes, oldest and newest seq (0 when empty)."""
@@ -89,7 +87,8 @@ class Transaction:
     def delete_upto(self, seq: int) -> tuple[int, int]:
         """Delete every row numbered ``seq`` or lower; returns (rows, payload bytes) removed."""
         count, size = self._db.execute(
-            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox WHERE seq <= ?", (seq,)).fetchone()
+            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox WHERE seq <= ?", (seq,)
+        ).fetchone()
         if count:
             self._db.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
         return int(count), int(size)
@@ -114,8 +113,9 @@ class Transaction:
         so the outbox never empties itself. Returns what went, or None.
         """
         first = last = count = size = 0
-        rows = self._db.execute("SELECT seq, time, length(payload) FROM outbox WHERE seq > ? AND seq < ? "
-                                "ORDER BY seq", (after, keep))
+        rows = self._db.execute(
+            "SELECT seq, time, length(payload) FROM outbox WHERE seq > ? AND seq < ? ORDER BY seq", (after, keep)
+        )
         try:
             for seq, when, length in rows:
                 if size >= excess and when >= cutoff:
@@ -200,8 +200,9 @@ class OutboxStore:
             self.meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
             owner = self.meta.get("node_id")
             if owner is not None and owner != self.node:
-                raise ConfigError(f"data dir {self.folder} belongs to node {owner}; "
-                                  f"give --node-id {owner} or another --data-dir")
+                raise ConfigError(
+                    f"data dir {self.folder} belongs to node {owner}; give --node-id {owner} or another --data-dir"
+                )
             if owner is None:
                 self.meta.update(node_id=self.node, instance=uuid.uuid4().hex, next_seq="1")
                 log.info("new outbox %s for node %s (instance %s)", self.path, self.node, self.meta["instance"])
@@ -227,9 +228,14 @@ class OutboxStore:
 
     def held(self) -> Held:
         """Count, payload bytes and seq range of the rows (one scan; call at start only)."""
-        count, size, first, last = self._conn().execute(
-            "SELECT count(*), coalesce(sum(length(payload)), 0), coalesce(min(seq), 0), coalesce(max(seq), 0) "
-            "FROM outbox").fetchone()
+        count, size, first, last = (
+            self._conn()
+            .execute(
+                "SELECT count(*), coalesce(sum(length(payload)), 0), coalesce(min(seq), 0), coalesce(max(seq), 0) "
+                "FROM outbox"
+            )
+            .fetchone()
+        )
         return Held(int(count), int(size), int(first), int(last))
 
     def read(self, first: int, limit: int, max_bytes: int, node: str) -> list[Envelope]:
@@ -240,12 +246,21 @@ class OutboxStore:
         """
         frame: list[Envelope] = []
         size = 0
-        rows = self._conn().execute(f"SELECT {_COLUMNS} FROM outbox WHERE seq >= ? ORDER BY seq LIMIT ?",
-                                    (first, limit))
+        rows = self._conn().execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE seq >= ? ORDER BY seq LIMIT ?", (first, limit)
+        )
         try:
             for seq, when, rtype, encoding, schema, payload in rows:
-                env = Envelope(kind=Kind.REPORT, node=node, seq=seq, time=when, type=rtype, encoding=encoding,
-                               schema=schema, payload=payload)
+                env = Envelope(
+                    kind=Kind.REPORT,
+                    node=node,
+                    seq=seq,
+                    time=when,
+                    type=rtype,
+                    encoding=encoding,
+                    schema=schema,
+                    payload=payload,
+                )
                 size += env.ByteSize() + _ENVELOPE_OVERHEAD
                 if frame and size > max_bytes:
                     break

@@ -111,8 +111,17 @@ class SystemStatsProbe(Probe):
             except OSError as exc:  # PermissionError included: an unreadable or vanished mount
                 log.debug("skipping disk usage of %s: %s", mount.mountpoint, exc)
                 continue
-            result.append(DiskUsage(mountpoint=mount.mountpoint, device=mount.device, fstype=mount.fstype,
-                                    total=usage.total, used=usage.used, free=usage.free, percent=usage.percent))
+            result.append(
+                DiskUsage(
+                    mountpoint=mount.mountpoint,
+                    device=mount.device,
+                    fstype=mount.fstype,
+                    total=usage.total,
+                    used=usage.used,
+                    free=usage.free,
+                    percent=usage.percent,
+                )
+            )
         return result
 
     def _fill_disk_io(self, stats: SystemStats, elapsed: float) -> None:
@@ -123,8 +132,7 @@ class SystemStatsProbe(Probe):
         if total is not None:
             stats.disk_io_total.CopyFrom(self._disk_entry("total", total, previous, elapsed))
 
-    def _disk_entry(self, name: str, counters: Any, previous: Mapping[str, tuple[int, int]],
-                    elapsed: float) -> DiskIO:
+    def _disk_entry(self, name: str, counters: Any, previous: Mapping[str, tuple[int, int]], elapsed: float) -> DiskIO:
         entry = DiskIO(name=name, **{f: getattr(counters, f) for f in _DISK_FIELDS})
         prev = previous.get(name)
         entry.read_rate = rate(entry.read_bytes, None if prev is None else prev[0], elapsed)
@@ -137,8 +145,9 @@ class SystemStatsProbe(Probe):
         previous, self._prev_net = self._prev_net, {}
         total = NetIO(name="total")
         for name in sorted(per_nic):
-            entry = self._net_entry(NetIO(name=name, **{f: getattr(per_nic[name], f) for f in _NET_FIELDS}),
-                                    previous, elapsed)
+            entry = self._net_entry(
+                NetIO(name=name, **{f: getattr(per_nic[name], f) for f in _NET_FIELDS}), previous, elapsed
+            )
             stats.net_io.append(entry)
             for field in _NET_FIELDS:
                 setattr(total, field, getattr(total, field) + getattr(entry, field))
@@ -165,7 +174,11 @@ def _fill_memory(stats: SystemStats) -> None:
     stats.memory.free, stats.memory.percent = mem.free, mem.percent
     swap = psutil.swap_memory()
     stats.swap.total, stats.swap.used, stats.swap.free, stats.swap.percent = (
-        swap.total, swap.used, swap.free, swap.percent)
+        swap.total,
+        swap.used,
+        swap.free,
+        swap.percent,
+    )
 
 
 def _list_mounts() -> list[_Mount]:

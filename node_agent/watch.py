@@ -66,8 +66,14 @@ class Transfer:
 class Watcher:
     """Polls watched folders and feeds their new and changed files into the outbox."""
 
-    def __init__(self, dirs: Iterable[Path], interval: float = 1.0, state_path: Path | None = None,
-                 piece: int = PIECE, ahead: int = AHEAD) -> None:
+    def __init__(
+        self,
+        dirs: Iterable[Path],
+        interval: float = 1.0,
+        state_path: Path | None = None,
+        piece: int = PIECE,
+        ahead: int = AHEAD,
+    ) -> None:
         self.roots = [os.path.realpath(d) for d in dirs]
         self.interval = interval
         self.state_path = state_path
@@ -97,8 +103,12 @@ class Watcher:
         sending = self._transfer.key if self._transfer is not None else None
         for key in sorted(current):
             stamp = current[key]
-            if stamp != self._sent.get(key) and stamp == self._seen.get(key) and key not in self._queued \
-                    and key != sending:
+            if (
+                stamp != self._sent.get(key)
+                and stamp == self._seen.get(key)
+                and key not in self._queued
+                and key != sending
+            ):
                 self._ready.append(key)
                 self._queued.add(key)
         gone = [key for key in self._sent if key not in current]
@@ -201,8 +211,14 @@ class Watcher:
             log.info("%s changed while being sent; sending it again once it is quiet", self._path(transfer.key))
             self._abort(requeue=False)
             return None
-        piece = File(name=transfer.key[1], modtime=transfer.modtime, data=data, offset=transfer.offset, size=size,
-                     last=transfer.offset + len(data) >= size)
+        piece = File(
+            name=transfer.key[1],
+            modtime=transfer.modtime,
+            data=data,
+            offset=transfer.offset,
+            size=size,
+            last=transfer.offset + len(data) >= size,
+        )
         transfer.offset += len(data)
         return envelope(Kind.REPORT, "FileOutput", Files(files=[piece]), node=node)
 
@@ -261,9 +277,12 @@ class Watcher:
             return {}
         try:
             saved = json.loads(self.state_path.read_text())
-            return {(root, name): (int(stamp[0]), int(stamp[1]))
-                    for root, files in saved["dirs"].items() if root in self.roots
-                    for name, stamp in files.items()}
+            return {
+                (root, name): (int(stamp[0]), int(stamp[1]))
+                for root, files in saved["dirs"].items()
+                if root in self.roots
+                for name, stamp in files.items()
+            }
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             log.warning("ignoring %s (%s): every watched file will be sent again", self.state_path, exc)
             return {}

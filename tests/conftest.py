@@ -110,9 +110,12 @@ class ProcessGroup:
         (data_dir / "collector.json").unlink(missing_ok=True)
         args = labscope_cmd(
             "collector",
-            "--listen-agents", "tcp://127.0.0.1:*",
-            "--listen-clients", "tcp://127.0.0.1:*",
-            "--data-dir", str(data_dir),
+            "--listen-agents",
+            "tcp://127.0.0.1:*",
+            "--listen-clients",
+            "tcp://127.0.0.1:*",
+            "--data-dir",
+            str(data_dir),
             *extra,
         )
         popen, log_path = self._spawn(args, "collector")
@@ -122,8 +125,16 @@ class ProcessGroup:
     def agent(self, collector: str, node_id: str, *extra: str, interval: float = 0.2) -> subprocess.Popen:
         """Start ``labscope agent`` for ``node_id`` reporting every ``interval`` s."""
         args = labscope_cmd(
-            "agent", "--collector", collector, "--node-id", node_id, "--interval", str(interval),
-            "--data-dir", str(self.tmp_path / f"agent-{node_id}"), *extra,
+            "agent",
+            "--collector",
+            collector,
+            "--node-id",
+            node_id,
+            "--interval",
+            str(interval),
+            "--data-dir",
+            str(self.tmp_path / f"agent-{node_id}"),
+            *extra,
         )
         popen, _ = self._spawn(args, f"agent-{node_id}")
         return popen

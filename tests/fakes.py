@@ -27,8 +27,13 @@ OnFrame = Callable[[bytes, list[Envelope]], None]
 class FakeCollector:
     """A ROUTER bound to a random (or the given) loopback port; every receive polls with a deadline."""
 
-    def __init__(self, context: zmq.Context, handler: Handler | None = None, port: int | None = None,
-                 info: CollectorInfo | None = None) -> None:
+    def __init__(
+        self,
+        context: zmq.Context,
+        handler: Handler | None = None,
+        port: int | None = None,
+        info: CollectorInfo | None = None,
+    ) -> None:
         self.socket = context.socket(zmq.ROUTER)
         self.socket.linger = 0
         self.port = self.socket.bind_to_random_port("tcp://127.0.0.1") if port is None else self._bind(port)

@@ -29,8 +29,16 @@ pytest.importorskip("collector.cli")
 
 FAST_PROBES = str(FIXTURES / "durability_probes")
 # Only counter is needed from the shared fixtures folder; the others would only add noise (or clash).
-MODULES = ("--modules-dir", str(FIXTURES / "modules"), "--modules-dir", str(FIXTURES / "durability_modules"),
-           "--disable-module", "classic_fileprocessor", "--disable-module", "raising")
+MODULES = (
+    "--modules-dir",
+    str(FIXTURES / "modules"),
+    "--modules-dir",
+    str(FIXTURES / "durability_modules"),
+    "--disable-module",
+    "classic_fileprocessor",
+    "--disable-module",
+    "raising",
+)
 
 
 def outbox_state(data_dir: Path) -> tuple[int, list[int]]:
@@ -67,8 +75,7 @@ def agent_events(client: Client, node: str = "n1") -> list[dict[str, Any]]:
 
 
 def start_agent(procs: ProcessGroup, endpoint: str, *extra: str, interval: float = 0.2) -> subprocess.Popen:
-    return procs.agent(endpoint, "n1", "--probes-dir", FAST_PROBES, "--log-level", "debug", *extra,
-                       interval=interval)
+    return procs.agent(endpoint, "n1", "--probes-dir", FAST_PROBES, "--log-level", "debug", *extra, interval=interval)
 
 
 def free_port(ctx: zmq.Context) -> int:
@@ -131,8 +138,11 @@ def test_tiny_outbox_bound_sends_a_gap_event_naming_exactly_the_lost_seqs(procs,
     collector: CollectorProcess = procs.collector("--listen-agents", endpoint, *MODULES)
     client = Client(zmq_context, collector.clients)
     try:
-        wait_for(lambda: agent_events(client) and len(applied(client)) > 20, 20,
-                 what="a gap event and fresh reports at the collector")
+        wait_for(
+            lambda: agent_events(client) and len(applied(client)) > 20,
+            20,
+            what="a gap event and fresh reports at the collector",
+        )
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(10) == 0
         events = agent_events(client)

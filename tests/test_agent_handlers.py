@@ -69,9 +69,19 @@ def test_paths_inside_the_serve_folder_are_served(tree: Path, path: str) -> None
     assert read_served(serve, path) in (b"data", b"deep")
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", "../outside/secret.txt", "SERVE/../outside/secret.txt",
-                                  "SERVE/../../../etc/passwd", "out-link", "out-dir/secret.txt", "/",
-                                  "../outside/missing.txt"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/passwd",
+        "../outside/secret.txt",
+        "SERVE/../outside/secret.txt",
+        "SERVE/../../../etc/passwd",
+        "out-link",
+        "out-dir/secret.txt",
+        "/",
+        "../outside/missing.txt",
+    ],
+)
 def test_paths_leaving_the_serve_folders_are_denied(tree: Path, path: str) -> None:
     serve = ServeDirs([tree / "serve"])
     with pytest.raises(RequestError) as caught:
@@ -81,8 +91,12 @@ def test_paths_leaving_the_serve_folders_are_denied(tree: Path, path: str) -> No
 
 def test_missing_folder_and_unconfigured_cases(tree: Path) -> None:
     serve = ServeDirs([tree / "serve"])
-    for path, code in (("missing.txt", "not-found"), ("sub", "bad-request"), ("", "bad-request"),
-                       ("a\x00b", "bad-request")):
+    for path, code in (
+        ("missing.txt", "not-found"),
+        ("sub", "bad-request"),
+        ("", "bad-request"),
+        ("a\x00b", "bad-request"),
+    ):
         with pytest.raises(RequestError) as caught:
             serve.open(path)
         assert caught.value.code == code, path
@@ -196,8 +210,11 @@ def make_pool() -> Iterator[Callable[..., RequestPool]]:
 def test_answers_errors_and_unknown_types(make_pool: Callable[..., RequestPool]) -> None:
     pool = make_pool(Streamer(), ProcessListHandler())
     refusal = pool.submit(request("Nope", 1))
-    assert refusal is not None and (refusal.kind, refusal.error_code, refusal.request_id) == (Kind.ERROR,
-                                                                                               "unknown-type", 1)
+    assert refusal is not None and (refusal.kind, refusal.error_code, refusal.request_id) == (
+        Kind.ERROR,
+        "unknown-type",
+        1,
+    )
     assert pool.submit(request("Fail", 2)) is None and pool.submit(request("Boom", 3)) is None
     assert pool.submit(request("ProcessList", 4)) is None
     answers = {e.request_id: e for e in wait_frames(pool, 3)}
@@ -310,15 +327,21 @@ def test_node_file_handler_streams_the_file(make_pool: Callable[..., RequestPool
     assert answers == {21: "denied", 22: "bad-request"}
 
 
-def test_node_file_chunks_carry_type_and_raw_and_a_small_file_is_one_chunk(make_pool: Callable[..., RequestPool],
-                                                                           tmp_path: Path) -> None:
+def test_node_file_chunks_carry_type_and_raw_and_a_small_file_is_one_chunk(
+    make_pool: Callable[..., RequestPool], tmp_path: Path
+) -> None:
     (tmp_path / "small.txt").write_bytes(b"ten bytes!")
     (tmp_path / "big.bin").write_bytes(b"x" * 300_000)
     pool = make_pool(NodeFileHandler(ServeDirs([tmp_path])), two_part=True)
     pool.submit(request("NodeFile", 23, path="small.txt"))
     (only,) = wait_frames(pool, 1)
-    assert (only.kind, only.type, only.encoding, only.last, only.payload) == (Kind.CHUNK, "NodeFile", Encoding.RAW,
-                                                                           True, b"ten bytes!")
+    assert (only.kind, only.type, only.encoding, only.last, only.payload) == (
+        Kind.CHUNK,
+        "NodeFile",
+        Encoding.RAW,
+        True,
+        b"ten bytes!",
+    )
     assert only.params["size"] == "10" and only.params["sha256"] == hashlib.sha256(b"ten bytes!").hexdigest()
     pool = make_pool(NodeFileHandler(ServeDirs([tmp_path]), chunk=100_000), two_part=True)
     pool.submit(request("NodeFile", 24, path="big.bin"))

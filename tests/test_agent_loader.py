@@ -50,18 +50,27 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 PROBE_HEAD = "from node_agent.addons import Probe\n"
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("def broken(:\n", "SyntaxError"),
-    ("raise ValueError('nope')\n", "ValueError: nope"),
-    ("import sys\nsys.exit(3)\n", "SystemExit"),
-    ("x = 1\n", "no subclass"),
-    (PROBE_HEAD + "class A(Probe):\n    reporttype = 'A'\nclass B(Probe):\n    reporttype = 'B'\n", "more than one"),
-    (PROBE_HEAD + "class A(Probe):\n    pass\n", "reporttype"),
-    (PROBE_HEAD + "class A(Probe):\n    reporttype = 5\n", "reporttype"),
-    (PROBE_HEAD + "class A(Probe):\n    reporttype = 'A'\n    interval = -1\n", "interval"),
-    (PROBE_HEAD + "class A(Probe):\n    reporttype = 'A'\n    interval = True\n", "interval"),
-    (PROBE_HEAD + "class A(Probe):\n    reporttype = 'A'\n    def __init__(self):\n        1 / 0\n", "ZeroDivision"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("def broken(:\n", "SyntaxError"),
+        ("raise ValueError('nope')\n", "ValueError: nope"),
+        ("import sys\nsys.exit(3)\n", "SystemExit"),
+        ("x = 1\n", "no subclass"),
+        (
+            PROBE_HEAD + "class A(Probe):\n    reporttype = 'A'\nclass B(Probe):\n    reporttype = 'B'\n",
+            "more than one",
+        ),
+        (PROBE_HEAD + "class A(Probe):\n    pass\n", "reporttype"),
+        (PROBE_HEAD + "class A(Probe):\n    reporttype = 5\n", "reporttype"),
+        (PROBE_HEAD + "class A(Probe):\n    reporttype = 'A'\n    interval = -1\n", "interval"),
+        (PROBE_HEAD + "class A(Probe):\n    reporttype = 'A'\n    interval = True\n", "interval"),
+        (
+            PROBE_HEAD + "class A(Probe):\n    reporttype = 'A'\n    def __init__(self):\n        1 / 0\n",
+            "ZeroDivision",
+        ),
+    ],
+)
 def test_bad_probe_file_raises_module_error_naming_file(tmp_path, text, reason):
     path = write(tmp_path, "bad.py", text)
     with pytest.raises(ModuleError) as info:
@@ -72,8 +81,11 @@ def test_bad_probe_file_raises_module_error_naming_file(tmp_path, text, reason):
 
 def test_imported_probe_classes_are_not_counted(tmp_path):
     # A file may import another Probe subclass; only the one it defines is its probe.
-    path = write(tmp_path, "mine.py", PROBE_HEAD + "from node_agent.sysprobe import SystemStatsProbe\n"
-                 "class Mine(Probe):\n    reporttype = 'Mine'\n")
+    path = write(
+        tmp_path,
+        "mine.py",
+        PROBE_HEAD + "from node_agent.sysprobe import SystemStatsProbe\nclass Mine(Probe):\n    reporttype = 'Mine'\n",
+    )
     assert load_probe_file(path).probe.reporttype == "Mine"
 
 

@@ -17,8 +17,9 @@ from node_agent.store import DB_NAME, OutboxError, OutboxStore
 
 
 def report(size: int = 10, when: float | None = None, fill: bytes = b"x") -> Envelope:
-    return Envelope(kind=Kind.REPORT, node="n", type="T", payload=fill * size,
-                    time=time.time() if when is None else when)
+    return Envelope(
+        kind=Kind.REPORT, node="n", type="T", payload=fill * size, time=time.time() if when is None else when
+    )
 
 
 def fill(box: Outbox, count: int, size: int = 10, when: float | None = None) -> list[int]:
@@ -147,8 +148,9 @@ def test_data_dir_of_another_node_is_refused(tmp_path):
     Outbox.open(tmp_path / "data", "alpha").close()
     with pytest.raises(ConfigError) as err:
         Outbox.open(tmp_path / "data", "beta")
-    assert str(err.value) == (f"data dir {tmp_path / 'data'} belongs to node alpha; "
-                              "give --node-id alpha or another --data-dir")
+    assert str(err.value) == (
+        f"data dir {tmp_path / 'data'} belongs to node alpha; give --node-id alpha or another --data-dir"
+    )
 
 
 def test_data_dir_in_use_is_refused(box, tmp_path):

@@ -52,8 +52,20 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
 
     def start(endpoint: str, *extra: str, node: str = "n1", interval: float = 0.1) -> subprocess.Popen:
         log_path = tmp_path / f"agent-{len(started)}.log"
-        args = labscope_cmd("agent", "--collector", endpoint, "--node-id", node, "--interval", str(interval),
-                            "--data-dir", str(tmp_path / "data"), "--log-level", "debug", *extra)
+        args = labscope_cmd(
+            "agent",
+            "--collector",
+            endpoint,
+            "--node-id",
+            node,
+            "--interval",
+            str(interval),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--log-level",
+            "debug",
+            *extra,
+        )
         with open(log_path, "wb") as log:
             popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         started.append((popen, log_path))
@@ -236,8 +248,9 @@ class CountingLink(Link):
 
 def test_loop_wakes_only_when_something_is_due(collector):
     # Samples 1.5 heartbeats apart and a long batch delay: heartbeat deadlines pass while a flush waits.
-    config = AgentConfig(collector=collector.endpoint, node_id="inproc", interval=1.5 * HEARTBEAT,
-                         batch_delay=HEARTBEAT / 2)
+    config = AgentConfig(
+        collector=collector.endpoint, node_id="inproc", interval=1.5 * HEARTBEAT, batch_delay=HEARTBEAT / 2
+    )
     agent = Agent(config, [ScheduledProbe("SystemStats", SystemStatsProbe(), config.interval)])
     link = agent._link = CountingLink(agent._ctx, config.collector)
     thread = threading.Thread(target=agent.run, kwargs={"handle_signals": False}, daemon=True)
@@ -361,12 +374,15 @@ def test_duplicate_node_refusal_exits_1_and_leaves_the_outbox(collector, start_a
     agent = start_agent(collector.endpoint, "--probes-dir", FAST_PROBES)
     ident, hello = collector.expect(Kind.HELLO)
     held = wait_for(lambda: outbox_rows(tmp_path), 10, what="reports committed to the outbox")
-    collector.send(ident, envelope(Kind.ERROR, error_code="duplicate-node",
-                                   error="node n1 is live from another agent (pid 4242)"))
+    collector.send(
+        ident, envelope(Kind.ERROR, error_code="duplicate-node", error="node n1 is live from another agent (pid 4242)")
+    )
     assert agent.wait(10) == 1
     logs = start_agent.logs()
-    assert ("collector refused node id n1: node n1 is live from another agent (pid 4242); "
-            "another agent with this node id is live") in logs
+    assert (
+        "collector refused node id n1: node n1 is live from another agent (pid 4242); "
+        "another agent with this node id is live"
+    ) in logs
     assert "Traceback" not in logs
     while collector.recv(0.2) is not None:
         pass

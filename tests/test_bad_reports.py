@@ -20,8 +20,9 @@ PROTO = {"SystemStats": SystemStats, "Samples": Samples, "FileOutput": Files, "E
 
 
 def hello(agent: Peer, node: str, instance: str = "i1") -> None:
-    agent.send(Kind.HELLO, "NodeInfo", NodeInfo(node=node, hostname=f"host-{node}", instance=instance),
-               node=node, seq=1)
+    agent.send(
+        Kind.HELLO, "NodeInfo", NodeInfo(node=node, hostname=f"host-{node}", instance=instance), node=node, seq=1
+    )
     agent.expect(lambda e: e.kind == Kind.ACK and e.node == node, what=f"ACK after HELLO of {node}")
 
 
@@ -66,8 +67,9 @@ def check_views(client: Client, node: str, other: str) -> None:
     assert names == {"f7.txt", "f9.txt"}
 
 
-def test_corrupt_payloads_are_acked_counted_and_reach_no_module(procs: ProcessGroup, zmq_context: zmq.Context,
-                                                                tmp_path) -> None:
+def test_corrupt_payloads_are_acked_counted_and_reach_no_module(
+    procs: ProcessGroup, zmq_context: zmq.Context, tmp_path
+) -> None:
     data_dir = tmp_path / "collector"
     collector = procs.collector("--update-interval", "0.1", data_dir=data_dir)
     agent, other = Peer(zmq_context, collector.agents), Peer(zmq_context, collector.agents)
@@ -83,6 +85,7 @@ def test_corrupt_payloads_are_acked_counted_and_reach_no_module(procs: ProcessGr
         if env.kind != Kind.UPDATE or env.type != "SystemStatsSummary":
             return False
         from messages import SystemStatsSummary
+
         nodes = SystemStatsSummary.FromString(env.payload).nodes
         return sorted((n.node, n.cpu_percent) for n in nodes) == [("bad-node", 3.0), ("good-node", 3.0)]
 
@@ -122,11 +125,15 @@ def test_msgpack_event_that_does_not_fit_is_a_bad_report(procs: ProcessGroup, zm
         raw = envelope(Kind.REPORT, "Event", {"kind": "x"}, node="n1", seq=2)
         assert raw.encoding == Encoding.MSGPACK
         raw.payload = b"\xc1"  # never valid msgpack
-        agent.socket.send(pack([
-            raw,
-            envelope(Kind.REPORT, "Event", {"kind": "x", "time": "not a time"}, node="n1", seq=3),
-            envelope(Kind.REPORT, "Event", {"kind": "fine", "message": "ok"}, node="n1", seq=4),
-        ]))
+        agent.socket.send(
+            pack(
+                [
+                    raw,
+                    envelope(Kind.REPORT, "Event", {"kind": "x", "time": "not a time"}, node="n1", seq=3),
+                    envelope(Kind.REPORT, "Event", {"kind": "fine", "message": "ok"}, node="n1", seq=4),
+                ]
+            )
+        )
         agent.expect(lambda e: e.kind == Kind.ACK and e.seq == 4, what="ACK 4")
         stats = wait_for(lambda: (s := client.answer("CollectorStats"))["bad_reports"] and s, 10, what="counted")
         assert stats["bad_reports"] == {"n1": {"Event": 2}}

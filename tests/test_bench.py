@@ -17,11 +17,33 @@ from tests.conftest import labscope_cmd
 def test_quick_bench_writes_every_field(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     table = tmp_path / "bench.md"
-    tiny = ["--raw-messages", "5000", "--ingest-reports", "3000", "--sample-frames", "20", "--rounds", "1",
-            "--latency-seconds", "1", "--agent-seconds", "1", "--scale-agents", "4", "--scale-seconds", "3",
-            "--stream-mb", "8"]
-    done = subprocess.run(labscope_cmd("bench", "--quick", *tiny, "--json", str(out), "--markdown", str(table)),
-                          capture_output=True, text=True, timeout=220, check=False)
+    tiny = [
+        "--raw-messages",
+        "5000",
+        "--ingest-reports",
+        "3000",
+        "--sample-frames",
+        "20",
+        "--rounds",
+        "1",
+        "--latency-seconds",
+        "1",
+        "--agent-seconds",
+        "1",
+        "--scale-agents",
+        "4",
+        "--scale-seconds",
+        "3",
+        "--stream-mb",
+        "8",
+    ]
+    done = subprocess.run(
+        labscope_cmd("bench", "--quick", *tiny, "--json", str(out), "--markdown", str(table)),
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert list(figures) == list(FIELDS)
@@ -41,12 +63,13 @@ def test_percentile_and_verdicts() -> None:
     values = sorted(float(v) for v in range(1, 101))
     assert percentile(values, 50) == 50.0 and percentile(values, 99) == 99.0
     assert verdict("latency_p99_ms", 4.0).endswith("met") and verdict("latency_p99_ms", 6.0).endswith("MISSED")
-    assert verdict("false_lost", 0) .endswith("met") and verdict("raw_msgs_per_s", 1.0) == ""
+    assert verdict("false_lost", 0).endswith("met") and verdict("raw_msgs_per_s", 1.0) == ""
     assert format_value(1234567.8) == "1,234,568" and format_value(3) == "3"
 
 
 @pytest.mark.e2e
 def test_bad_override_is_a_usage_error() -> None:
-    done = subprocess.run(labscope_cmd("bench", "--rounds", "0"), capture_output=True, text=True, timeout=30,
-                          check=False)
+    done = subprocess.run(
+        labscope_cmd("bench", "--rounds", "0"), capture_output=True, text=True, timeout=30, check=False
+    )
     assert done.returncode == 2 and "--rounds" in done.stderr and "Traceback" not in done.stderr

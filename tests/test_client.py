@@ -16,8 +16,14 @@ from tests.fakes import Answer, FakeCollector, Handler
 
 def info(subscription_lease: float = 10.0) -> CollectorInfo:
     """A CollectorInfo with test defaults."""
-    return CollectorInfo(alias="fake", version="0.0", subscription_lease=subscription_lease,
-                         heartbeat_interval=1.0, update_types=["NodeList"], request_types=["Echo"])
+    return CollectorInfo(
+        alias="fake",
+        version="0.0",
+        subscription_lease=subscription_lease,
+        heartbeat_interval=1.0,
+        update_types=["NodeList"],
+        request_types=["Echo"],
+    )
 
 
 def standard(env: Envelope, lease: float = 10.0) -> list[Answer]:
@@ -86,8 +92,15 @@ def test_request_response_decodes_protobuf(fake, client_for):
 
 def test_error_raises_request_failed(fake, client_for):
     def handler(env: Envelope) -> list[Answer]:
-        return [envelope(Kind.ERROR, env.type, request_id=env.request_id, error_code="unknown-type",
-                         error="no module answers Nope")]
+        return [
+            envelope(
+                Kind.ERROR,
+                env.type,
+                request_id=env.request_id,
+                error_code="unknown-type",
+                error="no module answers Nope",
+            )
+        ]
 
     client = client_for(fake(handler).endpoint)
     with pytest.raises(RequestFailed) as caught:
@@ -238,11 +251,16 @@ def subscribing(env: Envelope, lease: float = 0.6) -> list[Envelope | list[Envel
     asked = env.params["types"].split(",")
     unknown = [t for t in asked if t not in ("NodeList", "Custom")]
     if unknown:
-        return [envelope(Kind.ERROR, request_id=env.request_id, error_code="unknown-type",
-                         error=f"no module pushes update type {unknown[0]!r} (known: Custom, NodeList)",
-                         params={"types": env.params["types"], "unknown": ",".join(unknown)})]
-    return [envelope(Kind.SUBSCRIBE, request_id=env.request_id, params={"types": env.params["types"],
-                                                                         "lease": "0.6"})]
+        return [
+            envelope(
+                Kind.ERROR,
+                request_id=env.request_id,
+                error_code="unknown-type",
+                error=f"no module pushes update type {unknown[0]!r} (known: Custom, NodeList)",
+                params={"types": env.params["types"], "unknown": ",".join(unknown)},
+            )
+        ]
+    return [envelope(Kind.SUBSCRIBE, request_id=env.request_id, params={"types": env.params["types"], "lease": "0.6"})]
 
 
 def test_a_refused_subscribe_raises_once_and_the_accepted_set_is_renewed(fake, client_for):

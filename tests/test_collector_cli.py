@@ -51,8 +51,10 @@ def test_cycle_exits_2_naming_both(tmp_path: Path) -> None:
 
 
 def test_conflicting_request_types_exit_2_naming_both(tmp_path: Path) -> None:
-    body = "from collector.addons import Aggregator\nclass X(Aggregator):\n    requesttypes = 'Dup'\n" \
-           "    def processREQUEST(self, msg):\n        return None\n"
+    body = (
+        "from collector.addons import Aggregator\nclass X(Aggregator):\n    requesttypes = 'Dup'\n"
+        "    def processREQUEST(self, msg):\n        return None\n"
+    )
     mods = tmp_path / "mods"
     write(mods, "first.py", body)
     write(mods, "second.py", body)
@@ -102,16 +104,15 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = run_collector(tmp_path, "--listen-agents", f"tcp://127.0.0.1:{port}",
-                             "--listen-clients", "tcp://127.0.0.1:*")
+        done = run_collector(
+            tmp_path, "--listen-agents", f"tcp://127.0.0.1:{port}", "--listen-clients", "tcp://127.0.0.1:*"
+        )
     assert done.returncode == 1
     assert f"tcp://127.0.0.1:{port}" in error_line(done)
 
 
 def test_help_explains_flags() -> None:
-    done = subprocess.run(labscope_cmd("collector", "--help"), capture_output=True, text=True, timeout=30,
-                          check=False)
+    done = subprocess.run(labscope_cmd("collector", "--help"), capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0
-    for flag in ("--listen-agents", "--listen-clients", "--modules-dir", "--disable-module", "--data-dir",
-                 "--config"):
+    for flag in ("--listen-agents", "--listen-clients", "--modules-dir", "--disable-module", "--data-dir", "--config"):
         assert flag in done.stdout

@@ -191,10 +191,13 @@ def test_collector_emits_events_for_nodes_and_module_errors(tmp_path: Path) -> N
     assert host.counters["module-error:faulty"] == 2
 
 
-@pytest.mark.parametrize(("section", "expected"), [
-    ({"history": "300"}, r"\[modules.systemstats\] history: expected an integer .* got '300'"),
-    ({"history": True}, r"\[modules.systemstats\] history: expected an integer"),
-])
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"history": "300"}, r"\[modules.systemstats\] history: expected an integer .* got '300'"),
+        ({"history": True}, r"\[modules.systemstats\] history: expected an integer"),
+    ],
+)
 def test_module_config_value_of_the_wrong_type(tmp_path: Path, section: dict, expected: str) -> None:
     host = make_host(tmp_path, modules={"systemstats": section})
     with pytest.raises(ConfigError, match=expected):
@@ -218,14 +221,18 @@ def test_classic_class_attribute_is_a_setting_applied_before_init(tmp_path: Path
         make_host(tmp_path, modules={"classic": {"storagedir": 7}}).load()
 
 
-@pytest.mark.parametrize(("method", "nearest"), [
-    ("on_node_leave", "on_node_left"),
-    ("processRequest", "processREQUEST"),
-    ("getUpdateMesage", "getUpdateMessage"),
-    ("on_start", "on_startup"),
-])
+@pytest.mark.parametrize(
+    ("method", "nearest"),
+    [
+        ("on_node_leave", "on_node_left"),
+        ("processRequest", "processREQUEST"),
+        ("getUpdateMesage", "getUpdateMessage"),
+        ("on_start", "on_startup"),
+    ],
+)
 def test_misspelled_hook_is_refused_naming_file_and_nearest_hook(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture, method: str, nearest: str) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, method: str, nearest: str
+) -> None:
     write_module(tmp_path, "typo", f"def {method}(self, *args):\n    pass\n")
     write_module(tmp_path, "fine", "def getFileList(self):\n    pass\n")  # a helper, not hook-like
     host = make_host(tmp_path)

@@ -50,11 +50,11 @@ def test_garbage_frames_are_counted_and_the_collector_keeps_serving(peers: tuple
     agent, client = peers
     raw = agent.socket
     raw.send(b"\xff\xfe not a protobuf at all")
-    raw.send(b"")                                           # a batch with no envelopes
-    raw.send(pack([Envelope(kind=99, node="n1")]))           # unknown kind
-    raw.send(pack([Envelope(kind=Kind.KIND_UNSPECIFIED)]))   # kind 0 is never valid
+    raw.send(b"")  # a batch with no envelopes
+    raw.send(pack([Envelope(kind=99, node="n1")]))  # unknown kind
+    raw.send(pack([Envelope(kind=Kind.KIND_UNSPECIFIED)]))  # kind 0 is never valid
     raw.send_multipart([b"two", b"parts"])
-    raw.send(b"\x00" * (20 * 1024 * 1024))                  # 20 MB: over the 16 MiB frame limit
+    raw.send(b"\x00" * (20 * 1024 * 1024))  # 20 MB: over the 16 MiB frame limit
     client.socket.send(b"garbage from a client")
     error = client.expect(lambda e: e.kind == Kind.ERROR, what="ERROR for a bad client frame")
     assert error.error_code == "bad-frame"
@@ -136,22 +136,34 @@ def test_classic_module_answers_bytes_untouched_and_pushes_updates(peers: tuple[
     client.seen.clear()
     files2 = Files(files=[File(name="b.csv", modtime=1.0, data=b"1,2")])
     agent.send(Kind.REPORT, "FileOutput", files2.SerializeToString(), node="n1", seq=2)
-    pushed = client.expect(lambda e: e.kind == Kind.UPDATE and len(Files.FromString(e.payload).files) == 2,
-                           what="FileList update with two files")
+    pushed = client.expect(
+        lambda e: e.kind == Kind.UPDATE and len(Files.FromString(e.payload).files) == 2,
+        what="FileList update with two files",
+    )
     assert [f.name for f in Files.FromString(pushed.payload).files] == ["b.csv", "log.txt"]
 
 
 def test_subscription_lapses_without_renewal(procs: ProcessGroup, zmq_context: zmq.Context) -> None:
-    collector = procs.collector("--modules-dir", MODULES, "--disable-module", "files", "--update-interval", "0.1",
-                                "--config", str(_lease_config(procs.tmp_path)))
+    collector = procs.collector(
+        "--modules-dir",
+        MODULES,
+        "--disable-module",
+        "files",
+        "--update-interval",
+        "0.1",
+        "--config",
+        str(_lease_config(procs.tmp_path)),
+    )
     agent, client = Peer(zmq_context, collector.agents), Client(zmq_context, collector.clients)
     hello(agent)
     client.send(Kind.SUBSCRIBE, params={"types": "FileList"})
     for seq in range(1, 4):
-        agent.send(Kind.REPORT, "FileOutput", Files(files=[File(name=f"f{seq}")]).SerializeToString(),
-                   node="n1", seq=seq)
-        client.expect(lambda e, n=seq: e.kind == Kind.UPDATE and len(Files.FromString(e.payload).files) == n,
-                      what=f"update {seq}")
+        agent.send(
+            Kind.REPORT, "FileOutput", Files(files=[File(name=f"f{seq}")]).SerializeToString(), node="n1", seq=seq
+        )
+        client.expect(
+            lambda e, n=seq: e.kind == Kind.UPDATE and len(Files.FromString(e.payload).files) == n, what=f"update {seq}"
+        )
     time.sleep(1.2)  # let the 1 s lease run out: the behaviour under test is the passage of time
     agent.send(Kind.REPORT, "FileOutput", Files(files=[File(name="late")]).SerializeToString(), node="n1", seq=4)
     agent.expect(lambda e: e.kind == Kind.ACK and e.seq == 4, what="ACK 4")
@@ -165,8 +177,7 @@ def _lease_config(folder: Path) -> Path:
 
 
 @pytest.mark.timeout(90)
-def test_three_real_agents_appear_and_a_probe_reaches_a_module(procs: ProcessGroup,
-                                                               zmq_context: zmq.Context) -> None:
+def test_three_real_agents_appear_and_a_probe_reaches_a_module(procs: ProcessGroup, zmq_context: zmq.Context) -> None:
     collector = procs.collector("--modules-dir", MODULES, "--disable-module", "files", "--update-interval", "0.2")
     probes = str(FIXTURES / "probes_data")
     for index in (1, 2, 3):
@@ -211,7 +222,11 @@ def test_push_on_change_module_updates_right_after_a_report(procs: ProcessGroup,
     client.send(Kind.SUBSCRIBE, params={"types": "Latest"})
     for seq in (1, 2, 3):
         agent.send(Kind.REPORT, "ProbeData", {"n": seq}, node="n1", seq=seq)
-        update = client.expect(lambda e, s=seq: e.kind == Kind.UPDATE and e.type == "Latest"
-                               and decode_payload(e.payload, e.encoding) == {"seq": s}, timeout=5,
-                               what=f"pushed update for seq {seq}")
+        update = client.expect(
+            lambda e, s=seq: (
+                e.kind == Kind.UPDATE and e.type == "Latest" and decode_payload(e.payload, e.encoding) == {"seq": s}
+            ),
+            timeout=5,
+            what=f"pushed update for seq {seq}",
+        )
         assert update.type == "Latest"

@@ -62,8 +62,9 @@ def assert_three_live(out: str) -> None:
 @pytest.mark.timeout(60)
 def test_demo_runs_for_its_duration_and_cleans_up():
     start = time.monotonic()
-    result = subprocess.run(labscope_cmd("demo", "--duration", "8", "--interval", "0.5"),
-                            capture_output=True, timeout=50, cwd=REPO)
+    result = subprocess.run(
+        labscope_cmd("demo", "--duration", "8", "--interval", "0.5"), capture_output=True, timeout=50, cwd=REPO
+    )
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode() + out
     assert time.monotonic() - start >= 8
@@ -75,8 +76,9 @@ def test_demo_runs_for_its_duration_and_cleans_up():
 @pytest.mark.e2e
 @pytest.mark.timeout(60)
 def test_demo_ctrl_c_stops_everything_and_prints_the_summary():
-    popen = subprocess.Popen(labscope_cmd("demo", "--interval", "0.5"), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, cwd=REPO)
+    popen = subprocess.Popen(
+        labscope_cmd("demo", "--interval", "0.5"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+    )
     try:
         seen = read_until(popen, ["demo-node-1", "demo-node-2", "demo-node-3"], timeout=30)
         popen.send_signal(signal.SIGINT)
@@ -144,8 +146,9 @@ def test_child_death_is_reported_with_its_last_log_lines(tmp_path):
 
 @pytest.mark.e2e
 def test_stop_kills_a_child_that_ignores_sigterm(tmp_path):
-    code = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            "print('ready', flush=True)\ntime.sleep(60)")
+    code = (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(60)"
+    )
     children = Children(tmp_path)
     stubborn = children.start("stubborn", [sys.executable, "-c", code])
     polite = children.start("polite", [sys.executable, "-c", "import time\ntime.sleep(60)"])
@@ -193,8 +196,7 @@ def test_read_endpoints_waits_for_a_complete_file(tmp_path):
 def update_of(payload: NodeList | SystemStatsSummary) -> Update:
     """An Update carrying ``payload`` as the client would decode it."""
     data = payload.SerializeToString()
-    return Update(type(payload).__name__, time.time(), payload, data, Encoding.PROTOBUF,
-                  payload.DESCRIPTOR.full_name)
+    return Update(type(payload).__name__, time.time(), payload, data, Encoding.PROTOBUF, payload.DESCRIPTOR.full_name)
 
 
 def test_state_and_summary_follow_the_updates():
@@ -217,7 +219,13 @@ def test_state_and_summary_follow_the_updates():
 
 def test_human_rate_and_ago():
     assert [human_rate(r) for r in (0, 999, 1000, 1536, 5 * 1024**2, -3)] == [
-        "0 B", "999 B", "1.0 KiB", "1.5 KiB", "5.0 MiB", "0 B"]
+        "0 B",
+        "999 B",
+        "1.0 KiB",
+        "1.5 KiB",
+        "5.0 MiB",
+        "0 B",
+    ]
     assert ago(0, 100.0) == "-"
     assert ago(99.5, 100.0) == "0.5s ago"
     assert ago(1000.0 - 120, 1000.0) == "2m ago"
@@ -226,15 +234,20 @@ def test_human_rate_and_ago():
 
 def test_node_rows_merge_both_payloads():
     now = 1000.0
-    node_list = NodeList(nodes=[
-        NodeStatus(node="n2", hostname="host2", status="lost", last_seen=990.0),
-        NodeStatus(node="n1", hostname="host1", status="live", last_seen=999.0),
-    ])
-    summary = SystemStatsSummary(nodes=[
-        NodeSummary(node="n1", cpu_percent=12.345, memory_percent=50, load1=0.5, net_recv_rate=2048,
-                    net_send_rate=10),
-        NodeSummary(node="n3", hostname="host3", time=998.0),
-    ])
+    node_list = NodeList(
+        nodes=[
+            NodeStatus(node="n2", hostname="host2", status="lost", last_seen=990.0),
+            NodeStatus(node="n1", hostname="host1", status="live", last_seen=999.0),
+        ]
+    )
+    summary = SystemStatsSummary(
+        nodes=[
+            NodeSummary(
+                node="n1", cpu_percent=12.345, memory_percent=50, load1=0.5, net_recv_rate=2048, net_send_rate=10
+            ),
+            NodeSummary(node="n3", hostname="host3", time=998.0),
+        ]
+    )
     rows = node_rows(node_list, summary, now=now)
     assert [row.node for row in rows] == ["n1", "n2", "n3"]
     n1, n2, n3 = rows

@@ -59,8 +59,11 @@ def import_path(path: Path, name: str) -> ModuleType:
 
 
 def only_subclass(module: ModuleType, base: type) -> Any:
-    classes = [c for c in vars(module).values()
-               if isinstance(c, type) and issubclass(c, base) and c is not base and c.__module__ == module.__name__]
+    classes = [
+        c
+        for c in vars(module).values()
+        if isinstance(c, type) and issubclass(c, base) and c is not base and c.__module__ == module.__name__
+    ]
     assert len(classes) == 1, classes
     return classes[0]
 
@@ -139,7 +142,11 @@ def test_collector_loader_accepts_the_aggregator(tmp_path: Path, scratch_modules
     candidate = found[0]
     assert candidate.error is None, candidate.error
     assert (candidate.name, candidate.reporttypes, candidate.requesttypes, candidate.updatetype) == (
-        "uptime", ("Uptime",), ("Uptime",), "Uptimes")
+        "uptime",
+        ("Uptime",),
+        ("Uptime",),
+        "Uptimes",
+    )
     assert not any("test_uptime" in c.source for c in loader.discover([folder]))
 
 
@@ -158,8 +165,13 @@ def test_the_docs_own_module_test_passes(tmp_path: Path, scratch_modules: None) 
 
 def query(collector: str, *args: str) -> Any:
     """``labscope query --collector EP ARGS`` as the doc shows it; the JSON answer, or None on failure."""
-    done = subprocess.run(labscope_cmd("query", "--collector", collector, "--timeout", "2", *args),
-                          capture_output=True, text=True, timeout=20, check=False)
+    done = subprocess.run(
+        labscope_cmd("query", "--collector", collector, "--timeout", "2", *args),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
@@ -172,7 +184,8 @@ def test_examples_run_in_a_real_collector_and_agent(procs: ProcessGroup, tmp_pat
     write_example("probe", probes_dir)
     collector = procs.collector("--modules-dir", str(modules_dir))
     procs.agent(collector.agents, "n1", "--probes-dir", str(probes_dir), interval=0.5)
-    answer = wait_for(lambda: query(collector.clients, "Uptime", "node=n1"), timeout=30,
-                      interval=0.5, what="an Uptime answer for n1")
+    answer = wait_for(
+        lambda: query(collector.clients, "Uptime", "node=n1"), timeout=30, interval=0.5, what="an Uptime answer for n1"
+    )
     assert answer["reboots"] == 0
     assert answer["uptime"] > 0

@@ -61,15 +61,57 @@ PLAIN = re.compile(r"[0-9]+")
 EXAMPLES = settings(max_examples=50, deadline=None, database=None)
 NODE_IDS = itertools.count(1)
 
-UINT64 = st.one_of(st.integers(0, MAX_UINT64),
-                   st.sampled_from([0, 1, 2, MAX_SEQ - 1, MAX_SEQ, MAX_SEQ + 1, MAX_UINT64 - 1, MAX_UINT64]))
-TIMES = st.one_of(st.floats(), st.floats(0.0, MAX_TIME),
-                  st.sampled_from([0.0, -0.0, -1e-300, -1.0, 1.7e9, MAX_TIME, math.nextafter(MAX_TIME, math.inf),
-                                   1e300, math.inf, -math.inf, math.nan]))
+UINT64 = st.one_of(
+    st.integers(0, MAX_UINT64),
+    st.sampled_from([0, 1, 2, MAX_SEQ - 1, MAX_SEQ, MAX_SEQ + 1, MAX_UINT64 - 1, MAX_UINT64]),
+)
+TIMES = st.one_of(
+    st.floats(),
+    st.floats(0.0, MAX_TIME),
+    st.sampled_from(
+        [
+            0.0,
+            -0.0,
+            -1e-300,
+            -1.0,
+            1.7e9,
+            MAX_TIME,
+            math.nextafter(MAX_TIME, math.inf),
+            1e300,
+            math.inf,
+            -math.inf,
+            math.nan,
+        ]
+    ),
+)
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)  # protobuf strings are UTF-8
-NUMBER_TEXTS = st.sampled_from(["", "0", "1", "8", "64", "65", "064", "-1", "+1", "1.5", " 7", "7 ", "0x10", "1e3",
-                                "\u00b2", "\u0663", "9" * 19, "9" * 40, "9" * 5000, str(MAX_SEQ), str(MAX_SEQ + 1),
-                                "0" * 18 + "1", "0" * 19 + "1"])
+NUMBER_TEXTS = st.sampled_from(
+    [
+        "",
+        "0",
+        "1",
+        "8",
+        "64",
+        "65",
+        "064",
+        "-1",
+        "+1",
+        "1.5",
+        " 7",
+        "7 ",
+        "0x10",
+        "1e3",
+        "\u00b2",
+        "\u0663",
+        "9" * 19,
+        "9" * 40,
+        "9" * 5000,
+        str(MAX_SEQ),
+        str(MAX_SEQ + 1),
+        "0" * 18 + "1",
+        "0" * 19 + "1",
+    ]
+)
 BACKLOGS = st.one_of(st.none(), st.integers(0, 2**70).map(str), NUMBER_TEXTS, TEXT)
 CREDITS = st.one_of(st.none(), st.integers(-3, 2**70).map(str), st.integers(0, 70).map(str), NUMBER_TEXTS, TEXT)
 GRANTS = st.one_of(st.integers(0, 70), UINT64)
@@ -83,8 +125,9 @@ def report_ok(seq: int, when: float) -> bool:
 
 
 def decimal_ok(text: str | None, low: int, high: int) -> bool:
-    return text is None or (len(text) <= len(str(high)) and PLAIN.fullmatch(text) is not None
-                            and low <= int(text) <= high)
+    return text is None or (
+        len(text) <= len(str(high)) and PLAIN.fullmatch(text) is not None and low <= int(text) <= high
+    )
 
 
 def grant_ok(seq: int, cancel: bool) -> bool:
@@ -181,8 +224,9 @@ def refusal(sock: Peer, code: str, **fields: Any) -> Envelope:
 
 @EXAMPLES
 @given(seq=UINT64, when=TIMES)
-def test_report_seq_and_time(collector: CollectorProcess, context: zmq.Context, client: Client, seq: int,
-                             when: float) -> None:
+def test_report_seq_and_time(
+    collector: CollectorProcess, context: zmq.Context, client: Client, seq: int, when: float
+) -> None:
     before, node = healthy(collector, client), fresh_node()
     with peer(context, collector.agents) as agent:
         assert hello(agent, node).seq == 0
@@ -206,8 +250,9 @@ def test_report_seq_and_time(collector: CollectorProcess, context: zmq.Context, 
 
 @EXAMPLES
 @given(seq=UINT64, backlog=BACKLOGS, later=BACKLOGS)
-def test_hello_seq_and_backlogs(collector: CollectorProcess, context: zmq.Context, client: Client, seq: int,
-                                backlog: str | None, later: str | None) -> None:
+def test_hello_seq_and_backlogs(
+    collector: CollectorProcess, context: zmq.Context, client: Client, seq: int, backlog: str | None, later: str | None
+) -> None:
     before, node = healthy(collector, client), fresh_node()
     hello_ok = seq <= MAX_SEQ and decimal_ok(backlog, 0, MAX_SEQ)
     beat_ok = decimal_ok(later, 0, MAX_SEQ)
@@ -233,8 +278,9 @@ def test_hello_seq_and_backlogs(collector: CollectorProcess, context: zmq.Contex
     assert status.backlog == (int(expected) if expected is not None else 0)
 
 
-def test_hello_whose_node_ids_differ_is_refused(collector: CollectorProcess, context: zmq.Context,
-                                                client: Client) -> None:
+def test_hello_whose_node_ids_differ_is_refused(
+    collector: CollectorProcess, context: zmq.Context, client: Client
+) -> None:
     before, node, other = healthy(collector, client), fresh_node(), fresh_node()
     with peer(context, collector.agents) as agent:
         agent.send(Kind.HELLO, "NodeInfo", NodeInfo(node=other, instance="x"), node=node, seq=1)
@@ -247,8 +293,9 @@ def test_hello_whose_node_ids_differ_is_refused(collector: CollectorProcess, con
 
 
 @pytest.mark.parametrize("seq", [2**63, 2**64 - 1])
-def test_reported_crash_report_seq_beyond_sqlite(collector: CollectorProcess, context: zmq.Context,
-                                                 client: Client, seq: int) -> None:
+def test_reported_crash_report_seq_beyond_sqlite(
+    collector: CollectorProcess, context: zmq.Context, client: Client, seq: int
+) -> None:
     before, node = healthy(collector, client), fresh_node()
     with peer(context, collector.agents) as agent:
         hello(agent, node)
@@ -262,8 +309,9 @@ def test_reported_crash_report_seq_beyond_sqlite(collector: CollectorProcess, co
     assert status_of(client, node).last_seq == 1  # type: ignore[union-attr]
 
 
-def test_reported_crash_backlog_of_forty_nines(collector: CollectorProcess, context: zmq.Context,
-                                              client: Client) -> None:
+def test_reported_crash_backlog_of_forty_nines(
+    collector: CollectorProcess, context: zmq.Context, client: Client
+) -> None:
     before, node = healthy(collector, client), fresh_node()
     with peer(context, collector.agents) as agent:
         hello(agent, node, params={"backlog": "5"})
@@ -275,8 +323,14 @@ def test_reported_crash_backlog_of_forty_nines(collector: CollectorProcess, cont
     assert grew(before, after, "out-of-range") == 2
     assert status_of(client, node).backlog == 5  # type: ignore[union-attr]
     client.send(Kind.SUBSCRIBE, params={"types": "NodeList"})  # the pushed NodeList is built fine too
-    client.expect(lambda e: e.kind == Kind.UPDATE and e.type == "NodeList"
-                  and node in [s.node for s in NodeList.FromString(e.payload).nodes], what="NodeList update")
+    client.expect(
+        lambda e: (
+            e.kind == Kind.UPDATE
+            and e.type == "NodeList"
+            and node in [s.node for s in NodeList.FromString(e.payload).nodes]
+        ),
+        what="NodeList update",
+    )
     client.send(Kind.SUBSCRIBE, params={"types": ""})
 
 
@@ -285,8 +339,9 @@ def test_reported_crash_backlog_of_forty_nines(collector: CollectorProcess, cont
 
 @EXAMPLES
 @given(request_id=UINT64, credit=CREDITS)
-def test_request_ids_and_credit_params(collector: CollectorProcess, context: zmq.Context, client: Client,
-                                       request_id: int, credit: str | None) -> None:
+def test_request_ids_and_credit_params(
+    collector: CollectorProcess, context: zmq.Context, client: Client, request_id: int, credit: str | None
+) -> None:
     before = healthy(collector, client)
     with peer(context, collector.clients, Client) as asker:
         asker.send(Kind.REQUEST, "NodeList", request_id=request_id, params={} if credit is None else {"credit": credit})
@@ -302,8 +357,9 @@ def test_request_ids_and_credit_params(collector: CollectorProcess, context: zmq
 
 @EXAMPLES
 @given(request_id=UINT64, seq=GRANTS, cancel=st.booleans())
-def test_credit_envelopes_nobody_waits_for(collector: CollectorProcess, context: zmq.Context, client: Client,
-                                           request_id: int, seq: int, cancel: bool) -> None:
+def test_credit_envelopes_nobody_waits_for(
+    collector: CollectorProcess, context: zmq.Context, client: Client, request_id: int, seq: int, cancel: bool
+) -> None:
     before = healthy(collector, client)
     with peer(context, collector.clients, Client) as granter:
         granter.send(Kind.CREDIT, request_id=request_id, seq=seq, params={"cancel": "1"} if cancel else {})
@@ -320,8 +376,9 @@ def test_credit_envelopes_nobody_waits_for(collector: CollectorProcess, context:
 
 @EXAMPLES
 @given(credit=CREDITS, seq=GRANTS, cancel=st.booleans())
-def test_credit_through_a_node_request(collector: CollectorProcess, context: zmq.Context, client: Client,
-                                       credit: str | None, seq: int, cancel: bool) -> None:
+def test_credit_through_a_node_request(
+    collector: CollectorProcess, context: zmq.Context, client: Client, credit: str | None, seq: int, cancel: bool
+) -> None:
     node = fresh_node()
     event(f"credit accepted: {decimal_ok(credit, 1, 64)}, CREDIT accepted: {grant_ok(seq, cancel)}")
     with peer(context, collector.agents) as agent, peer(context, collector.clients, Client) as asker:
@@ -360,14 +417,21 @@ def _relay_credit(agent: Peer, asker: Client, rid: int, seq: int, cancel: bool) 
     asker.expect(lambda e: e.kind == Kind.CHUNK and e.last, what="last chunk")
 
 
-def test_a_bad_credit_leaves_a_module_stream_running(collector: CollectorProcess, context: zmq.Context,
-                                                     client: Client) -> None:
+def test_a_bad_credit_leaves_a_module_stream_running(
+    collector: CollectorProcess, context: zmq.Context, client: Client
+) -> None:
     node, blob = fresh_node(), bytes(range(256)) * 10_000  # 2.56 MB: streamed in three chunks
     with peer(context, collector.agents) as agent, peer(context, collector.clients, Client) as asker:
         hello(agent, node)
         for seq, start in enumerate(range(0, len(blob), 1 << 20), 1):
-            piece = File(name="big.bin", modtime=1.0, data=blob[start:start + (1 << 20)], offset=start,
-                         size=len(blob), last=start + (1 << 20) >= len(blob))
+            piece = File(
+                name="big.bin",
+                modtime=1.0,
+                data=blob[start : start + (1 << 20)],
+                offset=start,
+                size=len(blob),
+                last=start + (1 << 20) >= len(blob),
+            )
             agent.send(Kind.REPORT, "FileOutput", Files(files=[piece]), node=node, seq=seq)
         agent.expect(lambda e: e.kind == Kind.ACK and e.seq == 3, what="ACK 3")
         asker.send(Kind.REQUEST, "File", request_id=7, params={"node": node, "filename": "big.bin", "credit": "0"})
@@ -380,8 +444,7 @@ def test_a_bad_credit_leaves_a_module_stream_running(collector: CollectorProcess
         assert not [e for e in asker.seen if e.kind == Kind.CHUNK], "a refused CREDIT must grant nothing"
         asker.send(Kind.CREDIT, request_id=8, seq=64)
         # Three 1 MiB-or-less pieces; the last piece itself carries last=true (docs/protocol.md, CHUNK).
-        chunks += [asker.expect(lambda e, s=s: e.kind == Kind.CHUNK and e.seq == s, what=f"chunk {s}")
-                   for s in (1, 2)]
+        chunks += [asker.expect(lambda e, s=s: e.kind == Kind.CHUNK and e.seq == s, what=f"chunk {s}") for s in (1, 2)]
     assert chunks[-1].last and b"".join(c.payload for c in chunks) == blob
     assert chunks[-1].params["sha256"] == hashlib.sha256(blob).hexdigest()
     healthy(collector, client)
@@ -391,12 +454,25 @@ def test_a_bad_credit_leaves_a_module_stream_running(collector: CollectorProcess
 
 
 @EXAMPLES
-@given(first=st.integers(0, 64), size=st.one_of(st.integers(0, 200), UINT64),
-       offset=st.one_of(st.integers(0, 64), st.integers(0, 200), UINT64), length=st.integers(0, 64), modtime=TIMES,
-       last=st.booleans())
-def test_file_offsets_sizes_and_modtimes(collector: CollectorProcess, context: zmq.Context, client: Client,
-                                         first: int, size: int, offset: int, length: int, modtime: float,
-                                         last: bool) -> None:
+@given(
+    first=st.integers(0, 64),
+    size=st.one_of(st.integers(0, 200), UINT64),
+    offset=st.one_of(st.integers(0, 64), st.integers(0, 200), UINT64),
+    length=st.integers(0, 64),
+    modtime=TIMES,
+    last=st.booleans(),
+)
+def test_file_offsets_sizes_and_modtimes(
+    collector: CollectorProcess,
+    context: zmq.Context,
+    client: Client,
+    first: int,
+    size: int,
+    offset: int,
+    length: int,
+    modtime: float,
+    last: bool,
+) -> None:
     before, node = client.answer("FileStats"), fresh_node()
     opening = File(name="f.bin", modtime=1.0, data=b"a" * first, size=size)
     piece = File(name="f.bin", modtime=modtime, data=b"b" * length, offset=offset, size=size, last=last)
@@ -456,8 +532,10 @@ def test_agent_pool_refuses_credits_out_of_range() -> None:
     try:
         for index, credit in enumerate(["0", "65", "1000", "-1", "", "\u00b2", "9" * 5000], 1):
             refused = pool.submit(request("Stream", MAX_UINT64 - index, n="5", credit=credit))
-            assert refused is not None and (refused.error_code, refused.request_id) == ("bad-request",
-                                                                                       MAX_UINT64 - index)
+            assert refused is not None and (refused.error_code, refused.request_id) == (
+                "bad-request",
+                MAX_UINT64 - index,
+            )
         assert pool.submit(request("Stream", MAX_UINT64, n="5", credit="2")) is None
         assert [c.seq for c in wait_frames(pool, 2)] == [0, 1]
         for seq in (0, 65, MAX_UINT64):
@@ -487,10 +565,13 @@ def test_agent_survives_a_hostile_collector(zmq_context: zmq.Context, interval: 
     thread.start()
     try:
         ident, hello = fake.expect(Kind.HELLO)
-        fake.send(ident, envelope(Kind.HELLO, "CollectorInfo", CollectorInfo(heartbeat_interval=interval)),
-                  envelope(Kind.ACK, node=hello.node, seq=MAX_UINT64),
-                  envelope(Kind.REQUEST, "ProcessList", request_id=MAX_UINT64, params={"credit": "9" * 5000}),
-                  envelope(Kind.CREDIT, request_id=3, seq=MAX_UINT64))
+        fake.send(
+            ident,
+            envelope(Kind.HELLO, "CollectorInfo", CollectorInfo(heartbeat_interval=interval)),
+            envelope(Kind.ACK, node=hello.node, seq=MAX_UINT64),
+            envelope(Kind.REQUEST, "ProcessList", request_id=MAX_UINT64, params={"credit": "9" * 5000}),
+            envelope(Kind.CREDIT, request_id=3, seq=MAX_UINT64),
+        )
         _, error = fake.expect(Kind.ERROR)
         assert (error.error_code, error.request_id) == ("bad-request", MAX_UINT64)
         _, first = fake.expect(Kind.REPORT)

@@ -20,8 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "docs" / "modules.md", REPO / "docs" / "files.md", REPO / "README.md"]
 API = ["collector.addons", "node_agent.addons"]
 CONTRACT = ["messages"] + sorted(
-    f"messages.{path.stem}" for path in (REPO / "messages").glob("*.py")
-    if not path.stem.startswith("_") and not path.stem.endswith("_pb2") and path.stem != "generate")
+    f"messages.{path.stem}"
+    for path in (REPO / "messages").glob("*.py")
+    if not path.stem.startswith("_") and not path.stem.endswith("_pb2") and path.stem != "generate"
+)
 PUBLIC = API + CONTRACT
 
 
@@ -47,9 +49,13 @@ def documented_names(module: str) -> set[str]:
 
 def defined_here(module: ModuleType) -> set[str]:
     """Public classes and functions whose home is ``module`` (imported names do not count)."""
-    return {name for name, value in vars(module).items()
-            if not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))
-            and value.__module__ == module.__name__}
+    return {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and value.__module__ == module.__name__
+    }
 
 
 @pytest.mark.parametrize("name", PUBLIC)

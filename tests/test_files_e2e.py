@@ -57,8 +57,17 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
     context = zmq.Context()
     try:
         collector = group.collector("--node-timeout", "2")
-        agent = group.agent(collector.agents, "n1", "--serve-dir", str(serve), "--watch-dir", str(watch),
-                            "--watch-interval", "0.2", interval=1.0)
+        agent = group.agent(
+            collector.agents,
+            "n1",
+            "--serve-dir",
+            str(serve),
+            "--watch-dir",
+            str(watch),
+            "--watch-interval",
+            "0.2",
+            interval=1.0,
+        )
         client = Client(context, collector.clients)
         wait_for(lambda: live(client, "n1"), 20, what="node n1 live")
         yield Bed(collector, agent, client, serve, watch, root)
@@ -100,8 +109,12 @@ def test_200_mib_fetch_is_exact_and_no_process_grows_past_150_mib(bed: Bed) -> N
     source = bed.serve / "big.bin"
     expected = write_random(source, 200 * MIB)
     output = bed.root / "out" / "big.bin"
-    popen = subprocess.Popen(labscope_cmd("fetch", "--collector", bed.collector.clients, "n1:big.bin", "-o",
-                                          str(output)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    popen = subprocess.Popen(
+        labscope_cmd("fetch", "--collector", bed.collector.clients, "n1:big.bin", "-o", str(output)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     watched = {"collector": bed.collector.popen.pid, "agent": bed.agent.pid, "fetch": popen.pid}
     peaks = sample_rss(popen, watched, timeout=120)
     _, stderr = popen.communicate(timeout=10)
@@ -134,8 +147,15 @@ def sample_rss(popen: subprocess.Popen[str], pids: dict[str, int], timeout: floa
     return peaks
 
 
-@pytest.mark.parametrize("path, code", [("/etc/passwd", "denied"), ("SERVE/../../etc/passwd", "denied"),
-                                        ("../etc/passwd", "denied"), ("missing.bin", "not-found")])
+@pytest.mark.parametrize(
+    "path, code",
+    [
+        ("/etc/passwd", "denied"),
+        ("SERVE/../../etc/passwd", "denied"),
+        ("../etc/passwd", "denied"),
+        ("missing.bin", "not-found"),
+    ],
+)
 def test_refused_fetch_exits_1_with_one_line_and_leaves_no_file(bed: Bed, path: str, code: str) -> None:
     out = bed.root / f"refused-{uuid.uuid4().hex[:8]}"
     result = fetch(bed, "n1:" + path.replace("SERVE", str(bed.serve)), out / "x")
@@ -193,9 +213,13 @@ def test_hostile_file_names_write_nothing_outside_the_store(bed: Bed) -> None:
     try:
         peer.send(Kind.HELLO, "NodeInfo", NodeInfo(node="evil", instance="evil-1"), node="evil", seq=1)
         peer.expect(lambda e: e.kind == Kind.ACK, what="ACK after HELLO")
-        hostile = Files(files=[File(name="../../x", data=b"evil", size=4, last=True),
-                              File(name=escape, data=b"evil", size=4, last=True),
-                              File(name="ok.txt", data=b"fine", size=4, last=True)])
+        hostile = Files(
+            files=[
+                File(name="../../x", data=b"evil", size=4, last=True),
+                File(name=escape, data=b"evil", size=4, last=True),
+                File(name="ok.txt", data=b"fine", size=4, last=True),
+            ]
+        )
         peer.send(Kind.REPORT, "FileOutput", hostile, node="evil", seq=1)
         peer.expect(lambda e: e.kind == Kind.ACK and e.seq == 1, what="ACK of the hostile report")
     finally:
@@ -211,13 +235,14 @@ def test_hostile_file_names_write_nothing_outside_the_store(bed: Bed) -> None:
 # -------------------------------------------------------------------------- the classic module
 
 
-def test_classic_file_processor_round_trips_a_classic_probe(procs: ProcessGroup,
-                                                             zmq_context: zmq.Context) -> None:
-    collector = procs.collector("--modules-dir", str(FIXTURES / "modules"), "--disable-module", "files",
-                                "--disable-module", "raising")
+def test_classic_file_processor_round_trips_a_classic_probe(procs: ProcessGroup, zmq_context: zmq.Context) -> None:
+    collector = procs.collector(
+        "--modules-dir", str(FIXTURES / "modules"), "--disable-module", "files", "--disable-module", "raising"
+    )
     procs.agent(collector.agents, "c1", "--probes-dir", str(FIXTURES / "probes_classic"))
     client = Client(zmq_context, collector.clients)
     try:
+
         def names() -> list[str]:
             answer = client.ask("FileList")
             assert answer.kind == Kind.RESPONSE, answer.error
@@ -226,7 +251,8 @@ def test_classic_file_processor_round_trips_a_classic_probe(procs: ProcessGroup,
         assert wait_for(names, 20, what="a FileList with the classic file") == ["classic/report.txt"]
         files = Files.FromString(client.ask("File", filename="classic/report.txt").payload)
         assert [(f.name, f.data, f.modtime) for f in files.files] == [
-            ("classic/report.txt", b"written by a classic probe\n", 1700000000.0)]
+            ("classic/report.txt", b"written by a classic probe\n", 1700000000.0)
+        ]
         missing = client.ask("File", filename="nope")
         assert (missing.kind, missing.error_code) == (Kind.ERROR, "not-found")
     finally:

@@ -43,8 +43,13 @@ def start_collector(tmp_path: Path) -> Iterator[Callable[[], Collector]]:
     started: list[Collector] = []
 
     def start() -> Collector:
-        config = CollectorConfig(listen_agents="tcp://127.0.0.1:*", listen_clients="tcp://127.0.0.1:*",
-                                 data_dir=tmp_path / "data", alias="in-process", node_timeout=30.0)
+        config = CollectorConfig(
+            listen_agents="tcp://127.0.0.1:*",
+            listen_clients="tcp://127.0.0.1:*",
+            data_dir=tmp_path / "data",
+            alias="in-process",
+            node_timeout=30.0,
+        )
         collector = Collector(config)
         started.append(collector)
         collector.start()
@@ -84,7 +89,7 @@ def stats_report(seq: int) -> Envelope:
 
 def send_reports(agent: Peer, reports: list[Envelope], per_frame: int = 4) -> None:
     for start in range(0, len(reports), per_frame):
-        agent.socket.send(pack(reports[start:start + per_frame]))
+        agent.socket.send(pack(reports[start : start + per_frame]))
 
 
 def journal(data_dir: Path) -> list[tuple[int, int, list[Envelope]]]:

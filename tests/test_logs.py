@@ -39,7 +39,9 @@ def test_throttled_log_with_its_own_clock_level_and_wording(caplog: pytest.LogCa
     for now in (0.0, 1.0, 2.0, 31.0):
         throttled.log(logging.ERROR, "probe", "probe %s failed", "p", now=now)
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
-        (logging.ERROR, "probe p failed"), (logging.ERROR, "probe p failed (2 more not logged)")]
+        (logging.ERROR, "probe p failed"),
+        (logging.ERROR, "probe p failed (2 more not logged)"),
+    ]
 
 
 def test_throttled_log_without_a_suffix_keeps_the_message_as_it_is(caplog: pytest.LogCaptureFixture) -> None:
@@ -51,10 +53,16 @@ def test_throttled_log_without_a_suffix_keeps_the_message_as_it_is(caplog: pytes
 
 
 def test_no_file_outside_messages_writes_its_own_throttled_logger() -> None:
-    trees = {path.relative_to(REPO).as_posix(): ast.parse(path.read_text())
-             for package in PACKAGES for path in sorted((REPO / package).rglob("*.py"))}
-    classes = {path for path, tree in trees.items()
-               if any(isinstance(n, ast.ClassDef) and n.name == "ThrottledLog" for n in ast.walk(tree))}
+    trees = {
+        path.relative_to(REPO).as_posix(): ast.parse(path.read_text())
+        for package in PACKAGES
+        for path in sorted((REPO / package).rglob("*.py"))
+    }
+    classes = {
+        path
+        for path, tree in trees.items()
+        if any(isinstance(n, ast.ClassDef) and n.name == "ThrottledLog" for n in ast.walk(tree))
+    }
     clocks = {path for path, tree in trees.items() if "_last_logged" in ast.unparse(tree)}
     assert (classes, clocks) == (set(), set())
 

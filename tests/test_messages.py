@@ -38,8 +38,13 @@ def test_standard_payloads_importable_from_the_package() -> None:
 
 @pytest.mark.parametrize(
     ("value", "encoding"),
-    [(None, Encoding.NONE), (b"\x00raw", Encoding.RAW), ({"a": [1, 2]}, Encoding.MSGPACK),
-     ([1, "two"], Encoding.MSGPACK), (SystemStats(cpu_percent=12.5), Encoding.PROTOBUF)],
+    [
+        (None, Encoding.NONE),
+        (b"\x00raw", Encoding.RAW),
+        ({"a": [1, 2]}, Encoding.MSGPACK),
+        ([1, "two"], Encoding.MSGPACK),
+        (SystemStats(cpu_percent=12.5), Encoding.PROTOBUF),
+    ],
 )
 def test_payload_round_trip(value: object, encoding: int) -> None:
     data, got_encoding, schema = encode_payload(value)
@@ -59,7 +64,10 @@ def test_unknown_schema_decodes_as_bytes() -> None:
 def test_batch_round_trip_keeps_order() -> None:
     frame = pack([envelope(Kind.REPORT, "T", {"n": n}, node="a", seq=n) for n in (1, 2, 3)])
     assert [(e.seq, decode_payload(e.payload, e.encoding)) for e in unpack(frame)] == [
-        (1, {"n": 1}), (2, {"n": 2}), (3, {"n": 3})]
+        (1, {"n": 1}),
+        (2, {"n": 2}),
+        (3, {"n": 3}),
+    ]
 
 
 @pytest.mark.parametrize(

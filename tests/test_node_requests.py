@@ -40,8 +40,7 @@ FAST_PROBES = FIXTURES / "durability_probes"
 def testbed(procs: ProcessGroup, zmq_context: zmq.Context) -> Iterator[tuple[CollectorProcess, Client]]:
     """A collector, agent n1 (drop-in handlers, a 20/s probe) and a client that saw n1 come up."""
     collector = procs.collector("--node-timeout", "2")
-    procs.agent(collector.agents, "n1", "--handlers-dir", str(HANDLERS), "--probes-dir", str(FAST_PROBES),
-                interval=0.5)
+    procs.agent(collector.agents, "n1", "--handlers-dir", str(HANDLERS), "--probes-dir", str(FAST_PROBES), interval=0.5)
     client = Client(zmq_context, collector.clients)
     wait_for(lambda: live(client, "n1"), 20, what="node n1 live")
     yield collector, client
@@ -80,12 +79,21 @@ def test_built_in_and_drop_in_requests_through_the_collector(testbed: tuple[Coll
     assert isinstance(stats, SystemStats) and stats.memory.total > 0 and probe.params["reporttype"] == "SystemStats"
     assert client.answer("RunProbe", node="n1", name="probedata")["n"] > 0
     assert client.answer("Echo", node="n1", word="hi") == {"word": "hi"}
-    errors = {t: client.ask(t, node="n1", **p) for t, p in (("EchoError", {"what": "x"}), ("Nope", {}),
-                                                              ("RunProbe", {"name": "nope"}),
-                                                              ("NodeFile", {"path": "/etc/passwd"}))}
+    errors = {
+        t: client.ask(t, node="n1", **p)
+        for t, p in (
+            ("EchoError", {"what": "x"}),
+            ("Nope", {}),
+            ("RunProbe", {"name": "nope"}),
+            ("NodeFile", {"path": "/etc/passwd"}),
+        )
+    }
     assert {t: (e.kind, e.error_code) for t, e in errors.items()} == {
-        "EchoError": (Kind.ERROR, "not-found"), "Nope": (Kind.ERROR, "unknown-type"),
-        "RunProbe": (Kind.ERROR, "not-found"), "NodeFile": (Kind.ERROR, "denied")}
+        "EchoError": (Kind.ERROR, "not-found"),
+        "Nope": (Kind.ERROR, "unknown-type"),
+        "RunProbe": (Kind.ERROR, "not-found"),
+        "NodeFile": (Kind.ERROR, "denied"),
+    }
     assert "--serve-dir" in errors["NodeFile"].error
 
 
@@ -172,8 +180,7 @@ def test_docs_handler_example_loads_and_answers(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_new_handshake_cancels_a_running_stream(procs: ProcessGroup, zmq_context: zmq.Context,
-                                                tmp_path: Path) -> None:
+def test_new_handshake_cancels_a_running_stream(procs: ProcessGroup, zmq_context: zmq.Context, tmp_path: Path) -> None:
     serve = tmp_path / "serve"
     serve.mkdir()
     (serve / "big.bin").write_bytes(os.urandom(4 * 1024 * 1024))

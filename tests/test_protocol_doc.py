@@ -62,8 +62,20 @@ def test_every_builtin_type_has_a_row() -> None:
     pushed = {c.updatetype for c in builtin_modules() if c.updatetype}
     for name in answered | pushed:
         assert f"| `{name}` |" in text, f"{name} has no row in docs/protocol.md"
-    assert {"Events", "File", "FileList", "FileStats", "Samples", "ProcessList", "RunProbe", "NodeFile",
-            "CollectorStats", "SystemStatsHistory", "SystemStats", "NodeList"} <= answered
+    assert {
+        "Events",
+        "File",
+        "FileList",
+        "FileStats",
+        "Samples",
+        "ProcessList",
+        "RunProbe",
+        "NodeFile",
+        "CollectorStats",
+        "SystemStatsHistory",
+        "SystemStats",
+        "NodeList",
+    } <= answered
 
 
 # ---------------------------------------------------------------- every type described
@@ -146,8 +158,12 @@ def test_the_agent_refuses_a_handler_that_describes_only_part_of_what_it_answers
 UNPACK_CODES = ("oversized", "bad-frame", "empty")
 COUNTED = re.compile(r"""(?:counters\[\s*|_bad\(\s*)(f?)"([^"]+)\"""")
 REFUSED = re.compile(r"""_refuse\(ident, env, Code\.([A-Z_]+)""")  # counts the code it answers
-DYNAMIC = {"{exc.code}": UNPACK_CODES, "{candidate.name}": ("NAME",), "{running.name}": ("NAME",),
-           "{report.type}": ("TYPE",)}
+DYNAMIC = {
+    "{exc.code}": UNPACK_CODES,
+    "{candidate.name}": ("NAME",),
+    "{running.name}": ("NAME",),
+    "{report.type}": ("TYPE",),
+}
 
 
 def counted_names() -> set[str]:
@@ -189,9 +205,11 @@ def test_counter_names_follow_one_scheme() -> None:
         assert name.startswith("client-") == (where == "clients endpoint"), name
 
 
-ERROR_SENT = re.compile(r"""(?:error_code=|RequestError\(|respond_error\(|_error\(|_refusal\(env, |"""
-                        r"""_refuse\(client, env, |_refuse\(ident, env, |_fail\(rid, |_subscribe_error\(env, )"""
-                        r"""\s*(?:"([a-z][a-z-]*)"|Code\.([A-Z_]+))""")
+ERROR_SENT = re.compile(
+    r"""(?:error_code=|RequestError\(|respond_error\(|_error\(|_refusal\(env, |"""
+    r"""_refuse\(client, env, |_refuse\(ident, env, |_fail\(rid, |_subscribe_error\(env, )"""
+    r"""\s*(?:"([a-z][a-z-]*)"|Code\.([A-Z_]+))"""
+)
 
 
 def sent_codes(source: str) -> set[str]:

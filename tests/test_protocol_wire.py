@@ -76,8 +76,10 @@ def counters(client: Client) -> dict[str, int]:
 def subscribe(client: Client, types: str | None, request_id: int) -> Envelope:
     """Send SUBSCRIBE and return its answer: the SUBSCRIBE acknowledgement or an ERROR."""
     client.send(Kind.SUBSCRIBE, request_id=request_id, params={} if types is None else {"types": types})
-    return client.expect(lambda e: e.request_id == request_id and e.kind in (Kind.SUBSCRIBE, Kind.ERROR),
-                         what=f"answer to SUBSCRIBE {types}")
+    return client.expect(
+        lambda e: e.request_id == request_id and e.kind in (Kind.SUBSCRIBE, Kind.ERROR),
+        what=f"answer to SUBSCRIBE {types}",
+    )
 
 
 # ---------------------------------------------------------------- CollectorInfo and HELLO
@@ -89,8 +91,13 @@ def test_collector_info_carries_each_update_types_interval(peers: tuple[Peer, Cl
     answer = client.expect(lambda e: e.kind == Kind.HELLO, what="HELLO answer")
     info = decode_payload(answer.payload, answer.encoding, answer.schema)
     assert isinstance(info, CollectorInfo)
-    assert dict(info.update_intervals) == {"Events": 0.25, "FileList": 0.25, "NodeList": 0.25,
-                                           "SystemStatsSummary": 0.25, "Latest": 0.0}
+    assert dict(info.update_intervals) == {
+        "Events": 0.25,
+        "FileList": 0.25,
+        "NodeList": 0.25,
+        "SystemStatsSummary": 0.25,
+        "Latest": 0.0,
+    }
     assert set(info.update_intervals) == set(info.update_types)
 
 
@@ -100,7 +107,8 @@ def test_a_client_may_request_without_hello(peers: tuple[Peer, Client]) -> None:
 
 
 def test_hello_seq_0_gets_ack_0_and_the_envelope_names_the_node_when_nodeinfo_does_not(
-        peers: tuple[Peer, Client]) -> None:
+    peers: tuple[Peer, Client],
+) -> None:
     agent, client = peers
     ack = hello(agent, node="from-envelope", seq=0, info_node="")
     assert ack.seq == 0
@@ -143,9 +151,14 @@ def test_an_invalid_subscribe_gets_error_and_leaves_the_subscription_as_it_was(p
         assert (empty.kind, empty.error_code) == (Kind.ERROR, "bad-request")
     client.seen.clear()
     hello(agent)  # a new node changes the NodeList: the NodeList subscription still delivers it
-    update = client.expect(lambda e: e.kind == Kind.UPDATE and e.type == "NodeList"
-                           and len(decode_payload(e.payload, e.encoding, e.schema).nodes) == 1,
-                           what="NodeList update after the refused SUBSCRIBEs")
+    update = client.expect(
+        lambda e: (
+            e.kind == Kind.UPDATE
+            and e.type == "NodeList"
+            and len(decode_payload(e.payload, e.encoding, e.schema).nodes) == 1
+        ),
+        what="NodeList update after the refused SUBSCRIBEs",
+    )
     assert update.encoding == Encoding.PROTOBUF
     assert counters(client)["client-subscribe-refused"] == 4
 
@@ -165,8 +178,7 @@ def test_renewing_the_same_set_extends_a_changed_set_resends_the_latest(peers: t
 # ---------------------------------------------------------------- bad input and counters
 
 
-def test_bad_client_frames_are_answered_bad_frame_and_counted_under_client_names(
-        peers: tuple[Peer, Client]) -> None:
+def test_bad_client_frames_are_answered_bad_frame_and_counted_under_client_names(peers: tuple[Peer, Client]) -> None:
     _, client = peers
     client.socket.send(b"\xff\xfe not a batch")
     client.socket.send(b"")
@@ -194,13 +206,18 @@ def test_envelopes_are_counted_per_frame(peers: tuple[Peer, Client]) -> None:
 
 
 def chunks_of(client: Client, request_id: int, count: int) -> list[Envelope]:
-    return [client.expect(lambda e, s=s: e.kind == Kind.CHUNK and e.request_id == request_id and e.seq == s,
-                          what=f"CHUNK {s}") for s in range(count)]
+    return [
+        client.expect(
+            lambda e, s=s: e.kind == Kind.CHUNK and e.request_id == request_id and e.seq == s, what=f"CHUNK {s}"
+        )
+        for s in range(count)
+    ]
 
 
 @pytest.mark.parametrize("pieces", [0, 1, 3])
-def test_a_streamed_module_answer_is_typed_raw_chunks_the_last_carrying_data(peers: tuple[Peer, Client],
-                                                                             pieces: int) -> None:
+def test_a_streamed_module_answer_is_typed_raw_chunks_the_last_carrying_data(
+    peers: tuple[Peer, Client], pieces: int
+) -> None:
     _, client = peers
     client.send(Kind.REQUEST, "Stream", request_id=7, params={"pieces": str(pieces)})
     got = chunks_of(client, 7, max(1, pieces))
@@ -222,4 +239,3 @@ def test_a_module_stream_waits_for_credit_even_for_its_last_chunk(peers: tuple[P
     client.send(Kind.CREDIT, request_id=8, seq=1)
     last = client.expect(lambda e: e.kind == Kind.CHUNK and e.seq == 1, what="the last chunk")
     assert (first.last, last.last, last.payload) == (False, True, b"B" * 10)
-

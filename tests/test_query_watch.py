@@ -124,14 +124,17 @@ def test_query_bad_parameter_exits_2_through_the_dispatcher():
     assert "'node' is not key=value" in one_line(result.stderr)
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--collector", "tcp://127.0.0.1:5556", "NodeList", "=x"], "not key=value"),
-    (["--collector", "tcp://127.0.0.1", "NodeList"], "malformed endpoint"),
-    (["--collector", "tcp://127.0.0.1:*", "NodeList"], "only allowed where labscope binds"),
-    (["NodeList"], "--collector"),
-    (["--collector", "tcp://127.0.0.1:5556", "NodeList", "--timeout", "-1"], "greater than 0"),
-    (["--collector", "tcp://127.0.0.1:5556"], "TYPE"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--collector", "tcp://127.0.0.1:5556", "NodeList", "=x"], "not key=value"),
+        (["--collector", "tcp://127.0.0.1", "NodeList"], "malformed endpoint"),
+        (["--collector", "tcp://127.0.0.1:*", "NodeList"], "only allowed where labscope binds"),
+        (["NodeList"], "--collector"),
+        (["--collector", "tcp://127.0.0.1:5556", "NodeList", "--timeout", "-1"], "greater than 0"),
+        (["--collector", "tcp://127.0.0.1:5556"], "TYPE"),
+    ],
+)
 def test_query_bad_args_exit_2_with_one_line(argv, fragment, capsys):
     with pytest.raises(SystemExit) as caught:
         query.main(argv)
@@ -142,8 +145,7 @@ def test_query_bad_args_exit_2_with_one_line(argv, fragment, capsys):
 
 def test_query_parses_params():
     parser = query.build_parser()
-    assert query.parse_params(parser, ["node=n1", "path=a=b", "empty="]) == {
-        "node": "n1", "path": "a=b", "empty": ""}
+    assert query.parse_params(parser, ["node=n1", "path=a=b", "empty="]) == {"node": "n1", "path": "a=b", "empty": ""}
 
 
 # ---------------------------------------------------------------- watch
@@ -171,8 +173,8 @@ def test_watch_timeout_exits_1_when_no_update_comes(collector):
     assert time.monotonic() - start < 10
     assert result.returncode == 1
     assert one_line(result.stderr) == (
-        f"labscope watch: error: no FileList update from {collector.clients} for 0.5 s "
-        "(is the collector running?)")
+        f"labscope watch: error: no FileList update from {collector.clients} for 0.5 s (is the collector running?)"
+    )
     assert result.stdout == b""
 
 
@@ -184,14 +186,19 @@ def test_watch_unknown_type_exits_2_naming_it_and_the_known_ones(collector):
     assert result.returncode == 2
     assert one_line(result.stderr) == (
         "labscope watch: error: unknown-type: no module pushes update type 'NoSuchType' "
-        "(known: Events, FileList, NodeList, SystemStatsSummary; '*' for every type)")
+        "(known: Events, FileList, NodeList, SystemStatsSummary; '*' for every type)"
+    )
     assert result.stdout == b""
 
 
 @pytest.mark.e2e
 def test_watch_ctrl_c_exits_0_quietly(collector):
-    popen = subprocess.Popen(labscope_cmd("watch", "--collector", collector.clients, "NodeList"),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    popen = subprocess.Popen(
+        labscope_cmd("watch", "--collector", collector.clients, "NodeList"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
     try:
         first = json.loads(read_line(popen, 20))
         assert first["type"] == "NodeList"
@@ -204,13 +211,16 @@ def test_watch_ctrl_c_exits_0_quietly(collector):
             popen.wait(5)
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--collector", "tcp://127.0.0.1:5556", "NodeList", "--count", "0"], "at least 1"),
-    (["--collector", "tcp://127.0.0.1:5556", "NodeList", "--count", "x"], "not a whole number"),
-    (["--collector", "tcp://nowhere", "NodeList"], "malformed endpoint"),
-    (["--collector", "tcp://127.0.0.1:5556", "NodeList", "--timeout", "0"], "greater than 0"),
-    (["--collector", "tcp://127.0.0.1:5556", "NodeList", "--bogus"], "--bogus"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--collector", "tcp://127.0.0.1:5556", "NodeList", "--count", "0"], "at least 1"),
+        (["--collector", "tcp://127.0.0.1:5556", "NodeList", "--count", "x"], "not a whole number"),
+        (["--collector", "tcp://nowhere", "NodeList"], "malformed endpoint"),
+        (["--collector", "tcp://127.0.0.1:5556", "NodeList", "--timeout", "0"], "greater than 0"),
+        (["--collector", "tcp://127.0.0.1:5556", "NodeList", "--bogus"], "--bogus"),
+    ],
+)
 def test_watch_bad_args_exit_2_with_one_line(argv, fragment, capsys):
     with pytest.raises(SystemExit) as caught:
         watch.main(argv)

@@ -59,8 +59,9 @@ def test_stream_relays_chunks_and_credit(peers: tuple[Peer, Client]) -> None:
     credit = agent.expect(lambda e: e.kind == Kind.CREDIT, what="relayed CREDIT")
     assert (credit.request_id, credit.seq) == (rid, 1)
     digest = hashlib.sha256(b"".join(pieces)).hexdigest()
-    agent.send(Kind.CHUNK, "NodeFile", pieces[2], request_id=rid, seq=2, last=True,
-               params={"size": "25", "sha256": digest})
+    agent.send(
+        Kind.CHUNK, "NodeFile", pieces[2], request_id=rid, seq=2, last=True, params={"size": "25", "sha256": digest}
+    )
     last = client.expect(lambda e: e.kind == Kind.CHUNK and e.last, what="last chunk")
     assert last.params["sha256"] == digest
     client.send(Kind.CREDIT, request_id=5, seq=1)  # after the end: nobody waits, counted, harmless
@@ -85,9 +86,9 @@ def test_node_lost_while_answering_fails_the_request(peers: tuple[Peer, Client])
     assert error.error_code == "node-lost"
 
 
-def test_a_type_the_agent_does_not_list_is_unknown_type_at_once(peers: tuple[Peer, Client],
-                                                               zmq_context: zmq.Context,
-                                                               collector: CollectorProcess) -> None:
+def test_a_type_the_agent_does_not_list_is_unknown_type_at_once(
+    peers: tuple[Peer, Client], zmq_context: zmq.Context, collector: CollectorProcess
+) -> None:
     agent, client = peers  # n1 lists Echo and NodeFile
     refused = client.ask("ProcessList", node="n1")
     assert (refused.kind, refused.error_code, refused.type) == (Kind.ERROR, "unknown-type", "ProcessList")
@@ -101,4 +102,3 @@ def test_a_type_the_agent_does_not_list_is_unknown_type_at_once(peers: tuple[Pee
         assert blind.expect(lambda e: e.kind == Kind.REQUEST, what="forwarded REQUEST").type == "ProcessList"
     finally:
         blind.close()
-

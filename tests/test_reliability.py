@@ -18,8 +18,14 @@ from tests.conftest import FIXTURES, CollectorProcess, ProcessGroup, labscope_cm
 
 pytestmark = pytest.mark.e2e
 
-MODULES = ("--modules-dir", str(FIXTURES / "modules"), "--modules-dir", str(FIXTURES / "hooks"),
-           "--disable-module", "files")  # the classic FileProcessor fixture takes its place
+MODULES = (
+    "--modules-dir",
+    str(FIXTURES / "modules"),
+    "--modules-dir",
+    str(FIXTURES / "hooks"),
+    "--disable-module",
+    "files",
+)  # the classic FileProcessor fixture takes its place
 FAST_PROBES = ("--probes-dir", str(FIXTURES / "durability_probes"))
 
 
@@ -42,8 +48,15 @@ class Rig:
 
     def start(self) -> CollectorProcess:
         """Start the collector on the rig's ports and data dir."""
-        self.collector = self.procs.collector("--listen-agents", self.agents, "--listen-clients", self.clients,
-                                              *MODULES, *self.extra, data_dir=self.data_dir)
+        self.collector = self.procs.collector(
+            "--listen-agents",
+            self.agents,
+            "--listen-clients",
+            self.clients,
+            *MODULES,
+            *self.extra,
+            data_dir=self.data_dir,
+        )
         return self.collector
 
     def ask(self, type: str, timeout: float = 5.0) -> object:
@@ -154,9 +167,13 @@ def test_f_duplicate_node_id_is_refused_and_the_first_unaffected(procs: ProcessG
 
     wait_for(lambda: count() > 5, timeout=20, what="the first agent reporting")
     second_dir = procs.tmp_path / "second-agent"
-    done = subprocess.run(labscope_cmd("agent", "--collector", rig.agents, "--node-id", "node-f",
-                                       "--data-dir", str(second_dir)),
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        labscope_cmd("agent", "--collector", rig.agents, "--node-id", "node-f", "--data-dir", str(second_dir)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 1
     assert "node-f" in done.stderr and "Traceback" not in done.stderr
     before = count()
@@ -178,8 +195,7 @@ def test_snapshot_plus_replay_rebuilds_systemstats_exactly(procs: ProcessGroup, 
 
     def send(seqs: range) -> None:
         for seq in seqs:
-            agent.send(Kind.REPORT, "SystemStats", SystemStats(time=1000.0 + seq, cpu_percent=seq), node="n-s",
-                       seq=seq)
+            agent.send(Kind.REPORT, "SystemStats", SystemStats(time=1000.0 + seq, cpu_percent=seq), node="n-s", seq=seq)
         agent.expect(lambda e: e.kind == Kind.ACK and e.seq == seqs[-1], what=f"ACK {seqs[-1]}")
 
     send(range(1, 11))
@@ -189,8 +205,7 @@ def test_snapshot_plus_replay_rebuilds_systemstats_exactly(procs: ProcessGroup, 
     rig.collector.stop(signal.SIGKILL)
     agent.close()
     rig.start()
-    history = wait_for(lambda: _history(rig), timeout=20,
-                       what="history after the restart")
+    history = wait_for(lambda: _history(rig), timeout=20, what="history after the restart")
     assert [s.time for s in history.samples] == [1000.0 + seq for seq in range(1, 16)]
 
 

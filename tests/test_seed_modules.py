@@ -28,9 +28,14 @@ def files_of(payload: bytes) -> list[tuple[str, bytes]]:
 
 def test_seed_file_processor_is_verbatim() -> None:
     source = (SEED_MODULES / "fileprocessor.py").read_text()
-    for line in ("for f in data.files:", "file = data.files.add()", "return self.getFileData(msg.filename)",
-                 "storagedir = '/tmp/dir'", "requesttypes = 'File', 'FileList',",
-                 'logging.warning("Failed open/read %s" % name)'):
+    for line in (
+        "for f in data.files:",
+        "file = data.files.add()",
+        "return self.getFileData(msg.filename)",
+        "storagedir = '/tmp/dir'",
+        "requesttypes = 'File', 'FileList',",
+        'logging.warning("Failed open/read %s" % name)',
+    ):
         assert line in source, line
 
 
@@ -39,14 +44,17 @@ def test_seed_file_processor_runs_as_a_drop_in(procs: ProcessGroup, zmq_context,
     store = tmp_path / "seed-store"
     config = tmp_path / "collector.toml"
     config.write_text(f'[modules.fileprocessor]\nstoragedir = "{store}"\nupdate_interval = 0.2\n')
-    collector = procs.collector("--modules-dir", str(SEED_MODULES), "--disable-module", "files",
-                                "--config", str(config))
+    collector = procs.collector(
+        "--modules-dir", str(SEED_MODULES), "--disable-module", "files", "--config", str(config)
+    )
     client = Client(zmq_context, collector.clients)
     try:
         client.send(Kind.SUBSCRIBE, params={"types": "FileList"})
         procs.agent(collector.agents, "seed-node", "--probes-dir", str(SEED_PROBES))
-        update = client.expect(lambda e: e.kind == Kind.UPDATE and e.type == "FileList"
-                               and ("notes.txt", CONTENT) in files_of(e.payload), what="FileList update")
+        update = client.expect(
+            lambda e: e.kind == Kind.UPDATE and e.type == "FileList" and ("notes.txt", CONTENT) in files_of(e.payload),
+            what="FileList update",
+        )
         assert update.encoding == Encoding.RAW  # the classic module's bytes, untouched
         assert (store / "notes.txt").read_bytes() == CONTENT
 

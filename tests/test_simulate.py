@@ -15,8 +15,13 @@ pytestmark = pytest.mark.e2e
 
 
 def simulate(collector: str, *args: str, timeout: float = 60) -> dict:
-    done = subprocess.run(labscope_cmd("simulate", "--collector", collector, *args), capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        labscope_cmd("simulate", "--collector", collector, *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -58,12 +63,18 @@ def test_simulated_agents_say_hello_again_after_a_collector_restart(procs: Proce
     agents, clients = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     ports = ("--listen-agents", agents, "--listen-clients", clients)
     first = procs.collector(*ports, data_dir=procs.tmp_path / "c1")
-    sim = subprocess.Popen(labscope_cmd("simulate", "--collector", agents, "--agents", "3", "--rate", "10",
-                                        "--duration", "8"), stdout=subprocess.PIPE, text=True)
+    sim = subprocess.Popen(
+        labscope_cmd("simulate", "--collector", agents, "--agents", "3", "--rate", "10", "--duration", "8"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         with Client(clients) as client:
-            wait_for(lambda: client.request("CollectorStats").payload["counters"].get("reports", 0) > 10,
-                     timeout=20, what="reports before the restart")
+            wait_for(
+                lambda: client.request("CollectorStats").payload["counters"].get("reports", 0) > 10,
+                timeout=20,
+                what="reports before the restart",
+            )
         first.stop()
         second = procs.collector(*ports, data_dir=procs.tmp_path / "c2")
         out, _ = sim.communicate(timeout=40)
@@ -77,7 +88,12 @@ def test_simulated_agents_say_hello_again_after_a_collector_restart(procs: Proce
 
 
 def test_bad_arguments_exit_2() -> None:
-    done = subprocess.run(labscope_cmd("simulate", "--collector", "tcp://127.0.0.1:1", "--agents", "0"),
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        labscope_cmd("simulate", "--collector", "tcp://127.0.0.1:1", "--agents", "0"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 2
     assert "--agents" in done.stderr and "Traceback" not in done.stderr

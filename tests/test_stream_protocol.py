@@ -189,13 +189,17 @@ def test_a_two_part_header_is_one_chunk_without_payload() -> None:
     assert got is not None and (got.kind, got.request_id, got.last, got.params["size"]) == (Kind.CHUNK, 7, True, "5")
 
 
-@pytest.mark.parametrize("frame", [
-    pack_one(envelope(Kind.CHUNK, "NodeFile", b"inline bytes", request_id=7)),  # payload in the header
-    pack([header(), header(seq=1)]),                                             # two envelopes
-    pack_one(envelope(Kind.RESPONSE, "NodeFile", request_id=7)),                 # not a CHUNK
-    b"\xff\xff not a batch",                                                      # not a frame
-    b"",                                                                          # no envelopes
-], ids=["payload", "two-envelopes", "response", "garbage", "empty"])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pack_one(envelope(Kind.CHUNK, "NodeFile", b"inline bytes", request_id=7)),  # payload in the header
+        pack([header(), header(seq=1)]),  # two envelopes
+        pack_one(envelope(Kind.RESPONSE, "NodeFile", request_id=7)),  # not a CHUNK
+        b"\xff\xff not a batch",  # not a frame
+        b"",  # no envelopes
+    ],
+    ids=["payload", "two-envelopes", "response", "garbage", "empty"],
+)
 def test_anything_else_is_no_two_part_header(frame: bytes) -> None:
     assert two_part_header(frame) is None
 
@@ -222,18 +226,26 @@ def sources() -> Iterator[tuple[str, ast.Module]]:
 def assigned_names(tree: ast.Module) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(tree):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
-            if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
         for target in targets:
             names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
     return names
 
 
 def sha256_uses(tree: ast.Module) -> int:
-    calls = sum(isinstance(n, ast.Attribute) and n.attr == "sha256" and isinstance(n.value, ast.Name)
-                and n.value.id == "hashlib" for n in ast.walk(tree))
-    imports = sum(isinstance(n, ast.ImportFrom) and n.module == "hashlib" and any(a.name == "sha256" for a in n.names)
-                  for n in ast.walk(tree))
+    calls = sum(
+        isinstance(n, ast.Attribute)
+        and n.attr == "sha256"
+        and isinstance(n.value, ast.Name)
+        and n.value.id == "hashlib"
+        for n in ast.walk(tree)
+    )
+    imports = sum(
+        isinstance(n, ast.ImportFrom) and n.module == "hashlib" and any(a.name == "sha256" for a in n.names)
+        for n in ast.walk(tree)
+    )
     return calls + imports
 
 

@@ -56,8 +56,9 @@ def recv_parts(sock: zmq.Socket) -> list[bytes]:
 
 
 @pytest.mark.e2e
-def test_two_part_chunks_are_relayed_with_the_bytes_untouched(agent: Peer, collector: CollectorProcess,
-                                                             zmq_context: zmq.Context) -> None:
+def test_two_part_chunks_are_relayed_with_the_bytes_untouched(
+    agent: Peer, collector: CollectorProcess, zmq_context: zmq.Context
+) -> None:
     client = Client(zmq_context, collector.clients)
     try:
         client.send(Kind.REQUEST, "NodeFile", request_id=41, params={"node": "n1", "path": "x", "credit": "4"})
@@ -69,8 +70,10 @@ def test_two_part_chunks_are_relayed_with_the_bytes_untouched(agent: Peer, colle
         got = [recv_parts(client.socket) for _ in pieces]
         headers = [unpack(parts[0])[0] for parts in got]
         assert [len(parts) for parts in got] == [2, 2]
-        assert [(h.kind, h.request_id, h.seq, h.payload) for h in headers] == [(Kind.CHUNK, 41, 0, b""),
-                                                                              (Kind.CHUNK, 41, 1, b"")]
+        assert [(h.kind, h.request_id, h.seq, h.payload) for h in headers] == [
+            (Kind.CHUNK, 41, 0, b""),
+            (Kind.CHUNK, 41, 1, b""),
+        ]
         assert [parts[1] for parts in got] == pieces and headers[1].last and headers[1].params["sha256"] == digest
         assert client.answer("CollectorStats")["counters"].get("bad-frame", 0) == 0
     finally:
@@ -79,7 +82,8 @@ def test_two_part_chunks_are_relayed_with_the_bytes_untouched(agent: Peer, colle
 
 @pytest.mark.e2e
 def test_malformed_multipart_messages_are_bad_frames_and_the_collector_keeps_serving(
-        agent: Peer, collector: CollectorProcess, zmq_context: zmq.Context) -> None:
+    agent: Peer, collector: CollectorProcess, zmq_context: zmq.Context
+) -> None:
     report = pack([envelope(Kind.REPORT, "SystemStats", b"", node="n1", seq=2)])
     agent.socket.send_multipart([report, b"x", b"y"])  # three parts
     agent.socket.send_multipart([pack_one(envelope(Kind.HEARTBEAT, node="n1")), b"bulk"])  # not a CHUNK
@@ -102,10 +106,11 @@ def test_malformed_multipart_messages_are_bad_frames_and_the_collector_keeps_ser
 
 
 @pytest.mark.e2e
-def test_client_library_streams_two_part_chunks_and_checks_them(collector: CollectorProcess,
-                                                                zmq_context: zmq.Context) -> None:
+def test_client_library_streams_two_part_chunks_and_checks_them(
+    collector: CollectorProcess, zmq_context: zmq.Context
+) -> None:
     data = os.urandom(3 * 100_000 + 7)
-    pieces = [data[i:i + 100_000] for i in range(0, len(data), 100_000)]
+    pieces = [data[i : i + 100_000] for i in range(0, len(data), 100_000)]
     ready = threading.Event()
     failures: list[BaseException] = []
 
@@ -137,8 +142,9 @@ def test_client_library_streams_two_part_chunks_and_checks_them(collector: Colle
 
 
 @pytest.mark.e2e
-def test_client_library_refuses_a_two_part_chunk_that_does_not_match(collector: CollectorProcess,
-                                                                     zmq_context: zmq.Context) -> None:
+def test_client_library_refuses_a_two_part_chunk_that_does_not_match(
+    collector: CollectorProcess, zmq_context: zmq.Context
+) -> None:
     def play_agent() -> None:
         peer = Peer(zmq_context, collector.agents)
         try:
@@ -177,8 +183,7 @@ def pool_frames(pool: RequestPool, count: int) -> list[bytes]:
 
 def test_pool_sends_large_chunks_as_two_parts(tmp_path: Path) -> None:
     (tmp_path / "f.bin").write_bytes(data := os.urandom(2 * TWO_PART_MIN + 10))
-    pool = RequestPool("n1", {"NodeFile": NodeFileHandler(ServeDirs([tmp_path]), chunk=TWO_PART_MIN)},
-                       two_part=True)
+    pool = RequestPool("n1", {"NodeFile": NodeFileHandler(ServeDirs([tmp_path]), chunk=TWO_PART_MIN)}, two_part=True)
     try:
         pool.submit(envelope(Kind.REQUEST, "NodeFile", request_id=9, params={"path": "f.bin"}))
         frames = pool_frames(pool, 3)
@@ -205,4 +210,3 @@ def test_link_sends_a_two_part_frame_as_two_parts(zmq_context: zmq.Context) -> N
     finally:
         link.close()
         router.close()
-

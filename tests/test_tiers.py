@@ -97,16 +97,21 @@ def unmarked_process_tests(path: Path, root: Path = TESTS) -> list[str]:
     if module_marked_e2e(tree):
         return []
     starters = process_starters(path, root)
-    return [f"{path.relative_to(root.parent)}::{name}" for name, node, decorators in collected_tests(tree)
-            if names_in(node) & starters and not any(marked_e2e(d) for d in decorators)]
+    return [
+        f"{path.relative_to(root.parent)}::{name}"
+        for name, node, decorators in collected_tests(tree)
+        if names_in(node) & starters and not any(marked_e2e(d) for d in decorators)
+    ]
 
 
 def test_every_test_that_starts_a_process_is_marked_e2e() -> None:
     modules = sorted(p for p in TESTS.rglob("test_*.py") if "fixtures" not in p.relative_to(TESTS).parts)
     assert len(modules) > 20
     unmarked = [test for path in modules for test in unmarked_process_tests(path)]
-    assert not unmarked, ("these tests start processes but are not marked e2e (add @pytest.mark.e2e, or "
-                          "pytest.mark.e2e to the module's pytestmark):\n" + "\n".join(unmarked))
+    assert not unmarked, (
+        "these tests start processes but are not marked e2e (add @pytest.mark.e2e, or "
+        "pytest.mark.e2e to the module's pytestmark):\n" + "\n".join(unmarked)
+    )
 
 
 def test_the_check_sees_fixtures_helpers_conftests_and_marks(tmp_path: Path) -> None:
@@ -125,9 +130,11 @@ def test_the_check_sees_fixtures_helpers_conftests_and_marks(tmp_path: Path) -> 
         "@pytest.mark.e2e\ndef test_marked(bed): pass\n"
         "def test_plain(tmp_path): assert tmp_path\n"
         "@pytest.fixture\ndef testbed(procs): return procs\n"
-        "class TestGroup:\n    def test_in_class(self, procs): pass\n")
+        "class TestGroup:\n    def test_in_class(self, procs): pass\n"
+    )
     names = [test.rsplit("::", 1)[1] for test in unmarked_process_tests(module, root)]
     assert names == ["test_conftest_fixture", "test_helper", "test_cmd", "TestGroup.test_in_class"]
-    module.write_text("import pytest\npytestmark = [pytest.mark.timeout(9), pytest.mark.e2e]\n"
-                      "def test_fixture(procs): pass\n")
+    module.write_text(
+        "import pytest\npytestmark = [pytest.mark.timeout(9), pytest.mark.e2e]\ndef test_fixture(procs): pass\n"
+    )
     assert unmarked_process_tests(module, root) == []

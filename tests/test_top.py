@@ -17,17 +17,33 @@ from tests.conftest import REPO, ProcessGroup, labscope_cmd, wait_for
 
 def run_top(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run(labscope_cmd("top", *args), capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=REPO)
+    return subprocess.run(
+        labscope_cmd("top", *args), capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
+    )
 
 
 def state_with_nodes() -> top.TopState:
     now = time.time()
     state = top.TopState("tcp://127.0.0.1:5556", alias="lab-7", connected=True, ever_connected=True)
-    state.node_list = NodeList(nodes=[NodeStatus(node="n1", hostname="alpha", status="live", last_seen=now),
-                                      NodeStatus(node="n2", hostname="beta", status="lost", last_seen=now - 30)])
-    state.summary = SystemStatsSummary(nodes=[NodeSummary(node="n1", hostname="alpha", time=now, cpu_percent=42.5,
-                                                          memory_percent=12.0, load1=0.25, net_recv_rate=2048)])
+    state.node_list = NodeList(
+        nodes=[
+            NodeStatus(node="n1", hostname="alpha", status="live", last_seen=now),
+            NodeStatus(node="n2", hostname="beta", status="lost", last_seen=now - 30),
+        ]
+    )
+    state.summary = SystemStatsSummary(
+        nodes=[
+            NodeSummary(
+                node="n1",
+                hostname="alpha",
+                time=now,
+                cpu_percent=42.5,
+                memory_percent=12.0,
+                load1=0.25,
+                net_recv_rate=2048,
+            )
+        ]
+    )
     return state
 
 
@@ -70,8 +86,12 @@ def test_top_shows_real_nodes(procs: ProcessGroup) -> None:
     collector = procs.collector("--update-interval", "0.2", "--alias", "top-test")
     for node in ("top-a", "top-b"):
         procs.agent(collector.agents, node, interval=0.2)
-    wait_for(lambda: "top-a" in run_top_once(collector.clients) and "top-b" in run_top_once(collector.clients),
-             timeout=20, interval=0.2, what="both nodes in NodeList")
+    wait_for(
+        lambda: "top-a" in run_top_once(collector.clients) and "top-b" in run_top_once(collector.clients),
+        timeout=20,
+        interval=0.2,
+        what="both nodes in NodeList",
+    )
     result = run_top("--collector", collector.clients, "--duration", "2", "--refresh", "0.5")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -100,8 +120,13 @@ def test_top_shows_what_a_collector_without_systemstats_has_and_says_what_it_lac
 
 def run_top_once(endpoint: str) -> str:
     """What the collector's NodeList holds now, through labscope query (cheap and independent of top)."""
-    result = subprocess.run(labscope_cmd("query", "--collector", endpoint, "NodeList", "--timeout", "2"),
-                            capture_output=True, text=True, timeout=15, cwd=REPO)
+    result = subprocess.run(
+        labscope_cmd("query", "--collector", endpoint, "NodeList", "--timeout", "2"),
+        capture_output=True,
+        text=True,
+        timeout=15,
+        cwd=REPO,
+    )
     return result.stdout
 
 
@@ -115,11 +140,14 @@ def test_top_without_a_collector_waits_and_says_so() -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--collector", "nope"], "malformed endpoint 'nope'"),
-    ([], "the following arguments are required: --collector"),
-    (["--collector", "tcp://127.0.0.1:5556", "--refresh", "-1"], "must be greater than 0"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--collector", "nope"], "malformed endpoint 'nope'"),
+        ([], "the following arguments are required: --collector"),
+        (["--collector", "tcp://127.0.0.1:5556", "--refresh", "-1"], "must be greater than 0"),
+    ],
+)
 def test_bad_flags_exit_2_with_one_line(args: list[str], expected: str) -> None:
     result = run_top(*args)
     assert result.returncode == 2

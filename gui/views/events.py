@@ -11,8 +11,9 @@ __all__ = ["COLUMNS", "EventsView", "event_cells"]
 
 COLUMNS = ("time", "node", "kind", "severity", "message")
 SEVERITY_COLOURS = {"warning": "#e65100", "error": "#c62828"}
-UNAVAILABLE = ("This collector sends no Events update (its events module is not running), "
-               "so there is nothing to show here.")
+UNAVAILABLE = (
+    "This collector sends no Events update (its events module is not running), so there is nothing to show here."
+)
 
 
 def event_cells(event: dict[str, Any]) -> tuple[str, ...]:
@@ -23,8 +24,13 @@ def event_cells(event: dict[str, Any]) -> tuple[str, ...]:
     message = str(event.get("message") or "")
     if attrs:
         message += "  (" + ", ".join(f"{k}={v}" for k, v in sorted(attrs.items())) + ")"
-    return (when, str(event.get("node") or "-"), str(event.get("kind") or ""),
-            str(event.get("severity") or ""), message)
+    return (
+        when,
+        str(event.get("node") or "-"),
+        str(event.get("kind") or ""),
+        str(event.get("severity") or ""),
+        message,
+    )
 
 
 class EventsView(QtWidgets.QWidget):

@@ -33,12 +33,22 @@ from PySide6 import QtCore, QtWidgets
 from gui.table import human_rate
 from gui.worker import Transfer
 
-__all__ = ["COLUMNS", "FILE_LIST", "UNAVAILABLE", "FileEntry", "FilesView", "NodePathDialog", "human_size",
-           "parse_file_list"]
+__all__ = [
+    "COLUMNS",
+    "FILE_LIST",
+    "UNAVAILABLE",
+    "FileEntry",
+    "FilesView",
+    "NodePathDialog",
+    "human_size",
+    "parse_file_list",
+]
 
 FILE_LIST = "FileList"
-UNAVAILABLE = ("File browsing is not available on this collector yet: it runs no files module "
-               "(it does not answer FileList requests).")
+UNAVAILABLE = (
+    "File browsing is not available on this collector yet: it runs no files module "
+    "(it does not answer FileList requests)."
+)
 COLUMNS = ("node", "name", "size", "modified")
 SORT_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 PROGRESS_STEPS = 1000  # the bar counts in thousandths: QProgressBar's int is too small for bytes
@@ -71,8 +81,14 @@ def parse_file_list(payload: Any) -> list[FileEntry] | None:
     entries = []
     for item in payload:
         if isinstance(item, dict) and item.get("node") and item.get("name"):
-            entries.append(FileEntry(str(item["node"]), str(item["name"]), _number(item.get("size"), int),
-                                     _number(item.get("modtime"), float)))
+            entries.append(
+                FileEntry(
+                    str(item["node"]),
+                    str(item["name"]),
+                    _number(item.get("size"), int),
+                    _number(item.get("modtime"), float),
+                )
+            )
     return entries
 
 
@@ -125,7 +141,8 @@ class NodePathDialog(QtWidgets.QDialog):
         self.path = QtWidgets.QLineEdit(self)
         self.path.setPlaceholderText("absolute inside a serve folder, or relative to the first one")
         buttons = QtWidgets.QDialogButtonBox(
-            QtWidgets.QDialogButtonBox.StandardButton.Ok | QtWidgets.QDialogButtonBox.StandardButton.Cancel, self)
+            QtWidgets.QDialogButtonBox.StandardButton.Ok | QtWidgets.QDialogButtonBox.StandardButton.Cancel, self
+        )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form = QtWidgets.QFormLayout(self)
@@ -363,8 +380,9 @@ class FilesView(QtWidgets.QWidget):
         if not path:
             return False
         params = {"node": entry.node, "filename": entry.name}
-        return self._start(Transfer(self._tag(), "File", params, path, entry.size, entry.name),
-                           f"{entry.node}:{entry.name}")
+        return self._start(
+            Transfer(self._tag(), "File", params, path, entry.size, entry.name), f"{entry.node}:{entry.name}"
+        )
 
     def fetch_from_node(self) -> bool:
         """*Fetch from node...*: ask for a node and a path, then where to save it (request ``NodeFile``)."""
@@ -377,8 +395,7 @@ class FilesView(QtWidgets.QWidget):
         target = self._target(PurePosixPath(path).name or "fetched")
         if not target:
             return False
-        return self._start(Transfer(self._tag(), "NodeFile", {"node": node, "path": path}, target),
-                           f"{node}:{path}")
+        return self._start(Transfer(self._tag(), "NodeFile", {"node": node, "path": path}, target), f"{node}:{path}")
 
     def cancel_transfer(self) -> None:
         """Ask the worker to stop the running transfer (its temporary file is removed)."""

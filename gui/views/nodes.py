@@ -103,8 +103,9 @@ class NodesModel(QtCore.QAbstractTableModel):
         """Number of columns (the terminal table's)."""
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def headerData(self, section: int, orientation: QtCore.Qt.Orientation,
-                   role: int = QtCore.Qt.ItemDataRole.DisplayRole) -> Any:
+    def headerData(
+        self, section: int, orientation: QtCore.Qt.Orientation, role: int = QtCore.Qt.ItemDataRole.DisplayRole
+    ) -> Any:
         """Column titles."""
         if orientation == QtCore.Qt.Orientation.Horizontal and role == QtCore.Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section][0]
@@ -172,23 +173,30 @@ def sort_key(column: int, row: NodeRow, status: NodeStatus | None, figures: Node
         return time.time() - seen if seen > 0 else math.inf
     if figures is None:
         return -1.0
-    return (figures.cpu_percent, figures.memory_percent, figures.load1, figures.net_recv_rate,
-            figures.net_send_rate)[column - STATUS_COLUMN - 1]
+    return (figures.cpu_percent, figures.memory_percent, figures.load1, figures.net_recv_rate, figures.net_send_rate)[
+        column - STATUS_COLUMN - 1
+    ]
 
 
 def node_tooltip(status: NodeStatus) -> str:
     """What a row's tooltip tells beyond its cells."""
     memory = f"{status.memory_total / 2**30:.1f} GiB" if status.memory_total else "?"
-    return (f"{status.node} on {status.hostname or '?'} ({status.os or '?'}, {status.cpu_count} CPUs, "
-            f"{memory})\nagent {status.agent_version or '?'}, last seq {status.last_seq}, "
-            f"gaps {status.gaps}, reconnects {status.reconnects}")
+    return (
+        f"{status.node} on {status.hostname or '?'} ({status.os or '?'}, {status.cpu_count} CPUs, "
+        f"{memory})\nagent {status.agent_version or '?'}, last seq {status.last_seq}, "
+        f"gaps {status.gaps}, reconnects {status.reconnects}"
+    )
 
 
 class StatusDelegate(QtWidgets.QStyledItemDelegate):
     """Paints the status cell in its colour even when the row is selected (the selection would hide it)."""
 
-    def paint(self, painter: QtGui.QPainter, option: QtWidgets.QStyleOptionViewItem,
-              index: QtCore.QModelIndex | QtCore.QPersistentModelIndex) -> None:
+    def paint(
+        self,
+        painter: QtGui.QPainter,
+        option: QtWidgets.QStyleOptionViewItem,
+        index: QtCore.QModelIndex | QtCore.QPersistentModelIndex,
+    ) -> None:
         """Fill the cell with the status colour and draw the status in bold white."""
         brush = index.data(QtCore.Qt.ItemDataRole.BackgroundRole)
         if not isinstance(brush, QtGui.QBrush):
@@ -258,8 +266,7 @@ class NodesView(QtWidgets.QWidget):
         for row in range(self.proxy.rowCount()):
             if self.proxy.index(row, 0).data() in nodes:
                 selection.select(self.proxy.index(row, 0), self.proxy.index(row, len(COLUMNS) - 1))
-        flags = (QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect
-                 | QtCore.QItemSelectionModel.SelectionFlag.Rows)
+        flags = QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect | QtCore.QItemSelectionModel.SelectionFlag.Rows
         self.table.selectionModel().select(selection, flags)
 
     def _emit_selection(self, *_: Any) -> None:

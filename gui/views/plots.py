@@ -23,7 +23,10 @@ __all__ = ["PALETTE", "PLOTS", "WINDOWS", "PlotsView"]
 
 # (label, seconds shown; None = everything kept)
 WINDOWS: tuple[tuple[str, float | None], ...] = (
-    ("last minute", 60.0), ("last 5 minutes", 300.0), ("last 15 minutes", 900.0), ("last hour", 3600.0),
+    ("last minute", 60.0),
+    ("last 5 minutes", 300.0),
+    ("last 15 minutes", 900.0),
+    ("last hour", 3600.0),
     ("everything", None),
 )
 DEFAULT_WINDOW = 1
@@ -35,8 +38,7 @@ PLOTS: tuple[tuple[str, str, str, tuple[float, float] | None, tuple[tuple[str, s
     ("disk", "Disk", "B/s", None, (("disk_read", " read", False), ("disk_write", " write", True))),
 )
 # Distinct on a white background (matplotlib's tab10).
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 HINT = "Select one or several nodes in the table above to plot them (Ctrl- or Shift-click)."
 
 
@@ -78,8 +80,12 @@ class PlotsView(QtWidgets.QWidget):
     def _make_plots(self) -> dict[str, pg.PlotItem]:
         plots: dict[str, pg.PlotItem] = {}
         for position, (key, title, unit, fixed, _) in enumerate(PLOTS):
-            plot = self.graphics.addPlot(row=position // 2, col=position % 2, title=title,
-                                         axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+            plot = self.graphics.addPlot(
+                row=position // 2,
+                col=position % 2,
+                title=title,
+                axisItems={"bottom": pg.DateAxisItem(orientation="bottom")},
+            )
             _style(plot, unit, fixed)
             plot.addLegend(offset=(6, 6), labelTextSize="8pt", labelTextColor="#222222", brush=(255, 255, 255, 200))
             if plots:
@@ -188,8 +194,10 @@ class PlotsView(QtWidgets.QWidget):
         elif self.following:
             self.hint.setText(f"Plotting {', '.join(self.selected)}.")
         else:
-            self.hint.setText(f"Plotting {', '.join(self.selected)}; paused scrolling: choose a time window "
-                              "to follow the clock again.")
+            self.hint.setText(
+                f"Plotting {', '.join(self.selected)}; paused scrolling: choose a time window "
+                "to follow the clock again."
+            )
 
     def _apply_window(self, *_: Any) -> None:
         if not self.following:

@@ -24,15 +24,26 @@ Values = tuple[float, float, float, float, float, float]
 
 def from_summary(item: NodeSummary) -> tuple[float, Values]:
     """``(time, values)`` of one node's line in a SystemStatsSummary."""
-    return item.time, (item.cpu_percent, item.memory_percent, item.net_recv_rate, item.net_send_rate,
-                       item.disk_read_rate, item.disk_write_rate)
+    return item.time, (
+        item.cpu_percent,
+        item.memory_percent,
+        item.net_recv_rate,
+        item.net_send_rate,
+        item.disk_read_rate,
+        item.disk_write_rate,
+    )
 
 
 def from_sample(stats: SystemStats) -> tuple[float, Values]:
     """``(time, values)`` of one full SystemStats sample (from SystemStatsHistory)."""
-    return stats.time, (stats.cpu_percent, stats.memory.percent, stats.net_io_total.recv_rate,
-                        stats.net_io_total.send_rate, stats.disk_io_total.read_rate,
-                        stats.disk_io_total.write_rate)
+    return stats.time, (
+        stats.cpu_percent,
+        stats.memory.percent,
+        stats.net_io_total.recv_rate,
+        stats.net_io_total.send_rate,
+        stats.disk_io_total.read_rate,
+        stats.disk_io_total.write_rate,
+    )
 
 
 class NodeSeries:

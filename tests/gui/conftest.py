@@ -32,8 +32,10 @@ def pytest_collection_modifyitems(config, items) -> None:
         return
     import PySide6
 
-    skip = pytest.mark.skip(reason=f"PySide6 {PySide6.__version__} drops Python references on this Python "
-                                   "(PYSIDE-3474); install PySide6-Essentials>=6.7,!=6.12.0")
+    skip = pytest.mark.skip(
+        reason=f"PySide6 {PySide6.__version__} drops Python references on this Python "
+        "(PYSIDE-3474); install PySide6-Essentials>=6.7,!=6.12.0"
+    )
     for item in items:
         if "tests/gui/" in item.nodeid:
             item.add_marker(skip)

@@ -49,8 +49,14 @@ class FilesBed:
         offsets = range(0, max(len(blob), 1), MIB)
         for offset in offsets:
             self.seq += 1
-            piece = File(name=name, modtime=modtime, data=blob[offset:offset + MIB], offset=offset,
-                         size=len(blob), last=offset == offsets[-1])
+            piece = File(
+                name=name,
+                modtime=modtime,
+                data=blob[offset : offset + MIB],
+                offset=offset,
+                size=len(blob),
+                last=offset == offsets[-1],
+            )
             self.agent.send(Kind.REPORT, "FileOutput", Files(files=[piece]), node=NODE, seq=self.seq)
         self.agent.expect(lambda e: e.kind == Kind.ACK and e.seq >= self.seq, what=f"ACK of {name}")
         self.blobs[name] = blob
@@ -143,8 +149,9 @@ def test_a_failed_save_leaves_no_file_and_says_why(files_bed: FilesBed, make_win
 
 
 @pytest.mark.e2e
-def test_fetch_from_an_unknown_node_shows_the_collectors_error(files_bed: FilesBed, make_window, qtbot,
-                                                               tmp_path: Path) -> None:
+def test_fetch_from_an_unknown_node_shows_the_collectors_error(
+    files_bed: FilesBed, make_window, qtbot, tmp_path: Path
+) -> None:
     out = tmp_path / "saved"
     out.mkdir()
     _, view = open_files_tab(make_window, qtbot, files_bed, out)
@@ -176,8 +183,7 @@ def test_without_a_files_module_the_tab_says_so(procs: ProcessGroup, make_window
 
 
 @pytest.mark.e2e
-def test_stream_to_file_verifies_and_cleans_up(files_bed: FilesBed, zmq_context: zmq.Context,
-                                               tmp_path: Path) -> None:
+def test_stream_to_file_verifies_and_cleans_up(files_bed: FilesBed, zmq_context: zmq.Context, tmp_path: Path) -> None:
     out = tmp_path / "saved"
     out.mkdir()
     target = out / "big.bin"
@@ -217,12 +223,15 @@ def test_file_list_is_filtered_by_the_selected_nodes_and_sorts_sizes_as_numbers(
     view = FilesView()
     qtbot.addWidget(view)
     view.set_request_types(["FileList"])
-    view.set_file_list([
-        {"node": "n1", "name": "a", "size": 900, "modtime": 1.0},
-        {"node": "n1", "name": "b", "size": 10_000, "modtime": 2.0},
-        {"node": "n2", "name": "c", "size": 50, "modtime": 3.0},
-        {"node": "", "name": "skipped"}, "junk",
-    ])
+    view.set_file_list(
+        [
+            {"node": "n1", "name": "a", "size": 900, "modtime": 1.0},
+            {"node": "n1", "name": "b", "size": 10_000, "modtime": 2.0},
+            {"node": "n2", "name": "c", "size": 50, "modtime": 3.0},
+            {"node": "", "name": "skipped"},
+            "junk",
+        ]
+    )
     assert len(view.entries) == 3
     view.table.sortByColumn(2, view.table.header().sortIndicatorOrder().AscendingOrder)
     assert [e.name for e in view.shown_entries()] == ["c", "a", "b"]  # 50 B < 900 B < 9.8 KiB
@@ -247,8 +256,9 @@ def test_save_asks_for_a_path_and_emits_one_transfer_at_a_time(qtbot) -> None:
     assert wanted == [] and view.active is None
     view.ask_save_path = lambda parent, suggested: f"/somewhere/{suggested}"
     view.save.click()
-    assert wanted == [Transfer("transfer:1", "File", {"node": "n1", "filename": "dir/a.csv"}, "/somewhere/a.csv",
-                               2000, "dir/a.csv")]
+    assert wanted == [
+        Transfer("transfer:1", "File", {"node": "n1", "filename": "dir/a.csv"}, "/somewhere/a.csv", 2000, "dir/a.csv")
+    ]
     assert not view.save.isEnabled() and not view.fetch.isEnabled() and not view.cancel.isHidden()
     view.show_progress("transfer:1", 1000, 2000)
     assert view.percent() == 50
@@ -266,7 +276,8 @@ def test_node_path_dialog_and_list_shapes(qtbot) -> None:
     assert dialog.values() == ("n2", "/srv/out.txt")
     assert parse_file_list(None) is None
     assert parse_file_list([{"node": "n", "name": "x", "size": "bad", "modtime": float("nan")}]) == [
-        FileEntry("n", "x", 0, 0.0)]
+        FileEntry("n", "x", 0, 0.0)
+    ]
 
 
 def test_files_tab_says_plainly_when_unavailable(qtbot) -> None:
@@ -297,8 +308,12 @@ def test_fetch_from_a_real_agents_serve_folder(procs: ProcessGroup, make_window,
     view.ask_node_path = lambda parent, nodes, default: ("serving-node", str(serve / "trace.bin"))
     qtbot.waitUntil(lambda: view.available, timeout=WAIT_MS)
     with Client(collector.clients) as client:
-        qtbot.waitUntil(lambda: any(n.node == "serving-node" and n.status == "live"
-                                    for n in client.request("NodeList").payload.nodes), timeout=WAIT_MS)
+        qtbot.waitUntil(
+            lambda: any(
+                n.node == "serving-node" and n.status == "live" for n in client.request("NodeList").payload.nodes
+            ),
+            timeout=WAIT_MS,
+        )
     view.fetch.click()
     qtbot.waitUntil(lambda: view.active is None and (out / "trace.bin").exists(), timeout=WAIT_MS)
     assert sha((out / "trace.bin").read_bytes()) == sha(blob)

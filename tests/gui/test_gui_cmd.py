@@ -20,8 +20,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def run_gui(*args: str, timeout: float = 45) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONUNBUFFERED="1")
-    return subprocess.run(labscope_cmd("gui", *args), capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=REPO)
+    return subprocess.run(
+        labscope_cmd("gui", *args), capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
+    )
 
 
 @pytest.mark.e2e
@@ -54,12 +55,15 @@ def test_screenshot_gives_up_after_its_timeout(tmp_path: Path) -> None:
     assert not path.exists()
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--collector", "nope"], "malformed endpoint 'nope'"),
-    ([], "the following arguments are required: --collector"),
-    (["--collector", "tcp://127.0.0.1:5556", "--timeout", "0"], "must be greater than 0"),
-    (["--collector", "tcp://127.0.0.1:5556", "--bogus"], "unrecognized arguments: --bogus"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--collector", "nope"], "malformed endpoint 'nope'"),
+        ([], "the following arguments are required: --collector"),
+        (["--collector", "tcp://127.0.0.1:5556", "--timeout", "0"], "must be greater than 0"),
+        (["--collector", "tcp://127.0.0.1:5556", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
 def test_bad_flags_exit_2_with_one_line(args: list[str], expected: str, capsys) -> None:
     with pytest.raises(SystemExit) as info:
         gui_cmd.main(args)
@@ -92,8 +96,10 @@ def test_platform_choice() -> None:
 
 @pytest.mark.e2e
 def test_terminal_commands_do_not_import_qt() -> None:
-    code = ("import sys, gui.top, gui.gui_cmd, labscope.cli; "
-            "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph'))))")
+    code = (
+        "import sys, gui.top, gui.gui_cmd, labscope.cli; "
+        "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph'))))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -31,8 +31,9 @@ def statuses(window) -> dict[str, str]:
 
 def test_table_fills_with_the_nodes(testbed: LiveBed, make_window, qtbot) -> None:
     window = make_window(testbed.collector.clients)
-    qtbot.waitUntil(lambda: window.figures_shown() and set(window.listed_nodes()) == {"gui-a", "gui-b"},
-                    timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: window.figures_shown() and set(window.listed_nodes()) == {"gui-a", "gui-b"}, timeout=WAIT_MS
+    )
     model = window.nodes.model
     assert sorted(model.nodes()) == ["gui-a", "gui-b"]
     proxy = window.nodes.proxy  # the view sorts by node id until the user clicks another header
@@ -88,8 +89,9 @@ def test_a_killed_agent_turns_lost(testbed: LiveBed, make_window, qtbot) -> None
     index = window.nodes.model.index(window.nodes.model.nodes().index("gui-a"), STATUS_COLUMN)
     assert index.data(QtCore.Qt.ItemDataRole.BackgroundRole).color().name() == "#c62828"
     # the Events tab shows the loss, newest first
-    qtbot.waitUntil(lambda: any(e["kind"] == "lost" and e["node"] == "gui-a" for e in window.events.events),
-                    timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: any(e["kind"] == "lost" and e["node"] == "gui-a" for e in window.events.events), timeout=WAIT_MS
+    )
     times = [e["time"] for e in window.events.events]
     assert times == sorted(times, reverse=True)
     assert window.events.events[0]["kind"] == "lost"
@@ -99,8 +101,9 @@ def test_generic_panel_shows_a_custom_modules_update(procs: ProcessGroup, make_w
     bed = start_testbed(procs, ("gui-c",), "--modules-dir", str(GUI_MODULES))
     window = make_window(bed.collector.clients)
     panel = window.generic
-    qtbot.waitUntil(lambda: "Ticks" in [panel.chooser.itemText(i) for i in range(panel.chooser.count())],
-                    timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: "Ticks" in [panel.chooser.itemText(i) for i in range(panel.chooser.count())], timeout=WAIT_MS
+    )
     panel.chooser.setCurrentText("Ticks")
     qtbot.waitUntil(lambda: (panel.shown_value() or {}).get("reports", {}).get("gui-c", 0) > 0, timeout=WAIT_MS)
     assert panel.shown_value()["module"] == "ticker"
@@ -128,20 +131,35 @@ def test_a_refused_update_type_is_said_and_the_rest_still_arrives(procs: Process
 def test_survives_the_collector_being_killed_and_reconnects(procs: ProcessGroup, make_window, qtbot) -> None:
     first = start_testbed(procs, ("gui-r",), "--alias", "first")
     window = make_window(first.collector.clients)
-    qtbot.waitUntil(lambda: statuses(window) == {"gui-r": "live"} and "first" in window.windowTitle(),
-                    timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: statuses(window) == {"gui-r": "live"} and "first" in window.windowTitle(), timeout=WAIT_MS)
     ports = json.loads((first.collector.data_dir / "collector.json").read_text())
     killed_at = time.time()
     first.collector.stop(signal.SIGKILL)
     qtbot.waitUntil(lambda: window.state == RECONNECTING, timeout=WAIT_MS)
     assert "reconnecting" in window.state_label.text()
     assert_responsive(qtbot)
-    procs.collector("--listen-agents", ports["agents"], "--listen-clients", ports["clients"], "--alias", "second",
-                    "--update-interval", "0.2", "--node-timeout", "1.5")
+    procs.collector(
+        "--listen-agents",
+        ports["agents"],
+        "--listen-clients",
+        ports["clients"],
+        "--alias",
+        "second",
+        "--update-interval",
+        "0.2",
+        "--node-timeout",
+        "1.5",
+    )
     qtbot.waitUntil(lambda: window.state == CONNECTED and "second" in window.windowTitle(), timeout=30_000)
     # the agent came back too, and the table shows it from the new collector's NodeList
-    qtbot.waitUntil(lambda: statuses(window) == {"gui-r": "live"} and window.nodes.model.node_list is not None
-                    and window.nodes.model.node_list.nodes[0].first_seen > killed_at, timeout=30_000)
+    qtbot.waitUntil(
+        lambda: (
+            statuses(window) == {"gui-r": "live"}
+            and window.nodes.model.node_list is not None
+            and window.nodes.model.node_list.nodes[0].first_seen > killed_at
+        ),
+        timeout=30_000,
+    )
     assert window.state_label.text().startswith("\u25cf connected to second")
 
 

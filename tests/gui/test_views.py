@@ -38,10 +38,23 @@ def node_list(*items: tuple[str, str]) -> NodeList:
 
 
 def summary(**cpu: float) -> SystemStatsSummary:
-    return SystemStatsSummary(nodes=[
-        NodeSummary(node=n, hostname=f"host-{n}", time=NOW, cpu_percent=c, memory_percent=c / 2, load1=0.5,
-                    net_recv_rate=1000.0 * c, net_send_rate=10.0, disk_read_rate=1.0, disk_write_rate=2.0)
-        for n, c in cpu.items()])
+    return SystemStatsSummary(
+        nodes=[
+            NodeSummary(
+                node=n,
+                hostname=f"host-{n}",
+                time=NOW,
+                cpu_percent=c,
+                memory_percent=c / 2,
+                load1=0.5,
+                net_recv_rate=1000.0 * c,
+                net_send_rate=10.0,
+                disk_read_rate=1.0,
+                disk_write_rate=2.0,
+            )
+            for n, c in cpu.items()
+        ]
+    )
 
 
 def update(type_name: str, payload: object, t: float = NOW) -> Update:
@@ -54,6 +67,7 @@ def column(view: NodesView, col: int) -> list[str]:
 
 
 # ------------------------------------------------------------ nodes view
+
 
 def test_nodes_sort_by_number_not_text(qtbot) -> None:
     view = NodesView()
@@ -107,6 +121,7 @@ def test_selection_is_announced(qtbot) -> None:
 
 
 # ------------------------------------------------------------ plots
+
 
 def test_series_merges_history_and_live_points() -> None:
     series = NodeSeries(max_points=5)
@@ -162,13 +177,21 @@ def test_plots_stop_scrolling_when_the_user_pans(qtbot) -> None:
 
 # ------------------------------------------------------------ events, generic, files, tree
 
+
 def test_events_newest_first_with_attrs(qtbot) -> None:
     view = EventsView()
     qtbot.addWidget(view)
-    events = [{"time": NOW, "node": "n1", "kind": "lost", "severity": "warning", "message": "node n1 lost",
-               "attrs": {"after": "5s"}},
-              {"time": NOW - 9, "node": "", "kind": "module-error", "severity": "error", "message": "boom",
-               "attrs": {}}]
+    events = [
+        {
+            "time": NOW,
+            "node": "n1",
+            "kind": "lost",
+            "severity": "warning",
+            "message": "node n1 lost",
+            "attrs": {"after": "5s"},
+        },
+        {"time": NOW - 9, "node": "", "kind": "module-error", "severity": "error", "message": "boom", "attrs": {}},
+    ]
     view.set_events(events)
     assert view.table.rowCount() == 2
     assert view.table.item(0, 2).text() == "lost"
@@ -217,12 +240,16 @@ def test_tree_caps_huge_lists(qtbot) -> None:
 
 # ------------------------------------------------------------ connection state
 
-@pytest.mark.parametrize(("heard", "connected", "waited", "expected"), [
-    (True, True, 0.0, CONNECTED),
-    (True, False, 99.0, RECONNECTING),
-    (False, False, 1.0, CONNECTING),
-    (False, False, 6.0, REFUSED),
-])
+
+@pytest.mark.parametrize(
+    ("heard", "connected", "waited", "expected"),
+    [
+        (True, True, 0.0, CONNECTED),
+        (True, False, 99.0, RECONNECTING),
+        (False, False, 1.0, CONNECTING),
+        (False, False, 6.0, REFUSED),
+    ],
+)
 def test_connection_state(heard: bool, connected: bool, waited: float, expected: str) -> None:
     assert connection_state(heard, connected, waited, refused_after=5.0) == expected
 
@@ -236,6 +263,7 @@ def test_state_text() -> None:
 
 
 # ------------------------------------------------------------ the worker, against a fake collector
+
 
 def collector_answer(info: CollectorInfo) -> Handler:
     """Answer HELLO, HEARTBEAT and REQUEST like a collector would."""
@@ -268,9 +296,15 @@ def test_worker_refused_then_connected_then_answers(qtbot, fake_collector) -> No
         worker.request("echo-1", "Echo", {"x": "1"})  # waits in the worker while nothing answers
         qtbot.waitUntil(fake.serving(lambda: fake.kinds(Kind.HEARTBEAT)), timeout=5000)
         assert answers == [] and not fake.kinds(Kind.REQUEST)
-        fake.handler = collector_answer(CollectorInfo(alias="fake-lab", update_types=["NodeList"],
-                                                      request_types=["Echo"], heartbeat_interval=0.2,
-                                                      subscription_lease=3.0))
+        fake.handler = collector_answer(
+            CollectorInfo(
+                alias="fake-lab",
+                update_types=["NodeList"],
+                request_types=["Echo"],
+                heartbeat_interval=0.2,
+                subscription_lease=3.0,
+            )
+        )
         qtbot.waitUntil(fake.serving(lambda: states[-1] == CONNECTED and infos and answers), timeout=10_000)
     finally:
         worker.stop()

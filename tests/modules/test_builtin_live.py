@@ -40,8 +40,15 @@ def live(procs: ProcessGroup, zmq_context: zmq.Context) -> Iterator[tuple[Peer, 
 
 def hello(agent: Peer) -> NodeInfo:
     memory_total = psutil.virtual_memory().total
-    info = NodeInfo(node="n1", hostname="live-host", os="Linux", cpu_count=psutil.cpu_count() or 1,
-                    memory_total=memory_total, agent_version="test", instance="i-1")
+    info = NodeInfo(
+        node="n1",
+        hostname="live-host",
+        os="Linux",
+        cpu_count=psutil.cpu_count() or 1,
+        memory_total=memory_total,
+        agent_version="test",
+        instance="i-1",
+    )
     agent.send(Kind.HELLO, "NodeInfo", info, node="n1", seq=1)
     agent.expect(lambda e: e.kind == Kind.HELLO, what="HELLO answer")
     return info
@@ -51,8 +58,9 @@ def psutil_sample(t: float) -> SystemStats:
     """A sample whose memory block is exactly what psutil gives on this machine."""
     stats = sample(t)
     vm = psutil.virtual_memory()
-    stats.memory.CopyFrom(Memory(total=vm.total, available=vm.available, used=vm.used, free=vm.free,
-                                 percent=vm.percent))
+    stats.memory.CopyFrom(
+        Memory(total=vm.total, available=vm.available, used=vm.used, free=vm.free, percent=vm.percent)
+    )
     return stats
 
 
@@ -96,8 +104,9 @@ def test_updates_through_the_collector(live: tuple[Peer, Client]) -> None:
     send_reports(agent, [psutil_sample(time.time())])
     client.send(Kind.SUBSCRIBE, params={"types": "NodeList,SystemStatsSummary"})
 
-    summary_env = client.expect(lambda e: e.kind == Kind.UPDATE and e.type == "SystemStatsSummary",
-                                what="SystemStatsSummary update")
+    summary_env = client.expect(
+        lambda e: e.kind == Kind.UPDATE and e.type == "SystemStatsSummary", what="SystemStatsSummary update"
+    )
     assert (summary_env.encoding, summary_env.schema) == (Encoding.PROTOBUF, "labscope.SystemStatsSummary")
     summary = decode_payload(summary_env.payload, summary_env.encoding, summary_env.schema)
     assert [(s.node, s.hostname) for s in summary.nodes] == [("n1", "live-host")]
@@ -117,8 +126,13 @@ def test_updates_through_the_collector(live: tuple[Peer, Client]) -> None:
 
 def query(collector: str, *args: str) -> Any:
     """``labscope query`` as a user runs it; the JSON answer, or None while it fails."""
-    done = subprocess.run(labscope_cmd("query", "--collector", collector, "--timeout", "2", *args),
-                          capture_output=True, text=True, timeout=20, check=False)
+    done = subprocess.run(
+        labscope_cmd("query", "--collector", collector, "--timeout", "2", *args),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
@@ -126,14 +140,21 @@ def query(collector: str, *args: str) -> Any:
 def test_real_agent_stats_are_exactly_psutils(procs: ProcessGroup) -> None:
     collector = procs.collector("--update-interval", "0.2")
     procs.agent(collector.agents, "n1", interval=0.2)
-    latest = wait_for(lambda: query(collector.clients, "SystemStats", "node=n1"), timeout=30, interval=0.3,
-                      what="a SystemStats answer for n1")
+    latest = wait_for(
+        lambda: query(collector.clients, "SystemStats", "node=n1"),
+        timeout=30,
+        interval=0.3,
+        what="a SystemStats answer for n1",
+    )
     assert latest["memory"]["total"] == psutil.virtual_memory().total
     assert isinstance(latest["memory"]["total"], int)
     nodes = query(collector.clients, "NodeList")
-    assert [(n["node"], n["hostname"], n["status"]) for n in nodes["nodes"]] == [
-        ("n1", socket.gethostname(), "live")]
-    history = wait_for(lambda: (h := query(collector.clients, "SystemStatsHistory", "node=n1")) and
-                       len(h["samples"]) >= 2 and h, timeout=30, interval=0.3, what="two samples of history")
+    assert [(n["node"], n["hostname"], n["status"]) for n in nodes["nodes"]] == [("n1", socket.gethostname(), "live")]
+    history = wait_for(
+        lambda: (h := query(collector.clients, "SystemStatsHistory", "node=n1")) and len(h["samples"]) >= 2 and h,
+        timeout=30,
+        interval=0.3,
+        what="two samples of history",
+    )
     times = [s["time"] for s in history["samples"]]
     assert times == sorted(times)

@@ -17,13 +17,26 @@ from modules.events import DEFAULT_KEEP, UPDATE_LIMIT, EventsModule
 SCHEMA = Event.DESCRIPTOR.full_name
 
 
-def event_report(node: str, t: float, kind: str = "joined", severity: str = "info", message: str = "",
-                 report_node: str | None = None, **attrs: str) -> Report:
+def event_report(
+    node: str,
+    t: float,
+    kind: str = "joined",
+    severity: str = "info",
+    message: str = "",
+    report_node: str | None = None,
+    **attrs: str,
+) -> Report:
     """An Event report as the collector delivers it (its own events have seq 0)."""
-    event = Event(time=t, node=node, kind=kind, severity=severity, message=message or f"{node} {kind}",
-                  attrs=attrs)
-    return Report(node if report_node is None else report_node, "Event", 0, t, event.SerializeToString(),
-                  Encoding.PROTOBUF, SCHEMA)
+    event = Event(time=t, node=node, kind=kind, severity=severity, message=message or f"{node} {kind}", attrs=attrs)
+    return Report(
+        node if report_node is None else report_node,
+        "Event",
+        0,
+        t,
+        event.SerializeToString(),
+        Encoding.PROTOBUF,
+        SCHEMA,
+    )
 
 
 @pytest.fixture
@@ -50,8 +63,14 @@ def test_request_returns_every_field_newest_first(events: EventsModule) -> None:
     events.processReport(event_report("n1", 102.5, "lost", "warning", "node n1 lost", reason="timeout"))
     answer = ask(events)
     assert [(e["node"], e["kind"]) for e in answer] == [("n1", "lost"), ("n2", "joined"), ("n1", "joined")]
-    assert answer[0] == {"time": 102.5, "node": "n1", "kind": "lost", "severity": "warning",
-                         "message": "node n1 lost", "attrs": {"reason": "timeout"}}
+    assert answer[0] == {
+        "time": 102.5,
+        "node": "n1",
+        "kind": "lost",
+        "severity": "warning",
+        "message": "node n1 lost",
+        "attrs": {"reason": "timeout"},
+    }
 
 
 def test_newest_first_by_event_time_not_arrival(events: EventsModule) -> None:
@@ -90,8 +109,12 @@ def test_bad_since_is_bad_request(events: EventsModule, since: str) -> None:
 def test_collector_event_without_node_keeps_empty_node(events: EventsModule) -> None:
     events.processReport(event_report("", 5.0, "module-error", "error", "module x raised", module="x"))
     (item,) = ask(events)
-    assert (item["node"], item["kind"], item["severity"], item["attrs"]) == ("", "module-error", "error",
-                                                                            {"module": "x"})
+    assert (item["node"], item["kind"], item["severity"], item["attrs"]) == (
+        "",
+        "module-error",
+        "error",
+        {"module": "x"},
+    )
 
 
 def test_missing_time_node_and_severity_come_from_the_report(events: EventsModule) -> None:
@@ -105,8 +128,14 @@ def test_msgpack_event_is_accepted(events: EventsModule) -> None:
     value = {"time": 9.0, "kind": "gap", "severity": "warning", "message": "gap", "attrs": {"missing": 3}}
     events.processReport(Report("n3", "Event", 4, 8.0, msgpack.packb(value), Encoding.MSGPACK))
     (item,) = ask(events)
-    assert item == {"time": 9.0, "node": "n3", "kind": "gap", "severity": "warning", "message": "gap",
-                    "attrs": {"missing": "3"}}
+    assert item == {
+        "time": 9.0,
+        "node": "n3",
+        "kind": "gap",
+        "severity": "warning",
+        "message": "gap",
+        "attrs": {"missing": "3"},
+    }
 
 
 def test_a_payload_that_is_no_event_raises(events: EventsModule) -> None:
@@ -154,5 +183,12 @@ def test_answers_survive_the_wire(events: EventsModule) -> None:
     data, encoding, schema = encode_payload(ask(events))
     assert encoding == Encoding.MSGPACK
     assert decode_payload(data, encoding, schema) == [
-        {"time": 1.5, "node": "n1", "kind": "lost", "severity": "warning", "message": "n1 lost",
-         "attrs": {"reason": "timeout"}}]
+        {
+            "time": 1.5,
+            "node": "n1",
+            "kind": "lost",
+            "severity": "warning",
+            "message": "n1 lost",
+            "attrs": {"reason": "timeout"},
+        }
+    ]

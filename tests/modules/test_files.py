@@ -47,10 +47,21 @@ def test_classic_piece_without_size_is_a_whole_file(files: FilesModule) -> None:
 
 def test_chunked_file_is_assembled_and_streamed_back(files: FilesModule) -> None:
     blob = os.urandom(CHUNK * 2 + 123)
-    pieces = [blob[i:i + CHUNK] for i in range(0, len(blob), CHUNK)]
+    pieces = [blob[i : i + CHUNK] for i in range(0, len(blob), CHUNK)]
     for index, piece in enumerate(pieces):
-        send(files, "n2", File(name="big.bin", modtime=9.0, data=piece, offset=index * CHUNK, size=len(blob),
-                               last=index == len(pieces) - 1), seq=index + 1)
+        send(
+            files,
+            "n2",
+            File(
+                name="big.bin",
+                modtime=9.0,
+                data=piece,
+                offset=index * CHUNK,
+                size=len(blob),
+                last=index == len(pieces) - 1,
+            ),
+            seq=index + 1,
+        )
         if index < len(pieces) - 1:
             assert files.listing() == [], "a file is listed only once complete"
     answer = files.processREQUEST(Request("File", {"node": "n2", "filename": "big.bin"}))

@@ -23,15 +23,23 @@ def load(stem: str) -> Aggregator:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    classes = [c for c in vars(module).values()
-               if inspect.isclass(c) and issubclass(c, Aggregator) and c is not Aggregator]
+    classes = [
+        c for c in vars(module).values() if inspect.isclass(c) and issubclass(c, Aggregator) and c is not Aggregator
+    ]
     assert len(classes) == 1, classes
     return attach(classes[0](), StubCollector())
 
 
 def files_report(seq: int, *files: File) -> Report:
-    return Report("n1", "FileOutput", seq, 1000.0 + seq, Files(files=files).SerializeToString(), Encoding.PROTOBUF,
-                  "labscope.Files")
+    return Report(
+        "n1",
+        "FileOutput",
+        seq,
+        1000.0 + seq,
+        Files(files=files).SerializeToString(),
+        Encoding.PROTOBUF,
+        "labscope.Files",
+    )
 
 
 def names(data: bytes) -> list[tuple[str, float, bytes]]:
@@ -51,8 +59,9 @@ def test_classic_is_written_in_the_classic_form() -> None:
 
 def test_classic_serves_files_as_bytes() -> None:
     module = load("classic_fileprocessor")
-    module.processReport(files_report(1, File(name="b.log", modtime=5.0, data=b"bee"),
-                                      File(name="a.log", modtime=6.0, data=b"ay")))
+    module.processReport(
+        files_report(1, File(name="b.log", modtime=5.0, data=b"bee"), File(name="a.log", modtime=6.0, data=b"ay"))
+    )
     module.processReport(files_report(2, File(name="b.log", modtime=7.0, data=b"bee2")))
     listing = module.processREQUEST(Request("FileList"))
     assert isinstance(listing, bytes)

@@ -14,8 +14,7 @@ from modules.nodes import Nodes
 @pytest.fixture
 def collector() -> StubCollector:
     stub = StubCollector()
-    stub.add_node("n2", hostname="beta", first_seen=100.0, last_seen=110.0, last_seq=7, backlog=3, gaps=1,
-                  reconnects=2)
+    stub.add_node("n2", hostname="beta", first_seen=100.0, last_seen=110.0, last_seq=7, backlog=3, gaps=1, reconnects=2)
     stub.add_node("n10", hostname="gamma", first_seen=101.0, last_seen=111.0, status="lost", last_seq=70)
     stub.add_node("n1", hostname="alpha", first_seen=99.0, last_seen=112.0, last_seq=4)
     return stub
@@ -39,7 +38,12 @@ def test_node_list_sorted_with_every_field(nodes: Nodes) -> None:
     assert [s.node for s in answer.nodes] == ["n1", "n10", "n2"]
     n2 = answer.nodes[2]
     assert (n2.hostname, n2.agent_version, n2.os, n2.cpu_count, n2.memory_total) == (
-        "beta", "0.1.0", "Linux", 4, 8_254_304_256)
+        "beta",
+        "0.1.0",
+        "Linux",
+        4,
+        8_254_304_256,
+    )
     assert (n2.first_seen, n2.last_seen, n2.status, n2.last_seq) == (100.0, 110.0, "live", 7)
     assert (n2.backlog, n2.gaps, n2.reconnects) == (3, 1, 2)
     assert answer.nodes[1].status == "lost"

@@ -11,8 +11,9 @@ from modules.samples import SamplesModule
 
 def feed(module: SamplesModule, node: str, seq: int, values: list[float]) -> None:
     data = Samples(time=float(seq), names=[f"m{i}" for i in range(len(values))], values=values)
-    module.processReport(Report(node, "Samples", seq, float(seq), data.SerializeToString(), Encoding.PROTOBUF,
-                                "labscope.Samples"))
+    module.processReport(
+        Report(node, "Samples", seq, float(seq), data.SerializeToString(), Encoding.PROTOBUF, "labscope.Samples")
+    )
 
 
 def test_latest_batch_per_node_and_counts() -> None:

@@ -141,7 +141,9 @@ def test_summary_one_line_per_node_with_hostnames(stats: SystemStatsModule) -> N
     summary = stats.getUpdateMessage()
     assert isinstance(summary, SystemStatsSummary)
     assert [(s.node, s.hostname, s.time, s.cpu_percent) for s in summary.nodes] == [
-        ("n1", "alpha", 1001.5, 11.0), ("n2", "beta", 1000.0, 20.0)]
+        ("n1", "alpha", 1001.5, 11.0),
+        ("n2", "beta", 1000.0, 20.0),
+    ]
     beta = summary.nodes[1]
     assert (beta.memory_percent, beta.load1) == (61.5, 0.5)
     assert (beta.net_recv_rate, beta.net_send_rate) == (300.0, 150.0)
