@@ -157,7 +157,7 @@ def test_the_agent_refuses_a_handler_that_describes_only_part_of_what_it_answers
 
 UNPACK_CODES = ("oversized", "bad-frame", "empty")
 COUNTED = re.compile(r"""(?:counters\[\s*|_bad\(\s*)(f?)"([^"]+)\"""")
-REFUSED = re.compile(r"""_refuse\(ident, env, Code\.([A-Z_]+)""")  # counts the code it answers
+REFUSED = re.compile(r"""_refuse\(\s*ident,\s*env,\s*Code\.([A-Z_]+)""")  # counts the code it answers
 DYNAMIC = {
     "{exc.code}": UNPACK_CODES,
     "{candidate.name}": ("NAME",),
@@ -206,8 +206,8 @@ def test_counter_names_follow_one_scheme() -> None:
 
 
 ERROR_SENT = re.compile(
-    r"""(?:error_code=|RequestError\(|respond_error\(|_error\(|_refusal\(env, |"""
-    r"""_refuse\(client, env, |_refuse\(ident, env, |_fail\(rid, |_subscribe_error\(env, )"""
+    r"""(?:error_code=|RequestError\(|respond_error\(|_error\(|_refusal\(\s*env,|"""
+    r"""_refuse\(\s*client,\s*env,|_refuse\(\s*ident,\s*env,|_fail\(\s*rid,|_subscribe_error\(\s*env,)"""
     r"""\s*(?:"([a-z][a-z-]*)"|Code\.([A-Z_]+))"""
 )
 
