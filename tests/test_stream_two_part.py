@@ -29,7 +29,9 @@ POLL_MS = 5000
 
 @pytest.fixture
 def collector(procs: ProcessGroup) -> CollectorProcess:
-    return procs.collector("--node-timeout", "5")
+    # The agents here are played by hand and send no heartbeats: a node timeout far above any test's
+    # length keeps a slow, loaded machine from declaring one lost mid-stream (node-lost, a flaky failure).
+    return procs.collector("--node-timeout", "120")
 
 
 @pytest.fixture
