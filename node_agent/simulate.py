@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 PROG = "labscope simulate"
 HELLO_RETRY = 2.0  # seconds before an unanswered HELLO is sent again
 WINDOW = 1000  # unacknowledged reports an agent keeps in flight at most
+FINAL_ACK_WAIT = 2.0  # seconds an agent waits at the end for the ACK of what it sent
 
 
 class Stop:
@@ -176,7 +177,15 @@ class SimulatedAgent:
                 self.heartbeat_if_idle()
             wake = min(next_send, stop.at, self.last_sent + self.heartbeat_interval)
             self.receive(wake - time.monotonic())
+        self.await_acks(FINAL_ACK_WAIT)
         self._send([envelope(Kind.BYE, node=self.node)])
+
+    def await_acks(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` s, for the ACK of every report sent, as an agent that stops flushes first."""
+        # Without it, a batch sent just before the end was applied by the collector but not counted as acked.
+        deadline = time.monotonic() + timeout
+        while self.ready and self.acked < self.next_seq - 1 and (left := deadline - time.monotonic()) > 0:
+            self.receive(left)
 
     def close(self) -> None:
         """Close the socket at once."""
