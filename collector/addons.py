@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -208,6 +208,31 @@ class CollectorAPI(Protocol):
 
     def data_dir(self, module: str) -> Path:
         """A folder of the collector's data dir reserved for ``module`` (created on demand)."""
+        ...
+
+    def publish(self, code: str, value: Any, time: float | None = None, node: str | None = None) -> None:
+        """Offer one data point to the distributions (docs/distributions.md); never blocks, never raises for them.
+
+        ``code`` is ``NODE/METRIC`` (``collector/METRIC`` for the collector's
+        own health); ``value`` is usually a number; ``time`` defaults to now
+        (epoch s), ``node`` to the part of ``code`` before the first ``/``.
+        Each distribution whose ``codes`` globs match the code queues it and
+        sends it from its own thread. With no distribution taking the code
+        this is one dictionary lookup.
+        """
+        ...
+
+    def publish_many(self, node: str, names: Sequence[str], values: Sequence[Any], time: float | None = None) -> None:
+        """Offer the points ``NODE/NAME`` of one sample at once: ``names[i]`` has ``values[i]``.
+
+        The same as one :meth:`publish` per name, at a fraction of the cost on
+        the ingest path (a distribution gets the sample as one queue entry and
+        makes its points in its own thread): use it for the figures of one report.
+        """
+        ...
+
+    def publishing(self) -> bool:
+        """True when at least one distribution takes data points: skip building points when False."""
         ...
 
 

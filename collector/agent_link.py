@@ -87,6 +87,7 @@ class AgentLink:
         self.liveness = LivenessClock(self.registry, self.counters, self.config.node_timeout)
         self.throttled = ThrottledLog(log)
         self.running = True
+        self.busy = False  # the last pass left frames waiting: the distributions' threads hold back (cpu_limit)
         self._delivered = False
         self.reports = 0  # reports applied in this pass, added to the counters once per pass
         self._sessions = self.registry.sessions
@@ -123,8 +124,10 @@ class AgentLink:
             self._flush()
             self._housekeeping()
             if handled >= DRAIN_LIMIT or int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                self.busy = True
                 gevent.sleep(0)  # busy: let requests and updates run between passes
                 continue
+            self.busy = False
             self._idle(watcher)
 
     def _idle(self, watcher: Any) -> None:

@@ -7,10 +7,13 @@ import logging
 
 def main(argv: list[str]) -> int:
     """Run the collector; exit 2 on a usage or module-set error, 1 on other failures."""
-    # gevent patches the standard library first thing, and only in this entry point.
+    # gevent patches the standard library first thing, and only in this entry point. Threads, their
+    # locks and queue stay real: each distribution runs in an OS thread of its own (collector/dist_runner.py),
+    # and libraries that start threads (MQTT, database clients) must get real ones. The collector's own
+    # code never relied on patched threads: it uses gevent's primitives explicitly.
     from gevent import monkey
 
-    monkey.patch_all()
+    monkey.patch_all(thread=False, queue=False)
 
     from messages.options import run_command
 

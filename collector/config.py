@@ -20,16 +20,26 @@ Sample config (every key optional; defaults shown)::
     # snapshot_interval = 60.0    # seconds between module snapshots
     # node_request_timeout = 30.0 # seconds a request forwarded to a node waits for its answer
     # log_level = "info"
+    # distributions_dirs = []     # folders of drop-in dist_<type>.py files
 
     [modules.systemstats]
     # update_interval = 1.0
     # history = 300
+
+    [distributions.files]         # see docs/distributions.md
+    type = "jsonl"
+    # codes = ["*"]
+    # mode = "points"
+    # queue_max = 100000
+    # on_full = "drop-oldest"
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,9 +73,45 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "snapshot_interval": (int, float),
     "node_request_timeout": (int, float),
     "log_level": str,
+    "distributions_dirs": list,
 }
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+DIST_MODES = ("points", "reports")
+DIST_ON_FULL = ("drop-oldest", "collapse")
+_DIST_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_TYPE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+@dataclass(frozen=True)
+class DistSection:
+    """One ``[distributions.NAME]`` section, its common keys checked (docs/distributions.md).
+
+    ``values`` is the whole section as the distribution's ``configure()``
+    gets it: every key as written, the common keys filled with their defaults.
+    """
+
+    name: str
+    type: str
+    codes: tuple[str, ...] = ("*",)
+    mode: str = "points"
+    queue_max: int = 100_000
+    on_full: str = "drop-oldest"
+    batch_max: int = 1000
+    cpu_limit: float = 0.05
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+# The keys every [distributions.NAME] section may hold besides ``type``, with their defaults.
+DIST_DEFAULTS: dict[str, Any] = {
+    "codes": ["*"],
+    "mode": "points",
+    "queue_max": 100_000,
+    "on_full": "drop-oldest",
+    "batch_max": 1000,
+    "cpu_limit": 0.05,
+}
 
 
 @dataclass
@@ -90,6 +136,8 @@ class CollectorConfig:
     node_request_timeout: float = 30.0
     log_level: str = "info"
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    distributions_dirs: list[Path] = field(default_factory=list)
+    distributions: list[DistSection] = field(default_factory=list)
     config_path: str | None = None
 
 
@@ -121,6 +169,13 @@ def build_parser() -> Parser:
         help="folder of extra aggregator modules (*.py); repeatable",
     )
     parser.add_argument(
+        "--distributions-dir",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="folder of drop-in distributions (dist_<type>.py); repeatable",
+    )
+    parser.add_argument(
         "--disable-module",
         action="append",
         default=None,
@@ -128,7 +183,11 @@ def build_parser() -> Parser:
         help="do not load this module (and warn if no module has that name); repeatable",
     )
     parser.add_argument("--data-dir", metavar="DIR", help="folder for the collector's state (default ./labscope-data)")
-    parser.add_argument("--config", metavar="FILE", help="TOML config file ([collector] and [modules.NAME] sections)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config file ([collector], [modules.NAME] and [distributions.NAME] sections)",
+    )
     parser.add_argument("--alias", help="name shown to clients (default: this host's name)")
     parser.add_argument(
         "--update-interval", type=positive_float, metavar="S", help="default seconds between module updates (default 1)"
@@ -168,6 +227,7 @@ def parse_args(argv: list[str]) -> CollectorConfig:
     _apply(config, values, args.config)
     _apply_flags(config, args)
     config.modules = _module_sections(data, args.config)
+    config.distributions = dist_sections(data, args.config)
     return config
 
 
@@ -177,7 +237,7 @@ def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) ->
             value = _endpoint(value, key, path)
         elif key == "data_dir":
             value = Path(value)
-        elif key == "modules_dirs":
+        elif key in ("modules_dirs", "distributions_dirs"):
             value = [Path(_string(v, key, path)) for v in value]
         elif key == "disable_modules":
             value = [_string(v, key, path) for v in value]
@@ -212,6 +272,8 @@ def _apply_flags(config: CollectorConfig, args: argparse.Namespace) -> None:
         config.modules_dirs = config.modules_dirs + [Path(d) for d in args.modules_dir]
     if args.disable_module:
         config.disable_modules = config.disable_modules + list(args.disable_module)
+    if args.distributions_dir:
+        config.distributions_dirs = config.distributions_dirs + [Path(d) for d in args.distributions_dir]
 
 
 def _module_sections(data: dict[str, Any], path: str | None) -> dict[str, dict[str, Any]]:
@@ -219,6 +281,72 @@ def _module_sections(data: dict[str, Any], path: str | None) -> dict[str, dict[s
     if not isinstance(sections, dict) or not all(isinstance(v, dict) for v in sections.values()):
         raise ConfigError(f"config {path}: [modules] must hold tables like [modules.NAME]")
     return {name: dict(values) for name, values in sections.items()}
+
+
+def dist_sections(data: dict[str, Any], path: str | None) -> list[DistSection]:
+    """Every ``[distributions.NAME]`` section, checked; raises ConfigError naming the file, section and key."""
+    sections = data.get("distributions", {})
+    if not isinstance(sections, dict) or not all(isinstance(v, dict) for v in sections.values()):
+        raise ConfigError(f"config {path}: [distributions] must hold tables like [distributions.NAME]")
+    return [_dist_section(name, dict(values), path) for name, values in sections.items()]
+
+
+def _dist_section(name: str, values: dict[str, Any], path: str | None) -> DistSection:
+    where = f"config {path}: [distributions.{name}]"
+    if not _DIST_NAME.match(name):
+        raise ConfigError(f"{where}: NAME may hold only letters, digits, '_', '.' and '-'")
+    if "type" not in values:
+        raise ConfigError(f'{where} type: missing; name the distribution type, e.g. type = "jsonl"')
+    merged = {**DIST_DEFAULTS, **values}
+    for key, check in _DIST_CHECKS.items():
+        problem = check(merged[key])
+        if problem:
+            raise ConfigError(f"{where} {key} {problem}, not {merged[key]!r}")
+    if merged["on_full"] == "collapse" and merged["mode"] != "points":
+        raise ConfigError(f'{where} on_full: "collapse" needs mode = "points" (reports are never collapsed)')
+    common = {key: merged[key] for key in DIST_DEFAULTS}
+    common["codes"] = tuple(common["codes"])
+    return DistSection(name=name, type=merged["type"], values=merged, **common)
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    return lambda v: "" if v in choices else "must be one of " + ", ".join(f'"{c}"' for c in choices)
+
+
+def _int_at_least(low: int) -> Callable[[Any], str]:
+    def problem(value: Any) -> str:
+        fine = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        return "" if fine else f"must be an integer >= {low}"
+
+    return problem
+
+
+def _type_problem(value: Any) -> str:
+    return "" if isinstance(value, str) and _TYPE_NAME.match(value) else "must name a type (letters, digits, _)"
+
+
+def _codes_problem(value: Any) -> str:
+    if isinstance(value, list) and value and all(isinstance(c, str) and c for c in value):
+        return ""
+    return 'must be a non-empty list of glob patterns, e.g. ["*/cpu_percent", "collector/*"]'
+
+
+def _share_problem(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1:
+        return ""
+    return "must be a number in (0, 1]: the share of one core the distribution may use"
+
+
+# key -> what is wrong with its value ("" when fine): one table, not a chain of ifs
+_DIST_CHECKS: dict[str, Callable[[Any], str]] = {
+    "type": _type_problem,
+    "codes": _codes_problem,
+    "mode": _choice(DIST_MODES),
+    "queue_max": _int_at_least(1),
+    "on_full": _choice(DIST_ON_FULL),
+    "batch_max": _int_at_least(1),
+    "cpu_limit": _share_problem,
+}
 
 
 def _endpoint(value: str, key: str, path: str | None) -> str:

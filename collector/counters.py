@@ -12,9 +12,9 @@ from collections import Counter
 from messages.limits import MAX_CREDIT, saturate
 from messages.logs import ThrottledLog
 
-__all__ = ["AGENTS", "CLIENTS", "COUNTERS", "MODULES", "Counters", "ThrottledLog"]
+__all__ = ["AGENTS", "CLIENTS", "COUNTERS", "DISTRIBUTIONS", "MODULES", "Counters", "ThrottledLog"]
 
-AGENTS, CLIENTS, MODULES = "agents endpoint", "clients endpoint", "modules"
+AGENTS, CLIENTS, MODULES, DISTRIBUTIONS = "agents endpoint", "clients endpoint", "modules", "distributions"
 
 # Every counter the collector keeps (answered by CollectorStats), with where it counts and what.
 # One scheme: agents-endpoint counters have plain names, clients-endpoint ones start with
@@ -68,6 +68,15 @@ COUNTERS: dict[str, tuple[str, str]] = {
     ),
     "bad-report:TYPE": (MODULES, "bad-report, for report type TYPE"),
     "bad-report-replayed": (MODULES, "journaled bad reports skipped again while replaying the journal after a restart"),
+    "dist-sent": (DISTRIBUTIONS, "items the distributions delivered (sendUpdate returned True), all together"),
+    "dist-dropped": (
+        DISTRIBUTIONS,
+        "items the distributions dropped, all together, for every reason (queue-full, collapsed, error, shutdown; "
+        "by reason in the Distributions answer)",
+    ),
+    "dist-dropped:NAME": (DISTRIBUTIONS, "dist-dropped, for distribution NAME"),
+    "dist-errors": (DISTRIBUTIONS, "exceptions the distributions raised, in any method, all together"),
+    "dist-errors:NAME": (DISTRIBUTIONS, "dist-errors, for distribution NAME (by method in the Distributions answer)"),
 }
 
 

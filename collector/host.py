@@ -10,10 +10,10 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 from google.protobuf.message import DecodeError, Message
@@ -35,11 +35,26 @@ log = logging.getLogger(__name__)
 EVENT_TYPE = "Event"
 
 # Request types the collector answers itself; no module may claim them.
-RESERVED_REQUESTS = ("CollectorStats",)
+RESERVED_REQUESTS = ("CollectorStats", "Distributions")
+# Update types the collector pushes itself (Distributions: only when distributions are configured).
+RESERVED_UPDATES = ("Distributions",)
 
 PROTOBUF = Encoding.PROTOBUF
 # What a module raises when a report's payload is bad (not the module's fault): counted as bad-report.
 BAD_PAYLOAD = (BadPayloadError, DecodeError)
+
+
+class Fanout(Protocol):
+    """What puts data into the distributions' queues (collector/dist_host.py ``Fanout``)."""
+
+    def publish(self, code: str, value: Any, time: float | None, node: str | None) -> None:
+        """Offer one point."""
+
+    def publish_many(self, node: str, names: Sequence[str], values: Sequence[Any], time: float | None) -> None:
+        """Offer the points ``NODE/NAME`` of one sample."""
+
+    def feed(self, report: Report) -> None:
+        """Offer one applied report."""
 
 
 @dataclass
@@ -65,6 +80,10 @@ class ModuleHost:
         self.request_routes: dict[str, Running] = {}
         self.bad_reports: collections.Counter[tuple[str, str]] = collections.Counter()  # (node, type) -> count
         self._schemas: dict[str, type[Message]] = {}
+        self.own_updates: list[Running] = []  # the collector's own update types (Distributions)
+        # Where data points and applied reports go; None while no distribution takes them (it costs nothing).
+        self._points: Fanout | None = None
+        self._reports: Fanout | None = None
 
     # ------------------------------------------------------------ start/stop
 
@@ -75,7 +94,7 @@ class ModuleHost:
         operator must fix (exit status 2).
         """
         order = loader.start_order(loader.discover(self.config.modules_dirs), self.config.disable_modules)
-        loader.check_conflicts(order, RESERVED_REQUESTS)
+        loader.check_conflicts(order, RESERVED_REQUESTS, RESERVED_UPDATES)
         self._check_module_config(order)
         failed: set[str] = set()
         for candidate in order:
@@ -242,7 +261,11 @@ class ModuleHost:
 
         A payload that does not decode (see :meth:`payload_error`) reaches no
         module: it is counted as a ``bad-report`` and raises one Event.
+        Distributions in ``mode = "reports"`` get every applied report, routed
+        or not, bad or not (as the journal keeps them).
         """
+        if self._reports is not None:
+            self._reports.feed(report)
         targets = self.report_routes.get(report.type)
         if not targets:
             return False
@@ -341,8 +364,17 @@ class ModuleHost:
         return value if ok else None
 
     def updaters(self) -> list[Running]:
-        """Running modules that feed an update type."""
-        return [r for r in self.running if r.updatetype]
+        """Running modules that feed an update type, and the collector's own updates."""
+        return [r for r in self.running if r.updatetype] + self.own_updates
+
+    def add_own_update(self, running: Running) -> None:
+        """Push an update type the collector itself feeds (``running.module`` is a small Aggregator)."""
+        self.own_updates.append(running)
+
+    def attach_distributions(self, fanout: Fanout, points: bool, reports: bool) -> None:
+        """Route data points (when ``points``) and applied reports (when ``reports``) to ``fanout``."""
+        self._points = fanout if points else None
+        self._reports = fanout if reports else None
 
     def node_joined(self, record: NodeRecord) -> None:
         """Tell every module, in start order, that a node joined; emit a ``joined`` event."""
@@ -378,8 +410,8 @@ class ModuleHost:
                 self.throttled.warning(f"{running.name}.event", "module %s raised on an event: %s", running.name, exc)
 
     def update_types(self) -> list[str]:
-        """Every update type a running module feeds."""
-        return sorted(r.updatetype for r in self.running if r.updatetype)
+        """Every update type a running module (or the collector itself) feeds."""
+        return sorted(r.updatetype for r in self.updaters() if r.updatetype)
 
     def request_types(self) -> list[str]:
         """Every request type answered, the collector's own included."""
@@ -406,6 +438,20 @@ class ModuleHost:
         path = self.config.data_dir / "modules" / module
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def publish(self, code: str, value: Any, time: float | None = None, node: str | None = None) -> None:
+        """Offer one data point to the distributions (see CollectorAPI.publish)."""
+        if self._points is not None:
+            self._points.publish(code, value, time, node)
+
+    def publish_many(self, node: str, names: Sequence[str], values: Sequence[Any], time: float | None = None) -> None:
+        """Offer one sample's points ``NODE/NAME`` to the distributions (see CollectorAPI.publish_many)."""
+        if self._points is not None:
+            self._points.publish_many(node, names, values, time)
+
+    def publishing(self) -> bool:
+        """True when at least one distribution takes data points."""
+        return self._points is not None
 
 
 def type_name(value: object) -> str:

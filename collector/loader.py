@@ -314,11 +314,13 @@ def _propagate_failures(order: list[Candidate], by_name: dict[str, Candidate]) -
             )
 
 
-def check_conflicts(order: list[Candidate], reserved_requests: tuple[str, ...]) -> None:
-    """Raise ModuleError when two running modules claim one request or update type."""
+def check_conflicts(
+    order: list[Candidate], reserved_requests: tuple[str, ...], reserved_updates: tuple[str, ...] = ()
+) -> None:
+    """Raise ModuleError when two running modules (or a module and the collector) claim one request or update type."""
     for kind, claims in (
         ("request", _claims(order, "requesttypes", reserved_requests)),
-        ("update", _claims(order, "updatetype", ())),
+        ("update", _claims(order, "updatetype", reserved_updates)),
     ):
         for type_name, owners in claims.items():
             if len(owners) > 1:

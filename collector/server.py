@@ -22,7 +22,8 @@ from collector.client_link import ClientLink, ClientSender
 from collector.config import CollectorConfig
 from collector.core import Core
 from collector.counters import Counters
-from collector.host import ModuleHost
+from collector.dist_host import DistributionHost, DistributionsView
+from collector.host import ModuleHost, Running
 from collector.journal import Journal
 from collector.registry import NodeRegistry
 from collector.relay import Relay
@@ -30,13 +31,20 @@ from collector.store import NullStore, SQLiteStore, Store
 from collector.updates import UpdateScheduler
 from messages import CollectorInfo, __version__
 from messages.errors import LabscopeError
-from messages.specs import Payload, RequestSpec
+from messages.specs import PERIODIC, Payload, RequestSpec, UpdateSpec
 
 log = logging.getLogger(__name__)
 
 ENDPOINTS_FILE = "collector.json"
 LOCK_FILE = "collector.lock"
 STORE_FILE = "collector.sqlite3"
+HEALTH_INTERVAL = 1.0  # seconds between the collector's own collector/METRIC points (when distributions take points)
+
+_DISTRIBUTIONS = (
+    "map {NAME: {type, mode, codes, connected, queued, queue_max, on_full, offered, sent, "
+    "dropped: {queue-full, collapsed, error, shutdown}, errors, errors_by_method: {method: count}, "
+    "last_error, last_error_time, last_success, reconnects}}"
+)
 
 # The requests the collector answers itself (collector/host.py RESERVED_REQUESTS), described for docs/protocol.md.
 COLLECTOR_REQUESTS = {
@@ -44,8 +52,23 @@ COLLECTOR_REQUESTS = {
         "the collector's own counters (see Counters), node counts, running modules and uptime",
         Payload.msgpack(
             "map {uptime: seconds, counters: {name: count}, nodes: {total, live}, "
-            "modules: [names in start order], bad_reports: {node: {type: count}}}"
+            "modules: [names in start order], bad_reports: {node: {type: count}}, "
+            "distributions: as the Distributions answer}"
         ),
+    ),
+    "Distributions": RequestSpec(
+        "every configured distribution (docs/distributions.md): type, connected, queue, sent, dropped by reason, "
+        "errors, last error, last success; an empty map when none is configured",
+        Payload.msgpack(_DISTRIBUTIONS),
+    ),
+}
+
+# The updates the collector pushes itself (collector/host.py RESERVED_UPDATES), described for docs/protocol.md.
+COLLECTOR_UPDATES = {
+    "Distributions": UpdateSpec(
+        "as the Distributions answer; offered only when distributions are configured",
+        Payload.msgpack(_DISTRIBUTIONS),
+        sent=PERIODIC,
     ),
 }
 
@@ -58,6 +81,7 @@ class Collector:
         self.counters = Counters()
         self.registry = NodeRegistry()
         self.host = ModuleHost(config, self.registry, self.counters)
+        self.dists = DistributionHost(config, self.host.emit_event)
         self.started = time.time()
         self.context: Any = None
         self.agents: AgentLink | None = None
@@ -79,6 +103,7 @@ class Collector:
         Raises LabscopeError subclasses for anything the operator must fix.
         """
         self._lock_data_dir()
+        self.dists.load()  # first: a bad [distributions.NAME] stops the collector before anything starts
         self.store = self._open_store()
         self.registry.restore(self.store.load_nodes())
         self.host.load()
@@ -89,6 +114,7 @@ class Collector:
                 len(self.registry.records),
                 replayed,
             )
+        self._start_distributions()  # after the replay: what was replayed was distributed before the restart
         self.context = zmq.green.Context()
         agent_sock = self._bind(zmq.Socket(self.context, zmq.ROUTER), self.config.listen_agents, "agents")
         client_sock = self._bind(self.context.socket(zmq.ROUTER), self.config.listen_clients, "clients")
@@ -103,14 +129,28 @@ class Collector:
         core = Core(self.config, self.counters, self.registry, self.host, self.info)
         mailbox, sender = Mailbox(), ClientSender(client_sock, self.counters)
         relay = Relay(self.registry, self.config.node_request_timeout, mailbox.put, sender.send)
-        self.clients = ClientLink(sender, core, relay, {"CollectorStats": self.stats})
+        own = {"CollectorStats": self.stats, "Distributions": self.dists.stats}
+        self.clients = ClientLink(sender, core, relay, own)
         self.updates = UpdateScheduler(self.host, self.clients.publish, self.counters)
         self.journal = Journal(self.store, self.host, self.registry, self.counters, self.config)
-        self.agents = AgentLink(agent_sock, core, self.journal, relay, mailbox, self.updates.notify_ingest)
+        self.agents = agents = AgentLink(agent_sock, core, self.journal, relay, mailbox, self.updates.notify_ingest)
+        self.dists.set_pressure(lambda: agents.busy)
         self._spawn(self.agents.run)
         self._spawn(self.clients.run)
         for run, running in self.updates.loops():
             self._spawn(run, running)
+        if self.host.publishing():
+            self._spawn(self._publish_health)
+
+    def _start_distributions(self) -> None:
+        """Start the distributions' threads and route points and reports to them."""
+        if not self.dists.runners:
+            return
+        self.dists.start()
+        fanout = self.dists.fanout()
+        self.host.attach_distributions(fanout, points=bool(fanout.points), reports=bool(fanout.reports))
+        view = DistributionsView(self.dists.stats)
+        self.host.add_own_update(Running("collector", view, view.updatetype, self.config.update_interval))
 
     def serve_forever(self) -> int:
         """Run until SIGINT/SIGTERM or a crashed loop; returns the exit status."""
@@ -131,6 +171,7 @@ class Collector:
         gevent.killall(self.greenlets, timeout=2)
         if self.journal is not None:
             self.journal.checkpoint()  # between passes now: module state matches the journal
+        self.dists.stop()
         self.host.shutdown()
         for sock in self.sockets:
             sock.close(linger=0)  # the plain agents' socket is not tracked by the context's destroy()
@@ -214,7 +255,8 @@ class Collector:
         )
 
     def stats(self) -> dict[str, Any]:
-        """The ``CollectorStats`` answer: counters, nodes and modules."""
+        """The ``CollectorStats`` answer: counters, nodes, modules and distributions."""
+        self.dists.count(self.counters)
         return {
             "uptime": time.time() - self.started,
             "counters": self.counters.snapshot(),
@@ -224,7 +266,28 @@ class Collector:
             },
             "modules": [r.name for r in self.host.running],
             "bad_reports": self._bad_reports(),
+            "distributions": self.dists.stats(),
         }
+
+    def health(self) -> dict[str, float]:
+        """The collector's own figures, published as ``collector/METRIC`` points."""
+        counters, records = self.counters, self.registry.records.values()
+        self.dists.count(counters)
+        return {
+            "reports_total": counters["reports"],
+            "nodes_total": len(records),
+            "nodes_live": sum(r.status == "live" for r in records),
+            "bad_reports_total": counters["bad-report"],
+            "module_errors_total": counters["module-error"],
+            "dist_dropped_total": counters["dist-dropped"],
+            "uptime": time.time() - self.started,
+        }
+
+    def _publish_health(self) -> None:
+        while True:
+            gevent.sleep(HEALTH_INTERVAL)
+            figures = self.health()
+            self.host.publish_many("collector", tuple(figures), tuple(figures.values()))
 
     def _bad_reports(self) -> dict[str, dict[str, int]]:
         """Reports dropped for a payload that does not decode, by node and type."""

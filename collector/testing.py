@@ -14,16 +14,20 @@ attaches itself and the merged config, calls ``on_startup``)::
     module = attach(Uptime(), stub, keep_lost=True)
     module.processReport(Report("n1", "Uptime", 1, 0.0, b"..."))
     assert module.processREQUEST(Request("Uptime", {"node": "n1"})) == ...
+    assert stub.points("n1") == {...}   # what the module published for the distributions
 """
 
 from __future__ import annotations
 
 import tempfile
+import time as _time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from collector import settings
 from collector.addons import Aggregator, NodeRecord, Request, RequestError, as_names
+from collector.dist import DataPoint
 from messages import Code, NodeInfo, __version__
 
 __all__ = ["StubCollector", "attach"]
@@ -38,6 +42,8 @@ class StubCollector:
         self.records: dict[str, NodeRecord] = {}
         self.modules: dict[str, Aggregator] = {}
         self.tmp_path = tmp_path or Path(tempfile.mkdtemp(prefix="labscope-test-"))
+        self.published: list[DataPoint] = []  # every point a module published, in order
+        self.distributing = True  # what publishing() answers: False to test a module's "nobody listens" path
 
     def add_node(self, node: str, hostname: str = "", **fields: Any) -> NodeRecord:
         """Register (or replace) a node record, as a HELLO would; ``fields`` are NodeRecord fields."""
@@ -78,6 +84,26 @@ class StubCollector:
         path = self.tmp_path / module
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def publish(self, code: str, value: Any, time: float | None = None, node: str | None = None) -> None:
+        """Record the point in :attr:`published` (time and node defaulted as the collector does)."""
+        when = _time.time() if time is None else time
+        self.published.append(DataPoint(code, value, when, code.partition("/")[0] if node is None else node))
+
+    def publish_many(self, node: str, names: Sequence[str], values: Sequence[Any], time: float | None = None) -> None:
+        """Record each point ``NODE/NAME`` of the sample in :attr:`published`."""
+        when = _time.time() if time is None else time
+        self.published.extend(
+            DataPoint(f"{node}/{name}", value, when, node) for name, value in zip(names, values, strict=False)
+        )
+
+    def publishing(self) -> bool:
+        """:attr:`distributing` (True by default, so modules publish and tests see it)."""
+        return self.distributing
+
+    def points(self, node: str | None = None) -> dict[str, Any]:
+        """The latest published value per code (only ``node``'s when given)."""
+        return {p.code: p.value for p in self.published if node is None or p.node == node}
 
 
 def attach(module: A, collector: StubCollector | None = None, **config: Any) -> A:

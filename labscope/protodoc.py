@@ -25,7 +25,7 @@ from pathlib import Path
 from collector import loader
 from collector.config import CollectorConfig
 from collector.counters import COUNTERS
-from collector.server import COLLECTOR_REQUESTS
+from collector.server import COLLECTOR_REQUESTS, COLLECTOR_UPDATES
 from messages.specs import CHUNKS, ON_CHANGE, PROTOBUF, Param, Payload, RequestSpec, UpdateSpec
 from node_agent.handlers import BUILTIN_HANDLERS
 
@@ -50,10 +50,17 @@ def answerers() -> list[Answerer]:
     """The collector itself, every built-in module that describes itself, and the agent's built-in handlers."""
     builtin = [c for c in loader.discover([]) if not c.source.startswith("entry point")]
     return [
-        Answerer("collector", dict(COLLECTOR_REQUESTS)),
+        *collector_answerers(),
         *module_answerers(builtin),
         *(Answerer("agent (forwarded by `node=ID`)", dict(h.request_specs)) for h in BUILTIN_HANDLERS),
     ]
+
+
+def collector_answerers() -> list[Answerer]:
+    """The collector itself: its own requests with its first update type, then one per further update type."""
+    updates: list[tuple[str, UpdateSpec, float | None]] = [(n, s, None) for n, s in COLLECTOR_UPDATES.items()]
+    found = [Answerer("collector", dict(COLLECTOR_REQUESTS), updates[0] if updates else None)]
+    return found + [Answerer("collector", {}, update) for update in updates[1:]]
 
 
 def module_answerers(candidates: Iterable[loader.Candidate]) -> list[Answerer]:

@@ -33,7 +33,7 @@ USAGE_EXIT = 2
 
 # Sections a labscope config file may hold; each command reads its own and
 # leaves the others alone, so one file can serve a whole testbed.
-KNOWN_SECTIONS = frozenset({"collector", "modules", "agent", "client"})
+KNOWN_SECTIONS = frozenset({"collector", "modules", "distributions", "agent", "client"})
 
 _TCP = re.compile(r"^tcp://(\*|\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\*|\d{1,5})$")
 

@@ -6,6 +6,9 @@ by node id, and pushes the same view as the ``NodeList`` update whenever it
 changed since the last push (a node joined or was lost, or a node's
 ``last_seen``/``last_seq``/``backlog``/... moved).
 
+For the distributions (docs/distributions.md) it publishes ``NODE/up``: 1 when
+a node joins (or comes back), 0 when it is lost.
+
 Sample config block::
 
     [modules.nodes]
@@ -88,9 +91,11 @@ class Nodes(Aggregator):
         return current
 
     def on_node_joined(self, node: NodeRecord) -> None:
-        """Push at the next update even if the record looks the same (a quick reconnect)."""
+        """Push at the next update even if the record looks the same (a quick reconnect); publish ``NODE/up`` 1."""
         self._changed = True
+        self.collector.publish(f"{node.node}/up", 1, node=node.node)
 
     def on_node_left(self, node: NodeRecord) -> None:
-        """Push at the next update: the node's status changed."""
+        """Push at the next update: the node's status changed; publish ``NODE/up`` 0."""
         self._changed = True
+        self.collector.publish(f"{node.node}/up", 0, node=node.node)

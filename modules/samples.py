@@ -5,6 +5,10 @@ Probes that measure many values at once send them as one ``Samples`` report
 each node's latest batch and answers ``Samples node=ID`` with it. It does no
 per-value work on ingest, so a node can report thousands of values a second.
 
+For the distributions (docs/distributions.md) it publishes each named value
+as the data point ``NODE/NAME`` (values without a name are not published),
+only while some distribution takes points.
+
 Sample config block::
 
     [modules.samples]
@@ -40,6 +44,8 @@ class SamplesModule(Aggregator):
     def processReport(self, msg: Report) -> None:
         """Keep the node's newest batch and count its values."""
         samples = msg.message(Samples)
+        if samples.names and self.collector.publishing():
+            self.collector.publish_many(msg.node, samples.names, samples.values, samples.time or msg.time)
         self.latest[msg.node] = samples
         self.counts[msg.node] = self.counts.get(msg.node, 0) + len(samples.values)
 

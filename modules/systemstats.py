@@ -11,6 +11,11 @@ Takes ``SystemStats`` reports (a ``labscope.SystemStats`` payload) and answers:
 Errors: no ``node`` parameter, or a ``since`` that is not a finite number, is
 ``bad-request``; a node with no sample yet is ``not-found``.
 
+For the distributions (docs/distributions.md) it publishes seven data points
+per sample: ``NODE/cpu_percent``, ``NODE/mem_percent``, ``NODE/load1``,
+``NODE/net_recv_rate``, ``NODE/net_send_rate``, ``NODE/disk_read_rate`` and
+``NODE/disk_write_rate`` (bytes/s), stamped with the sample's time.
+
 It pushes the ``SystemStatsSummary`` update (one ``NodeSummary`` per node,
 sorted by node id) when a sample arrived or a node (re)joined since the last
 push. A lost node's data is kept: views show lost nodes with their last values.
@@ -29,6 +34,7 @@ from typing import Any
 
 from collector.addons import (
     Aggregator,
+    CollectorAPI,
     NodeRecord,
     Option,
     Param,
@@ -48,9 +54,7 @@ from messages import (
     SystemStatsSummary,
 )
 
-__all__ = ["SystemStatsModule", "summarize"]
-
-_SYSTEMSTATS = SystemStats
+__all__ = ["POINT_NAMES", "SystemStatsModule", "publish_points", "summarize"]
 
 DEFAULT_HISTORY = 300
 
@@ -77,6 +81,33 @@ def summarize(node: str, hostname: str, stats: SystemStats) -> NodeSummary:
         disk_read_rate=stats.disk_io_total.read_rate,
         disk_write_rate=stats.disk_io_total.write_rate,
     )
+
+
+# The figures of a sample published for the distributions, as NODE/NAME points (one publish_many per report).
+POINT_NAMES = (
+    "cpu_percent",
+    "mem_percent",
+    "load1",
+    "net_recv_rate",
+    "net_send_rate",
+    "disk_read_rate",
+    "disk_write_rate",
+)
+
+
+def publish_points(collector: CollectorAPI, node: str, at: float, stats: SystemStats) -> None:
+    """Offer a sample's seven headline figures (:data:`POINT_NAMES`) to the distributions."""
+    net, disk = stats.net_io_total, stats.disk_io_total
+    figures = (
+        stats.cpu_percent,
+        stats.memory.percent,
+        stats.load1,
+        net.recv_rate,
+        net.send_rate,
+        disk.read_rate,
+        disk.write_rate,
+    )
+    collector.publish_many(node, POINT_NAMES, figures, at)
 
 
 class SystemStatsModule(Aggregator):
@@ -127,8 +158,11 @@ class SystemStatsModule(Aggregator):
 
     def processReport(self, msg: Report) -> None:
         """Keep one sample; runs for every report of every node, so it never logs (a bad payload raises)."""
-        if type(msg.parsed) is not _SYSTEMSTATS:  # the collector parsed it already, unless it came without a schema
-            msg.message(SystemStats)  # a bad payload raises here, before any state changes
+        stats = msg.parsed
+        if not isinstance(stats, SystemStats):  # the collector parsed it already, unless it came without a schema
+            stats = msg.message(SystemStats)  # a bad payload raises here, before any state changes
+        if self.collector.publishing():
+            publish_points(self.collector, msg.node, stats.time or msg.time, stats)
         history = self._history.get(msg.node)
         if history is None:
             history = self._history[msg.node] = deque(maxlen=self.history_length())

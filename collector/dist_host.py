@@ -1,0 +1,260 @@
+"""The distributions of one collector: built at start-up, fed by the loop, reported on.
+
+:class:`DistributionHost` builds one :class:`~collector.dist_runner.Runner` per
+``[distributions.NAME]`` section (collector/dist_loader.py finds the class),
+hands the module host a :class:`Fanout` that puts data points and reports
+into the queues of the runners whose ``codes`` globs match (matched once per
+code, then cached), turns what the runners' threads report into Events on the
+loop, and answers ``Distributions``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from fnmatch import fnmatchcase
+from typing import Any
+
+import gevent
+
+from collector import dist_loader
+from collector.addons import Aggregator, Report
+from collector.config import CollectorConfig, DistSection
+from collector.counters import Counters
+from collector.dist import POINTS, REPORTS, DistCore, Distribution
+from collector.dist_runner import Notify, Runner
+from messages.errors import ConfigError
+
+__all__ = ["ROUTE_CACHE_MAX", "DistributionHost", "DistributionsView", "EmitEvent", "Fanout", "Put", "matches"]
+
+log = logging.getLogger(__name__)
+
+Put = Callable[[Any], None]
+Picked = tuple[int, ...] | None  # which names of a sample a distribution takes (None: all of them)
+EmitEvent = Callable[..., None]  # ModuleHost.emit_event(kind, node, severity, message, **attrs)
+
+# Distinct codes (and samples) whose routes are cached before the cache starts over: codes are
+# NODE/METRIC, bounded in practice; a flood of distinct ones costs routing again, never unbounded memory.
+ROUTE_CACHE_MAX = 100_000
+_now = time.time
+STOP_TIMEOUT = 3.0  # seconds the collector waits at shutdown for the distributions to deliver and close
+
+
+def matches(code: str, patterns: tuple[str, ...]) -> bool:
+    """True when ``code`` matches one of the glob ``patterns`` (fnmatch, case-sensitive)."""
+    return any(fnmatchcase(code, pattern) for pattern in patterns)
+
+
+class Fanout:
+    """Routes data points, samples and reports to the runners whose ``codes`` match, on the loop.
+
+    Each code's (each sample's) routes are worked out once and cached, so a
+    point costs a dictionary lookup, one tuple and one queue put per
+    distribution that takes it. A sample published with ``publish_many`` is
+    one queue entry per distribution (its points are made in the
+    distribution's thread), which is what keeps ingest fast.
+    """
+
+    def __init__(self, runners: list[Runner]) -> None:
+        self.points = [r for r in runners if r.section.mode == POINTS]
+        self.reports = [r for r in runners if r.section.mode == REPORTS]
+        self._codes: dict[str, tuple[Put, ...]] = {}
+        self._samples: dict[tuple[str, tuple[str, ...]], tuple[tuple[Put, Picked], ...]] = {}
+        self._report_codes: dict[str, tuple[Put, ...]] = {}
+
+    def publish(self, code: str, value: Any, time: float | None, node: str | None) -> None:
+        """Put ``(code, value, time, node)`` into the queue of every points distribution that takes ``code``."""
+        targets = self._codes.get(code)
+        if targets is None:
+            targets = _cached(self._codes, code, tuple(r.put for r in self.points if matches(code, r.section.codes)))
+        if targets:
+            item = (code, value, _now() if time is None else time, node)
+            for put in targets:
+                put(item)
+
+    def publish_many(self, node: str, names: Sequence[str], values: Sequence[Any], time: float | None) -> None:
+        """Put one sample ``(None, node, names, values, time, picked)`` into each distribution taking some of it."""
+        names = tuple(names)
+        key = (node, names)
+        targets = self._samples.get(key)
+        if targets is None:
+            targets = _cached(self._samples, key, self._route_sample(node, names))
+        if targets:
+            values, at = tuple(values), _now() if time is None else time
+            for put, picked in targets:
+                put((None, node, names, values, at, picked))
+
+    def _route_sample(self, node: str, names: tuple[str, ...]) -> tuple[tuple[Put, Picked], ...]:
+        found: list[tuple[Put, Picked]] = []
+        for runner in self.points:
+            picked = tuple(i for i, name in enumerate(names) if matches(f"{node}/{name}", runner.section.codes))
+            if picked:
+                found.append((runner.put, None if len(picked) == len(names) else picked))
+        return tuple(found)
+
+    def feed(self, report: Report) -> None:
+        """Put an applied report into every reports distribution whose ``codes`` match ``NODE/TYPE``."""
+        code = f"{report.node}/{report.type}"
+        targets = self._report_codes.get(code)
+        if targets is None:
+            targets = _cached(
+                self._report_codes, code, tuple(r.put for r in self.reports if matches(code, r.section.codes))
+            )
+        for put in targets:
+            put(report)
+
+
+class DistributionsView(Aggregator):
+    """The collector's own ``Distributions`` update: every distribution's figures, every update interval."""
+
+    name = "collector"
+    updatetype = "Distributions"
+
+    def __init__(self, stats: Callable[[], dict[str, dict[str, Any]]]) -> None:
+        self._stats = stats
+
+    def getUpdateMessage(self) -> dict[str, dict[str, Any]]:
+        """The ``Distributions`` answer, pushed periodically."""
+        return self._stats()
+
+
+class DistributionHost:
+    """Every configured distribution; ``emit_event`` is the module host's (called on the loop only)."""
+
+    def __init__(self, config: CollectorConfig, emit_event: EmitEvent) -> None:
+        self.config = config
+        self.emit_event = emit_event
+        self.runners: list[Runner] = []
+        self._notices: deque[tuple[str, str, str, DistSection]] = deque()
+        self._wake_loop: Callable[[], None] | None = None
+
+    # ------------------------------------------------------------ start/stop
+
+    def load(self) -> None:
+        """Import, construct and configure every distribution (start-up; no thread yet).
+
+        Raises ConfigError (exit status 2) for anything the operator must fix.
+        A constructor or configure() that raises anything else is counted and
+        logged: the collector runs on (a distribution whose constructor failed
+        stays listed, with its error, and gets nothing).
+        """
+        dist_loader.check_dirs(self.config.distributions_dirs)
+        for section in self.config.distributions:
+            self.runners.append(self._build(section))
+
+    def _build(self, section: DistSection) -> Runner:
+        path, dirs = self.config.config_path, self.config.distributions_dirs
+        cls = dist_loader.load_class(section, dirs, path)
+        values = dist_loader.check_section(cls, section, path)
+        core = DistCore(section.name, section.type, section.mode, self.config.alias, self.config.data_dir)
+        notify = self._notifier(section)
+        try:
+            dist = cls(core)
+        except ConfigError as exc:
+            raise ConfigError(f"config {path}: [distributions.{section.name}]: {exc}") from None
+        except Exception as exc:  # isolation: one broken distribution never stops the collector
+            runner = Runner(section, None, notify)
+            runner.error("__init__", exc)
+            log.error(
+                "distribution %s (%s) failed to start: %s: %s", section.name, section.type, type(exc).__name__, exc
+            )
+            return runner
+        _fill_classic(dist, core)
+        runner = Runner(section, dist, notify)
+        self._configure(runner, dist, values)
+        return runner
+
+    def _configure(self, runner: Runner, dist: Distribution, values: dict[str, Any]) -> None:
+        try:
+            dist.configure(values)
+        except ConfigError as exc:
+            raise ConfigError(f"config {self.config.config_path}: [distributions.{runner.name}]: {exc}") from None
+        except Exception as exc:  # counted; the distribution runs on with what it kept
+            runner.error("configure", exc)
+
+    def start(self) -> None:
+        """Start every distribution's thread; call it from the gevent loop's thread."""
+        if not self.runners:
+            return
+        self._wake_loop = functools.partial(gevent.get_hub().loop.run_callback_threadsafe, self.drain_notices)
+        for runner in self.runners:
+            runner.start()
+        log.info("distributions running: %s", ", ".join(f"{r.name} ({r.section.type})" for r in self.runners))
+
+    def set_pressure(self, pressure: Callable[[], bool]) -> None:
+        """Tell every runner how to know that ingest is busy (then ``cpu_limit`` applies)."""
+        for runner in self.runners:
+            runner.pressure = pressure
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Ask every distribution to deliver what it can and close; wait up to ``timeout`` s in all."""
+        for runner in self.runners:
+            runner.stop()
+        deadline = time.monotonic() + timeout
+        for runner in self.runners:
+            if not runner.join(max(0.0, deadline - time.monotonic())):
+                log.warning("distribution %s did not stop within %g s; left behind", runner.name, timeout)
+
+    # ------------------------------------------------------------ routing
+
+    def fanout(self) -> Fanout:
+        """What the module host hands data points and applied reports to."""
+        return Fanout([r for r in self.runners if r.dist is not None])
+
+    # ------------------------------------------------------------ events
+
+    def _notifier(self, section: DistSection) -> Notify:
+        def notify(kind: str, severity: str, message: str) -> None:
+            self._notices.append((kind, severity, message, section))
+            wake = self._wake_loop
+            if wake is not None:
+                wake()
+
+        return notify
+
+    def drain_notices(self) -> int:
+        """Turn what the threads reported into Events (on the loop); returns how many."""
+        count = 0
+        while self._notices:
+            kind, severity, message, section = self._notices.popleft()
+            self.emit_event(kind, "", severity, message, distribution=section.name, type=section.type)
+            count += 1
+        return count
+
+    # ------------------------------------------------------------ visible
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """The ``Distributions`` answer: per distribution its type, state, queue and counters."""
+        return {runner.name: runner.snapshot() for runner in self.runners}
+
+    def count(self, counters: Counters) -> None:
+        """Set the ``dist-*`` counters from the runners' figures (only when distributions exist)."""
+        if not self.runners:
+            return
+        sent = dropped = errors = 0
+        for runner in self.runners:
+            lost = sum(runner.dropped().values())
+            counters[f"dist-dropped:{runner.name}"] = lost
+            counters[f"dist-errors:{runner.name}"] = runner.stats.errors
+            sent, dropped, errors = sent + runner.stats.sent, dropped + lost, errors + runner.stats.errors
+        counters["dist-sent"] = sent
+        counters["dist-dropped"] = dropped
+        counters["dist-errors"] = errors
+
+
+def _cached(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    if len(cache) >= ROUTE_CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _fill_classic(dist: Distribution, core: DistCore) -> None:
+    """Give a distribution whose ``__init__`` skipped ``super().__init__`` what the base would have set."""
+    attrs = vars(dist)
+    attrs.setdefault("core", core)
+    attrs.setdefault("config", {})
+    attrs.setdefault("point", None)

@@ -1,0 +1,550 @@
+"""The distribution runner: one real OS thread and one bounded queue per distribution.
+
+The runner owns what every distribution needs and none should write itself
+(Telegraf's running_output): the queue and its limit, the drop policy and the
+drop counters, the reconnect backoff, the retry of an undelivered item, and
+the containment of every exception a distribution raises.
+
+Two threads meet here, and only through :class:`DistQueue`:
+
+- the collector's gevent loop *puts* raw items (a point tuple, or a
+  ``Report``) and never blocks doing so: a put is a ``deque`` append (with
+  ``maxlen`` doing drop-oldest inside it), a counter and, when the thread is
+  idle, the release of a native lock;
+- the distribution's thread *takes* them in batches and calls the
+  distribution (``sendData``/``sendReport``, ``sendUpdate``,
+  ``updateBatchComplete``), one call at a time.
+
+The thread is a real OS thread and its locks are real locks, even in a
+monkey-patched process (``gevent.monkey.get_original``): a distribution may
+block, sleep or spin without stalling the loop. What the thread has to tell
+the loop (a distribution went down or came back) goes through a callback that
+must be thread-safe (collector/dist_host.py hands it to the loop with
+``run_callback_threadsafe``).
+
+CPU: Python threads share one interpreter lock, so a distribution that
+computes flat out would take CPU from ingest. While ingest is busy (its last
+pass left frames waiting: ``pressure()``), the thread rests after each batch
+in proportion to the CPU it used, so that it uses at most ``cpu_limit`` of
+one core on average (1 turns this off); an overloaded distribution then drops
+items (counted) instead of slowing the collector. When ingest has time to
+spare, a distribution runs at full speed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gevent import monkey
+
+from collector.addons import Report
+from collector.config import DistSection
+from collector.dist import POINTS, DataPoint, Distribution, ReportItem
+from messages.logs import ThrottledLog
+
+__all__ = [
+    "BACKOFF_FIRST",
+    "BACKOFF_MAX",
+    "MAX_ATTEMPTS",
+    "DistQueue",
+    "MemoryFeed",
+    "Notify",
+    "ReportFeed",
+    "Runner",
+    "RunnerStats",
+    "Signal",
+    "backoff",
+]
+
+log = logging.getLogger(__name__)
+
+# The real ones, even after gevent.monkey.patch_all(): these must never become greenlets or gevent locks.
+_start_thread = monkey.get_original("_thread", "start_new_thread")
+_allocate_lock = monkey.get_original("_thread", "allocate_lock")
+
+BACKOFF_FIRST = 0.5  # seconds before the first reconnect attempt after a failure
+BACKOFF_MAX = 30.0  # the backoff doubles up to this
+MAX_ATTEMPTS = 3  # an item whose sendUpdate raises this many times in a row is dropped
+IDLE_WAIT = 1.0  # seconds an idle thread waits for items before checking isConnected() again
+# While ingest is busy a batch ends after this much CPU (checked every SLICE_CHECK items), then the thread
+# rests: the loop waits for the interpreter lock at most about this long, never a whole batch.
+SLICE = 0.002
+SLICE_CHECK = 16
+DROP_REASONS = ("queue-full", "collapsed", "error", "shutdown")
+
+Notify = Callable[[str, str, str], None]  # (event kind, severity, message); called from the thread
+
+
+def _always() -> bool:
+    return True
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait before reconnect attempt number ``failures`` (0.5 s doubling, capped at 30 s)."""
+    if failures <= 0:
+        return 0.0
+    return min(BACKOFF_MAX, BACKOFF_FIRST * float(2 ** min(failures - 1, 16)))
+
+
+class Signal:
+    """An auto-reset event on a native lock: set from any thread (never blocks), waited on in one."""
+
+    def __init__(self) -> None:
+        self._lock = _allocate_lock()
+        self._lock.acquire()  # held means "not set"
+
+    def set(self) -> None:
+        """Wake the waiter (or the next wait); setting twice is setting once."""
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass  # already set
+
+    def clear(self) -> None:
+        """Forget a pending set."""
+        self._lock.acquire(False)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a set; True when set (and now cleared again)."""
+        return bool(self._lock.acquire(True, max(0.0, timeout)))
+
+
+class DistQueue:
+    """A distribution's bounded input queue: the loop puts (never blocking), the thread takes.
+
+    An item is a point ``(code, value, time, node)``, a sample ``(None, node,
+    names, values, time, picked)`` from ``publish_many`` (one entry for all
+    its points), or a ``Report``. ``on_full = "drop-oldest"``: a
+    ``deque(maxlen)`` drops the oldest entry inside the append; what it
+    dropped is ``offered - taken - len``, exact without a lock on the put
+    path. ``"collapse"``: when the queue overflows it keeps only the newest
+    entry per code (:func:`collapse_key`); if more than half of ``maxlen``
+    distinct codes remain, the oldest of them are dropped down to half, so a
+    collapse runs at most once every ``maxlen / 2`` puts.
+    """
+
+    def __init__(self, maxlen: int, on_full: str = "drop-oldest", wake: Signal | None = None) -> None:
+        self.maxlen = maxlen
+        self.collapsing = on_full == "collapse"
+        self.items: deque[Any] = deque() if self.collapsing else deque(maxlen=maxlen)
+        self.lock = _allocate_lock()
+        self.wake = wake or Signal()
+        self.idle = False  # the thread waits for items: a put must wake it
+        self.offered = 0
+        self.taken = 0
+        self.collapsed = 0
+        self.overflowed = 0  # collapse mode: dropped as the oldest beyond half of maxlen
+        self.put: Callable[[Any], None] = self._put_collapse if self.collapsing else self._put
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _put(self, item: Any) -> None:
+        self.items.append(item)
+        self.offered += 1
+        if self.idle:
+            self.wake.set()
+
+    def _put_collapse(self, item: Any) -> None:
+        self.items.append(item)
+        self.offered += 1
+        if len(self.items) > self.maxlen:
+            self._collapse()
+        if self.idle:
+            self.wake.set()
+
+    def _collapse(self) -> None:
+        with self.lock:
+            items = self.items
+            newest: dict[Any, Any] = {}
+            for item in reversed(items):
+                newest.setdefault(collapse_key(item), item)
+            kept = list(newest.values())
+            kept.reverse()  # oldest first, each code where its newest value was
+            self.collapsed += len(items) - len(kept)
+            room = max(1, self.maxlen // 2)
+            if len(kept) > room:
+                self.overflowed += len(kept) - room
+                kept = kept[-room:]
+            items.clear()
+            items.extend(kept)
+
+    def take(self, limit: int) -> list[Any]:
+        """Up to ``limit`` items, oldest first (the thread's side)."""
+        with self.lock:
+            items = self.items
+            count = min(limit, len(items))
+            batch = [items.popleft() for _ in range(count)]
+            self.taken += count
+        return batch
+
+    def dropped(self) -> dict[str, int]:
+        """Items dropped so far by the queue, by reason (``queue-full``, ``collapsed``)."""
+        with self.lock:
+            if self.collapsing:
+                return {"queue-full": self.overflowed, "collapsed": self.collapsed}
+            return {"queue-full": self.offered - self.taken - len(self.items), "collapsed": 0}
+
+
+def collapse_key(item: Any) -> Any:
+    """What makes two queued items "the same code": the code of a point, ``(node, names, picked)`` of a sample."""
+    code = item[0]
+    return code if code is not None else (item[1], item[2], item[5])
+
+
+class ReportFeed(Protocol):
+    """Where a reports-mode runner's reports come from, and who hears that they were delivered.
+
+    The memory feed (:class:`MemoryFeed`) is the collector putting each report
+    as it is applied. A durable feed plugs in here: it would read the
+    collector's journal after a cursor (``Store.replay(after_id)`` gives
+    ``(row id, Envelope)``; put ``ReportItem``s with ``journal_id`` set while
+    the queue has room, so nothing is ever dropped), and advance and save its
+    cursor in :meth:`delivered`.
+    """
+
+    def delivered(self, last: ReportItem) -> None:
+        """Every report up to ``last`` (inclusive) was delivered and its batch completed (called in the thread)."""
+
+
+class MemoryFeed:
+    """Reports as the collector applies them, from memory: nothing to remember once delivered."""
+
+    def delivered(self, last: ReportItem) -> None:
+        """Nothing to do: the memory feed keeps no cursor."""
+
+
+@dataclass
+class RunnerStats:
+    """What a runner counted; written by its thread, read by the loop."""
+
+    connected: bool = False
+    sent: int = 0
+    errors: int = 0
+    errors_by_method: dict[str, int] = field(default_factory=dict)
+    last_error: str = ""
+    last_error_time: float = 0.0
+    last_success: float = 0.0
+    reconnects: int = 0
+    dropped_error: int = 0
+    dropped_shutdown: int = 0
+    down_since: float = 0.0
+
+
+class Runner:
+    """Runs one distribution: its thread, its queue, its outage policy, its counters."""
+
+    def __init__(
+        self, section: DistSection, dist: Distribution | None, notify: Notify, feed: ReportFeed | None = None
+    ) -> None:
+        self.section = section
+        self.name = section.name
+        self.dist = dist
+        self.notify = notify
+        self.feed = feed or MemoryFeed()
+        self.wake = Signal()
+        self.queue = DistQueue(section.queue_max, section.on_full, self.wake)
+        self.put = self.queue.put
+        self.stats = RunnerStats()
+        self.outbox: deque[Any] = deque()  # queued by the distribution, not yet delivered
+        self.attempts = 0  # exceptions in a row on outbox[0]
+        self.failures = 0  # failures in a row (connect or delivery): the backoff
+        self.need_connect = True
+        self.announced_down = False
+        self.stopping = False
+        self.started = False
+        self.done = Signal()
+        self.last_report: ReportItem | None = None
+        self.pressure: Callable[[], bool] = _always  # True while ingest is busy: cpu_limit applies
+        self.throttled = ThrottledLog(logging.getLogger(f"labscope.dist.{self.name}"), period=10.0)
+        if dist is not None:
+            dist._outbox = self.outbox
+        self._convert = self._convert_point if section.mode == POINTS else self._convert_report
+
+    # ------------------------------------------------------------ the loop's side
+
+    def start(self) -> None:
+        """Start the distribution's thread (nothing happens for a distribution that failed to start)."""
+        if self.dist is None or self.started:
+            return
+        self.started = True
+        _start_thread(self._main, ())
+
+    def stop(self) -> None:
+        """Ask the thread to deliver what it can, close the distribution and end."""
+        self.stopping = True
+        self.wake.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the thread to end; True when it has (or never started)."""
+        if not self.started:
+            return True
+        if self.done.wait(timeout):
+            self.done.set()  # stays ended for the next join
+            return True
+        return False
+
+    def queued(self) -> int:
+        """Items waiting: entries in the queue, and payloads the distribution queued but did not deliver yet."""
+        return len(self.queue) + len(self.outbox)
+
+    def dropped(self) -> dict[str, int]:
+        """Items dropped so far, by reason (every reason listed, zeros included)."""
+        found = self.queue.dropped()
+        found["error"] = self.stats.dropped_error
+        found["shutdown"] = self.stats.dropped_shutdown
+        return {reason: found.get(reason, 0) for reason in DROP_REASONS}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``Distributions`` answer for this distribution."""
+        section, stats = self.section, self.stats
+        return {
+            "type": section.type,
+            "mode": section.mode,
+            "codes": list(section.codes),
+            "connected": stats.connected,
+            "queued": self.queued(),
+            "queue_max": section.queue_max,
+            "on_full": section.on_full,
+            "offered": self.queue.offered,
+            "sent": stats.sent,
+            "dropped": self.dropped(),
+            "errors": stats.errors,
+            "errors_by_method": dict(stats.errors_by_method),
+            "last_error": stats.last_error,
+            "last_error_time": stats.last_error_time,
+            "last_success": stats.last_success,
+            "reconnects": stats.reconnects,
+        }
+
+    def error(self, method: str, exc: BaseException) -> None:
+        """Count and log (throttled) an exception the distribution raised in ``method``."""
+        stats = self.stats
+        stats.errors += 1
+        stats.errors_by_method[method] = stats.errors_by_method.get(method, 0) + 1
+        stats.last_error = f"{method}: {type(exc).__name__}: {exc}"
+        stats.last_error_time = time.time()
+        self.throttled.warning(
+            method,
+            "distribution %s (%s) raised in %s: %s: %s",
+            self.name,
+            self.section.type,
+            method,
+            type(exc).__name__,
+            exc,
+        )
+
+    # ------------------------------------------------------------ the thread
+
+    def _main(self) -> None:
+        try:
+            while not self.stopping:
+                self._step()
+            self._finish()
+        except BaseException as exc:  # the runner's own bug: say so, never take the process down
+            log.critical("distribution %s: runner thread failed: %r", self.name, exc, exc_info=True)
+        finally:
+            self.stats.connected = False
+            self.done.set()
+
+    def _step(self) -> None:
+        if not self._ready():
+            return
+        if not self._has_work():
+            self._idle()
+            return
+        started = time.thread_time()
+        self._batch()
+        self._throttle(time.thread_time() - started)
+
+    def _has_work(self) -> bool:
+        return bool(self.outbox or len(self.queue))
+
+    def _idle(self) -> None:
+        queue = self.queue
+        queue.idle = True
+        if not len(queue) and not self.stopping:
+            self.wake.wait(IDLE_WAIT)
+        queue.idle = False
+
+    def _sleep(self, seconds: float) -> bool:
+        """Rest ``seconds`` unless stopped meanwhile; False when stopping."""
+        self.wake.clear()
+        if not self.stopping and seconds > 0:
+            self.wake.wait(seconds)
+        return not self.stopping
+
+    def _throttle(self, used: float) -> None:
+        limit = self.section.cpu_limit
+        if limit < 1.0 and used > 0 and self.pressure():
+            self._sleep(used * (1.0 / limit - 1.0))
+
+    # ------------------------------------------------------------ connection
+
+    def _ready(self) -> bool:
+        """True when connected; else one connect attempt (after the backoff), False when it failed."""
+        if not self.need_connect:
+            ok, connected = self._call("isConnected")
+            if ok and connected:
+                return True
+            self._down("isConnected() said False" if ok else self.stats.last_error)
+        if self.failures and not self._sleep(backoff(self.failures)):
+            return False
+        ok, connected = self._call("connect")
+        if ok and connected:
+            self.need_connect = False
+            self._up()
+            return True
+        self._failed("connect() returned False" if ok else self.stats.last_error)
+        return False
+
+    def _call(self, method: str, *args: Any) -> tuple[bool, Any]:
+        try:
+            return True, getattr(self.dist, method)(*args)
+        except Exception as exc:  # isolation: a distribution's bug must not reach the collector
+            self.error(method, exc)
+            return False, None
+
+    def _failed(self, reason: str) -> None:
+        self.failures += 1
+        self._down(reason)
+
+    def _down(self, reason: str) -> None:
+        self.need_connect = True
+        self.stats.connected = False
+        if self.announced_down:
+            return
+        self.announced_down = True
+        self.stats.down_since = time.time()
+        message = f"distribution {self.name} ({self.section.type}) is down: {reason}"
+        self.throttled.warning("down", "%s", message)
+        self.notify("distribution-down", "warning", message)
+
+    def _up(self) -> None:
+        self.stats.connected = True
+        if not self.announced_down:
+            return
+        self.announced_down = False
+        self.stats.reconnects += 1
+        message = (
+            f"distribution {self.name} ({self.section.type}) is up again after "
+            f"{time.time() - self.stats.down_since:.1f} s"
+        )
+        logging.getLogger(f"labscope.dist.{self.name}").info("%s", message)
+        self.notify("distribution-up", "info", message)
+
+    # ------------------------------------------------------------ batches
+
+    def _batch(self) -> None:
+        """Convert and deliver up to ``batch_max`` items (less while ingest is busy), then updateBatchComplete."""
+        deadline = time.thread_time() + SLICE if self.pressure() else float("inf")
+        delivered, complete = self._deliver(self.section.batch_max, deadline)
+        if delivered or complete:
+            self._complete(clean=complete)
+
+    def _deliver(self, limit: int, deadline: float = float("inf")) -> tuple[int, bool]:
+        """(payloads delivered, True when everything taken was delivered); stops at ``deadline`` (thread CPU).
+
+        Entries are taken from the queue one at a time, as they are converted:
+        what waits stays in the queue, under its limit and drop policy.
+        """
+        delivered = converted = 0
+        outbox, take = self.outbox, self.queue.take
+        while True:
+            if outbox:
+                if not self._send_one(outbox[0]):
+                    return delivered, False
+                outbox.popleft()
+                delivered += 1
+                continue
+            taken = take(1) if converted < limit else None
+            if not taken:
+                return delivered, True
+            self._convert(taken[0])
+            converted += 1
+            if not converted % SLICE_CHECK and time.thread_time() > deadline:
+                limit = converted  # deliver what this entry queued, take no more
+
+    def _send_one(self, payload: Any) -> bool:
+        assert self.dist is not None
+        try:
+            ok = self.dist.sendUpdate(payload)
+        except Exception as exc:  # isolation; after MAX_ATTEMPTS the item goes, so it cannot block the rest
+            self.error("sendUpdate", exc)
+            self.attempts += 1
+            if self.attempts >= MAX_ATTEMPTS:
+                self.outbox.popleft()
+                self.stats.dropped_error += 1
+                self.attempts = 0
+            self._failed(self.stats.last_error)
+            return False
+        if not ok:
+            self._failed(f"sendUpdate() returned {ok!r}")
+            return False
+        self.attempts = self.failures = 0
+        self.stats.sent += 1
+        self.stats.last_success = time.time()
+        return True
+
+    def _convert_point(self, raw: tuple[Any, ...]) -> None:
+        if raw[0] is None:
+            self._convert_sample(raw)
+            return
+        code, value, at, node = raw
+        self._send_data(DataPoint(code, value, at, node or code.partition("/")[0]))
+
+    def _convert_sample(self, raw: tuple[Any, ...]) -> None:
+        """One ``publish_many`` entry: its points ``NODE/NAME``, one sendData each."""
+        _, node, names, values, at, picked = raw
+        count = min(len(names), len(values))
+        for index in range(count) if picked is None else (i for i in picked if i < count):
+            self._send_data(DataPoint(f"{node}/{names[index]}", values[index], at, node))
+
+    def _send_data(self, point: DataPoint) -> None:
+        assert self.dist is not None
+        self.dist.point = point
+        try:
+            self.dist.sendData(point.code, point.value)
+        except Exception as exc:  # the point is lost: counted as a drop
+            self.error("sendData", exc)
+            self.stats.dropped_error += 1
+
+    def _convert_report(self, report: Report) -> None:
+        assert self.dist is not None
+        item = ReportItem(
+            report.node, report.seq, report.type, report.time, report.encoding, report.schema, report.data
+        )
+        self.last_report = item
+        try:
+            self.dist.sendReport(item)
+        except Exception as exc:
+            self.error("sendReport", exc)
+            self.stats.dropped_error += 1
+
+    def _complete(self, clean: bool) -> None:
+        ok, _ = self._call("updateBatchComplete")
+        if not ok:
+            self._failed(self.stats.last_error)
+        elif clean and self.last_report is not None and not self.outbox:
+            self.feed.delivered(self.last_report)
+
+    # ------------------------------------------------------------ shutdown
+
+    def _finish(self, drain: float = 2.0) -> None:
+        """At stop: deliver what is queued while connected (up to ``drain`` s), then close()."""
+        deadline = time.monotonic() + drain
+        if self._has_work() and self.need_connect:
+            ok, connected = self._call("connect")  # one last attempt, no backoff
+            self.need_connect = not (ok and connected)
+        while not self.need_connect and self._has_work() and time.monotonic() < deadline:
+            self._batch()
+        left = self.queued()
+        if left:
+            self.stats.dropped_shutdown += left
+            self.throttled.warning("shutdown", "distribution %s: %d items not delivered at shutdown", self.name, left)
+        self._call("close")
