@@ -162,6 +162,7 @@ DYNAMIC = {
     "{exc.code}": UNPACK_CODES,
     "{candidate.name}": ("NAME",),
     "{running.name}": ("NAME",),
+    "{runner.name}": ("NAME",),
     "{report.type}": ("TYPE",),
 }
 

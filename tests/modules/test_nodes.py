@@ -110,3 +110,14 @@ def test_hooks_force_a_push_even_if_records_look_the_same(nodes: Nodes, collecto
     nodes.on_node_left(collector.records["n2"])
     assert nodes.getUpdateMessage() is not None
     assert nodes.getUpdateMessage() is None
+
+
+def test_joins_and_losses_publish_node_up(nodes: Nodes, collector: StubCollector) -> None:
+    nodes.on_node_joined(collector.records["n1"])
+    nodes.on_node_left(collector.records["n1"])
+    nodes.on_node_joined(collector.records["n2"])
+    assert [(p.code, p.value, p.node) for p in collector.published] == [
+        ("n1/up", 1, "n1"),
+        ("n1/up", 0, "n1"),
+        ("n2/up", 1, "n2"),
+    ]

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from collector.addons import Report, Request, RequestError
+from collector.testing import StubCollector, attach
 from messages import Encoding, Samples
 from modules.samples import SamplesModule
+
+
+def new(collector: StubCollector | None = None) -> SamplesModule:
+    """A samples module attached to a stub collector, as the collector starts it."""
+    return attach(SamplesModule(), collector or StubCollector())
 
 
 def feed(module: SamplesModule, node: str, seq: int, values: list[float]) -> None:
@@ -17,7 +23,7 @@ def feed(module: SamplesModule, node: str, seq: int, values: list[float]) -> Non
 
 
 def test_latest_batch_per_node_and_counts() -> None:
-    module = SamplesModule()
+    module = new()
     feed(module, "a", 1, [1.0, 2.0])
     feed(module, "a", 2, [3.0, 4.0, 5.0])
     feed(module, "b", 1, [9.0])
@@ -27,7 +33,7 @@ def test_latest_batch_per_node_and_counts() -> None:
 
 
 def test_errors() -> None:
-    module = SamplesModule()
+    module = new()
     with pytest.raises(RequestError) as missing:
         module.processREQUEST(Request("Samples", {}))
     assert missing.value.code == "bad-request"
@@ -39,10 +45,24 @@ def test_errors() -> None:
 def test_snapshot_round_trip_through_msgpack() -> None:
     import msgpack
 
-    module = SamplesModule()
+    module = new()
     feed(module, "a", 1, [1.0, 2.0])
     state = msgpack.unpackb(msgpack.packb(module.snapshot(), use_bin_type=True), raw=False)
-    fresh = SamplesModule()
+    fresh = new()
     fresh.restore(state)
     assert list(fresh.processREQUEST(Request("Samples", {"node": "a"})).values) == [1.0, 2.0]
     assert fresh.counts == {"a": 2}
+
+
+def test_named_values_are_published_as_node_name_points() -> None:
+    stub = StubCollector()
+    module = new(stub)
+    feed(module, "a", 1, [1.5, 2.5])
+    unnamed = Samples(time=9.0, values=[7.0])
+    module.processReport(
+        Report("a", "Samples", 2, 9.0, unnamed.SerializeToString(), Encoding.PROTOBUF, "labscope.Samples")
+    )
+    assert [(p.code, p.value, p.time, p.node) for p in stub.published] == [
+        ("a/m0", 1.5, 1.0, "a"),
+        ("a/m1", 2.5, 1.0, "a"),
+    ]  # values without names are not published

@@ -220,3 +220,29 @@ def test_snapshot_and_restore_keep_every_sample(stats: SystemStatsModule, collec
     assert [s.time for s in history.samples] == [1000.0, 1001.0, 1002.0]
     assert ask(fresh, "SystemStats", node="n1") == ask(stats, "SystemStats", node="n1")
     assert fresh.getUpdateMessage() is not None
+
+
+def test_each_sample_publishes_seven_points_for_the_distributions(
+    stats: SystemStatsModule, collector: StubCollector
+) -> None:
+    stats.processReport(report("n1", 1, sample(1000.0, cpu=33.0, mem_percent=44.0)))
+    stats.processReport(report("n2", 1, sample(0.0), time=1234.0))  # no sample time: the report's
+    assert collector.points("n1") == {
+        "n1/cpu_percent": 33.0,
+        "n1/mem_percent": 44.0,
+        "n1/load1": 0.5,
+        "n1/net_recv_rate": 300.0,
+        "n1/net_send_rate": 150.0,
+        "n1/disk_read_rate": 1024.5,
+        "n1/disk_write_rate": 2048.25,
+    }
+    assert {p.time for p in collector.published if p.node == "n1"} == {1000.0}
+    assert {p.time for p in collector.published if p.node == "n2"} == {1234.0}
+
+
+def test_nothing_is_published_while_no_distribution_takes_points(
+    stats: SystemStatsModule, collector: StubCollector
+) -> None:
+    collector.distributing = False
+    stats.processReport(report("n1", 1, sample(1000.0)))
+    assert collector.published == [] and ask(stats, "SystemStats", node="n1").time == 1000.0
