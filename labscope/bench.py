@@ -33,11 +33,17 @@ from messages.options import Parser, run_command
 
 PROG = "labscope bench"
 BENCH_MODULES = Path(__file__).resolve().parent / "benchmods"
+BENCH_DISTS = Path(__file__).resolve().parent / "benchdists"
+# The two distributions attached for dist_ingest_*: every point into a JSON-lines file, and every point
+# into a distribution that sends it nowhere (the runner's own cost).
+DIST_CONFIG = '[distributions.bench_jsonl]\ntype = "jsonl"\n[distributions.bench_null]\ntype = "null"\n'
 
 FIELDS = (
     "raw_msgs_per_s",
     "ingest_reports_per_s",
     "ingest_ratio",
+    "dist_ingest_reports_per_s",
+    "dist_ingest_ratio",
     "samples_per_s",
     "latency_p50_ms",
     "latency_p99_ms",
@@ -53,6 +59,7 @@ FIELDS = (
 # field -> (comparison, target) as the performance issue sets them
 TARGETS: dict[str, tuple[str, float]] = {
     "ingest_ratio": (">=", 0.5),
+    "dist_ingest_ratio": (">=", 0.8),
     "samples_per_s": (">=", 1_000_000),
     "latency_p99_ms": ("<=", 5.0),
     "agent_cpu_percent": ("<=", 0.3),
@@ -193,6 +200,38 @@ class Bench:
             result = self.kit("ingest", endpoints["agents"], self.sizes.ingest_reports)
         self._frame_bytes = int(result["frame_bytes"])
         return float(result["count"] / result["seconds"])
+
+    def distributions(self) -> None:
+        """Ingest with two distributions attached (jsonl + null) against ingest without, alternated."""
+        config = self.folder / "distributions.toml"
+        config.write_text(DIST_CONFIG)
+        plain: list[float] = []
+        attached: list[float] = []
+        delivered: list[dict[str, Any]] = []
+        for _ in range(self.sizes.rounds):
+            plain.append(self._ingest_once())
+            rate, figures = self._ingest_with_distributions(config)
+            attached.append(rate)
+            delivered.append(figures)
+        ratios = [a / p for a, p in zip(attached, plain, strict=True)]
+        self.put(
+            "dist_ingest_reports_per_s",
+            statistics.median(attached),
+            f"median of {len(attached)}, journal on, jsonl + null attached (without: "
+            f"{format_value(statistics.median(plain))}/s); {describe_delivery(delivered[-1])}",
+        )
+        self.put(
+            "dist_ingest_ratio",
+            statistics.median(ratios),
+            "median of the per-round ratios to ingest without distributions in the same run",
+        )
+
+    def _ingest_with_distributions(self, config: Path) -> tuple[float, dict[str, Any]]:
+        with self.collector("--config", str(config), "--distributions-dir", str(BENCH_DISTS)) as endpoints:
+            result = self.kit("ingest", endpoints["agents"], self.sizes.ingest_reports)
+            with Client(endpoints["clients"]) as client:
+                figures = dict(client.request("Distributions", timeout=10).payload)
+        return float(result["count"] / result["seconds"]), figures
 
     def samples(self) -> None:
         """Batched Samples reports (50 reports x 100 values per frame) into the samples module."""
@@ -345,10 +384,28 @@ class Bench:
 
     def run(self) -> Results:
         """Every section, in an order where later ones do not disturb earlier ones."""
-        for section in (self.throughput, self.samples, self.latency, self.agent, self.scale, self.stream):
+        sections = (
+            self.throughput,
+            self.distributions,
+            self.samples,
+            self.latency,
+            self.agent,
+            self.scale,
+            self.stream,
+        )
+        for section in sections:
             self.say(f"-- {section.__doc__.splitlines()[0] if section.__doc__ else section.__name__}")
             section()
         return self.results
+
+
+def describe_delivery(figures: dict[str, Any]) -> str:
+    """What each distribution did in the last round: entries offered, payloads sent, entries dropped."""
+    parts = [
+        f"{name}: {stats['offered']:,} offered, {stats['sent']:,} sent, {sum(stats['dropped'].values()):,} dropped"
+        for name, stats in sorted(figures.items())
+    ]
+    return "; ".join(parts) or "no distribution answered"
 
 
 def wait_node(client: Client, node: str, timeout: float) -> None:

@@ -1,0 +1,1 @@
+"""Drop-in distributions for ``labscope bench`` (loaded with --distributions-dir, not imported)."""
