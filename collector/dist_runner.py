@@ -15,9 +15,14 @@ Two threads meet here, and only through :class:`DistQueue`:
   distribution (``sendData``/``sendReport``, ``sendUpdate``,
   ``updateBatchComplete``), one call at a time.
 
-The thread is a real OS thread and its locks are real locks, even in a
-monkey-patched process (``gevent.monkey.get_original``): a distribution may
-block, sleep or spin without stalling the loop. What the thread has to tell
+The thread is a real OS thread and the runner's locks are real locks, even
+in a monkey-patched process (``gevent.monkey.get_original``): a distribution
+may block, sleep or spin without stalling the loop. ``labscope collector``
+patches with ``thread=False, queue=False``, so a distribution's own locks,
+threads and queues are real too, and its patched sockets and ``time.sleep``
+wait on a gevent hub of its own thread. (Under a full ``patch_all()`` a
+distribution must not use ``threading`` primitives: gevent's locks do not
+work across OS threads.) What the thread has to tell
 the loop (a distribution went down or came back) goes through a callback that
 must be thread-safe (collector/dist_host.py hands it to the loop with
 ``run_callback_threadsafe``).

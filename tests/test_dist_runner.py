@@ -370,7 +370,7 @@ def test_reports_mode_gets_report_items_and_the_feed_hears_of_delivery(run: Any)
 
 PATCHED = """
 from gevent import monkey
-monkey.patch_all()  # the worst case: even threading patched
+monkey.patch_all(thread=False, queue=False)  # as labscope collector does (collector/cli.py)
 import threading, time, gevent
 from collector.config import DistSection
 from collector.dist import Distribution, DistCore
@@ -379,8 +379,8 @@ from collector.dist_runner import Runner
 class Blocking(Distribution):
     def sendUpdate(self, payload):
         self.ident = threading.get_native_id()
-        import _thread
-        lock = _thread.allocate_lock(); lock.acquire(); lock.acquire(True, 1.0)  # a real, blocking wait
+        with threading.Lock():  # a real lock
+            time.sleep(1.0)  # patched: a hub of the thread's own waits, never the loop's
         return True
 
 sec = DistSection(name="b", type="b", cpu_limit=1.0)
@@ -394,7 +394,8 @@ while time.monotonic() - started < 0.8:
     ticks += 1
 while runner.stats.sent == 0:
     gevent.sleep(0.05)
-print(ticks, dist.ident != threading.get_native_id())
+runner.stop()
+print(ticks, dist.ident != threading.get_native_id(), runner.join(5))
 """
 
 
@@ -404,5 +405,5 @@ def test_the_thread_is_real_and_a_blocked_distribution_never_blocks_the_loop() -
         [sys.executable, "-c", PATCHED], capture_output=True, text=True, timeout=30, cwd=REPO, check=False
     )
     assert done.returncode == 0, done.stderr
-    ticks, other_thread = done.stdout.split()
-    assert other_thread == "True" and int(ticks) >= 20  # the loop kept ticking while the thread was blocked
+    ticks, other_thread, joined = done.stdout.split()
+    assert other_thread == joined == "True" and int(ticks) >= 20  # the loop kept ticking while the thread slept

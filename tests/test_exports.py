@@ -17,8 +17,13 @@ from types import ModuleType
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS = [REPO / "docs" / "modules.md", REPO / "docs" / "files.md", REPO / "README.md"]
-API = ["collector.addons", "node_agent.addons"]
+DOCS = [
+    REPO / "docs" / "modules.md",
+    REPO / "docs" / "files.md",
+    REPO / "docs" / "distributions.md",
+    REPO / "README.md",
+]
+API = ["collector.addons", "collector.dist", "node_agent.addons"]
 CONTRACT = ["messages"] + sorted(
     f"messages.{path.stem}"
     for path in (REPO / "messages").glob("*.py")
@@ -81,6 +86,7 @@ def test_the_docs_name_the_apis() -> None:
     """The derivation above finds the API the docs teach (so an empty finding cannot pass silently)."""
     assert {"Aggregator", "Report", "Request", "RequestError", "NodeRecord"} <= documented_names("collector.addons")
     assert {"Probe", "Handler", "RequestError", "Responder"} <= documented_names("node_agent.addons")
+    assert {"Distribution", "DataPoint", "ReportItem", "DistCore"} <= documented_names("collector.dist")
     assert {"ConfigError", "NodeList"} <= documented_names("messages")
     assert "encode_payload" in documented_names("messages.codec")
     assert set(CONTRACT) >= {"messages.codec", "messages.errors", "messages.options", "messages.requests"}
