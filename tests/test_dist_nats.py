@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +23,8 @@ from typing import Any
 import pytest
 
 from collector.dist import DataPoint, DistCore, ReportItem
-from messages import Encoding
-from tests.conftest import wait_for
+from messages import Batch, Encoding
+from tests.conftest import ProcessGroup, wait_for
 
 nats = pytest.importorskip("nats", reason="nats-py missing: pip install 'labscope[nats]'")
 
@@ -182,3 +185,61 @@ def test_a_server_that_is_away_is_not_connected(tmp_path: Path) -> None:
     assert not dist.isConnected()
     assert not dist.sendUpdate(DataPoint("n1/x", 1, 1.0, "n1"))
     dist.close()
+
+
+def journal_payloads(data_dir: Path) -> dict[tuple[str, int], bytes]:
+    """Every journaled report's payload by (node, seq), read from the collector's journal."""
+    db = sqlite3.connect(f"file:{data_dir / 'collector.sqlite3'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT batch FROM journal ORDER BY id").fetchall()
+    finally:
+        db.close()
+    return {(env.node, env.seq): env.payload for (batch,) in rows for env in Batch.FromString(batch).envelopes}
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_reports_mode_exactly_once_through_two_kill_9(procs: ProcessGroup, stream: Stream) -> None:
+    from tests.test_reliability import FAST_PROBES, Rig, agent_last_seq, stop_agents
+
+    config = procs.tmp_path / "collector.toml"
+    config.write_text(
+        f'[distributions.js]\ntype = "nats"\nmode = "reports"\nurl = "{stream.url}"\n'
+        f'stream = "{stream.name}"\nprefix = "{stream.prefix}"\n'
+    )
+    alias = f"site-{stream.prefix}"
+    rig = Rig(procs, "--config", str(config), "--alias", alias)
+    nodes = ["node-a", "node-b"]
+    agents = [procs.agent(rig.agents, node, *FAST_PROBES, interval=0.05) for node in nodes]
+    wait_for(lambda: stream_has(stream, 1), timeout=30, what="the first reports in the stream")
+    for _ in range(2):
+        seen = stream.count()
+        wait_for(lambda seen=seen: stream_has(stream, seen + 40), timeout=30, what="reports flowing")
+        rig.collector.stop(signal.SIGKILL)  # under load: the agents report 20+ a second each
+        rig.start()
+    seen = stream.count()
+    wait_for(lambda: stream_has(stream, seen + 40), timeout=30, what="reports after the last restart")
+    stop_agents(agents)
+    total = sum(agent_last_seq(procs.tmp_path / f"agent-{node}") for node in nodes)
+    wait_for(lambda: stream_has(stream, total), timeout=40, interval=0.3, what=f"{total} reports in the stream")
+    time.sleep(0.5)  # anything beyond `total` would be a duplicate: give a late one the chance to show
+    messages = stream.messages()
+    journal = journal_payloads(rig.data_dir)
+    keys = [(m.headers["Labscope-Node"], int(m.headers["Labscope-Seq"])) for m in messages]
+    expected = {(node, seq) for node in nodes for seq in range(1, agent_last_seq(procs.tmp_path / f"agent-{node}") + 1)}
+    print(f"stream: {len(messages)} messages, {len(set(keys))} distinct (node, seq), expected {len(expected)}")
+    assert len(keys) == len(set(keys)), "a (node, seq) is in the stream twice"
+    assert set(keys) == expected
+    for msg, key in zip(messages, keys, strict=True):
+        assert msg.headers["Nats-Msg-Id"] == f"{key[0]}:{key[1]}"
+        assert msg.subject.startswith(f"{stream.prefix}.{alias}.{key[0]}.")
+        assert msg.data == journal[key], f"{key}: payload differs from the journal's"
+    cursor = (rig.data_dir / "distributions" / "js" / "cursor").read_text().split()
+    assert int(cursor[0]) > 0
+
+
+def stream_has(stream: Stream, count: int) -> bool:
+    try:
+        return stream.count() >= count
+    except Exception:  # not created yet
+        return False
