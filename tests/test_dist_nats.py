@@ -30,7 +30,7 @@ nats = pytest.importorskip("nats", reason="nats-py missing: pip install 'labscop
 
 from collector.distributions.dist_nats import NatsDistribution  # noqa: E402
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.e2e]  # may start nats-server
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
