@@ -89,7 +89,7 @@ MODES = (POINTS, REPORTS)
 
 # Where a reports-mode distribution's reports come from (Distribution.feed).
 MEMORY_FEED = "memory"  # each report as it is applied, from memory: lost if the queue overflows or on a crash
-JOURNAL_FEED = "journal"  # from the collector's journal, after a cursor the distribution keeps (not offered yet)
+JOURNAL_FEED = "journal"  # durably from the collector's journal, after a saved cursor (collector/dist_journal.py)
 FEEDS = (MEMORY_FEED, JOURNAL_FEED)
 
 
@@ -172,8 +172,8 @@ class Distribution:
     - ``modes``: the modes the type supports (``"points"``, ``"reports"``).
     - ``feed``: for ``mode = "reports"``, where reports come from:
       ``"memory"`` (each report as it is applied) or ``"journal"`` (durably,
-      from the collector's journal after a cursor; not offered yet: asking for
-      it is a start-up error until the journal feed lands).
+      from the collector's journal after a cursor saved once the reports are
+      delivered; collector/dist_journal.py; needs ``journal = true``).
 
     Attached before :meth:`configure`: ``self.core`` (a :class:`DistCore`).
     While :meth:`sendData` runs, ``self.point`` is the whole

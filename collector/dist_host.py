@@ -24,8 +24,9 @@ from collector import dist_loader
 from collector.addons import Aggregator, Report
 from collector.config import CollectorConfig, DistSection
 from collector.counters import Counters
-from collector.dist import POINTS, REPORTS, DistCore, Distribution
-from collector.dist_runner import Notify, Runner
+from collector.dist import JOURNAL_FEED, POINTS, REPORTS, DistCore, Distribution
+from collector.dist_journal import CURSOR_FILE, JournalFeed
+from collector.dist_runner import Notify, ReportFeed, Runner
 from messages.errors import ConfigError
 
 __all__ = ["ROUTE_CACHE_MAX", "DistributionHost", "DistributionsView", "EmitEvent", "Fanout", "Put", "matches"]
@@ -40,6 +41,7 @@ EmitEvent = Callable[..., None]  # ModuleHost.emit_event(kind, node, severity, m
 # NODE/METRIC, bounded in practice; a flood of distinct ones costs routing again, never unbounded memory.
 ROUTE_CACHE_MAX = 100_000
 _now = time.time
+STORE_FILE = "collector.sqlite3"  # the journal's file in the data dir (collector/server.py)
 STOP_TIMEOUT = 3.0  # seconds the collector waits at shutdown for the distributions to deliver and close
 
 
@@ -60,7 +62,7 @@ class Fanout:
 
     def __init__(self, runners: list[Runner]) -> None:
         self.points = [r for r in runners if r.section.mode == POINTS]
-        self.reports = [r for r in runners if r.section.mode == REPORTS]
+        self.reports = [r for r in runners if r.section.mode == REPORTS and not r.durable]  # durable: read the journal
         self._codes: dict[str, tuple[Put, ...]] = {}
         self._samples: dict[tuple[str, tuple[str, ...]], tuple[tuple[Put, Picked], ...]] = {}
         self._report_codes: dict[str, tuple[Put, ...]] = {}
@@ -163,9 +165,30 @@ class DistributionHost:
             )
             return runner
         _fill_classic(dist, core)
-        runner = Runner(section, dist, notify)
+        runner = Runner(section, dist, notify, self._feed(section, cls, core, values))
         self._configure(runner, dist, values)
         return runner
+
+    def _feed(
+        self, section: DistSection, cls: type[Distribution], core: DistCore, values: dict[str, Any]
+    ) -> ReportFeed | None:
+        """The journal feed for a reports-mode type that asks for it (None: the memory feed)."""
+        if section.mode != REPORTS or cls.feed != JOURNAL_FEED:
+            return None
+        if not self.config.journal:
+            raise ConfigError(
+                f"config {self.config.config_path}: [distributions.{section.name}] mode: type {section.type} "
+                "reads reports from the journal; it needs journal = true"
+            )
+        hold = float(values.get("journal_hold", self.config.retention))
+        codes = section.codes
+        return JournalFeed(
+            self.config.data_dir / STORE_FILE, core.data_dir() / CURSOR_FILE, lambda code: matches(code, codes), hold
+        )
+
+    def journal_holds(self) -> list[tuple[int, float]]:
+        """``(row id, seconds)`` per durable distribution: rows the journal keeps for them (collector/journal.py)."""
+        return [r.feed.held() for r in self.runners if r.durable and isinstance(r.feed, JournalFeed)]
 
     def _configure(self, runner: Runner, dist: Distribution, values: dict[str, Any]) -> None:
         try:

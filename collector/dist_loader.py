@@ -26,7 +26,7 @@ from typing import Any
 from collector import settings
 from collector.addons import Option
 from collector.config import DIST_DEFAULTS, DistSection
-from collector.dist import FEEDS, MEMORY_FEED, Distribution
+from collector.dist import FEEDS, Distribution
 from messages.errors import ConfigError
 
 __all__ = ["BUILTIN_PACKAGE", "builtin_dir", "check_section", "find_file", "known_types", "load_class"]
@@ -123,17 +123,15 @@ def check_section(cls: type[Distribution], section: DistSection, config_path: st
     """The config ``configure()`` gets: the type's option defaults under the section's values.
 
     Raises ConfigError for a mode the type does not support, a feed it asks
-    for that this collector does not offer, and (when the type declares
+    for that does not exist, and (when the type declares
     ``options``) an unknown key or a value of the wrong type or out of bounds.
     """
     where = f"config {config_path}: [distributions.{section.name}]"
     if section.mode not in cls.modes:
         raise ConfigError(f"{where} mode: type {section.type} supports {' or '.join(cls.modes)}, not {section.mode!r}")
-    if section.mode == "reports" and cls.feed != MEMORY_FEED:
-        known = cls.feed in FEEDS
+    if section.mode == "reports" and cls.feed not in FEEDS:
         raise ConfigError(
-            f"{where} mode: type {section.type} asks for the {cls.feed!r} report feed, which "
-            f"{'this collector does not offer yet' if known else 'does not exist'}"
+            f"{where} mode: type {section.type} asks for the {cls.feed!r} report feed, which does not exist"
         )
     if cls.options:
         _check_options(cls, section, config_path)

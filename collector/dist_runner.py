@@ -206,11 +206,13 @@ class ReportFeed(Protocol):
     """Where a reports-mode runner's reports come from, and who hears that they were delivered.
 
     The memory feed (:class:`MemoryFeed`) is the collector putting each report
-    as it is applied. A durable feed plugs in here: it would read the
-    collector's journal after a cursor (``Store.replay(after_id)`` gives
-    ``(row id, Envelope)``; put ``ReportItem``s with ``journal_id`` set while
-    the queue has room, so nothing is ever dropped), and advance and save its
-    cursor in :meth:`delivered`.
+    as it is applied. A durable feed (``durable = True``; collector/dist_journal.py)
+    is read by the runner's thread itself: when the queue is empty the runner
+    calls its ``fill(put, want)``, which puts ``ReportItem``s with
+    ``journal_id`` set (never more than ``want``, so nothing is ever dropped),
+    and it advances and saves its cursor in :meth:`delivered`. An idle runner
+    waits ``idle_wait`` seconds before it looks again. ``durable``,
+    ``idle_wait`` and ``fill`` are optional (a feed without them is fed by the loop).
     """
 
     def delivered(self, last: ReportItem) -> None:
@@ -219,6 +221,9 @@ class ReportFeed(Protocol):
 
 class MemoryFeed:
     """Reports as the collector applies them, from memory: nothing to remember once delivered."""
+
+    durable = False
+    idle_wait = IDLE_WAIT
 
     def delivered(self, last: ReportItem) -> None:
         """Nothing to do: the memory feed keeps no cursor."""
@@ -251,7 +256,10 @@ class Runner:
         self.name = section.name
         self.dist = dist
         self.notify = notify
-        self.feed = feed or MemoryFeed()
+        self.feed: ReportFeed = feed or MemoryFeed()
+        self.durable = bool(getattr(self.feed, "durable", False))  # reads its reports itself: the loop puts none
+        self.idle_wait = float(getattr(self.feed, "idle_wait", IDLE_WAIT))
+        self._fill: Callable[[Callable[[Any], None], int], int] | None = getattr(self.feed, "fill", None)
         self.wake = Signal()
         self.queue = DistQueue(section.queue_max, section.on_full, self.wake)
         self.put = self.queue.put
@@ -368,13 +376,21 @@ class Runner:
         self._throttle(time.thread_time() - started)
 
     def _has_work(self) -> bool:
-        return bool(self.outbox or len(self.queue))
+        if self.outbox or len(self.queue):
+            return True
+        if self._fill is None:
+            return False
+        try:
+            return bool(self._fill(self.queue.put, self.section.batch_max))
+        except Exception as exc:  # e.g. the journal unreadable for a moment: counted, tried again
+            self.error("feed", exc)
+            return False
 
     def _idle(self) -> None:
         queue = self.queue
         queue.idle = True
         if not len(queue) and not self.stopping:
-            self.wake.wait(IDLE_WAIT)
+            self.wake.wait(self.idle_wait)
         queue.idle = False
 
     def _sleep(self, seconds: float) -> bool:
@@ -519,11 +535,14 @@ class Runner:
             self.error("sendData", exc)
             self.stats.dropped_error += 1
 
-    def _convert_report(self, report: Report) -> None:
+    def _convert_report(self, report: Report | ReportItem) -> None:
         assert self.dist is not None
-        item = ReportItem(
-            report.node, report.seq, report.type, report.time, report.encoding, report.schema, report.data
-        )
+        if isinstance(report, ReportItem):  # from a durable feed, journal_id set
+            item = report
+        else:
+            item = ReportItem(
+                report.node, report.seq, report.type, report.time, report.encoding, report.schema, report.data
+            )
         self.last_report = item
         try:
             self.dist.sendReport(item)
@@ -548,8 +567,11 @@ class Runner:
             self.need_connect = not (ok and connected)
         while not self.need_connect and self._has_work() and time.monotonic() < deadline:
             self._batch()
-        left = self.queued()
+        left = 0 if self.durable else self.queued()  # a durable feed's are read again after the restart
         if left:
             self.stats.dropped_shutdown += left
             self.throttled.warning("shutdown", "distribution %s: %d items not delivered at shutdown", self.name, left)
         self._call("close")
+        close = getattr(self.feed, "close", None)
+        if close is not None:
+            close()

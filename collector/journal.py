@@ -5,7 +5,10 @@ node's new reports as the frame bodies they came in, and the nodes whose
 state changed — and writes them to the store in one transaction at the end of
 the pass; only then do the ACKs leave. Between passes, every
 ``snapshot_interval``, it checkpoints: the modules' snapshots are saved as
-complete up to the last committed row, and rows past the retention are pruned.
+complete up to the last committed row, and rows past the retention are pruned,
+except those a durable distribution has not passed on yet (collector/dist_journal.py),
+which are kept up to its ``journal_hold``; what is pruned beyond that is counted
+as ``dist-gap`` (reports).
 The store (collector/store.py) is where all of this lands.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 
 from collector.addons import NodeRecord
 from collector.config import CollectorConfig
@@ -45,6 +49,8 @@ class Journal:
         self.touched: dict[str, NodeRecord] = {}
         self._rows: dict[str, tuple[int, list[bytes]]] = {}  # node -> (first seq, frame bodies) this pass
         self._next_checkpoint = time.monotonic() + config.snapshot_interval
+        # (row id, seconds) per durable distribution: rows from that id on are kept up to that age.
+        self.holds: Callable[[], list[tuple[int, float]]] = list
 
     @property
     def idle(self) -> bool:
@@ -92,10 +98,17 @@ class Journal:
             return
         try:
             self.host.take_snapshots(self.store)
-            pruned = self.store.prune(time.time() - self.config.retention)
+            now = time.time()
+            holds = [(row, now - seconds) for row, seconds in self.holds()]
+            pruned, gap = self.store.prune_held(now - self.config.retention, holds)
         except sqlite3.Error as exc:
             self._failed("snapshot or prune failed: %s", exc)
             return
+        if gap:
+            self.counters["dist-gap"] += gap
+            self.throttled.warning(
+                "dist-gap", "pruned %d journaled reports a durable distribution had not passed on (journal_hold)", gap
+            )
         if pruned:
             log.info("pruned %d journal rows older than %.0f s", pruned, self.config.retention)
 

@@ -17,6 +17,7 @@ import gevent.event
 import zmq
 import zmq.green
 
+from collector import dist_host
 from collector.agent_link import AgentLink, Mailbox
 from collector.client_link import ClientLink, ClientSender
 from collector.config import CollectorConfig
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 ENDPOINTS_FILE = "collector.json"
 LOCK_FILE = "collector.lock"
-STORE_FILE = "collector.sqlite3"
+STORE_FILE = dist_host.STORE_FILE
 HEALTH_INTERVAL = 1.0  # seconds between the collector's own collector/METRIC points (when distributions take points)
 
 _DISTRIBUTIONS = (
@@ -133,6 +134,7 @@ class Collector:
         self.clients = ClientLink(sender, core, relay, own)
         self.updates = UpdateScheduler(self.host, self.clients.publish, self.counters)
         self.journal = Journal(self.store, self.host, self.registry, self.counters, self.config)
+        self.journal.holds = self.dists.journal_holds
         self.agents = agents = AgentLink(agent_sock, core, self.journal, relay, mailbox, self.updates.notify_ingest)
         self.dists.set_pressure(lambda: agents.busy)
         self._spawn(self.agents.run)

@@ -96,6 +96,10 @@ class Store:
         """Drop journal rows received before ``older_than`` (epoch s); returns how many."""
         return 0
 
+    def prune_held(self, older_than: float, holds: list[tuple[int, float]]) -> tuple[int, int]:
+        """Prune as :meth:`prune`, keeping the rows durable distributions hold; returns (rows pruned, gap)."""
+        return self.prune(older_than), 0
+
     def close(self) -> None:
         """Release the store."""
 
@@ -191,6 +195,25 @@ class SQLiteStore(Store):
             (older_than, older_than),
         )
         return int(cursor.rowcount)
+
+    def prune_held(self, older_than: float, holds: list[tuple[int, float]]) -> tuple[int, int]:
+        """Prune as :meth:`prune`, but keep rows ``id >= row`` received at or after ``since`` for each hold.
+
+        ``holds`` are ``(row id, since)`` of the durable distributions. Returns
+        (rows pruned, reports pruned that some hold had not passed on: the gap).
+        """
+        if not holds:
+            return self.prune(older_than), 0
+        kept = " OR ".join("(id >= ? AND received >= ?)" for _ in holds)
+        args: list[float] = [value for hold in holds for value in hold]
+        where = f"received < ? AND NOT ({kept})"
+        floor = min(row for row, _ in holds)
+        (gap,) = self.db.execute(
+            f"SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM journal WHERE {where} AND id >= ?",
+            [older_than, *args, floor],
+        ).fetchone()
+        cursor = self.db.execute(f"DELETE FROM journal WHERE {where}", [older_than, *args])
+        return int(cursor.rowcount), int(gap)
 
     def close(self) -> None:
         """Close the database."""

@@ -160,12 +160,13 @@ def test_modes_and_feeds_the_type_does_not_offer_are_refused(tmp_path: Path) -> 
     write(
         dists,
         "dist_durable.py",
-        "from collector import dist\nclass D(dist.Distribution):\n    feed = dist.JOURNAL_FEED\n",
+        "from collector import dist\nclass D(dist.Distribution):\n    feed = 'tape'\n",
     )
     assert "type pointsonly supports points, not 'reports'" in load_error(
         tmp_path, '[distributions.p]\ntype = "pointsonly"\nmode = "reports"\n', dists
     )
-    assert "asks for the 'journal' report feed, which this collector does not offer yet" in load_error(
+    # The journal feed is offered now (tests/test_dist_journal.py); a feed that does not exist is refused.
+    assert "asks for the 'tape' report feed, which does not exist" in load_error(
         tmp_path, '[distributions.d]\ntype = "durable"\nmode = "reports"\n', dists
     )
 
