@@ -77,6 +77,10 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "dist-dropped:NAME": (DISTRIBUTIONS, "dist-dropped, for distribution NAME"),
     "dist-errors": (DISTRIBUTIONS, "exceptions the distributions raised, in any method, all together"),
     "dist-errors:NAME": (DISTRIBUTIONS, "dist-errors, for distribution NAME (by method in the Distributions answer)"),
+    "dist-gap": (
+        DISTRIBUTIONS,
+        "reports a durable distribution had not passed on when the journal pruned them past journal_hold",
+    ),
 }
 
 
