@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,18 @@ def free_port() -> int:
 def scrape(port: int) -> Series:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         return series(text_string_to_metric_families(answer.read().decode()))
+
+
+def slow_scrape(port: int) -> bytes:
+    """A scrape whose request arrives in two parts, so the server must wait on the socket (as for Prometheus)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\n")
+        time.sleep(0.3)  # deliberate: the server's read must block (this broke under gevent, see dist_prometheus.serve)
+        sock.sendall(b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
 
 
 def points(state: MetricState, node: str, at: float = 1.0, **values: Any) -> None:
@@ -136,7 +149,7 @@ def test_a_bad_listen_is_a_config_error(listen: str) -> None:
 
 
 def test_without_prometheus_client_configure_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dist_prometheus, "start_http_server", None)
+    monkeypatch.setattr(dist_prometheus, "make_wsgi_app", None)
     prom = PrometheusDistribution(DistCore("prom", "prometheus"))
     with pytest.raises(dist.ConfigError, match=r"pip install 'labscope\[prometheus\]'"):
         prom.configure({"listen": "127.0.0.1:9464"})
@@ -206,6 +219,7 @@ def test_a_real_collector_scraped_and_a_lost_nodes_series_disappear(
         assert found[("labscope_node_network_receive_bytes_per_second", n1)] == 1500.0
         assert found[("labscope_distribution_queue_length", (("distribution", "arch"),))] >= 0
         assert found[("labscope_distribution_dropped_total", (("distribution", "prom"), ("reason", "queue-full")))] == 0
+        assert slow_scrape(port).startswith(b"HTTP/1.0 200") and scrape(port)  # and it still serves after
 
         agent.send(Kind.BYE, node="n1")
         gone = wait_for(

@@ -34,8 +34,8 @@ What is exported (``NODE/METRIC`` codes as the built-in modules publish them):
   ``labscope_distribution_sent_total{distribution}``,
   ``labscope_distribution_connected{distribution}``.
 
-The HTTP server (prometheus-client's ``start_http_server`` with a private
-registry, its own daemon threads) is started in ``connect``: a ``listen``
+The HTTP server (prometheus-client's WSGI app on a private registry, served
+by wsgiref from one daemon thread: see :func:`serve`) is started in ``connect``: a ``listen``
 address that cannot be bound (port in use) is a connect failure, logged,
 counted, raised as the ``distribution-down`` Event and retried with the
 runner's backoff until the port is free.
@@ -51,18 +51,21 @@ Sample config block::
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from collector import dist
 
 try:
-    from prometheus_client import start_http_server
+    from prometheus_client import make_wsgi_app
     from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 except ImportError:  # the extra is not installed: configure() says so in one line
-    start_http_server = None  # type: ignore[assignment]
+    make_wsgi_app = None  # type: ignore[assignment]
 
 __all__ = [
     "COLLECTOR_METRICS",
@@ -246,6 +249,36 @@ class _ScrapeCollector:
         yield from self.state.families(self.distributions)
 
 
+class _QuietHandler(WSGIRequestHandler):
+    """One request; logged at DEBUG, not on stderr; a client silent for 10 s is dropped."""
+
+    timeout = 10.0
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Each request at DEBUG."""
+        _log.debug("prometheus: " + format, *args)
+
+
+_log = logging.getLogger(__name__)
+
+
+def serve(host: str, port: int, registry: CollectorRegistry) -> tuple[WSGIServer, threading.Thread]:
+    """Serve ``registry`` on ``host:port`` from one daemon thread that accepts *and* answers each scrape.
+
+    Why not prometheus-client's ``start_http_server``: it answers each
+    request in a new thread, and under the collector's gevent patching a
+    socket accepted in one thread cannot wait in another ("Cannot switch to a
+    different thread"). Scrapes are few and quick, so one thread is plenty.
+    """
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    server_class = type("MetricsServer", (WSGIServer,), {"address_family": family, "allow_reuse_address": True})
+    server = server_class((host, port), _QuietHandler)
+    server.set_app(make_wsgi_app(registry))
+    thread = threading.Thread(target=server.serve_forever, name="labscope-prometheus", daemon=True)
+    thread.start()
+    return server, thread
+
+
 class PrometheusDistribution(dist.Distribution):
     """Data points as Prometheus gauges and counters on a ``/metrics`` endpoint."""
 
@@ -258,12 +291,12 @@ class PrometheusDistribution(dist.Distribution):
         super().__init__(core)
         self.state = MetricState()
         self.address = parse_listen(DEFAULT_LISTEN)
-        self.server: Any = None
+        self.server: WSGIServer | None = None
         self.thread: threading.Thread | None = None
 
     def configure(self, config: dict[str, Any]) -> None:
         """Check ``listen`` and that prometheus-client is installed (no network here)."""
-        if start_http_server is None:
+        if make_wsgi_app is None:
             raise dist.ConfigError("prometheus-client is not installed: pip install 'labscope[prometheus]'")
         self.config = config
         self.address = parse_listen(str(config.get("listen", DEFAULT_LISTEN)))
@@ -278,7 +311,7 @@ class PrometheusDistribution(dist.Distribution):
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_ScrapeCollector(self.state, self.core.distributions))
         host, port = self.address
-        self.server, self.thread = start_http_server(port, addr=host, registry=registry)
+        self.server, self.thread = serve(host, port, registry)
         self.log.info("prometheus: /metrics on http://%s:%d/metrics", *self._bound())
         return True
 
@@ -296,5 +329,6 @@ class PrometheusDistribution(dist.Distribution):
 
     def _bound(self) -> tuple[str, int]:
         """The address actually bound (port 0 in ``listen`` picks a free one)."""
+        assert self.server is not None
         host, port = self.server.server_address[:2]
         return str(host), int(port)
