@@ -61,7 +61,8 @@ from __future__ import annotations
 import logging
 import time as _time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -138,7 +139,10 @@ class DistCore:
 
     ``name`` is the config section's NAME, ``type`` its type, ``mode`` points
     or reports, ``alias`` the collector's name, ``data_root`` the collector's
-    data dir.
+    data dir, ``distributions`` a function returning every distribution's
+    figures (the ``Distributions`` answer: ``queued``, ``dropped`` by reason,
+    ``sent``, ``connected``, ...), safe to call from any thread (it only reads;
+    the ``prometheus`` type exports them).
     """
 
     name: str
@@ -146,6 +150,7 @@ class DistCore:
     mode: str = POINTS
     alias: str = ""
     data_root: Path = Path(".")
+    distributions: Callable[[], dict[str, dict[str, Any]]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def log(self) -> logging.Logger:
