@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from collector.dist import DataPoint, DistCore
-from messages import NodeList
+from messages import Kind, NodeList
 from tests.conftest import ProcessGroup, wait_for
 from tests.wire import Client
 
@@ -245,20 +245,28 @@ path = "{archive}"
         wait_for(lambda: last_seq(client) >= start_seq + 40, 20, what="reports before the outage")
         rate_before = (last_seq(client) - start_seq) / (time.monotonic() - t0)
 
+        client.send(Kind.SUBSCRIBE, params={"types": "NodeList"})  # client updates must keep coming too
         broker.popen.send_signal(signal.SIGSTOP)
-        frozen_at, seq0, lines0 = time.monotonic(), last_seq(client), archive.stat().st_size
+        frozen_at, frozen_wall = time.monotonic(), time.time()
+        seq0, lines0 = last_seq(client), archive.stat().st_size
         mq = wait_for(
             lambda: (d := client.answer("Distributions")["mq"])["dropped"]["queue-full"] > 0 and d,
             40,
             what="mqtt drops while the broker is frozen",
         )
-        while time.monotonic() < frozen_at + 15:  # the outage goes on; ingest, jsonl and updates must not mind
+        while time.monotonic() < frozen_at + 20:  # the outage goes on; ingest, jsonl and updates must not mind
+            client.send(Kind.SUBSCRIBE, params={"types": "NodeList"})  # renew the lease
             dists = client.answer("Distributions")
             assert dists["mq"]["queued"] <= 50 + 7  # the queue, and the payloads of the one sample being sent
             time.sleep(0.5)
         rate_during = (last_seq(client) - seq0) / (time.monotonic() - frozen_at)
         assert rate_during > rate_before * 0.5, (rate_before, rate_during)
         assert archive.stat().st_size > lines0  # the other distribution kept writing
+        client.expect(
+            lambda e: e.kind == Kind.UPDATE and e.type == "NodeList" and e.time > frozen_wall + 10,
+            timeout=10,
+            what="a NodeList update pushed well into the outage",
+        )
         stats = client.answer("CollectorStats")
         assert stats["counters"]["dist-dropped:mq"] >= mq["dropped"]["queue-full"]
         assert dists["archive"]["dropped"]["queue-full"] == 0 and dists["archive"]["errors"] == 0
