@@ -86,8 +86,9 @@ class Fanout:
             targets = _cached(self._samples, key, self._route_sample(node, names))
         if targets:
             values, at = tuple(values), _now() if time is None else time
+            whole = (None, node, names, values, at, None)  # one entry shared by every distribution taking it all
             for put, picked in targets:
-                put((None, node, names, values, at, picked))
+                put(whole if picked is None else (None, node, names, values, at, picked))
 
     def _route_sample(self, node: str, names: tuple[str, ...]) -> tuple[tuple[Put, Picked], ...]:
         found: list[tuple[Put, Picked]] = []
