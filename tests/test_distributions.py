@@ -203,6 +203,15 @@ def test_the_collector_pushes_and_answers_distributions(procs: ProcessGroup, zmq
         assert decode_payload(update.payload, update.encoding)["c"]["type"] == "custom"
     finally:
         client.close()
+    query = labscope_cmd("query", "--collector", collector.clients, "--timeout", "5", "Distributions")
+    done = subprocess.run(query, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)["c"]
+    assert (shown["type"], shown["connected"], set(shown["dropped"])) == (
+        "custom",
+        True,
+        {"queue-full", "collapsed", "error", "shutdown"},
+    )
 
 
 def test_without_distributions_the_request_answers_empty_and_no_update_is_offered(
