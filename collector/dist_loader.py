@@ -14,7 +14,6 @@ naming the config file, the section and the key.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import logging
@@ -27,7 +26,8 @@ from collector import settings
 from collector.addons import Option
 from collector.config import DIST_DEFAULTS, DistSection
 from collector.dist import FEEDS, Distribution
-from messages.errors import ConfigError
+from messages.errors import ConfigError, ModuleError
+from messages.plugins import defined_subclasses, import_file, module_name
 
 __all__ = ["BUILTIN_PACKAGE", "builtin_dir", "check_section", "find_file", "known_types", "load_class"]
 
@@ -82,37 +82,20 @@ def load_class(section: DistSection, dirs: list[Path], config_path: str | None) 
 
 
 def _import(path: Path, builtin: bool, where: str) -> ModuleType:
-    if builtin:
-        name = f"{BUILTIN_PACKAGE}.{path.stem}"
-    else:
-        digest = hashlib.sha1(str(path.resolve()).encode(), usedforsecurity=False).hexdigest()[:8]
-        name = f"labscope_dist_{path.stem}_{digest}"
-    if name in sys.modules:
+    name = f"{BUILTIN_PACKAGE}.{path.stem}" if builtin else module_name(path, "dist")
+    if name in sys.modules:  # the same file named by two sections: one module, one class
         return sys.modules[name]
     try:
-        if builtin:
-            return importlib.import_module(name)
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError("not an importable Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-    except Exception as exc:  # a drop-in's import may raise anything, SyntaxError included
-        sys.modules.pop(name, None)
+        return importlib.import_module(name) if builtin else import_file(path, "dist")
+    except ModuleError as exc:
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"{where}: {path} failed to import: {type(cause).__name__}: {cause}") from None
+    except Exception as exc:  # a built-in's import may raise anything (an extra's library missing ...)
         raise ConfigError(f"{where}: {path} failed to import: {type(exc).__name__}: {exc}") from None
 
 
 def _the_class(module: ModuleType, path: Path, where: str) -> type[Distribution]:
-    classes = [
-        obj
-        for obj in vars(module).values()
-        if isinstance(obj, type)
-        and issubclass(obj, Distribution)
-        and obj is not Distribution
-        and obj.__module__ == module.__name__
-    ]
+    classes = defined_subclasses(module, Distribution)
     if len(classes) != 1:
         names = ", ".join(sorted(c.__name__ for c in classes)) or "none"
         raise ConfigError(f"{where}: {path} must define exactly one dist.Distribution subclass (found: {names})")

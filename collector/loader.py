@@ -12,19 +12,18 @@ dependency cycle, or two modules with the same name are start-up errors
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
 import logging
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from collector.addons import Aggregator, as_names
 from messages.errors import ConfigError, DependencyError, ModuleError
+from messages.plugins import defined_subclasses, import_file
 from messages.specs import spec_mismatch
 
 log = logging.getLogger(__name__)
@@ -86,18 +85,10 @@ def _from_import(dotted: str, path: Path) -> Candidate | None:
 
 
 def _from_file(path: Path) -> Candidate | None:
-    digest = hashlib.sha1(str(path.resolve()).encode(), usedforsecurity=False).hexdigest()[:8]
-    unique = f"labscope_module_{path.stem}_{digest}"
     try:
-        spec = importlib.util.spec_from_file_location(unique, path)
-        if spec is None or spec.loader is None:
-            return Candidate(path.stem, str(path), error="not an importable Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[unique] = module
-        spec.loader.exec_module(module)
-    except Exception as exc:  # a module's import may raise anything, SyntaxError included
-        sys.modules.pop(unique, None)
-        return Candidate(path.stem, str(path), error=f"import failed: {type(exc).__name__}: {exc}")
+        module = import_file(path, "module")
+    except ModuleError as exc:
+        return Candidate(path.stem, str(path), error=exc.reason)
     return _from_module(module, path.stem, str(path))
 
 
@@ -118,14 +109,7 @@ def _from_entry_points() -> list[Candidate | None]:
 
 
 def _from_module(module: ModuleType, stem: str, source: str) -> Candidate | None:
-    classes = [
-        obj
-        for obj in vars(module).values()
-        if isinstance(obj, type)
-        and issubclass(obj, Aggregator)
-        and obj is not Aggregator
-        and obj.__module__ == module.__name__
-    ]
+    classes = defined_subclasses(module, Aggregator)
     if not classes:
         log.warning("%s defines no Aggregator subclass; skipped", source)
         return None

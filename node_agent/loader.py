@@ -10,13 +10,8 @@ without it.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import inspect
 import logging
 import math
-import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +19,7 @@ from types import ModuleType
 from typing import TypeVar
 
 from messages.errors import ModuleError
+from messages.plugins import defined_subclasses, import_file
 from node_agent.addons import Probe
 
 __all__ = ["LoadedProbe", "addon_class", "import_file", "load_probe_file", "load_probes", "probe_files"]
@@ -77,7 +73,7 @@ def load_probe_file(path: Path) -> LoadedProbe:
 
     Raises ModuleError naming the file and what is wrong with it.
     """
-    module = import_file(path)
+    module = import_file(path, "probe")
     cls = addon_class(module, path, Probe)
     name = cls.name or path.stem
     _validate(cls, name, path)
@@ -88,38 +84,10 @@ def load_probe_file(path: Path) -> LoadedProbe:
     return LoadedProbe(name=name, probe=probe, path=path)
 
 
-def _module_name(path: Path, kind: str) -> str:
-    # Two folders may hold files of the same name: the path's digest keeps their modules apart.
-    digest = hashlib.sha1(str(path.resolve()).encode(), usedforsecurity=False).hexdigest()[:12]
-    stem = re.sub(r"\W", "_", path.stem)
-    return f"labscope_{kind}_{stem}_{digest}"
-
-
-def import_file(path: Path, kind: str = "probe") -> ModuleType:
-    """Import the file ``path`` as a module of its own; raises ModuleError naming the file."""
-    name = _module_name(path, kind)
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ModuleError(str(path), "cannot be imported as a Python file")
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running: dataclasses and typing look the module up by name.
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except (Exception, SystemExit) as exc:
-        del sys.modules[name]
-        raise ModuleError(str(path), f"import failed: {type(exc).__name__}: {exc}") from exc
-    return module
-
-
 def addon_class(module: ModuleType, path: Path, base: type[T]) -> type[T]:
     """The one subclass of ``base`` defined in ``module``; raises ModuleError naming the file."""
     what = f"{base.__module__}.{base.__name__}"
-    classes = [
-        obj
-        for obj in vars(module).values()
-        if inspect.isclass(obj) and issubclass(obj, base) and obj is not base and obj.__module__ == module.__name__
-    ]
+    classes = defined_subclasses(module, base)
     if not classes:
         raise ModuleError(str(path), f"defines no subclass of {what}")
     if len(classes) > 1:
