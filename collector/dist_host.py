@@ -21,7 +21,7 @@ from typing import Any
 import gevent
 
 from collector import dist_loader
-from collector.addons import Aggregator, Report
+from collector.addons import Aggregator, Figures, Report
 from collector.config import CollectorConfig, DistSection
 from collector.counters import Counters
 from collector.dist import JOURNAL_FEED, POINTS, REPORTS, DistCore, Distribution
@@ -85,7 +85,9 @@ class Fanout:
         if targets is None:
             targets = _cached(self._samples, key, self._route_sample(node, names))
         if targets:
-            values, at = tuple(values), _now() if time is None else time
+            if not isinstance(values, Figures):  # read later, in the distributions' threads
+                values = tuple(values)
+            at = _now() if time is None else time
             whole = (None, node, names, values, at, None)  # one entry shared by every distribution taking it all
             for put, picked in targets:
                 put(whole if picked is None else (None, node, names, values, at, picked))

@@ -522,7 +522,12 @@ class Runner:
     def _convert_sample(self, raw: tuple[Any, ...]) -> None:
         """One ``publish_many`` entry: its points ``NODE/NAME``, one sendData each."""
         _, node, names, values, at, picked = raw
-        count = min(len(names), len(values))
+        try:
+            count = min(len(names), len(values))  # a Figures reads its bytes here
+        except Exception as exc:  # a module's read function failed: the sample's points are lost, counted
+            self.error("publish_many", exc)
+            self.stats.dropped_error += len(names) if picked is None else len(picked)
+            return
         for index in range(count) if picked is None else (i for i in picked if i < count):
             self._send_data(DataPoint(f"{node}/{names[index]}", values[index], at, node))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from collector.addons import Report
+from collector.addons import Figures, Report
 from collector.config import DistSection
 from collector.dist import DataPoint, DistCore, Distribution, ReportItem
 from collector.dist_runner import MAX_ATTEMPTS, DistQueue, Runner, Signal, backoff, collapse_key
@@ -176,6 +176,33 @@ def test_a_sample_becomes_one_point_per_name_it_takes(run: Any) -> None:
         ("n2/cpu", 4.0, 8.0, "n2"),
         ("n2/load", 6.0, 8.0, "n2"),
     ]
+
+
+def test_figures_are_read_from_their_bytes_once_in_the_distributions_thread(run: Any) -> None:
+    reads: list[tuple[bytes, int]] = []
+
+    def read(data: bytes) -> tuple[float, ...]:
+        reads.append((data, threading.get_ident()))
+        return tuple(float(part) for part in data.split(b","))
+
+    runner, dist, _ = run()
+    runner.put((None, "n1", ("cpu", "mem", "load"), Figures(read, b"1,2,3"), 7.0, (0, 2)))
+    wait_for(lambda: len(dist.sent) == 2, 10, what="two points")
+    assert [(p.code, p.value) for p in dist.sent] == [("n1/cpu", 1.0), ("n1/load", 3.0)]
+    assert len(reads) == 1 and reads[0][0] == b"1,2,3" and reads[0][1] in dist.threads
+
+
+def test_figures_whose_read_raises_drop_the_sample_and_count_it(run: Any) -> None:
+    def broken(data: bytes) -> tuple[float, ...]:
+        raise ValueError(f"cannot read {data!r}")
+
+    runner, dist, _ = run()
+    runner.put((None, "n1", ("cpu", "mem"), Figures(broken, b"x"), 7.0, None))
+    runner.put(point("n1/after", 5.0))
+    wait_for(lambda: len(dist.sent) == 1, 10, what="the point after the broken sample")
+    assert dist.sent[0].code == "n1/after"
+    assert runner.dropped()["error"] == 2 and runner.stats.errors_by_method == {"publish_many": 1}
+    assert "cannot read b'x'" in runner.stats.last_error
 
 
 def test_the_seed_style_send_data_sees_the_whole_point(run: Any) -> None:
