@@ -4,6 +4,7 @@
 
     LabscopeError              anything labscope raises on purpose
     ├── ConfigError            a bad flag, config file or config key (exit status 2)
+    │   └── KeyFileError       a CURVE certificate file that is missing, unreadable or malformed
     ├── ModuleError            an aggregator or probe that cannot load or start
     │   └── DependencyError    a missing dependency or a dependency cycle (exit status 2)
     ├── ProtocolError          a frame or envelope that breaks the wire contract (``code``)
@@ -13,6 +14,7 @@
     │   └── SubscriptionRefused  the collector refused a SUBSCRIBE (unknown types, empty list)
     ├── TransferCancelled      a client cancelled a streamed transfer
     ├── ClientTimeout          a client heard nothing from the collector in time
+    ├── AuthRefused            the collector refused this client's or agent's CURVE handshake
     ├── NoUpdates              ``labscope watch`` got no update in time
     ├── OutboxError            the agent's outbox file cannot be opened or written
     ├── BrokenQtBinding        the installed PySide6 cannot run the GUI
@@ -30,6 +32,8 @@ from __future__ import annotations
 
 __all__ = [
     "CHECKSUM",
+    "AuthRefused",
+    "KeyFileError",
     "BadPayloadError",
     "BrokenQtBinding",
     "ChildFailure",
@@ -69,6 +73,7 @@ class Code:
     BUSY = "busy"  # the agent's request workers are all busy
     DENIED = "denied"  # a path outside the agent's serve folders
     HANDLER_ERROR = "handler-error"  # the agent's handler raised
+    FORBIDDEN = "forbidden"  # the client's key is not allowed this action (a viewer asking for an operator's)
 
     @classmethod
     def all(cls) -> frozenset[str]:
@@ -184,6 +189,19 @@ class ClientTimeout(LabscopeError):  # noqa: N818 - the name the GUI and command
         super().__init__(f"no answer from {endpoint} after {timeout:g} s (is the collector running?)")
         self.endpoint = endpoint
         self.timeout = timeout
+
+
+class AuthRefused(LabscopeError):  # noqa: N818 - reads as what happened, like RequestFailed
+    """The collector refused the CURVE handshake: an unknown key, or plain against CURVE (or the reverse)."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        super().__init__(f"{endpoint}: {reason}")
+        self.endpoint = endpoint
+        self.reason = reason
+
+
+class KeyFileError(ConfigError):
+    """A CURVE certificate file that is missing, unreadable or malformed; names the file and the fix."""
 
 
 class NoUpdates(LabscopeError):  # noqa: N818 - reads as the condition it reports
