@@ -95,10 +95,14 @@ class Subscriber:
         self.lock = threading.Lock()
         self.messages: list[tuple[str, str, bool, float]] = []  # (topic, text, retained, when received)
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}")
+        self.subscribed = threading.Event()
         self.client.on_connect = lambda c, *_: c.subscribe("labscope/#", qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port, keepalive=60)
         self.client.loop_start()
+        # Publishing before the broker holds the subscription loses the non-retained messages.
+        assert self.subscribed.wait(10), "the test subscriber's SUBSCRIBE was not acknowledged within 10 s"
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         with self.lock:
