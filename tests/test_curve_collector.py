@@ -180,6 +180,8 @@ def test_a_viewer_may_query_but_only_an_operator_commands_a_node(
     assert stranger.poll_for(lambda e: True, REFUSED_QUIET) is None
     wait_for(lambda: counters(operator).get("auth-refused:unknown-key", 0) >= 1, 10, what="client unknown-key")
     assert counters(operator)["auth-refused:operator-only"] == 3
+    assert collector.stop() == 0, collector.log()
+    assert "Traceback" not in collector.log()
 
 
 def test_allow_folders_reload_on_change_and_on_sighup(
