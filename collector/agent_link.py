@@ -20,10 +20,12 @@ import gevent.event
 import zmq
 
 from collector.addons import NodeRecord, Report
+from collector.agent_keys import AgentKeys
 from collector.core import Core
 from collector.counters import ThrottledLog
 from collector.journal import Journal
 from collector.liveness import LivenessClock
+from collector.refusals import KEY_MISMATCH, WRONG_NODE, Refusals, safe_fingerprint
 from collector.relay import Relay
 from messages import Envelope, Kind, NodeInfo
 from messages.codec import envelope, kind_name, pack, unpack
@@ -63,6 +65,8 @@ class AgentLink:
     ``journal`` commits each pass before its ACKs leave; ``relay`` takes the
     agents' answers to forwarded requests; ``mailbox`` holds what other
     greenlets send to agents; ``on_ingest`` wakes the push-on-change modules.
+    With CURVE, ``keys`` binds each connection to its key and ``refusals``
+    records what it refuses (collector/agent_keys.py).
     """
 
     def __init__(
@@ -73,8 +77,13 @@ class AgentLink:
         relay: Relay,
         mailbox: Mailbox,
         on_ingest: Callable[[], bool] = lambda: False,
+        keys: AgentKeys | None = None,
+        refusals: Refusals | None = None,
     ) -> None:
         self.sock = sock
+        self.keys = keys
+        self.refusals = refusals
+        self._key = ""  # with CURVE: the key (Z85) of the frame being handled
         self.host = core.host
         self.registry = core.registry
         self.counters = core.counters
@@ -110,8 +119,9 @@ class AgentLink:
     def run(self) -> None:
         """Serve agents until :meth:`stop`; runs in its own greenlet."""
         watcher = gevent.get_hub().loop.io(self.sock.getsockopt(zmq.FD), 1)
+        drain = self._drain if self.keys is None else self._drain_curve
         while self.running:
-            handled = self._drain()
+            handled = drain()
             self.counters["ingest-passes"] += 1
             self.counters["reports"] += self.reports
             self.reports = 0
@@ -164,6 +174,48 @@ class AgentLink:
             on_frame(ident, body, now)
         self.counters["frames"] += DRAIN_LIMIT
         return DRAIN_LIMIT
+
+    def _drain_curve(self) -> int:
+        """:meth:`_drain` for CURVE: the identity part comes uncopied, to read the key that sent the frame."""
+        recv, more, keys = self.sock.recv, self.sock.get, self.keys
+        assert keys is not None
+        now = time.time()
+        for handled in range(DRAIN_LIMIT):
+            try:
+                frame = recv(NOBLOCK, copy=False)
+            except zmq.Again:
+                self.counters["frames"] += handled
+                return handled
+            ident, key = frame.bytes, str(frame.get("User-Id"))
+            body = recv(NOBLOCK)
+            refusal = keys.check(ident, key)
+            if refusal:
+                self._discard_rest()
+                self._forbid(ident, key, refusal)
+                continue
+            self._key = key
+            if more(RCVMORE):
+                self._on_parts(ident, body, now)
+                continue
+            self._on_frame(ident, body, now)
+        self.counters["frames"] += DRAIN_LIMIT
+        return DRAIN_LIMIT
+
+    def _discard_rest(self) -> None:
+        while self.sock.get(RCVMORE):
+            self.sock.recv(NOBLOCK)
+
+    def _forbid(self, ident: bytes, key: str, reason: str, node: str = "") -> None:
+        """Refuse a frame or a HELLO for its key: count, log, raise the Event, answer ERROR forbidden."""
+        assert self.refusals is not None and self.keys is not None
+        entry = self.keys.entry(key)
+        name = entry.name if entry is not None else ""
+        words = {
+            KEY_MISMATCH: "this connection said HELLO with another key",
+            WRONG_NODE: f"key {name!r} may not claim node id {node!r}",
+        }.get(reason, "this key is no longer in the collector's agents allow folder (or may not claim its node)")
+        self.refusals.refuse(reason, safe_fingerprint(key), f"agent: {words}", node=node, key=name)
+        self._reply(ident, envelope(Kind.ERROR, node=node, error_code=Code.FORBIDDEN, error=words))
 
     def _on_parts(self, ident: bytes, body: bytes, now: float) -> None:
         """A message of more than one part: only ``[CHUNK header, bulk]`` is valid (docs/protocol.md)."""
@@ -272,6 +324,9 @@ class AgentLink:
         except OutOfRangeError as exc:
             self._refuse(ident, env, Code.OUT_OF_RANGE, str(exc))
             return
+        if self.keys is not None and not self.keys.may_claim(self._key, info.node):
+            self._forbid(ident, self._key, WRONG_NODE, node=info.node)
+            return
         if self.registry.claimed_elsewhere(ident, info):
             self._bad("duplicate-node", "refused a second agent for live node %s (host %s)", info.node, info.hostname)
             self._reply(
@@ -285,6 +340,9 @@ class AgentLink:
             )
             return
         record, joined = self.registry.hello(ident, info, env.seq, now)
+        if self.keys is not None:
+            self.keys.prune(self._sessions)
+            self.keys.bind(ident, self._key, record.node)
         if backlog is not None:
             record.backlog = backlog
         self._touched[record.node] = record
@@ -312,6 +370,8 @@ class AgentLink:
 
     def _on_bye(self, ident: bytes, env: Envelope, now: float) -> None:
         session = self.registry.session(ident)
+        if self.keys is not None:
+            self.keys.forget(ident)
         if session is not None and self.registry.leave(session.record):
             log.info("node %s said bye", session.record.node)
             self._left(session.record)

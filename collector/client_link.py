@@ -23,10 +23,13 @@ from collector.addons import RequestError
 from collector.core import Core
 from collector.counters import Counters, ThrottledLog
 from collector.host import type_name
+from collector.keyring import KeyRing
+from collector.peers import Peer, needs_operator, plain_peer
+from collector.refusals import KEY_REMOVED, OPERATOR_ONLY, Refusals, safe_fingerprint
 from collector.relay import Relay
 from messages import Envelope, Kind
 from messages.codec import envelope, kind_name, pack_one, unpack
-from messages.errors import ProtocolError
+from messages.errors import Code, ProtocolError
 from messages.limits import OutOfRangeError, credit_grant, credit_param
 from messages.stream import STALL_TIMEOUT, CreditAccount, Piece, Take, chunk_stream
 
@@ -72,10 +75,23 @@ class ClientLink:
 
     ``relay`` forwards node requests to agents; ``builtin`` maps the request
     types the collector answers itself to the functions that answer them.
+    With CURVE, ``keyring`` says who sent each frame (a viewer or an operator)
+    and ``refusals`` records what a viewer may not do; without it every client
+    is an operator known by its address.
     """
 
-    def __init__(self, sender: ClientSender, core: Core, relay: Relay, builtin: dict[str, Callable[[], Any]]) -> None:
+    def __init__(
+        self,
+        sender: ClientSender,
+        core: Core,
+        relay: Relay,
+        builtin: dict[str, Callable[[], Any]],
+        keyring: KeyRing | None = None,
+        refusals: Refusals | None = None,
+    ) -> None:
         self.sender = sender
+        self.keyring = keyring
+        self.refusals = refusals
         self.sock = sender.sock
         self.host = core.host
         self.counters = core.counters
@@ -87,7 +103,7 @@ class ClientLink:
         self.pool = gevent.pool.Pool(REQUEST_WORKERS)
         self.subscriptions: dict[bytes, tuple[frozenset[str], float]] = {}
         self.latest: dict[str, bytes] = {}
-        self._handlers: dict[int, Callable[[bytes, Envelope], None]] = {
+        self._handlers: dict[int, Callable[[bytes, Envelope, Peer], None]] = {
             Kind.HELLO: self._on_hello,
             Kind.REQUEST: self._on_request,
             Kind.SUBSCRIBE: self._on_subscribe,
@@ -102,12 +118,13 @@ class ClientLink:
     def run(self) -> None:
         """Serve clients forever; runs in its own greenlet."""
         while True:
-            frames = self.sock.recv_multipart()
+            frames = self.sock.recv_multipart(copy=False)  # uncopied: the identity part carries the sender's key
             self.counters["client-frames"] += 1
+            ident = frames[0].bytes
             if len(frames) != 2:
                 self._bad("client-bad-frame", "client sent a message of %d parts; expected 1", len(frames) - 1)
                 self._send(
-                    frames[0],
+                    ident,
                     envelope(
                         Kind.ERROR,
                         error_code="bad-frame",
@@ -115,9 +132,41 @@ class ClientLink:
                     ),
                 )
                 continue
-            self._on_frame(frames[0], frames[1])
+            peer = self._peer(frames[0])
+            if peer.role:
+                self._on_frame(ident, frames[1].bytes, peer)
+            else:
+                self._refuse_frame(ident, frames[1].bytes, peer)
 
-    def _on_frame(self, ident: bytes, body: bytes) -> None:
+    def _peer(self, frame: zmq.Frame) -> Peer:
+        """Who sent ``frame``: its key's entry with CURVE (no role when the key left the folders)."""
+        address = _address(frame)
+        if self.keyring is None:
+            return plain_peer(address)
+        key = str(frame.get("User-Id"))
+        entry = self.keyring.client(key)
+        if entry is None:
+            return Peer("", safe_fingerprint(key), "", address)
+        return Peer(entry.name, entry.fingerprint, entry.role, address)
+
+    def _refuse_frame(self, ident: bytes, body: bytes, peer: Peer) -> None:
+        """A frame from a key removed from the allow folders while connected: ERROR forbidden for each envelope."""
+        words = "this client's key is no longer in the collector's viewers or operators allow folder"
+        try:
+            envelopes = unpack(body, self.config.max_frame_bytes)
+        except ProtocolError:
+            envelopes = [Envelope()]
+        self._forbid(ident, envelopes[0], KEY_REMOVED, peer.fingerprint, words, peer.address)
+        for env in envelopes[1:]:
+            self._send(ident, _forbidden(env, words))
+
+    def _forbid(self, ident: bytes, env: Envelope, reason: str, fingerprint: str, words: str, address: str) -> None:
+        """Refuse an envelope for the sender's role or key: record the refusal, answer ERROR forbidden."""
+        if self.refusals is not None:
+            self.refusals.refuse(reason, fingerprint, f"client at {address}: {words}", address=address)
+        self._send(ident, _forbidden(env, words))
+
+    def _on_frame(self, ident: bytes, body: bytes, peer: Peer) -> None:
         try:
             envelopes = unpack(body, self.config.max_frame_bytes)
         except ProtocolError as exc:
@@ -130,7 +179,7 @@ class ClientLink:
             if handler is None:
                 self._bad("client-unknown-kind", "dropped an envelope of kind %s from a client", kind_name(env.kind))
                 continue
-            handler(ident, env)
+            handler(ident, env, peer)
 
     def _bad(self, code: str, fmt: str, *args: Any) -> None:
         self.counters[code] += 1
@@ -145,25 +194,31 @@ class ClientLink:
 
     # ------------------------------------------------------------ handlers
 
-    def _on_hello(self, ident: bytes, env: Envelope) -> None:
+    def _on_hello(self, ident: bytes, env: Envelope, peer: Peer) -> None:
         self._send(ident, envelope(Kind.HELLO, type="CollectorInfo", payload=self.info()))
 
-    def _on_heartbeat(self, ident: bytes, env: Envelope) -> None:
+    def _on_heartbeat(self, ident: bytes, env: Envelope, peer: Peer) -> None:
         self._send(ident, envelope(Kind.HEARTBEAT))
 
-    def _on_bye(self, ident: bytes, env: Envelope) -> None:
+    def _on_bye(self, ident: bytes, env: Envelope, peer: Peer) -> None:
         self.subscriptions.pop(ident, None)
 
-    def _on_request(self, ident: bytes, env: Envelope) -> None:
+    def _on_request(self, ident: bytes, env: Envelope, peer: Peer) -> None:
         self.counters["client-requests"] += 1
         try:
             credit_param(env.params)  # checked once here, for the collector's streams and the agents' alike
         except OutOfRangeError as exc:
             self._refuse(ident, env, exc)
             return
-        if self._for_a_node(env):
+        for_a_node = self._for_a_node(env)
+        if needs_operator(env.type, for_a_node) and not peer.operator:
+            what = f"a request to node {env.params.get('node')}" if for_a_node else f"{env.type}"
+            words = f"{what} needs an operator's key; {peer.name} is a {peer.role}"
+            self._forbid(ident, env, OPERATOR_ONLY, peer.fingerprint, words, peer.address)
+            return
+        if for_a_node:
             self.counters["client-node-requests"] += 1
-            self.relay.forward(ident, env)
+            self.relay.forward(ident, env, peer)
             return
         self.pool.spawn(self._serve, ident, env.request_id, env.type, dict(env.params))
 
@@ -172,7 +227,7 @@ class ClientLink:
         claimed = env.type in self.builtin or env.type in self.host.request_routes
         return not claimed and bool(env.params.get("node"))
 
-    def _on_credit(self, ident: bytes, env: Envelope) -> None:
+    def _on_credit(self, ident: bytes, env: Envelope, peer: Peer) -> None:
         try:
             granted = credit_grant(env.seq, env.params)
         except OutOfRangeError as exc:
@@ -258,7 +313,7 @@ class ClientLink:
             return builtin()
         return self.host.answer(type, params, request_id)
 
-    def _on_subscribe(self, ident: bytes, env: Envelope) -> None:
+    def _on_subscribe(self, ident: bytes, env: Envelope, peer: Peer) -> None:
         """Take or renew a lease and acknowledge it; an invalid SUBSCRIBE gets ERROR and changes nothing."""
         asked = list(dict.fromkeys(t.strip() for t in env.params.get("types", "").split(",") if t.strip()))
         refusal = self._subscribe_refusal(env, asked)
@@ -347,6 +402,19 @@ def _subscribe_error(env: Envelope, code: str, reason: str, **params: str) -> En
         error=reason,
         params={"types": env.params.get("types", ""), **params},
     )
+
+
+def _forbidden(env: Envelope, words: str) -> Envelope:
+    """ERROR forbidden answering ``env`` (its type and request id come back)."""
+    return envelope(Kind.ERROR, type=env.type, request_id=env.request_id, error_code=Code.FORBIDDEN, error=words)
+
+
+def _address(frame: zmq.Frame) -> str:
+    """The sending client's address (``Peer-Address``), or "" where the transport has none."""
+    try:
+        return str(frame.get("Peer-Address"))
+    except zmq.ZMQError:
+        return ""
 
 
 def _wants(types: frozenset[str], type_name: str) -> bool:

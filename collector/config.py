@@ -21,6 +21,10 @@ Sample config (every key optional; defaults shown)::
     # node_request_timeout = 30.0 # seconds a request forwarded to a node waits for its answer
     # log_level = "info"
     # distributions_dirs = []     # folders of drop-in dist_<type>.py files
+    # curve_secret = ""           # the collector's own NAME.key_secret: CURVE on both endpoints (docs/security.md)
+    # allow_agents = ""           # folder of agents' public NAME.key files (NAME = the node id it may claim)
+    # allow_viewers = ""          # folder of viewers' public .key files (query, watch, GUI)
+    # allow_operators = ""        # folder of operators' public .key files (viewers who may also command nodes)
 
     [modules.systemstats]
     # update_interval = 1.0
@@ -46,6 +50,7 @@ from typing import Any
 
 from messages.codec import DEFAULT_MAX_FRAME_BYTES
 from messages.errors import ConfigError
+from messages.keys import load
 from messages.options import (
     Parser,
     check_endpoint,
@@ -74,6 +79,17 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "node_request_timeout": (int, float),
     "log_level": str,
     "distributions_dirs": list,
+    "curve_secret": str,
+    "allow_agents": str,
+    "allow_viewers": str,
+    "allow_operators": str,
+}
+
+# The allow-folder keys and their flags (docs/security.md).
+ALLOW_KEYS = {
+    "allow_agents": "--allow-agents",
+    "allow_viewers": "--allow-viewers",
+    "allow_operators": "--allow-operators",
 }
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -139,6 +155,10 @@ class CollectorConfig:
     distributions_dirs: list[Path] = field(default_factory=list)
     distributions: list[DistSection] = field(default_factory=list)
     config_path: str | None = None
+    curve_secret: Path | None = None
+    allow_agents: Path | None = None
+    allow_viewers: Path | None = None
+    allow_operators: Path | None = None
 
 
 def build_parser() -> Parser:
@@ -215,7 +235,30 @@ def build_parser() -> Parser:
         "--snapshot-interval", type=positive_float, metavar="S", help="seconds between module snapshots (default 60)"
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log detail (default info)")
+    _add_security_flags(parser)
     return parser
+
+
+def _add_security_flags(parser: Parser) -> None:
+    parser.add_argument(
+        "--curve-secret",
+        metavar="FILE",
+        help="the collector's own NAME.key_secret (labscope keys generate): CURVE encryption and key "
+        "authentication on both endpoints; needs at least one --allow-* folder",
+    )
+    parser.add_argument(
+        "--allow-agents",
+        metavar="DIR",
+        help="folder of agents' public NAME.key files; a key may claim node id NAME (and its metadata nodes)",
+    )
+    parser.add_argument(
+        "--allow-viewers", metavar="DIR", help="folder of public .key files of clients that may query and watch"
+    )
+    parser.add_argument(
+        "--allow-operators",
+        metavar="DIR",
+        help="folder of public .key files of clients that may also send requests to nodes and read the audit",
+    )
 
 
 def parse_args(argv: list[str]) -> CollectorConfig:
@@ -228,7 +271,33 @@ def parse_args(argv: list[str]) -> CollectorConfig:
     _apply_flags(config, args)
     config.modules = _module_sections(data, args.config)
     config.distributions = dist_sections(data, args.config)
+    check_security(config)
     return config
+
+
+def check_security(config: CollectorConfig) -> None:
+    """CURVE needs an allow folder and allow folders need CURVE; each folder must exist and the secret load.
+
+    Raises ConfigError (KeyFileError for the certificate) naming the flag or file and the fix.
+    """
+    folders = {key: getattr(config, key) for key in ALLOW_KEYS}
+    given = [ALLOW_KEYS[key] for key, folder in folders.items() if folder is not None]
+    if config.curve_secret is None:
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} needs --curve-secret FILE (the collector's own .key_secret): "
+                "without CURVE the collector cannot tell one key from another"
+            )
+        return
+    if not given:
+        raise ConfigError(
+            "--curve-secret without --allow-agents, --allow-viewers or --allow-operators would let nobody in: "
+            "give at least one folder of public .key files"
+        )
+    for key, folder in folders.items():
+        if folder is not None and not folder.is_dir():
+            raise ConfigError(f"{ALLOW_KEYS[key]} {folder}: not a folder (make it, or give the folder of .key files)")
+    load(config.curve_secret, secret=True)
 
 
 def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) -> None:
@@ -237,6 +306,8 @@ def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) ->
             value = _endpoint(value, key, path)
         elif key == "data_dir":
             value = Path(value)
+        elif key in ("curve_secret", *ALLOW_KEYS):
+            value = Path(value) if value else None  # "" as in the sample config: not set
         elif key in ("modules_dirs", "distributions_dirs"):
             value = [Path(_string(v, key, path)) for v in value]
         elif key == "disable_modules":
@@ -266,8 +337,10 @@ def _apply_flags(config: CollectorConfig, args: argparse.Namespace) -> None:
         value = getattr(args, key)
         if value is not None:
             setattr(config, key, value)
-    if args.data_dir is not None:
-        config.data_dir = Path(args.data_dir)
+    for key in ("data_dir", "curve_secret", *ALLOW_KEYS):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(config, key, Path(value))
     if args.modules_dir:
         config.modules_dirs = config.modules_dirs + [Path(d) for d in args.modules_dir]
     if args.disable_module:

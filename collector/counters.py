@@ -12,9 +12,10 @@ from collections import Counter
 from messages.limits import MAX_CREDIT, saturate
 from messages.logs import ThrottledLog
 
-__all__ = ["AGENTS", "CLIENTS", "COUNTERS", "DISTRIBUTIONS", "MODULES", "Counters", "ThrottledLog"]
+__all__ = ["AGENTS", "BOTH", "CLIENTS", "COUNTERS", "DISTRIBUTIONS", "MODULES", "Counters", "ThrottledLog"]
 
 AGENTS, CLIENTS, MODULES, DISTRIBUTIONS = "agents endpoint", "clients endpoint", "modules", "distributions"
+BOTH = "both endpoints"
 
 # Every counter the collector keeps (answered by CollectorStats), with where it counts and what.
 # One scheme: agents-endpoint counters have plain names, clients-endpoint ones start with
@@ -58,6 +59,15 @@ COUNTERS: dict[str, tuple[str, str]] = {
     ),
     "client-stale-credit": (CLIENTS, "CREDITs for no running stream (e.g. sent after the last chunk)"),
     "client-send-failed": (CLIENTS, "frames to clients that could not be sent (client gone or its queue full)"),
+    "auth-refused": (
+        BOTH,
+        "peers refused for their CURVE key (docs/security.md): unknown at the handshake, a node id the key may "
+        "not claim, a connection's key changed, a key removed while connected, a viewer asking an operator's action",
+    ),
+    "auth-refused:REASON": (
+        BOTH,
+        "auth-refused, for REASON: unknown-key, wrong-node, key-mismatch, key-removed or operator-only",
+    ),
     "updates": (MODULES, "updates the modules produced and the collector published"),
     "module-error": (MODULES, "exceptions raised by modules, all modules together"),
     "module-error:NAME": (MODULES, "exceptions raised by module NAME (also a module that failed to start)"),

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import zmq
 
+from collector.peers import Peer
 from collector.registry import NodeRegistry
 from messages import Code, Envelope, Kind
 from messages.codec import envelope
@@ -34,13 +35,14 @@ class ClientSend(Protocol):
 
 @dataclass
 class Pending:
-    """One forwarded request: who asked, which node answers, and until when we wait."""
+    """One forwarded request: who asked (connection and ``peer``), which node answers, and until when we wait."""
 
     client: bytes
     client_id: int
     node: str
     type: str
     deadline: float
+    peer: Peer | None = None
 
 
 class Relay:
@@ -55,11 +57,13 @@ class Relay:
         self.by_client: dict[tuple[bytes, int], int] = {}
         self.ids = itertools.count(1)
 
-    def forward(self, client: bytes, env: Envelope) -> None:
+    def forward(self, client: bytes, env: Envelope, peer: Peer | None = None) -> None:
         """Send a client's REQUEST on to the node named by ``params["node"]``, or answer why not.
 
         A type the agent's NodeInfo.request_types does not list is ``unknown-type`` at once,
         without bothering the agent (an agent that lists no types is asked anything).
+        ``peer`` is who asked (key name and fingerprint, or the address without CURVE),
+        kept with the pending request for the audit.
         """
         node = env.params.get("node", "")
         record = self.registry.records.get(node)
@@ -77,7 +81,7 @@ class Relay:
             )
         else:
             rid = next(self.ids)
-            self.pending[rid] = Pending(client, env.request_id, node, env.type, time.monotonic() + self.timeout)
+            self.pending[rid] = Pending(client, env.request_id, node, env.type, time.monotonic() + self.timeout, peer)
             self.by_client[(client, env.request_id)] = rid
             self.to_agent(ident, envelope(Kind.REQUEST, type=env.type, request_id=rid, params=dict(env.params)))
 

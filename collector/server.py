@@ -18,6 +18,7 @@ import zmq
 import zmq.green
 
 from collector import dist_host
+from collector.agent_keys import AgentKeys
 from collector.agent_link import AgentLink, Mailbox
 from collector.client_link import ClientLink, ClientSender
 from collector.config import CollectorConfig
@@ -26,10 +27,13 @@ from collector.counters import Counters
 from collector.dist_host import DistributionHost, DistributionsView
 from collector.host import ModuleHost, Running
 from collector.journal import Journal
+from collector.refusals import Refusals
 from collector.registry import NodeRegistry
 from collector.relay import Relay
+from collector.security import Curve, start_curve, warn_if_exposed
 from collector.store import NullStore, SQLiteStore, Store
 from collector.updates import UpdateScheduler
+from collector.zap import AGENTS_DOMAIN, CLIENTS_DOMAIN, serve_curve
 from messages import CollectorInfo, __version__
 from messages.errors import LabscopeError
 from messages.specs import PERIODIC, Payload, RequestSpec, UpdateSpec
@@ -95,6 +99,8 @@ class Collector:
         self.exit_status = 0
         self._lock: IO[str] | None = None
         self.store: Store = NullStore()
+        self.refusals = Refusals(self.counters, self.host.emit_event)
+        self.curve: Curve | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -117,8 +123,10 @@ class Collector:
             )
         self._start_distributions()  # after the replay: what was replayed was distributed before the restart
         self.context = zmq.green.Context()
-        agent_sock = self._bind(zmq.Socket(self.context, zmq.ROUTER), self.config.listen_agents, "agents")
-        client_sock = self._bind(self.context.socket(zmq.ROUTER), self.config.listen_clients, "clients")
+        self.curve = start_curve(self.config, self.context, self.refusals)  # ZAP first: it guards the binds below
+        agent_sock = self._bind(zmq.Socket(self.context, zmq.ROUTER), self.config.listen_agents, AGENTS_DOMAIN)
+        client_sock = self._bind(self.context.socket(zmq.ROUTER), self.config.listen_clients, CLIENTS_DOMAIN)
+        warn_if_exposed(self.config)
         self._wire(agent_sock, client_sock)
         self._write_endpoints(agent_sock, client_sock)
         # Start-up objects (modules, protobuf descriptors) will never be garbage: keep them out of
@@ -131,12 +139,19 @@ class Collector:
         mailbox, sender = Mailbox(), ClientSender(client_sock, self.counters)
         relay = Relay(self.registry, self.config.node_request_timeout, mailbox.put, sender.send)
         own = {"CollectorStats": self.stats, "Distributions": self.dists.stats}
-        self.clients = ClientLink(sender, core, relay, own)
+        keyring = self.curve.keyring if self.curve is not None else None
+        self.clients = ClientLink(sender, core, relay, own, keyring, self.refusals)
         self.updates = UpdateScheduler(self.host, self.clients.publish, self.counters)
         self.journal = Journal(self.store, self.host, self.registry, self.counters, self.config)
         self.journal.holds = self.dists.journal_holds
-        self.agents = agents = AgentLink(agent_sock, core, self.journal, relay, mailbox, self.updates.notify_ingest)
+        keys = AgentKeys(keyring) if keyring is not None else None
+        self.agents = agents = AgentLink(
+            agent_sock, core, self.journal, relay, mailbox, self.updates.notify_ingest, keys, self.refusals
+        )
         self.dists.set_pressure(lambda: agents.busy)
+        if self.curve is not None:
+            self._spawn(self.curve.zap.run)
+            self._spawn(self.curve.keyring.watch)
         self._spawn(self.agents.run)
         self._spawn(self.clients.run)
         for run, running in self.updates.loops():
@@ -158,6 +173,8 @@ class Collector:
         """Run until SIGINT/SIGTERM or a crashed loop; returns the exit status."""
         for signum in (signal.SIGINT, signal.SIGTERM):
             gevent.signal_handler(signum, self.stop)
+        if self.curve is not None:
+            gevent.signal_handler(signal.SIGHUP, self.reload_keys)
         self.stopped.wait()
         self.shutdown()
         return self.exit_status
@@ -165,6 +182,12 @@ class Collector:
     def stop(self) -> None:
         """Ask the collector to shut down."""
         self.stopped.set()
+
+    def reload_keys(self) -> None:
+        """Read the allow folders again (SIGHUP); without CURVE there are none."""
+        if self.curve is not None:
+            log.info("reloading the allow folders")
+            self.curve.keyring.reload()
 
     def shutdown(self) -> None:
         """Stop the loops, tell the modules, close the sockets, release the data dir."""
@@ -177,6 +200,8 @@ class Collector:
         self.host.shutdown()
         for sock in self.sockets:
             sock.close(linger=0)  # the plain agents' socket is not tracked by the context's destroy()
+        if self.curve is not None:
+            self.curve.zap.stop()  # its plain socket too, or term() would wait for it
         if self.context is not None:
             self.context.term()
         (self.config.data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
@@ -198,9 +223,12 @@ class Collector:
     # ------------------------------------------------------------ sockets and files
 
     def _bind(self, sock: zmq.Socket[bytes], endpoint: str, role: str) -> zmq.Socket[bytes]:
+        """Bind ``sock`` for ``role`` (also its ZAP domain); a CURVE server when CURVE is on."""
         self.sockets.append(sock)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, 4 * self.config.max_frame_bytes)
+        if self.curve is not None:
+            serve_curve(sock, self.curve.certificate, role)
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:

@@ -72,6 +72,8 @@ def test_conflicting_request_types_exit_2_naming_both(tmp_path: Path) -> None:
         (["--listen-agents", "tcp://127.0.0.1:99999"], "99999"),
         (["--modules-dir", "/nonexistent/labscope-mods", *LOOPBACK], "/nonexistent/labscope-mods"),
         (["--node-timeout", "-1"], "-1"),
+        (["--allow-agents", "/tmp", *LOOPBACK], "--allow-agents needs --curve-secret"),
+        (["--curve-secret", "/nonexistent/c.key_secret", "--allow-agents", "/tmp"], "/nonexistent/c.key_secret"),
     ],
 )
 def test_bad_flags_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:

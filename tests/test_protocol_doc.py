@@ -164,6 +164,7 @@ DYNAMIC = {
     "{running.name}": ("NAME",),
     "{runner.name}": ("NAME",),
     "{report.type}": ("TYPE",),
+    "{reason}": ("REASON",),
 }
 
 

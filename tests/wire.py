@@ -11,14 +11,28 @@ import zmq
 
 from messages import Envelope, Kind, NodeList, NodeStatus
 from messages.codec import decode_payload, envelope, pack_one, unpack
+from messages.keys import ClientKeys
 
 
 class Peer:
-    """One DEALER conversation; every receive polls with a deadline."""
+    """One DEALER conversation; every receive polls with a deadline.
 
-    def __init__(self, context: zmq.Context, endpoint: str) -> None:
+    ``curve``: speak CURVE with these keys; ``routing_id``: the identity the collector's ROUTER sees.
+    """
+
+    def __init__(
+        self,
+        context: zmq.Context,
+        endpoint: str,
+        curve: ClientKeys | None = None,
+        routing_id: bytes | None = None,
+    ) -> None:
         self.socket = context.socket(zmq.DEALER)
         self.socket.linger = 0
+        if curve is not None:
+            curve.apply(self.socket)
+        if routing_id is not None:
+            self.socket.routing_id = routing_id
         self.socket.connect(endpoint)
         self.seen: list[Envelope] = []
 
