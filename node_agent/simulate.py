@@ -135,9 +135,9 @@ class SimulatedAgent:
             envelope(Kind.REPORT, "SystemStats", synthetic_stats(now), node=self.node, seq=self.next_seq + i, time=now)
             for i in range(count)
         ]
-        self.next_seq += count
-        self._send(batch)
-        self.totals.sent += count
+        if self._send(batch):
+            self.next_seq += count
+            self.totals.sent += count
 
     def heartbeat_if_idle(self) -> None:
         """Send a HEARTBEAT when nothing went out for a heartbeat interval."""
@@ -145,9 +145,18 @@ class SimulatedAgent:
             self._send([envelope(Kind.HEARTBEAT, node=self.node)])
             self.totals.heartbeats += 1
 
-    def _send(self, envelopes: list[Envelope]) -> None:
-        self.sock.send(pack(envelopes), zmq.NOBLOCK)
+    def _send(self, envelopes: list[Envelope]) -> bool:
+        """Send one frame without blocking; False when the socket has no peer to take it.
+
+        That happens after a refused handshake: libzmq drops the connection, and a DEALER
+        without one cannot queue. The HELLO retry sends again.
+        """
+        try:
+            self.sock.send(pack(envelopes), zmq.NOBLOCK)
+        except zmq.Again:
+            return False
         self.last_sent = time.monotonic()
+        return True
 
     def receive(self, timeout: float) -> None:
         """Handle everything the collector sends within ``timeout`` seconds."""
