@@ -13,6 +13,7 @@ import pytest
 import zmq
 
 from gui.client import Client
+from messages import Kind
 from messages.errors import AuthRefused
 from messages.keys import NOT_CURVE, REFUSED_KEY, REQUIRES_CURVE, WRONG_SERVER_KEY, ClientKeys, client_keys, generate
 from tests.curve import CurveServer, curve_server
@@ -100,3 +101,15 @@ def test_a_plain_client_of_a_plain_collector_watches_quietly(zmq_context: zmq.Co
                 assert client.request("X", timeout=5).payload == {"ok": True}
             assert client.next_update(timeout=0.1) is None
             assert client.refusal is None
+
+
+def test_the_bench_ingest_sender_speaks_curve(zmq_context: zmq.Context, tmp_path: Path) -> None:
+    from labscope import benchkit
+
+    with curve_server(zmq_context, tmp_path / "srv") as server:
+        sender = generate(tmp_path / "agents", benchkit.INGEST_NODE)
+        server.allow(sender)
+        result = benchkit.ingest(server.endpoint, 50, str(server.public_file), str(sender.path))
+        assert result["count"] == 50
+        assert sum(1 for e in server.seen if e.kind == Kind.REPORT) == 50
+        assert set(server.user_ids) == {sender.public.decode()}
