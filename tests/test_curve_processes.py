@@ -1,4 +1,4 @@
-"""Real ``labscope query`` / ``watch`` / ``agent`` processes against a real CURVE server in the test (tests/curve.py)."""
+"""Real `labscope query`, `watch`, `agent` and `simulate` processes against a CURVE server in the test."""
 
 from __future__ import annotations
 
@@ -136,3 +136,15 @@ def test_a_refused_simulate_says_so_in_one_line(zmq_context: zmq.Context, tmp_pa
         done = run("simulate", "--collector", server.endpoint, "--agents", "2", "--duration", "1", *flags)
         assert done.returncode == 1
         assert done.stderr == f"labscope simulate: error: {server.endpoint}: {REFUSED_KEY}\n"
+
+
+@pytest.mark.timeout(60)
+def test_a_plain_agent_of_a_curve_collector_is_told_it_requires_curve(
+    zmq_context: zmq.Context, tmp_path: Path, procs: ProcessGroup
+) -> None:
+    with curve_server(zmq_context, tmp_path / "srv") as server:
+        agent = procs.agent(server.endpoint, "n1")
+        log_path = tmp_path / "agent-n1-1.log"
+        wait_for(lambda: REQUIRES_CURVE in log_path.read_text(), REFUSAL_LIMIT, what="the refusal in the agent's log")
+        assert "no CURVE key" in log_path.read_text()
+        assert agent.poll() is None
