@@ -243,9 +243,12 @@ class Bench:
         keys = self.folder / "curve-keys"
         allowed = keys / "agents"
         collector = generate(keys, "collector")
-        generate(allowed, benchkit.INGEST_NODE)  # the key's name is the node id it may report as
+        ingest = generate(keys, benchkit.INGEST_NODE)  # the key's name is the node id it may report as
+        allowed.mkdir()
+        public = f"{benchkit.INGEST_NODE}.key"
+        (allowed / public).write_bytes((keys / public).read_bytes())  # only public keys in an allow folder
         flags = ("--curve-secret", str(collector.path), "--allow-agents", str(allowed))
-        sender = (str(keys / "collector.key"), str(allowed / f"{benchkit.INGEST_NODE}.key_secret"))
+        sender = (str(keys / "collector.key"), str(ingest.path))
         plain: list[float] = []
         curve: list[float] = []
         for _ in range(self.sizes.rounds):

@@ -125,7 +125,7 @@ def load(path: Path | str, *, secret: bool = False) -> Certificate:
 
     Raises KeyFileError naming the file and the fix.
     """
-    path = Path(path)
+    path = Path(path).expanduser()  # a config file or a quoted flag may say ~/keys/NAME.key
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
