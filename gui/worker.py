@@ -314,7 +314,7 @@ class Worker(QtCore.QObject):
     def _auth_refused(self, exc: AuthRefused) -> None:
         """Say the refusal (once per reason), then wait before the next handshake (libzmq will not retry)."""
         if exc.reason != self.auth_reason or self.state != AUTH_REFUSED:
-            log.warning("collector %s", exc)
+            log.info("collector %s", exc)  # the status bar says it; the log only at info
             self.auth_reason = exc.reason
             self.state = AUTH_REFUSED
             self.auth_refused.emit(exc.reason)

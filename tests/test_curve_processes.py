@@ -148,3 +148,34 @@ def test_a_plain_agent_of_a_curve_collector_is_told_it_requires_curve(
         wait_for(lambda: REQUIRES_CURVE in log_path.read_text(), REFUSAL_LIMIT, what="the refusal in the agent's log")
         assert "no CURVE key" in log_path.read_text()
         assert agent.poll() is None
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("watch", ["NodeList", "--timeout", "30"]),
+        ("fetch", ["n1:/etc/hostname", "-o", "OUT", "--timeout", "30"]),
+        ("top", ["--duration", "30"]),
+        ("gui", ["--screenshot", "OUT", "--timeout", "30"]),
+    ],
+)
+def test_every_client_command_says_a_refusal_in_one_line(
+    zmq_context: zmq.Context, tmp_path: Path, command: str, args: list[str]
+) -> None:
+    if command == "gui":
+        pytest.importorskip("PySide6")
+    with curve_server(zmq_context, tmp_path / "srv") as server:
+        generate(tmp_path / "me", "viewer")
+        flags = [
+            "--curve-server-key",
+            str(server.public_file),
+            "--curve-secret",
+            str(tmp_path / "me/viewer.key_secret"),
+        ]
+        out = tmp_path / "out.bin"
+        argv = [str(out) if a == "OUT" else a for a in args]
+        done = run(command, "--collector", server.endpoint, *argv, *flags, env={"QT_QPA_PLATFORM": "offscreen"})
+        assert done.returncode == 1, done.stderr
+        assert done.stderr == f"labscope {command}: error: {server.endpoint}: {REFUSED_KEY}\n"
+        assert not out.exists()
