@@ -16,6 +16,7 @@ from PySide6 import QtCore, QtWidgets
 from gui.qtcheck import check_binding
 from gui.window import MainWindow
 from messages.errors import ScreenshotFailed
+from messages.keys import ClientKeys
 
 __all__ = ["Screenshot", "ScreenshotFailed", "run"]
 
@@ -45,8 +46,12 @@ class Screenshot(QtCore.QObject):
         self._timer.timeout.connect(self._check)
 
     def start(self) -> None:
-        """Start watching the window."""
+        """Start watching the window; a refused CURVE handshake fails the screenshot at once."""
+        self.window.worker.auth_refused.connect(self._refused)
         self._timer.start(CHECK_EVERY_MS)
+
+    def _refused(self, reason: str) -> None:
+        self._fail(f"{self.window.endpoint}: {reason}")
 
     def _check(self) -> None:
         now = time.monotonic()
@@ -122,14 +127,14 @@ def _noop() -> None:
     return None
 
 
-def run(endpoint: str, screenshot: Path | None = None, timeout: float = 30.0) -> int:
+def run(endpoint: str, screenshot: Path | None = None, timeout: float = 30.0, keys: ClientKeys | None = None) -> int:
     """Show the window until it is closed (or the screenshot is taken); returns the exit status.
 
     Raises ScreenshotFailed when ``screenshot`` was asked for and could not be taken.
     """
     app = application()
     quit_on_signals(app)
-    window = MainWindow(endpoint)
+    window = MainWindow(endpoint, keys=keys)
     shooter = Screenshot(window, screenshot, timeout) if screenshot is not None else None
     window.show()
     window.start()

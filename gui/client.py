@@ -15,6 +15,12 @@ A Client is synchronous and not thread-safe: one thread owns it. Updates that
 arrive while a request waits are buffered (oldest dropped beyond
 ``MAX_BUFFERED_UPDATES``) and handed out by :meth:`Client.next_update`; the
 subscription lease is renewed and heartbeats are sent while the client waits.
+
+With ``keys`` (:func:`messages.keys.client_keys`) the client speaks CURVE. Either
+way it watches its handshake (:class:`messages.handshake.HandshakeWatch`) while it
+waits for an answer: a collector that refuses the key, wants CURVE from a plain
+client or does not speak it to a CURVE one makes the wait raise
+:class:`~messages.errors.AuthRefused` at once instead of timing out.
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ import zmq
 
 from messages import CollectorInfo, Envelope, Kind
 from messages.codec import decode_payload, envelope, kind_name, pack_one, unpack
-from messages.errors import CHECKSUM, ClientTimeout, ProtocolError, RequestFailed, SubscriptionRefused
+from messages.errors import CHECKSUM, AuthRefused, ClientTimeout, ProtocolError, RequestFailed, SubscriptionRefused
+from messages.handshake import HandshakeWatch
+from messages.keys import ClientKeys
 from messages.options import check_endpoint
 from messages.stream import DEFAULT_CREDIT, Digest, two_part_header
 
-__all__ = ["Client", "ClientTimeout", "RequestFailed", "Response", "SubscriptionRefused", "Update"]
+__all__ = ["AuthRefused", "Client", "ClientTimeout", "RequestFailed", "Response", "SubscriptionRefused", "Update"]
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +95,30 @@ class Client:
     """One connection to a collector's clients endpoint (a DEALER, linger 0).
 
     ``context`` defaults to the process-wide ``zmq.Context.instance()``; the
-    client never terminates a context, only closes its socket.
+    client never terminates a context, only closes its socket. ``keys`` makes
+    it a CURVE client (applied before it connects).
     Raises ConfigError for a malformed endpoint.
     """
 
-    def __init__(self, endpoint: str, *, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        keys: ClientKeys | None = None,
+    ) -> None:
         self.endpoint = check_endpoint(endpoint)
         self.info: CollectorInfo | None = None
         self.last_heard: float | None = None  # epoch seconds of the last frame received
         self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            keys.apply(self._socket)
+        self._handshake = HandshakeWatch(self._socket, curve=keys is not None)
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        if self._handshake.monitor is not None:
+            self._poller.register(self._handshake.monitor, zmq.POLLIN)
         self._socket.connect(endpoint)
         self._ids = itertools.count(1)
         self._updates: deque[Update] = deque(maxlen=MAX_BUFFERED_UPDATES)
@@ -255,8 +277,14 @@ class Client:
         """Whether :meth:`close` was called."""
         return bool(self._socket.closed)
 
+    @property
+    def refusal(self) -> str | None:
+        """Why the collector refused this client's handshake (as last seen while waiting), or None."""
+        return self._handshake.refusal
+
     def close(self) -> None:
         """Close the socket at once (linger 0); safe to call twice."""
+        self._handshake.close()
         if not self._socket.closed:
             self._socket.close(linger=0)
 
@@ -305,7 +333,7 @@ class Client:
             log.debug("ignored a late %s (request %s)", kind_name(env.kind), env.request_id)
 
     def _drain(self, timeout: float) -> None:
-        if not self._socket.poll(int(timeout * 1000), zmq.POLLIN):
+        if not self._poll(timeout):
             return
         for _ in range(_MAX_FRAMES_PER_DRAIN):
             try:
@@ -316,6 +344,25 @@ class Client:
                 self._accept_parts(frame)
             else:
                 self._accept(frame)
+
+    def _poll(self, timeout: float) -> bool:
+        """Wait for a frame; raises AuthRefused as soon as the handshake is refused.
+
+        Until the first handshake succeeds the monitor is polled beside the
+        socket (a refusal ends the wait at once); afterwards only the socket,
+        with a look at the monitor when a poll ends empty: an accepted client
+        costs what a plain one did.
+        """
+        if self._handshake.succeeded:
+            if self._socket.poll(int(timeout * 1000), zmq.POLLIN):
+                return True
+            ready = False
+        else:
+            ready = self._socket in dict(self._poller.poll(int(timeout * 1000)))
+        refusal = self._handshake.check()
+        if refusal is not None and not ready:  # frames already here are read first
+            raise AuthRefused(self.endpoint, refusal)
+        return ready
 
     def _accept_parts(self, frame: bytes) -> None:
         """A two-part message: one CHUNK header, then the chunk's bytes (docs/protocol.md)."""

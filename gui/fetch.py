@@ -20,6 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from gui.atomic import atomic_file
 from gui.client import Client, RequestFailed
 from messages.errors import ConfigError
+from messages.keys import add_curve_args, client_keys
 from messages.options import Parser, endpoint_arg, positive_float, run_command
 
 PROG = "labscope fetch"
@@ -48,6 +49,7 @@ def build_parser() -> Parser:
         metavar="S",
         help="give up when nothing arrives for S seconds (default 30)",
     )
+    add_curve_args(parser)
     return parser
 
 
@@ -87,7 +89,8 @@ def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     node, path = split_source(args.source)
     output = Path(args.output) if args.output else Path(Path(path).name or "fetched")
-    with Client(args.collector) as client:
+    keys = client_keys(args.curve_server_key, args.curve_secret)
+    with Client(args.collector, keys=keys) as client:
         try:
             size = fetch(client, node, path, output, args.timeout, sys.stderr.isatty())
         except RequestFailed as exc:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from messages.errors import ConfigError, LabscopeError
+from messages.keys import add_curve_args, client_keys
 from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
 
 PROG = "labscope gui"
@@ -53,6 +54,7 @@ def build_parser() -> Parser:
         default="warning",
         help="log detail on stderr (default warning)",
     )
+    add_curve_args(parser)
     return parser
 
 
@@ -83,6 +85,7 @@ def check_screenshot_path(path: Path | None) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check the flags and the display, then hand over to Qt."""
     check_screenshot_path(args.screenshot)
+    keys = client_keys(args.curve_server_key, args.curve_secret)
     choose_platform(args.screenshot is not None)
     try:
         from gui import app
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         raise LabscopeError(
             f"the GUI needs PySide6-Essentials and pyqtgraph ({exc}); install them with: pip install 'labscope[gui]'"
         ) from None
-    return app.run(args.collector, args.screenshot, args.timeout)
+    return app.run(args.collector, args.screenshot, args.timeout, keys)
 
 
 def main(argv: list[str]) -> int:

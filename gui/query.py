@@ -14,6 +14,7 @@ import sys
 
 from gui.client import Client, Response
 from messages.jsonify import to_jsonable
+from messages.keys import add_curve_args, client_keys
 from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
 
 PROG = "labscope query"
@@ -35,6 +36,7 @@ def build_parser() -> Parser:
     parser.add_argument(
         "--timeout", type=positive_float, default=10.0, metavar="S", help="seconds to wait for the answer (default 10)"
     )
+    add_curve_args(parser)
     return parser
 
 
@@ -61,7 +63,8 @@ def write_response(response: Response, raw: bool) -> None:
 
 def run(args: argparse.Namespace, params: dict[str, str]) -> int:
     """Send the request and print the answer; errors propagate as LabscopeErrors."""
-    with Client(args.collector) as client:
+    keys = client_keys(args.curve_server_key, args.curve_secret)
+    with Client(args.collector, keys=keys) as client:
         response = client.request(args.type, params, timeout=args.timeout)
     write_response(response, args.raw)
     return 0

@@ -27,6 +27,7 @@ from rich.table import Table
 from gui.client import Client, SubscriptionRefused, Update
 from gui.table import node_rows, node_table, plain_lines
 from messages import NodeList, SystemStatsSummary
+from messages.keys import add_curve_args, client_keys
 from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
 
 __all__ = ["TopState", "build_parser", "main", "render", "title"]
@@ -170,7 +171,8 @@ def watch(client: Client, view: View, state: TopState, refresh: float, duration:
 def run(args: argparse.Namespace, console: Console | None = None) -> int:
     """Connect, subscribe and show the nodes; Ctrl-C ends quietly."""
     state = TopState(args.collector)
-    with Client(args.collector) as client:
+    keys = client_keys(args.curve_server_key, args.curve_secret)
+    with Client(args.collector, keys=keys) as client:
         client.subscribe(UPDATE_TYPES)  # also says HELLO, so the alias arrives with the first answer
         try:
             with open_view(console or Console()) as view:
@@ -208,6 +210,7 @@ def build_parser() -> Parser:
         metavar="S",
         help="stop by itself after S seconds (default: until Ctrl-C)",
     )
+    add_curve_args(parser)
     return parser
 
 

@@ -19,6 +19,7 @@ import time
 from gui.client import Client, SubscriptionRefused, Update
 from messages.errors import NoUpdates
 from messages.jsonify import to_jsonable
+from messages.keys import add_curve_args, client_keys
 from messages.options import USAGE_EXIT, Parser, endpoint_arg, positive_float, run_command, setup_logging
 
 PROG = "labscope watch"
@@ -55,6 +56,7 @@ def build_parser() -> Parser:
         metavar="S",
         help="exit 1 when no update arrives for S seconds (default: wait forever)",
     )
+    add_curve_args(parser)
     return parser
 
 
@@ -78,7 +80,8 @@ def wait_update(client: Client, args: argparse.Namespace) -> Update:
 def run(args: argparse.Namespace) -> int:
     """Subscribe and print updates until the count is reached."""
     printed = 0
-    with Client(args.collector) as client:
+    keys = client_keys(args.curve_server_key, args.curve_secret)
+    with Client(args.collector, keys=keys) as client:
         client.subscribe([args.type])
         while args.count is None or printed < args.count:
             sys.stdout.write(update_line(wait_update(client, args)) + "\n")

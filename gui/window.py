@@ -2,8 +2,8 @@
 
 The window owns one :class:`gui.worker.Worker` and only talks to it by
 signals, so nothing here ever waits on the network. The status bar shows the
-connection state (connected / reconnecting / refused), the title the
-collector's alias.
+connection state (connected / reconnecting / refused, or why the collector
+refused our CURVE handshake), the title the collector's alias.
 """
 
 from __future__ import annotations
@@ -20,21 +20,30 @@ from gui.views.files import FilesView
 from gui.views.generic import GenericPanel
 from gui.views.nodes import NodesView
 from gui.views.plots import PlotsView
-from gui.worker import CONNECTED, CONNECTING, RECONNECTING, REFUSED, Worker
+from gui.worker import AUTH_REFUSED, CONNECTED, CONNECTING, RECONNECTING, REFUSED, Worker
 from messages import CollectorInfo, NodeList, SystemStatsHistory, SystemStatsSummary
+from messages.keys import ClientKeys
 
 __all__ = ["BASE_TYPES", "MainWindow", "state_text"]
 
 # Update types the window always subscribes to; the generic panel adds its chosen one.
 # FileList costs nothing while no file arrives: the files module pushes it only after a change.
 BASE_TYPES = ("NodeList", "SystemStatsSummary", "Events", "FileList")
-STATE_COLOURS = {CONNECTED: "#2e7d32", CONNECTING: "#555555", RECONNECTING: "#e65100", REFUSED: "#c62828"}
+STATE_COLOURS = {
+    CONNECTED: "#2e7d32",
+    CONNECTING: "#555555",
+    RECONNECTING: "#e65100",
+    REFUSED: "#c62828",
+    AUTH_REFUSED: "#c62828",
+}
 TAB_PLOTS, TAB_EVENTS, TAB_FILES, TAB_UPDATES = range(4)
 REFUSED_MESSAGE_MS = 15_000  # how long the status bar shows a refused subscription
 
 
-def state_text(state: str, endpoint: str, alias: str, last_heard: float, now: float) -> str:
-    """The status bar's line for a connection state."""
+def state_text(state: str, endpoint: str, alias: str, last_heard: float, now: float, reason: str = "") -> str:
+    """The status bar's line for a connection state; ``reason`` says why the handshake was refused."""
+    if state == AUTH_REFUSED:
+        return f"\u25cf refused by {endpoint}: {reason or 'CURVE handshake failed'}; still trying ..."
     if state == CONNECTED:
         return f"\u25cf connected to {alias or 'the collector'} at {endpoint}"
     if state == RECONNECTING:
@@ -48,12 +57,14 @@ def state_text(state: str, endpoint: str, alias: str, last_heard: float, now: fl
 class MainWindow(QtWidgets.QMainWindow):
     """One collector's testbed: nodes, plots, events, files and every module's updates."""
 
-    def __init__(self, endpoint: str, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(
+        self, endpoint: str, parent: QtWidgets.QWidget | None = None, *, keys: ClientKeys | None = None
+    ) -> None:
         super().__init__(parent)
         self.endpoint = endpoint
         self.info: CollectorInfo | None = None
         self.state = CONNECTING
-        self.worker = Worker(endpoint, self)
+        self.worker = Worker(endpoint, self, keys=keys)
         self.nodes = NodesView(self)
         self.plots = PlotsView(self)
         self.events = EventsView(self)
@@ -209,6 +220,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _show_state(self) -> None:
         alias = self.info.alias if self.info else ""
-        text = state_text(self.state, self.endpoint, alias, self.worker.last_heard, time.time())
+        text = state_text(
+            self.state, self.endpoint, alias, self.worker.last_heard, time.time(), self.worker.auth_reason
+        )
         self.state_label.setText(text)
         self.state_label.setStyleSheet(f"color: {STATE_COLOURS.get(self.state, '#555555')}")

@@ -5,7 +5,11 @@ and requests (thread-safe, never blocking), and the worker answers through Qt
 signals, which Qt queues onto the GUI thread because they are emitted from the
 worker's own thread. When the collector is gone the worker keeps trying (the
 client's heartbeats and lease renewals go out by themselves) and reports the
-connection state; requests asked for meanwhile wait until it is back.
+connection state; requests asked for meanwhile wait until it is back. A
+collector that refuses the CURVE handshake (``keys``) is said at once
+(``auth_refused``, state ``auth-refused``), and the worker tries again with a new
+socket every ``auth_retry`` seconds: a key added to the collector's allow folder
+lets the GUI in without a restart.
 
 The worker also saves files: :meth:`Worker.transfer` streams a request's answer
 (``File`` from the files module, ``NodeFile`` from an agent) into a temporary
@@ -31,10 +35,12 @@ from PySide6 import QtCore
 from gui.atomic import atomic_file
 from gui.client import Client, RequestFailed, SubscriptionRefused
 from messages import CollectorInfo, Files
-from messages.errors import CHECKSUM, LabscopeError, TransferCancelled
+from messages.errors import CHECKSUM, AuthRefused, LabscopeError, TransferCancelled
+from messages.keys import ClientKeys
 from messages.stream import Digest
 
 __all__ = [
+    "AUTH_REFUSED",
     "CONNECTED",
     "CONNECTING",
     "RECONNECTING",
@@ -53,6 +59,7 @@ CONNECTING = "connecting"
 CONNECTED = "connected"
 RECONNECTING = "reconnecting"
 REFUSED = "refused"
+AUTH_REFUSED = "auth-refused"  # the collector refused the CURVE handshake (see Worker.auth_reason)
 
 REFUSED_AFTER = 5.0  # seconds without any answer before a first connection counts as refused
 REQUEST_TIMEOUT = 3.0  # short, so a collector that dies mid-request stalls the worker only briefly
@@ -62,6 +69,7 @@ MAX_UPDATES_PER_PASS = 500
 MAX_REQUESTS_PER_PASS = 4
 # Seconds a transfer waits for its next piece; an agent gets node_request_timeout (30 s) to answer at all.
 TRANSFER_TIMEOUT = 20.0
+AUTH_RETRY = 5.0  # seconds between handshakes while the collector refuses our key
 
 
 def connection_state(ever_heard: bool, connected: bool, waited: float, refused_after: float = REFUSED_AFTER) -> str:
@@ -195,7 +203,9 @@ class Worker(QtCore.QObject):
     written, expected size or 0)``, then ``transfer_finished(tag, path, size,
     sha256 hex)`` or ``transfer_failed(tag, reason)``. ``subscription_refused(reason)``
     when the collector refuses a subscription; the worker then subscribes to
-    the types it does push.
+    the types it does push. ``auth_refused(reason)`` when the collector refuses
+    the handshake (one line, e.g. "the collector did not accept this client's
+    key"), with state ``auth-refused``; ``keys`` make it a CURVE client.
 
     A transfer holds the thread until it ends: updates arriving meanwhile are
     buffered by the client and delivered afterwards (the client keeps the
@@ -212,13 +222,23 @@ class Worker(QtCore.QObject):
     transfer_finished = QtCore.Signal(str, str, object, str)
     transfer_failed = QtCore.Signal(str, str)
     subscription_refused = QtCore.Signal(str)
+    auth_refused = QtCore.Signal(str)
 
     def __init__(
-        self, endpoint: str, parent: QtCore.QObject | None = None, *, refused_after: float = REFUSED_AFTER
+        self,
+        endpoint: str,
+        parent: QtCore.QObject | None = None,
+        *,
+        refused_after: float = REFUSED_AFTER,
+        keys: ClientKeys | None = None,
+        auth_retry: float = AUTH_RETRY,
     ) -> None:
         super().__init__(parent)
         self.endpoint = endpoint
         self.refused_after = refused_after
+        self.keys = keys
+        self.auth_retry = auth_retry
+        self.auth_reason = ""  # why the collector refused our handshake, while it does
         self.state = CONNECTING
         self.last_heard = 0.0
         self._types: tuple[str, ...] = ()
@@ -275,16 +295,32 @@ class Worker(QtCore.QObject):
 
     def _run(self) -> None:
         context = zmq.Context()
-        client = Client(self.endpoint, context=context)
+        client = Client(self.endpoint, context=context, keys=self.keys)
         try:
             while not self._stop.is_set():
-                self._pass(client)
+                try:
+                    self._pass(client)
+                except AuthRefused as exc:
+                    client.close()
+                    self._auth_refused(exc)
+                    client = Client(self.endpoint, context=context, keys=self.keys)
         except Exception:  # the GUI must learn that its connection died, not just lose updates
             log.exception("the collector worker failed")
             self.state_changed.emit(REFUSED, self.last_heard)
         finally:
             client.close()
             context.term()
+
+    def _auth_refused(self, exc: AuthRefused) -> None:
+        """Say the refusal (once per reason), then wait before the next handshake (libzmq will not retry)."""
+        if exc.reason != self.auth_reason or self.state != AUTH_REFUSED:
+            log.info("collector %s", exc)  # the status bar says it; the log only at info
+            self.auth_reason = exc.reason
+            self.state = AUTH_REFUSED
+            self.auth_refused.emit(exc.reason)
+            self.state_changed.emit(AUTH_REFUSED, self.last_heard)
+        self._types = ()  # the new client subscribes again
+        self._stop.wait(self.auth_retry)
 
     def _pass(self, client: Client) -> None:
         self._take_subscription(client)
@@ -371,6 +407,8 @@ class Worker(QtCore.QObject):
         state = connection_state(
             client.last_heard is not None, client.connected(), time.monotonic() - self._started, self.refused_after
         )
+        if self.state == AUTH_REFUSED and state != CONNECTED:
+            return  # still refused: say that, not "nothing answers"
         if state == CONNECTED and (state != self.state or self._info_overdue()):
             self._learn_info(client)
         if state == self.state:

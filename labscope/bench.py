@@ -4,6 +4,8 @@ Every figure is measured with real processes on loopback: a collector started
 for the section, load generators (labscope.benchkit, labscope simulate) and a
 real agent. Ratios are taken against the raw pyzmq figure of the same run, so
 they hold on a noisy, shared machine where absolute numbers drift.
+``curve_ingest_ratio`` needs a collector that takes ``--curve-secret`` and
+``--allow-agents``; with one that does not (exit status 2), it is skipped with a note.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ import zmq
 from gui.client import Client
 from labscope import benchkit
 from labscope.children import Children, labscope_args, wait_collector
-from messages.errors import LabscopeError
+from messages.errors import ChildFailure, LabscopeError
+from messages.keys import generate
 from messages.options import Parser, run_command
 
 PROG = "labscope bench"
+EXIT_USAGE = "exited early with status 2"  # labscope.children's words for a collector refusing its flags
 BENCH_MODULES = Path(__file__).resolve().parent / "benchmods"
 BENCH_DISTS = Path(__file__).resolve().parent / "benchdists"
 # The two distributions attached for dist_ingest_*: every point into a JSON-lines file, and every point
@@ -44,6 +48,7 @@ FIELDS = (
     "ingest_ratio",
     "dist_ingest_reports_per_s",
     "dist_ingest_ratio",
+    "curve_ingest_ratio",
     "samples_per_s",
     "latency_p50_ms",
     "latency_p99_ms",
@@ -195,9 +200,9 @@ class Bench:
             sock.close()
             ctx.term()
 
-    def _ingest_once(self, *collector_flags: str) -> float:
+    def _ingest_once(self, *collector_flags: str, sender_keys: tuple[str, str] | tuple[()] = ()) -> float:
         with self.collector(*collector_flags) as endpoints:
-            result = self.kit("ingest", endpoints["agents"], self.sizes.ingest_reports)
+            result = self.kit("ingest", endpoints["agents"], self.sizes.ingest_reports, *sender_keys)
         self._frame_bytes = int(result["frame_bytes"])
         return float(result["count"] / result["seconds"])
 
@@ -232,6 +237,38 @@ class Bench:
             with Client(endpoints["clients"]) as client:
                 figures = dict(client.request("Distributions", timeout=10).payload)
         return float(result["count"] / result["seconds"]), figures
+
+    def curve(self) -> None:
+        """Ingest with CURVE on against ingest without, alternated; skipped when the collector has no CURVE flags."""
+        keys = self.folder / "curve-keys"
+        allowed = keys / "agents"
+        collector = generate(keys, "collector")
+        ingest = generate(keys, benchkit.INGEST_NODE)  # the key's name is the node id it may report as
+        allowed.mkdir()
+        public = f"{benchkit.INGEST_NODE}.key"
+        (allowed / public).write_bytes((keys / public).read_bytes())  # only public keys in an allow folder
+        flags = ("--curve-secret", str(collector.path), "--allow-agents", str(allowed))
+        sender = (str(keys / "collector.key"), str(ingest.path))
+        plain: list[float] = []
+        curve: list[float] = []
+        for _ in range(self.sizes.rounds):
+            plain.append(self._ingest_once())
+            try:
+                curve.append(self._ingest_once(*flags, sender_keys=sender))
+            except ChildFailure as exc:
+                if EXIT_USAGE not in str(exc):
+                    raise
+                self.put(
+                    "curve_ingest_ratio", 0.0, "skipped: this collector does not take --curve-secret/--allow-agents"
+                )
+                return
+        ratios = [c / p for c, p in zip(curve, plain, strict=True)]
+        self.put(
+            "curve_ingest_ratio",
+            statistics.median(ratios),
+            f"median of {len(ratios)} per-round ratios, journal on; CURVE {format_value(statistics.median(curve))}/s, "
+            f"plain {format_value(statistics.median(plain))}/s",
+        )
 
     def samples(self) -> None:
         """Batched Samples reports (50 reports x 100 values per frame) into the samples module."""
@@ -387,6 +424,7 @@ class Bench:
         sections = (
             self.throughput,
             self.distributions,
+            self.curve,
             self.samples,
             self.latency,
             self.agent,

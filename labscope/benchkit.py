@@ -3,7 +3,9 @@
 ``python -m labscope.benchkit MODE ENDPOINT ...`` sends as fast as it can (or
 paced), waits for the last acknowledgement, and prints one JSON line with what
 it measured. Every mode uses plain pyzmq in one thread, so the sender is never
-the slower side of a comparison by accident of its own design.
+the slower side of a comparison by accident of its own design. ``ingest`` takes
+two more arguments for CURVE: the collector's public ``.key`` file and the
+sender's ``.key_secret`` file.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import zmq
 
 from messages import Kind, NodeInfo, Samples, SystemStats
 from messages.codec import envelope, pack, unpack
+from messages.keys import ClientKeys, client_keys
 
 MESSAGE_BYTES = 256
 
@@ -71,11 +74,13 @@ def samples_frame(node: str, first_seq: int, reports: int, values: int, now: flo
 class AgentPeer:
     """A minimal agent: HELLO, then frames with ACK accounting, on a plain DEALER."""
 
-    def __init__(self, endpoint: str, node: str) -> None:
+    def __init__(self, endpoint: str, node: str, keys: ClientKeys | None = None) -> None:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.linger = 0
         self.sock.sndhwm = 0  # the sender must never be the one that drops or stalls on a full pipe
+        if keys is not None:
+            keys.apply(self.sock)
         self.sock.connect(endpoint)
         self.node = node
         self.acked = 0
@@ -133,9 +138,12 @@ class AgentPeer:
         self.ctx.term()
 
 
-def ingest(endpoint: str, count: int) -> dict[str, float]:
-    """Unbatched reports: ``count`` frames of one ~256-byte REPORT each."""
-    peer = AgentPeer(endpoint, "bench-ingest")
+INGEST_NODE = "bench-ingest"
+
+
+def ingest(endpoint: str, count: int, server_key: str | None = None, secret: str | None = None) -> dict[str, float]:
+    """Unbatched reports: ``count`` frames of one ~256-byte REPORT each; CURVE with both key files."""
+    peer = AgentPeer(endpoint, INGEST_NODE, client_keys(server_key, secret, {}))
     peer.hello()
     now = time.time()
     frames = [report_frame(peer.node, seq, now) for seq in range(1, count + 1)]
@@ -201,7 +209,7 @@ def raw_stream_receive(sock: zmq.Socket[bytes], timeout: float) -> tuple[int, fl
 MODES: dict[str, Callable[..., dict[str, float]]] = {
     "rawstream": lambda ep, path, chunk: raw_stream(ep, path, int(chunk)),
     "raw": lambda ep, n: raw_send(ep, int(n)),
-    "ingest": lambda ep, n: ingest(ep, int(n)),
+    "ingest": lambda ep, n, *keys: ingest(ep, int(n), *keys),
     "samples": lambda ep, f, r, v: samples(ep, int(f), int(r), int(v)),
     "paced": lambda ep, rate, s: paced(ep, float(rate), float(s)),
 }

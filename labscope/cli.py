@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("gui.fetch", "fetch a file from a node through the collector, verified"),
     "simulate": ("node_agent.simulate", "simulate many agents in one process to size a collector"),
     "bench": ("labscope.bench", "measure throughput, latency and cost against raw pyzmq on this machine"),
+    "keys": ("labscope.keys_cmd", "make and show CURVE key pairs for the collector, agents and clients"),
 }
 
 

@@ -15,6 +15,7 @@ config keys ``curve_server_key`` / ``curve_secret``. Neither: plain, as before.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 from collections.abc import Mapping
@@ -33,8 +34,11 @@ __all__ = [
     "ENV_SERVER_KEY",
     "Certificate",
     "ClientKeys",
+    "NOT_CURVE",
     "REFUSED_KEY",
     "REQUIRES_CURVE",
+    "WRONG_SERVER_KEY",
+    "add_curve_args",
     "client_keys",
     "fingerprint",
     "generate",
@@ -48,6 +52,8 @@ SECRET_SUFFIX = ".key_secret"
 # The two lines a refused client prints (docs/security.md).
 REFUSED_KEY = "the collector did not accept this client's key"
 REQUIRES_CURVE = "the collector requires CURVE: pass --curve-server-key"
+NOT_CURVE = "the collector does not use CURVE: drop --curve-server-key and --curve-secret"
+WRONG_SERVER_KEY = "the collector did not complete the CURVE handshake: is --curve-server-key its public key?"
 
 
 def fingerprint(public_z85: bytes | str) -> str:
@@ -119,7 +125,7 @@ def load(path: Path | str, *, secret: bool = False) -> Certificate:
 
     Raises KeyFileError naming the file and the fix.
     """
-    path = Path(path)
+    path = Path(path).expanduser()  # a config file or a quoted flag may say ~/keys/NAME.key
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -174,6 +180,11 @@ class ClientKeys:
     secret: bytes
     name: str
 
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of this side's public key (see :func:`fingerprint`)."""
+        return fingerprint(self.public)
+
     def apply(self, sock: zmq.Socket[Any]) -> None:
         """Make ``sock`` a CURVE client of the collector (before ``connect``)."""
         sock.curve_serverkey = self.server_public
@@ -202,3 +213,26 @@ def client_keys(
     server, own = load(server_key), load(secret, secret=True)
     assert own.secret is not None
     return ClientKeys(server.public, own.public, own.secret, own.name)
+
+
+def add_curve_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--curve-server-key FILE`` and ``--curve-secret FILE`` to a client's or agent's parser.
+
+    Read them back with :func:`client_keys` (``args.curve_server_key``, ``args.curve_secret``).
+    """
+    group = parser.add_argument_group(
+        "CURVE (encryption and authentication; docs/security.md)",
+        f"Both files, or neither; the environment variables {ENV_SERVER_KEY} and {ENV_SECRET} "
+        "stand in for the flags. Neither: plain, unencrypted ZeroMQ.",
+    )
+    group.add_argument(
+        "--curve-server-key",
+        metavar="FILE",
+        help="the collector's public certificate (its NAME.key, from 'labscope keys generate')",
+    )
+    group.add_argument(
+        "--curve-secret",
+        metavar="FILE",
+        help="this side's own secret certificate (NAME.key_secret); its public NAME.key goes into "
+        "the collector's allow folder",
+    )

@@ -26,6 +26,9 @@ docs/protocol.md, "Agent conversation":
   every running request (the collector that asked is gone).
 - Watched folders (node_agent/watch.py) are scanned on their own timer and
   their files fed into the outbox a few pieces at a time, as ACKs make room.
+- CURVE (``keys``): a collector that refuses the handshake (unknown key, or
+  plain against CURVE) is logged as one error line at most once a minute; the
+  HELLO retries go on with new sockets, so the agent gets in once its key is allowed.
 - SIGINT/SIGTERM: flush for at most a second, send BYE, exit 0.
 """
 
@@ -47,6 +50,7 @@ import zmq
 from messages import Envelope, Kind
 from messages.codec import envelope, kind_name, pack, pack_one, unpack
 from messages.errors import ProtocolError
+from messages.keys import ClientKeys
 from messages.limits import OutOfRangeError, check_seq
 from messages.logs import ThrottledLog
 from node_agent.handlers import builtin_handlers, handler_table, load_handlers
@@ -55,7 +59,7 @@ from node_agent.outbox import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, Outbox
 from node_agent.pool import RequestPool
 from node_agent.runner import ScheduledProbe
 from node_agent.serve import ServeDirs
-from node_agent.session import AgentStats, Due, Session
+from node_agent.session import HELLO_BACKOFF_MAX, AgentStats, Due, Session
 from node_agent.sysprobe import node_info
 from node_agent.watch import STATE_NAME, Watcher
 
@@ -69,6 +73,7 @@ STOP_FLUSH_TIME = 1.0
 BYE_LINGER = 0.2
 SEND_RETRY = 0.05
 LOG_EVERY = 10.0
+REFUSAL_LOG_EVERY = 60.0  # seconds between two log lines about a refused CURVE handshake
 
 
 @dataclass
@@ -90,6 +95,7 @@ class AgentConfig:
     watch_interval: float = 1.0
     serve_dirs: list[Path] = field(default_factory=list)
     handlers_dirs: list[Path] = field(default_factory=list)
+    keys: ClientKeys | None = None  # CURVE: the collector's public key and ours (messages/keys.py)
 
 
 @contextmanager
@@ -144,7 +150,7 @@ class Agent:
         )
         self._own_context = context is None
         self._ctx = zmq.Context() if context is None else context
-        self._link = Link(self._ctx, config.collector)
+        self._link = Link(self._ctx, config.collector, config.keys)
         self.pool = RequestPool(
             self.node,
             handler_table(
@@ -168,6 +174,7 @@ class Agent:
         self._stop_signal: int | None = None
         self._flush_at = INF
         self._throttled = ThrottledLog(log, LOG_EVERY, suffix="")
+        self._refusals = ThrottledLog(log, REFUSAL_LOG_EVERY, suffix="")
         self._handlers: dict[int, Callable[[Envelope, float], None]] = {
             Kind.HELLO: self._on_hello,
             Kind.ACK: self._on_ack,
@@ -227,6 +234,22 @@ class Agent:
                 break
             if self._link.poll(self._next_deadline() - time.monotonic()):
                 self._receive(time.monotonic())
+            elif self._link.refusal is not None:
+                self._refused(self._link.refusal)
+
+    def _refused(self, reason: str) -> None:
+        """The collector refused our handshake: say so now and then; the HELLO retries go on."""
+        keys = self.config.keys
+        whose = f"key {keys.name} ({keys.fingerprint})" if keys is not None else "no CURVE key"
+        self._refusals.log(
+            logging.ERROR,
+            "auth",
+            "collector at %s refused this agent (%s): %s; still trying, a new connection every %.0f s at most",
+            self.config.collector,
+            whose,
+            reason,
+            HELLO_BACKOFF_MAX,
+        )
 
     # ------------------------------------------------------------------ timers
 

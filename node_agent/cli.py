@@ -19,6 +19,12 @@ file's own folder. Sample config (defaults shown commented out)::
     # watch_interval = 1.0         # seconds between scans of the watched folders
     # serve_dirs = []              # folders NodeFile requests may read (none: NodeFile is denied)
     # handlers_dirs = []           # folders of drop-in node request handlers
+    # curve_server_key = "keys/collector.key"      # CURVE: the collector's public certificate
+    # curve_secret = "keys/<node_id>.key_secret"   # CURVE: this agent's secret certificate
+
+The CURVE files may also come from ``--curve-server-key`` / ``--curve-secret`` or
+the environment variables ``LABSCOPE_CURVE_SERVER_KEY`` / ``LABSCOPE_CURVE_SECRET``
+(flags first, then the environment, then the file; docs/security.md).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 
 from messages.codec import check_protobuf_backend
 from messages.errors import ConfigError
+from messages.keys import add_curve_args, client_keys
 from messages.options import (
     Parser,
     check_endpoint,
@@ -73,7 +80,10 @@ CONFIG_SCHEMA: dict[str, type | tuple[type, ...]] = {
     "watch_interval": _NUMBER,
     "serve_dirs": list,
     "handlers_dirs": list,
+    "curve_server_key": str,
+    "curve_secret": str,
 }
+CURVE_FILES = ("curve_server_key", "curve_secret")
 DIR_LISTS = {"probes_dirs": "probes", "watch_dirs": "watched", "serve_dirs": "serve", "handlers_dirs": "handlers"}
 MIB = 1024 * 1024
 # glibc's mallopt parameters, and the values the agent sets (see keep_malloc_arenas).
@@ -203,6 +213,7 @@ def build_parser() -> Parser:
     parser.add_argument(
         "--log-level", metavar="LEVEL", choices=LOG_LEVELS, help="debug, info, warning or error (default: info)"
     )
+    add_curve_args(parser)
     return parser
 
 
@@ -249,6 +260,7 @@ def keep_malloc_arenas() -> bool:
 def resolve_config(args: argparse.Namespace) -> AgentConfig:
     """Merge flags over the config file into a checked AgentConfig; raises ConfigError."""
     values = _file_values(args.config)
+    keys = client_keys(args.curve_server_key, args.curve_secret, values)
     flags = {key: value for key, value in vars(args).items() if value is not None and key != "config"}
     values.update(flags)
     if "collector" not in values:
@@ -269,6 +281,7 @@ def resolve_config(args: argparse.Namespace) -> AgentConfig:
         heartbeat_interval=float(values.get("heartbeat_interval", 1.0)),
         outbox_max_bytes=max(1, int(float(values.get("outbox_max_mb", DEFAULT_MAX_BYTES / MIB)) * MIB)),
         outbox_max_age=float(values.get("outbox_max_age", DEFAULT_MAX_AGE)),
+        keys=keys,
     )
     for key, what in DIR_LISTS.items():
         _check_dirs(getattr(config, key), what)
@@ -314,8 +327,9 @@ def _file_values(path: str | None) -> dict[str, Any]:
             raise ConfigError(f"{where} {key} must be a list of folder names, not {dirs!r}")
         if key in values:
             values[key] = [str(base / Path(d).expanduser()) for d in dirs]
-    if "data_dir" in values:
-        values["data_dir"] = str(base / Path(values["data_dir"]).expanduser())
+    for key in ("data_dir", *CURVE_FILES):
+        if key in values:
+            values[key] = str(base / Path(values[key]).expanduser())
     return values
 
 

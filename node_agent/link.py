@@ -3,6 +3,12 @@
 Plain pyzmq on one thread (no gevent): the agent must stay well under a
 percent of a core, and one poller whose timeout is the time until the next
 due event costs nothing while idle.
+
+With CURVE keys every new socket is a CURVE client of the collector, and its
+handshake is watched (messages/handshake.py): :attr:`Link.refusal` says why
+the collector refused it. libzmq does not retry a refused handshake; the
+agent's HELLO retry opens a new socket, so a key added to the collector's
+allow folder later lets the agent in without a restart.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ import socket
 from collections.abc import Iterator
 
 import zmq
+
+from messages.handshake import HandshakeWatch
+from messages.keys import ClientKeys
 
 __all__ = ["Link"]
 
@@ -26,10 +35,12 @@ class Link:
     poll at once.
     """
 
-    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> None:
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str, keys: ClientKeys | None = None) -> None:
         self.context = context
         self.endpoint = endpoint
+        self.keys = keys
         self.socket: zmq.Socket[bytes] | None = None
+        self._handshake: HandshakeWatch | None = None
         self._wakes: dict[str, socket.socket] = {}
         self._poller = zmq.Poller()
 
@@ -47,6 +58,11 @@ class Link:
         self.close()
         sock = self.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        if self.keys is not None:
+            self.keys.apply(sock)
+        self._handshake = HandshakeWatch(sock, curve=self.keys is not None)
+        if self._handshake.monitor is not None:
+            self._poller.register(self._handshake.monitor, zmq.POLLIN)
         sock.connect(self.endpoint)
         self._poller.register(sock, zmq.POLLIN)
         self.socket = sock
@@ -54,11 +70,21 @@ class Link:
 
     def close(self, linger_ms: int = 0) -> None:
         """Close the socket; ``linger_ms`` lets queued frames go out for that long."""
+        if self._handshake is not None:
+            if self._handshake.monitor is not None:
+                self._poller.unregister(self._handshake.monitor)
+            self._handshake.close()
+            self._handshake = None
         if self.socket is None:
             return
         self._poller.unregister(self.socket)
         self.socket.close(linger=linger_ms)
         self.socket = None
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the collector refused the current socket's handshake (messages/keys.py's lines), or None."""
+        return None if self._handshake is None else self._handshake.refusal
 
     def send(self, frame: bytes) -> bool:
         """Queue one frame without blocking; False when the socket cannot take it now.
@@ -97,6 +123,9 @@ class Link:
         for wake in self._wakes.values():
             if events.get(wake.fileno(), 0) & zmq.POLLIN:
                 self._drain_wake(wake)
+        watch = self._handshake
+        if watch is not None and watch.monitor is not None and watch.monitor in events:
+            watch.check()
         return self.socket is not None and bool(events.get(self.socket, 0) & zmq.POLLIN)
 
     @staticmethod

@@ -9,6 +9,10 @@ reports per frame. Point it at your own collector::
     labscope simulate --collector tcp://collector:5555 --agents 1000 --rate 1
 
 It prints one JSON line of totals when it stops (SIGINT/SIGTERM or --duration).
+With ``--curve-server-key`` / ``--curve-secret`` every simulated agent's DEALER
+is a CURVE client with that one key (whose certificate must list the simulated
+node ids in its ``nodes`` metadata: ``labscope keys generate DIR NAME --nodes ...``).
+A collector that refuses the handshake of every agent ends it with one line, exit 1.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ import zmq.green as zmq
 
 from messages import Code, CollectorInfo, Envelope, Kind, NodeInfo, SystemStats, __version__
 from messages.codec import envelope, pack, unpack
+from messages.errors import AuthRefused
+from messages.handshake import HandshakeWatch
+from messages.keys import ClientKeys, add_curve_args, client_keys
 from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
 
 log = logging.getLogger(__name__)
@@ -79,11 +86,23 @@ class Totals:
 class SimulatedAgent:
     """One fake node: a DEALER, a sequence counter and what is not yet acknowledged."""
 
-    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str, node: str, totals: Totals) -> None:
+    def __init__(
+        self,
+        context: zmq.Context[zmq.Socket[bytes]],
+        endpoint: str,
+        node: str,
+        totals: Totals,
+        keys: ClientKeys | None = None,
+        watch: bool = False,
+    ) -> None:
         self.node = node
         self.totals = totals
         self.sock = context.socket(zmq.DEALER)
         self.sock.linger = 0
+        if keys is not None:
+            keys.apply(self.sock)
+        # Made before connect, so that no handshake event is missed.
+        self.watch = HandshakeWatch(self.sock, curve=keys is not None) if watch else None
         self.sock.connect(endpoint)
         self.instance = uuid.uuid4().hex
         self.next_seq = 1
@@ -116,9 +135,9 @@ class SimulatedAgent:
             envelope(Kind.REPORT, "SystemStats", synthetic_stats(now), node=self.node, seq=self.next_seq + i, time=now)
             for i in range(count)
         ]
-        self.next_seq += count
-        self._send(batch)
-        self.totals.sent += count
+        if self._send(batch):
+            self.next_seq += count
+            self.totals.sent += count
 
     def heartbeat_if_idle(self) -> None:
         """Send a HEARTBEAT when nothing went out for a heartbeat interval."""
@@ -126,9 +145,18 @@ class SimulatedAgent:
             self._send([envelope(Kind.HEARTBEAT, node=self.node)])
             self.totals.heartbeats += 1
 
-    def _send(self, envelopes: list[Envelope]) -> None:
-        self.sock.send(pack(envelopes), zmq.NOBLOCK)
+    def _send(self, envelopes: list[Envelope]) -> bool:
+        """Send one frame without blocking; False when the socket has no peer to take it.
+
+        That happens after a refused handshake: libzmq drops the connection, and a DEALER
+        without one cannot queue. The HELLO retry sends again.
+        """
+        try:
+            self.sock.send(pack(envelopes), zmq.NOBLOCK)
+        except zmq.Again:
+            return False
         self.last_sent = time.monotonic()
+        return True
 
     def receive(self, timeout: float) -> None:
         """Handle everything the collector sends within ``timeout`` seconds."""
@@ -226,8 +254,13 @@ def simulate(
     duration: float | None,
     prefix: str = "sim",
     stop: Stop | None = None,
+    keys: ClientKeys | None = None,
 ) -> dict[str, object]:
-    """Run ``agents`` simulated agents until ``duration`` elapses, or ``stop`` says so; returns the totals."""
+    """Run ``agents`` simulated agents until ``duration`` elapses, or ``stop`` says so; returns the totals.
+
+    ``keys`` make every agent a CURVE client. Raises AuthRefused when the collector
+    refused the handshake and no report was acknowledged.
+    """
     raise_file_limit(agents)
     context = zmq.Context()
     context.set(zmq.MAX_SOCKETS, agents + 64)
@@ -235,15 +268,25 @@ def simulate(
     stop = stop or Stop(float("inf"))
     if duration:
         stop.at = min(stop.at, started + duration)
-    sims = [SimulatedAgent(context, endpoint, name, totals) for name in node_names(prefix, agents)]
+    # The first agent's handshake stands for all: they share the key and the collector.
+    sims = [
+        SimulatedAgent(context, endpoint, name, totals, keys, watch=i == 0)
+        for i, name in enumerate(node_names(prefix, agents))
+    ]
+    watch = sims[0].watch
+    assert watch is not None
     greenlets = [gevent.spawn(sim.run, rate, batch, stop) for sim in sims]
     try:
         gevent.joinall(greenlets, raise_error=True)
+        refusal = watch.check()
     finally:
         gevent.killall(greenlets, timeout=2)
+        watch.close()
         for sim in sims:
             sim.close()
         context.term()
+    if refusal is not None and totals.acked == 0:
+        raise AuthRefused(endpoint, refusal)
     return totals.as_dict(started, agents)
 
 
@@ -275,6 +318,7 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--prefix", default="sim", help="node ids are PREFIX-0001 ... (sim)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning")
+    add_curve_args(parser)
     return parser
 
 
@@ -296,7 +340,8 @@ def main(argv: list[str]) -> int:
         stop = Stop(float("inf"))
         for signum in (signal.SIGINT, signal.SIGTERM):
             gevent.signal_handler(signum, stop.now)
-        totals = simulate(args.collector, args.agents, args.rate, args.batch, args.duration, args.prefix, stop)
+        keys = client_keys(args.curve_server_key, args.curve_secret)
+        totals = simulate(args.collector, args.agents, args.rate, args.batch, args.duration, args.prefix, stop, keys)
         sys.stdout.write(json.dumps(totals) + "\n")
         return 0
 
