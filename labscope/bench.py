@@ -4,8 +4,6 @@ Every figure is measured with real processes on loopback: a collector started
 for the section, load generators (labscope.benchkit, labscope simulate) and a
 real agent. Ratios are taken against the raw pyzmq figure of the same run, so
 they hold on a noisy, shared machine where absolute numbers drift.
-``curve_ingest_ratio`` needs a collector that takes ``--curve-secret`` and
-``--allow-agents``; with one that does not (exit status 2), it is skipped with a note.
 """
 
 from __future__ import annotations
@@ -30,12 +28,11 @@ import zmq
 from gui.client import Client
 from labscope import benchkit
 from labscope.children import Children, labscope_args, wait_collector
-from messages.errors import ChildFailure, LabscopeError
+from messages.errors import LabscopeError
 from messages.keys import generate
 from messages.options import Parser, run_command
 
 PROG = "labscope bench"
-EXIT_USAGE = "exited early with status 2"  # labscope.children's words for a collector refusing its flags
 BENCH_MODULES = Path(__file__).resolve().parent / "benchmods"
 BENCH_DISTS = Path(__file__).resolve().parent / "benchdists"
 # The two distributions attached for dist_ingest_*: every point into a JSON-lines file, and every point
@@ -239,7 +236,7 @@ class Bench:
         return float(result["count"] / result["seconds"]), figures
 
     def curve(self) -> None:
-        """Ingest with CURVE on against ingest without, alternated; skipped when the collector has no CURVE flags."""
+        """Ingest with CURVE on (``--curve-secret``, ``--allow-agents``) against ingest without, alternated."""
         keys = self.folder / "curve-keys"
         allowed = keys / "agents"
         collector = generate(keys, "collector")
@@ -253,15 +250,7 @@ class Bench:
         curve: list[float] = []
         for _ in range(self.sizes.rounds):
             plain.append(self._ingest_once())
-            try:
-                curve.append(self._ingest_once(*flags, sender_keys=sender))
-            except ChildFailure as exc:
-                if EXIT_USAGE not in str(exc):
-                    raise
-                self.put(
-                    "curve_ingest_ratio", 0.0, "skipped: this collector does not take --curve-secret/--allow-agents"
-                )
-                return
+            curve.append(self._ingest_once(*flags, sender_keys=sender))
         ratios = [c / p for c, p in zip(curve, plain, strict=True)]
         self.put(
             "curve_ingest_ratio",
