@@ -4,7 +4,8 @@ Traffic here is light next to ingest, so this ROUTER is a ``zmq.green``
 socket that several greenlets may use. Requests run in a bounded pool so a
 slow module answer never stalls ingest or other clients. Updates are ROUTER
 pushes to each subscribed client: a client that does not read fills its own
-queue and loses its own updates; nobody waits for it.
+queue and loses its own updates; nobody waits for it. A client over its
+request rate or stream limit (collector/throttle.py) is answered ``busy`` at once.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from collector.core import Core
 from collector.counters import Counters, ThrottledLog
 from collector.host import type_name
 from collector.relay import Relay
+from collector.throttle import ClientLimits
 from messages import Envelope, Kind
 from messages.codec import envelope, kind_name, pack_one, unpack
-from messages.errors import ProtocolError
+from messages.errors import Code, ProtocolError
 from messages.limits import OutOfRangeError, credit_grant, credit_param
 from messages.stream import STALL_TIMEOUT, CreditAccount, Piece, Take, chunk_stream
 
@@ -71,10 +73,12 @@ class ClientLink:
     """Owns the clients' ROUTER socket (through ``sender``); one instance per collector.
 
     ``relay`` forwards node requests to agents; ``builtin`` maps the request
-    types the collector answers itself to the functions that answer them.
+    types the collector answers itself to the functions that answer them (given the params).
     """
 
-    def __init__(self, sender: ClientSender, core: Core, relay: Relay, builtin: dict[str, Callable[[], Any]]) -> None:
+    def __init__(
+        self, sender: ClientSender, core: Core, relay: Relay, builtin: dict[str, Callable[[dict[str, str]], Any]]
+    ) -> None:
         self.sender = sender
         self.sock = sender.sock
         self.host = core.host
@@ -96,18 +100,22 @@ class ClientLink:
             Kind.CREDIT: self._on_credit,
         }
         self.streams: dict[tuple[bytes, int], Stream] = {}
+        config = self.config
+        self.limits = ClientLimits(config.client_request_rate, config.client_request_burst, config.client_max_streams)
+        self.who = ""  # the client of the frame being handled (handlers run synchronously within _on_frame)
         self.send = self._send = sender.send
         self._send_frame = sender.send_frame
 
     def run(self) -> None:
         """Serve clients forever; runs in its own greenlet."""
         while True:
-            frames = self.sock.recv_multipart()
+            frames = self.sock.recv_multipart(copy=False)
             self.counters["client-frames"] += 1
+            self.who = _address(frames[-1])
             if len(frames) != 2:
                 self._bad("client-bad-frame", "client sent a message of %d parts; expected 1", len(frames) - 1)
                 self._send(
-                    frames[0],
+                    frames[0].bytes,
                     envelope(
                         Kind.ERROR,
                         error_code="bad-frame",
@@ -115,7 +123,7 @@ class ClientLink:
                     ),
                 )
                 continue
-            self._on_frame(frames[0], frames[1])
+            self._on_frame(frames[0].bytes, frames[1].bytes)
 
     def _on_frame(self, ident: bytes, body: bytes) -> None:
         try:
@@ -161,11 +169,38 @@ class ClientLink:
         except OutOfRangeError as exc:
             self._refuse(ident, env, exc)
             return
+        if not self._within_limits(ident, env):
+            return
         if self._for_a_node(env):
             self.counters["client-node-requests"] += 1
-            self.relay.forward(ident, env)
+            self.relay.forward(ident, env, self.who, "")
             return
         self.pool.spawn(self._serve, ident, env.request_id, env.type, dict(env.params))
+
+    def _within_limits(self, ident: bytes, env: Envelope) -> bool:
+        """Take a request token and, for a stream (a REQUEST with a credit), a stream slot; else answer busy."""
+        limits = self.limits
+        if not limits.admit(ident):
+            reason = f"this client is over its request rate of {limits.rate:g}/s (burst {limits.burst}); slow down"
+            self._bad("client-throttled", "refused a %s request: %s", env.type, reason)
+            self._busy(ident, env, reason)
+            return False
+        if "credit" in env.params and not limits.streams_left(self._open_streams(ident)):
+            reason = f"this client already has {limits.max_streams} streams running; wait for one to end"
+            self._bad("client-streams-refused", "refused a %s request: %s", env.type, reason)
+            self._busy(ident, env, reason)
+            return False
+        return True
+
+    def _open_streams(self, ident: bytes) -> int:
+        own = sum(key[0] == ident for key in self.streams)
+        return own + self.relay.open_streams(ident)
+
+    def _busy(self, ident: bytes, env: Envelope, reason: str) -> None:
+        """Answer ``ERROR busy`` at once: no work is queued for the request."""
+        self._send(
+            ident, envelope(Kind.ERROR, type=env.type, request_id=env.request_id, error_code=Code.BUSY, error=reason)
+        )
 
     def _for_a_node(self, env: Envelope) -> bool:
         """True for a request no module or the collector answers, naming a node: the agent answers it."""
@@ -255,7 +290,7 @@ class ClientLink:
     def _answer(self, type: str, params: dict[str, str], request_id: int) -> Any:
         builtin = self.builtin.get(type)
         if builtin is not None:
-            return builtin()
+            return builtin(params)
         return self.host.answer(type, params, request_id)
 
     def _on_subscribe(self, ident: bytes, env: Envelope) -> None:
@@ -347,6 +382,14 @@ def _subscribe_error(env: Envelope, code: str, reason: str, **params: str) -> En
         error=reason,
         params={"types": env.params.get("types", ""), **params},
     )
+
+
+def _address(frame: zmq.Frame) -> str:
+    """The client's network address as libzmq saw it ("" when the transport has none, e.g. inproc)."""
+    try:
+        return str(frame.get("Peer-Address"))
+    except zmq.ZMQError:
+        return ""
 
 
 def _wants(types: frozenset[str], type_name: str) -> bool:

@@ -20,6 +20,11 @@ Sample config (every key optional; defaults shown)::
     # snapshot_interval = 60.0    # seconds between module snapshots
     # node_request_timeout = 30.0 # seconds a request forwarded to a node waits for its answer
     # log_level = "info"
+    # audit_retention = 2592000.0 # seconds the audit trail keeps its entries (30 days; docs/security.md)
+    # client_request_rate = 100.0 # requests a second one client may send (token bucket) ...
+    # client_request_burst = 200  # ... and how many it may send at once; beyond: ERROR busy
+    # client_max_streams = 4      # streamed answers one client may have running at once; beyond: ERROR busy
+    # max_nodes = 10000           # HELLOs of new nodes beyond this many are refused (ERROR busy)
     # distributions_dirs = []     # folders of drop-in dist_<type>.py files
 
     [modules.systemstats]
@@ -74,6 +79,11 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "node_request_timeout": (int, float),
     "log_level": str,
     "distributions_dirs": list,
+    "audit_retention": (int, float),
+    "client_request_rate": (int, float),
+    "client_request_burst": int,
+    "client_max_streams": int,
+    "max_nodes": int,
 }
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -135,6 +145,11 @@ class CollectorConfig:
     snapshot_interval: float = 60.0
     node_request_timeout: float = 30.0
     log_level: str = "info"
+    audit_retention: float = 30 * 86400.0
+    client_request_rate: float = 100.0
+    client_request_burst: int = 200
+    client_max_streams: int = 4
+    max_nodes: int = 10_000
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     distributions_dirs: list[Path] = field(default_factory=list)
     distributions: list[DistSection] = field(default_factory=list)

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import zmq
 
+from messages.codec import DEFAULT_MAX_FRAME_BYTES
+
 __all__ = ["Link"]
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ class Link:
         self.close()
         sock = self.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        # Frames past DEFAULT_MAX_FRAME_BYTES are dropped unparsed (Agent._receive); past four times that,
+        # libzmq refuses to buffer them at all and drops the connection (the agent then reconnects).
+        sock.setsockopt(zmq.MAXMSGSIZE, 4 * DEFAULT_MAX_FRAME_BYTES)
         sock.connect(self.endpoint)
         self._poller.register(sock, zmq.POLLIN)
         self.socket = sock
