@@ -182,3 +182,19 @@ def test_a_client_over_its_stream_limit_gets_busy(
     entries = query(collector, "Audit")
     assert [e["params"]["path"] for e in entries] == ["a", "b", "d"]
     agent.close()
+
+
+def test_frames_over_max_frame_bytes_are_refused_on_both_endpoints(
+    procs: ProcessGroup, zmq_context: zmq.Context, tmp_path: Path, client: list[Client]
+) -> None:
+    collector = procs.collector("--config", config_file(tmp_path, max_frame_bytes=4096))
+    big = Client(zmq_context, collector.clients)
+    agent = Peer(zmq_context, collector.agents)
+    client.append(big)
+    big.socket.send(b"\x0a" * 5000)
+    refusal = big.expect(lambda e: e.kind == Kind.ERROR, what="refusal of the big frame")
+    assert refusal.error_code == "bad-frame" and "4096" in refusal.error
+    agent.socket.send(b"\x0a" * 5000)  # an agent's oversized frame is dropped without an answer
+    wait_for(lambda: big.answer("CollectorStats")["counters"].get("oversized") == 1, 10, what="agents' count")
+    assert big.answer("CollectorStats")["counters"]["client-oversized"] == 1
+    agent.close()
