@@ -68,7 +68,7 @@ def test_fetch_and_process_list_appear_in_audit_with_their_outcomes(
 ) -> None:
     serve = tmp_path / "serve"
     serve.mkdir()
-    (serve / "result.csv").write_bytes(b"x,y\n" * 5000)
+    (serve / "result.csv").write_bytes(b"x,y\n" * 50000)  # 200 kB: two-part chunks
     collector = procs.collector()
     procs.agent(collector.agents, "n1", "--serve-dir", str(serve))
     watcher = Client(zmq_context, collector.clients)
@@ -102,7 +102,7 @@ def test_fetch_and_process_list_appear_in_audit_with_their_outcomes(
         ("ProcessList", None),
     ]
     assert [e["outcome"] for e in entries] == ["ok", "denied", "ok"]
-    assert entries[0]["bytes"] == out.stat().st_size == 20000
+    assert entries[0]["bytes"] == out.stat().st_size == 200_000
     for entry in entries:
         assert entry["who"] == "127.0.0.1" and entry["fingerprint"] == "" and entry["node"] == "n1"
         assert started - 1 <= entry["time"] <= entry["finished"] <= time.time() + 1
@@ -197,4 +197,27 @@ def test_frames_over_max_frame_bytes_are_refused_on_both_endpoints(
     agent.socket.send(b"\x0a" * 5000)  # an agent's oversized frame is dropped without an answer
     wait_for(lambda: big.answer("CollectorStats")["counters"].get("oversized") == 1, 10, what="agents' count")
     assert big.answer("CollectorStats")["counters"]["client-oversized"] == 1
+    agent.close()
+
+
+def test_timeout_node_lost_and_refusals_are_outcomes(
+    procs: ProcessGroup, zmq_context: zmq.Context, tmp_path: Path, client: list[Client]
+) -> None:
+    collector = procs.collector("--config", config_file(tmp_path, node_request_timeout=0.5))
+    agent = hand_agent(zmq_context, collector, "mute")
+    asker = Client(zmq_context, collector.clients)
+    client.append(asker)
+    assert asker.ask("ProcessList", node="mute").error_code == "timeout"
+    asker.send_request("RunProbe", node="mute", name="x")
+    agent.expect(lambda e: e.kind == Kind.REQUEST and e.type == "RunProbe", what="the forwarded RunProbe")
+    agent.send(Kind.BYE, node="mute")
+    asker.expect(lambda e: e.kind == Kind.ERROR and e.error_code == "node-lost", what="node-lost")
+    assert asker.ask("ProcessList", node="nobody").error_code == "not-found"
+    entries = query(collector, "Audit")
+    assert [(e["type"], e["node"], e["outcome"]) for e in entries] == [
+        ("ProcessList", "mute", "timeout"),
+        ("RunProbe", "mute", "node-lost"),
+        ("ProcessList", "nobody", "not-found"),
+    ]
+    assert all(e["bytes"] is None for e in entries)
     agent.close()
