@@ -21,8 +21,8 @@ Sample config (every key optional; defaults shown)::
     # node_request_timeout = 30.0 # seconds a request forwarded to a node waits for its answer
     # log_level = "info"
     # audit_retention = 2592000.0 # seconds the audit trail keeps its entries (30 days; docs/security.md)
-    # client_request_rate = 100.0 # requests a second one client may send (token bucket) ...
-    # client_request_burst = 200  # ... and how many it may send at once; beyond: ERROR busy
+    # client_request_rate = 200.0 # requests a second one client may send (token bucket) ...
+    # client_request_burst = 400  # ... and how many it may send at once; beyond: ERROR busy
     # client_max_streams = 4      # streamed answers one client may have running at once; beyond: ERROR busy
     # max_nodes = 10000           # HELLOs of new nodes beyond this many are refused (ERROR busy)
     # distributions_dirs = []     # folders of drop-in dist_<type>.py files
@@ -146,8 +146,8 @@ class CollectorConfig:
     node_request_timeout: float = 30.0
     log_level: str = "info"
     audit_retention: float = 30 * 86400.0
-    client_request_rate: float = 100.0
-    client_request_burst: int = 200
+    client_request_rate: float = 200.0
+    client_request_burst: int = 400
     client_max_streams: int = 4
     max_nodes: int = 10_000
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -10,10 +10,11 @@ import pytest
 
 from collector.audit import MAX_LIMIT, AuditFailed, AuditTrail
 from collector.audit_table import AuditTable, MemoryAuditTable, SQLiteAuditTable
+from collector.config import parse_args
 from collector.counters import Counters
 from collector.store import NullStore, SQLiteStore
 from collector.throttle import ClientLimits, TokenBucket
-from messages.errors import RequestError
+from messages.errors import ConfigError, RequestError
 
 
 class Clock:
@@ -213,3 +214,37 @@ def test_client_limits_forget_idle_clients_when_there_are_many(monkeypatch: pyte
 def test_stream_slots() -> None:
     limits = ClientLimits(rate=1.0, burst=1, max_streams=2)
     assert limits.streams_left(0) and limits.streams_left(1) and not limits.streams_left(2)
+
+
+# ------------------------------------------------------------ config keys
+
+
+def test_limit_keys_have_defaults_and_take_config_values(tmp_path: Path) -> None:
+    defaults = parse_args([])
+    assert (defaults.client_request_rate, defaults.client_request_burst, defaults.client_max_streams) == (200, 400, 4)
+    assert (defaults.max_nodes, defaults.audit_retention) == (10_000, 30 * 86400)
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[collector]\nclient_request_rate = 2.5\nclient_max_streams = 1\nmax_nodes = 3\naudit_retention = 60\n"
+    )
+    config = parse_args(["--config", str(path)])
+    assert (config.client_request_rate, config.client_max_streams, config.max_nodes) == (2.5, 1, 3)
+    assert config.audit_retention == 60
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("client_request_rate = 0", "client_request_rate must be greater than 0"),
+        ("client_request_burst = 1.5", "client_request_burst must be int"),
+        ("client_max_streams = -1", "client_max_streams must be greater than 0"),
+        ("max_nodes = 'many'", "max_nodes must be int"),
+        ("audit_retention = 0", "audit_retention must be greater than 0"),
+    ],
+)
+def test_bad_limit_keys_are_one_clear_config_error(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[collector]\n{line}\n")
+    with pytest.raises(ConfigError, match=message) as caught:
+        parse_args(["--config", str(path)])
+    assert str(path) in str(caught.value)
