@@ -339,6 +339,9 @@ class AgentLink:
                 ),
             )
             return
+        if info.node not in self.registry.records and len(self.registry.records) >= self.config.max_nodes:
+            self._refuse_node(ident, info)
+            return
         record, joined = self.registry.hello(ident, info, env.seq, now)
         if self.keys is not None:
             self.keys.prune(self._sessions)
@@ -352,6 +355,15 @@ class AgentLink:
         log.info("node %s (%s) said hello; resuming after seq %d", record.node, info.hostname, record.last_seq)
         if joined:
             self.host.node_joined(record)
+
+    def _refuse_node(self, ident: bytes, info: NodeInfo) -> None:
+        """Answer a new node's HELLO beyond ``max_nodes`` with ERROR busy; the agent retries with its back-off."""
+        limit = self.config.max_nodes
+        self._bad(
+            "nodes-refused", "refused new node %s (host %s): max_nodes %d reached", info.node, info.hostname, limit
+        )
+        reason = f"the collector already knows max_nodes = {limit} nodes; node {info.node} is refused"
+        self._reply(ident, envelope(Kind.ERROR, node=info.node, error_code=Code.BUSY, error=reason))
 
     def _on_heartbeat(self, ident: bytes, env: Envelope, now: float) -> None:
         session = self.registry.session(ident)

@@ -4,7 +4,8 @@ Traffic here is light next to ingest, so this ROUTER is a ``zmq.green``
 socket that several greenlets may use. Requests run in a bounded pool so a
 slow module answer never stalls ingest or other clients. Updates are ROUTER
 pushes to each subscribed client: a client that does not read fills its own
-queue and loses its own updates; nobody waits for it.
+queue and loses its own updates; nobody waits for it. A client over its
+request rate or stream limit (collector/throttle.py) is answered ``busy`` at once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collector.keyring import KeyRing
 from collector.peers import Peer, needs_operator, plain_peer
 from collector.refusals import KEY_REMOVED, OPERATOR_ONLY, Refusals, safe_fingerprint
 from collector.relay import Relay
+from collector.throttle import ClientLimits
 from messages import Envelope, Kind
 from messages.codec import envelope, kind_name, pack_one, unpack
 from messages.errors import Code, ProtocolError
@@ -74,7 +76,7 @@ class ClientLink:
     """Owns the clients' ROUTER socket (through ``sender``); one instance per collector.
 
     ``relay`` forwards node requests to agents; ``builtin`` maps the request
-    types the collector answers itself to the functions that answer them.
+    types the collector answers itself to the functions that answer them (given the params).
     With CURVE, ``keyring`` says who sent each frame (a viewer or an operator)
     and ``refusals`` records what a viewer may not do; without it every client
     is an operator known by its address.
@@ -85,7 +87,7 @@ class ClientLink:
         sender: ClientSender,
         core: Core,
         relay: Relay,
-        builtin: dict[str, Callable[[], Any]],
+        builtin: dict[str, Callable[[dict[str, str]], Any]],
         keyring: KeyRing | None = None,
         refusals: Refusals | None = None,
     ) -> None:
@@ -112,6 +114,8 @@ class ClientLink:
             Kind.CREDIT: self._on_credit,
         }
         self.streams: dict[tuple[bytes, int], Stream] = {}
+        config = self.config
+        self.limits = ClientLimits(config.client_request_rate, config.client_request_burst, config.client_max_streams)
         self.send = self._send = sender.send
         self._send_frame = sender.send_frame
 
@@ -216,11 +220,38 @@ class ClientLink:
             words = f"{what} needs an operator's key; {peer.name} is a {peer.role}"
             self._forbid(ident, env, OPERATOR_ONLY, peer.fingerprint, words, peer.address)
             return
+        if not self._within_limits(ident, env, peer):
+            return
         if for_a_node:
             self.counters["client-node-requests"] += 1
-            self.relay.forward(ident, env, peer)
+            self.relay.forward(ident, env, peer.name, peer.fingerprint)
             return
         self.pool.spawn(self._serve, ident, env.request_id, env.type, dict(env.params))
+
+    def _within_limits(self, ident: bytes, env: Envelope, peer: Peer) -> bool:
+        """Take a request token and, for a stream (a REQUEST with a credit), a stream slot; else answer busy."""
+        limits = self.limits
+        if not limits.admit(peer.fingerprint or ident):  # with CURVE one bucket per key, else per connection
+            reason = f"this client is over its request rate of {limits.rate:g}/s (burst {limits.burst}); slow down"
+            self._bad("client-throttled", "refused a %s request: %s", env.type, reason)
+            self._busy(ident, env, reason)
+            return False
+        if "credit" in env.params and not limits.streams_left(self._open_streams(ident)):
+            reason = f"this client already has {limits.max_streams} streams running; wait for one to end"
+            self._bad("client-streams-refused", "refused a %s request: %s", env.type, reason)
+            self._busy(ident, env, reason)
+            return False
+        return True
+
+    def _open_streams(self, ident: bytes) -> int:
+        own = sum(key[0] == ident for key in self.streams)
+        return own + self.relay.open_streams(ident)
+
+    def _busy(self, ident: bytes, env: Envelope, reason: str) -> None:
+        """Answer ``ERROR busy`` at once: no work is queued for the request."""
+        self._send(
+            ident, envelope(Kind.ERROR, type=env.type, request_id=env.request_id, error_code=Code.BUSY, error=reason)
+        )
 
     def _for_a_node(self, env: Envelope) -> bool:
         """True for a request no module or the collector answers, naming a node: the agent answers it."""
@@ -310,7 +341,7 @@ class ClientLink:
     def _answer(self, type: str, params: dict[str, str], request_id: int) -> Any:
         builtin = self.builtin.get(type)
         if builtin is not None:
-            return builtin()
+            return builtin(params)
         return self.host.answer(type, params, request_id)
 
     def _on_subscribe(self, ident: bytes, env: Envelope, peer: Peer) -> None:

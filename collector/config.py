@@ -20,6 +20,11 @@ Sample config (every key optional; defaults shown)::
     # snapshot_interval = 60.0    # seconds between module snapshots
     # node_request_timeout = 30.0 # seconds a request forwarded to a node waits for its answer
     # log_level = "info"
+    # audit_retention = 2592000.0 # seconds the audit trail keeps its entries (30 days; docs/security.md)
+    # client_request_rate = 200.0 # requests a second one client may send (token bucket) ...
+    # client_request_burst = 400  # ... and how many it may send at once; beyond: ERROR busy
+    # client_max_streams = 4      # streamed answers one client may have running at once; beyond: ERROR busy
+    # max_nodes = 10000           # HELLOs of new nodes beyond this many are refused (ERROR busy)
     # distributions_dirs = []     # folders of drop-in dist_<type>.py files
     # curve_secret = ""           # the collector's own NAME.key_secret: CURVE on both endpoints (docs/security.md)
     # allow_agents = ""           # folder of agents' public NAME.key files (NAME = the node id it may claim)
@@ -83,6 +88,11 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "allow_agents": str,
     "allow_viewers": str,
     "allow_operators": str,
+    "audit_retention": (int, float),
+    "client_request_rate": (int, float),
+    "client_request_burst": int,
+    "client_max_streams": int,
+    "max_nodes": int,
 }
 
 # The allow-folder keys and their flags (docs/security.md).
@@ -151,6 +161,11 @@ class CollectorConfig:
     snapshot_interval: float = 60.0
     node_request_timeout: float = 30.0
     log_level: str = "info"
+    audit_retention: float = 30 * 86400.0
+    client_request_rate: float = 200.0
+    client_request_burst: int = 400
+    client_max_streams: int = 4
+    max_nodes: int = 10_000
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     distributions_dirs: list[Path] = field(default_factory=list)
     distributions: list[DistSection] = field(default_factory=list)

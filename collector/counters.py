@@ -40,6 +40,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "nodes-lost": (AGENTS, "nodes declared lost after node_timeout of silence"),
     "ingest-passes": (AGENTS, "passes of the ingest loop (each ends with one journal commit and the ACKs)"),
     "out-of-range": (AGENTS, "envelopes refused for a number outside its bounds (answered ERROR out-of-range)"),
+    "nodes-refused": (AGENTS, "HELLOs of new nodes refused because max_nodes nodes are known (answered ERROR busy)"),
     "journal-failed": (AGENTS, "journal commits, snapshots or prunes that failed (ACKs held until one succeeds)"),
     "client-frames": (CLIENTS, "ZeroMQ messages received"),
     "client-envelopes": (CLIENTS, "envelopes in the frames that decoded"),
@@ -67,6 +68,21 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "auth-refused:REASON": (
         BOTH,
         "auth-refused, for REASON: unknown-key, wrong-node, key-mismatch, key-removed or operator-only",
+    ),
+    "client-throttled": (
+        CLIENTS,
+        "REQUESTs refused because the client was over client_request_rate / client_request_burst (answered ERROR busy)",
+    ),
+    "client-streams-refused": (
+        CLIENTS,
+        "stream REQUESTs (carrying a credit) refused because the client had client_max_streams running "
+        "(answered ERROR busy)",
+    ),
+    "client-audited": (CLIENTS, "requests to nodes written to the audit trail (docs/security.md)"),
+    "client-audit-failed": (
+        CLIENTS,
+        "audit trail writes that failed (a request whose entry could not be written is answered ERROR busy, "
+        "never forwarded)",
     ),
     "updates": (MODULES, "updates the modules produced and the collector published"),
     "module-error": (MODULES, "exceptions raised by modules, all modules together"),

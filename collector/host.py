@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 EVENT_TYPE = "Event"
 
 # Request types the collector answers itself; no module may claim them.
-RESERVED_REQUESTS = ("CollectorStats", "Distributions")
+RESERVED_REQUESTS = ("CollectorStats", "Distributions", "Audit")
 # Update types the collector pushes itself (Distributions: only when distributions are configured).
 RESERVED_UPDATES = ("Distributions",)
 

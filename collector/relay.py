@@ -4,6 +4,10 @@ The collector gives each forwarded request an id of its own (agents never see
 clients' ids), relays RESPONSE / ERROR / CHUNK back under the client's id, and
 relays CREDIT the other way. It holds no chunk longer than it takes to pass it
 on, so flow control stays end to end between the client and the agent.
+
+Every request to a node is written to the audit trail (collector/audit.py)
+before it is forwarded, and its outcome once known; a request whose audit row
+cannot be written is answered ``busy`` and not forwarded.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Protocol
 
 import zmq
 
-from collector.peers import Peer
+from collector.audit import AuditFailed, AuditTrail
 from collector.registry import NodeRegistry
 from messages import Code, Envelope, Kind
 from messages.codec import envelope
@@ -35,21 +39,26 @@ class ClientSend(Protocol):
 
 @dataclass
 class Pending:
-    """One forwarded request: who asked (connection and ``peer``), which node answers, and until when we wait."""
+    """One forwarded request: who asked (connection), its audit entry, which node answers, and until when we wait."""
 
     client: bytes
     client_id: int
     node: str
     type: str
     deadline: float
-    peer: Peer | None = None
+    audit_id: int = 0
+    streamed: bool = False  # the REQUEST carried a credit: a stream, as client_max_streams counts them
+    bytes: int = 0  # streamed so far
 
 
 class Relay:
     """Forwarded requests by the collector's own request id."""
 
-    def __init__(self, registry: NodeRegistry, timeout: float, to_agent: Send, to_client: ClientSend) -> None:
+    def __init__(
+        self, registry: NodeRegistry, timeout: float, to_agent: Send, to_client: ClientSend, audit: AuditTrail
+    ) -> None:
         self.registry = registry
+        self.audit = audit
         self.timeout = timeout
         self.to_agent = to_agent
         self.to_client = to_client
@@ -57,33 +66,46 @@ class Relay:
         self.by_client: dict[tuple[bytes, int], int] = {}
         self.ids = itertools.count(1)
 
-    def forward(self, client: bytes, env: Envelope, peer: Peer | None = None) -> None:
-        """Send a client's REQUEST on to the node named by ``params["node"]``, or answer why not.
+    def forward(self, client: bytes, env: Envelope, who: str = "", fingerprint: str = "") -> None:
+        """Audit a client's REQUEST, then send it on to the node named by ``params["node"]``, or answer why not.
 
-        A type the agent's NodeInfo.request_types does not list is ``unknown-type`` at once,
+        ``who`` and ``fingerprint`` name the client in the audit trail: its key's name
+        and fingerprint with CURVE, its address and "" without. A type the
+        agent's NodeInfo.request_types does not list is ``unknown-type`` at once,
         without bothering the agent (an agent that lists no types is asked anything).
-        ``peer`` is who asked (key name and fingerprint, or the address without CURVE),
-        kept with the pending request for the audit.
         """
         node = env.params.get("node", "")
-        record = self.registry.records.get(node)
         ident = self.registry.ident_of(node)
+        refusal = self._refusal(node, env.type, ident)
+        try:
+            audit_id = self.audit.record(who, fingerprint, env.type, env.params, node, refusal[0] if refusal else None)
+        except AuditFailed as exc:
+            refusal = Code.BUSY, f"the collector cannot write its audit trail ({exc}); no request reaches a node"
+        if refusal is not None or ident is None:
+            self._refuse(client, env, *(refusal or (Code.NODE_LOST, f"node {node} is lost")))
+            return
+        rid = next(self.ids)
+        deadline = time.monotonic() + self.timeout
+        streamed = "credit" in env.params
+        self.pending[rid] = Pending(client, env.request_id, node, env.type, deadline, audit_id, streamed)
+        self.by_client[(client, env.request_id)] = rid
+        self.to_agent(ident, envelope(Kind.REQUEST, type=env.type, request_id=rid, params=dict(env.params)))
+
+    def _refusal(self, node: str, type: str, ident: bytes | None) -> tuple[str, str] | None:
+        """Why a ``type`` request cannot be forwarded to ``node`` (code, reason), or None when it can."""
+        record = self.registry.records.get(node)
         if record is None:
-            self._refuse(client, env, Code.NOT_FOUND, f"no node named {node!r} is known to this collector")
-        elif record.status != "live" or ident is None:
-            self._refuse(client, env, Code.NODE_LOST, f"node {node} is lost (silent past the node timeout)")
-        elif not _lists(record.info.request_types, env.type):
-            self._refuse(
-                client,
-                env,
-                Code.UNKNOWN_TYPE,
-                f"node {node} answers no {env.type!r} request (it answers {', '.join(record.info.request_types)})",
-            )
-        else:
-            rid = next(self.ids)
-            self.pending[rid] = Pending(client, env.request_id, node, env.type, time.monotonic() + self.timeout, peer)
-            self.by_client[(client, env.request_id)] = rid
-            self.to_agent(ident, envelope(Kind.REQUEST, type=env.type, request_id=rid, params=dict(env.params)))
+            return Code.NOT_FOUND, f"no node named {node!r} is known to this collector"
+        if record.status != "live" or ident is None:
+            return Code.NODE_LOST, f"node {node} is lost (silent past the node timeout)"
+        if not _lists(record.info.request_types, type):
+            answered = ", ".join(record.info.request_types)
+            return Code.UNKNOWN_TYPE, f"node {node} answers no {type!r} request (it answers {answered})"
+        return None
+
+    def open_streams(self, client: bytes) -> int:
+        """How many forwarded stream requests of ``client`` are still running."""
+        return sum(p.streamed and p.client == client for p in self.pending.values())
 
     def _refuse(self, client: bytes, env: Envelope, code: str, reason: str) -> None:
         self.to_client(
@@ -98,10 +120,13 @@ class Relay:
         pending = self.pending.get(env.request_id)
         if pending is None:
             return False
+        if env.kind == Kind.CHUNK:
+            pending.bytes += len(bulk) if bulk is not None else len(env.payload)
         if env.kind == Kind.CHUNK and not env.last:
             pending.deadline = time.monotonic() + self.timeout
         else:
             self._forget(env.request_id)
+            self._finish(pending, (env.error_code or "error") if env.kind == Kind.ERROR else "ok")
         relayed = Envelope()
         relayed.CopyFrom(env)
         relayed.request_id = pending.client_id
@@ -117,7 +142,7 @@ class Relay:
         if ident is not None:
             self.to_agent(ident, envelope(Kind.CREDIT, request_id=rid, seq=env.seq, params=dict(env.params)))
         if env.params.get("cancel") == "1":
-            self._forget(rid)
+            self._finish(self._forget(rid), "cancelled")
         return True
 
     def node_lost(self, node: str) -> None:
@@ -133,6 +158,7 @@ class Relay:
 
     def _fail(self, rid: int, code: str, reason: str) -> None:
         pending = self._forget(rid)
+        self._finish(pending, code)
         ident = self.registry.ident_of(pending.node)
         if ident is not None and code == Code.TIMEOUT:  # stop the agent's worker now, not at its own timeout
             self.to_agent(ident, envelope(Kind.CREDIT, request_id=rid, params={"cancel": "1"}))
@@ -140,6 +166,10 @@ class Relay:
             pending.client,
             envelope(Kind.ERROR, type=pending.type, request_id=pending.client_id, error_code=code, error=reason),
         )
+
+    def _finish(self, pending: Pending, outcome: str) -> None:
+        """Record the outcome in the audit trail: the bytes too when the answer was streamed."""
+        self.audit.finish(pending.audit_id, outcome, pending.bytes if pending.streamed or pending.bytes else None)
 
     def _forget(self, rid: int) -> Pending:
         pending = self.pending.pop(rid)

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,6 +21,7 @@ import zmq.green
 from collector import dist_host
 from collector.agent_keys import AgentKeys
 from collector.agent_link import AgentLink, Mailbox
+from collector.audit import AUDIT_SPEC, AuditTrail
 from collector.client_link import ClientLink, ClientSender
 from collector.config import CollectorConfig
 from collector.core import Core
@@ -66,6 +68,7 @@ COLLECTOR_REQUESTS = {
         "errors, last error, last success; an empty map when none is configured",
         Payload.msgpack(_DISTRIBUTIONS),
     ),
+    "Audit": AUDIT_SPEC,
 }
 
 # The updates the collector pushes itself (collector/host.py RESERVED_UPDATES), described for docs/protocol.md.
@@ -137,8 +140,15 @@ class Collector:
         """Build the links around the two sockets and spawn their loops and the modules' update loops."""
         core = Core(self.config, self.counters, self.registry, self.host, self.info)
         mailbox, sender = Mailbox(), ClientSender(client_sock, self.counters)
-        relay = Relay(self.registry, self.config.node_request_timeout, mailbox.put, sender.send)
-        own = {"CollectorStats": self.stats, "Distributions": self.dists.stats}
+        audit = AuditTrail(self.store.audit_table(), self.config.audit_retention, self.counters)
+        if not audit.table.durable:
+            log.warning("journal off: the audit trail is kept in memory only and lost on restart")
+        relay = Relay(self.registry, self.config.node_request_timeout, mailbox.put, sender.send, audit)
+        own: dict[str, Callable[[dict[str, str]], Any]] = {
+            "CollectorStats": lambda params: self.stats(),
+            "Distributions": lambda params: self.dists.stats(),
+            "Audit": audit.answer,
+        }
         keyring = self.curve.keyring if self.curve is not None else None
         self.clients = ClientLink(sender, core, relay, own, keyring, self.refusals)
         self.updates = UpdateScheduler(self.host, self.clients.publish, self.counters)

@@ -1,4 +1,4 @@
-"""The collector's durable store: report journal, node registry and module snapshots.
+"""The collector's durable store: report journal, node registry, module snapshots and the audit trail.
 
 The default backend is one SQLite file in the data dir (WAL mode). The journal
 is written by *group commit*: once per ingest pass, every report applied in
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.addons import NodeRecord
+from collector.audit_table import AuditTable, MemoryAuditTable, SQLiteAuditTable
 from messages import Batch, Envelope, NodeInfo
 from messages.errors import LabscopeError
 
@@ -99,6 +100,10 @@ class Store:
     def prune_held(self, older_than: float, holds: list[tuple[int, float]]) -> tuple[int, int]:
         """Prune as :meth:`prune`, keeping the rows durable distributions hold; returns (rows pruned, gap)."""
         return self.prune(older_than), 0
+
+    def audit_table(self) -> AuditTable:
+        """Where the audit trail (collector/audit.py) keeps its rows: in memory unless the store is durable."""
+        return MemoryAuditTable()
 
     def close(self) -> None:
         """Release the store."""
@@ -214,6 +219,10 @@ class SQLiteStore(Store):
         ).fetchone()
         cursor = self.db.execute(f"DELETE FROM journal WHERE {where}", [older_than, *args])
         return int(cursor.rowcount), int(gap)
+
+    def audit_table(self) -> AuditTable:
+        """The ``audit`` table of this database (each write committed before the call returns)."""
+        return SQLiteAuditTable(self.db)
 
     def close(self) -> None:
         """Close the database."""

@@ -382,9 +382,11 @@ class Agent:
             self.session.heard(now)
             try:
                 envelopes = unpack(frame)
-            except ProtocolError as exc:
+            except ProtocolError as exc:  # an oversized frame is refused on its length, before any parsing
                 self.stats.bad_frames += 1
-                self._log_sometimes("bad-frame", logging.WARNING, "dropping a bad frame from the collector: %s", exc)
+                if exc.code == "oversized":
+                    self.stats.oversized += 1
+                self._log_sometimes(exc.code, logging.WARNING, "dropping a bad frame from the collector: %s", exc)
                 continue
             for env in envelopes:
                 handler = self._handlers.get(env.kind)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import zmq
 
+from messages.codec import DEFAULT_MAX_FRAME_BYTES
 from messages.handshake import HandshakeWatch
 from messages.keys import ClientKeys
 
@@ -63,6 +64,9 @@ class Link:
         self._handshake = HandshakeWatch(sock, curve=self.keys is not None)
         if self._handshake.monitor is not None:
             self._poller.register(self._handshake.monitor, zmq.POLLIN)
+        # Frames past DEFAULT_MAX_FRAME_BYTES are dropped unparsed (Agent._receive); past four times that,
+        # libzmq refuses to buffer them at all and drops the connection (the agent then reconnects).
+        sock.setsockopt(zmq.MAXMSGSIZE, 4 * DEFAULT_MAX_FRAME_BYTES)
         sock.connect(self.endpoint)
         self._poller.register(sock, zmq.POLLIN)
         self.socket = sock

@@ -47,6 +47,7 @@ class AgentStats:
     hello_retries: int = 0
     heartbeats: int = 0
     bad_frames: int = 0
+    oversized: int = 0  # frames from the collector over the frame size limit: dropped unparsed (also bad_frames)
     errors_received: int = 0
     requests_refused: int = 0
     out_of_range: int = 0  # values from the collector outside their bounds (messages/limits.py), ignored

@@ -145,7 +145,10 @@ def piece_ok(offset: int, length: int, size: int, received: int, modtime: float)
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
     group = ProcessGroup(tmp_path_factory.mktemp("edges"))
-    yield group.collector("--node-timeout", "60")
+    # One client asks flat out for every generated example: these tests are about values, not rate limits.
+    config = group.tmp_path / "unthrottled.toml"
+    config.write_text("[collector]\nclient_request_rate = 1000000\nclient_request_burst = 1000000\n")
+    yield group.collector("--node-timeout", "60", "--config", str(config))
     group.stop_all()
 
 
