@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from messages.keys import ENV_SECRET, ENV_SERVER_KEY, REFUSED_KEY, REQUIRES_CURVE, generate
+from messages.keys import ENV_SECRET, ENV_SERVER_KEY, REFUSED_KEY, REQUIRES_CURVE, generate, load
 from tests.conftest import CollectorProcess, ProcessGroup, labscope_cmd, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -120,6 +120,15 @@ def test_a_curve_testbed_from_agents_to_audit(procs: ProcessGroup, tmp_path: Pat
     done = labscope("fetch", "--collector", collector.clients, *operator, "-o", str(fetched), "n1:result.csv")
     assert done.returncode == 0, done.stderr
     assert fetched.read_bytes() == (serve / "result.csv").read_bytes()
+
+    audit = query(collector, operator, "Audit", "node=n1")
+    assert isinstance(audit, list)
+    entries = [(e["who"], e["fingerprint"], e["type"], e["outcome"], e["bytes"]) for e in audit]
+    otto = load(lab.secrets / "otto.key").fingerprint
+    assert ("otto", otto, "NodeFile", "ok", fetched.stat().st_size) in entries, entries
+    assert all(who != "vera" for who, *_ in entries), "the viewer's refused fetch never reached the node"
+    done = labscope("query", "--collector", collector.clients, *viewer, "Audit")
+    assert done.returncode == 1 and "forbidden" in done.stderr, done.stderr
 
     shutil.copy(lab.secrets / "n9.key", lab.allow["agents"])  # let n9 in: no restart
     wait_for(lambda: "n9" in live_nodes(collector, viewer), 30, what="n9 live once its key is listed")
