@@ -163,6 +163,8 @@ def test_fetch_from_an_unknown_node_shows_the_collectors_error(
 
     view.ask_node_path = answer
     assert view.select_file(NODE, SMALL)
+    # The node list comes with the NodeList update, which may follow the FileList answer by a second.
+    qtbot.waitUntil(lambda: NODE in view.known_nodes, timeout=WAIT_MS)
     view.fetch.click()
     qtbot.waitUntil(lambda: view.active is None, timeout=WAIT_MS)
     assert asked and asked[0][1] == NODE  # the selected file's node is the default
