@@ -83,7 +83,8 @@ def decode_payload(payload: bytes, encoding: int, schema: str = "") -> Any:
         if encoding == Encoding.PROTOBUF:
             cls = message_class(schema)
             return payload if cls is None else cls.FromString(payload)
-    except (ValueError, DecodeError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, DecodeError, msgpack.UnpackException) as exc:
+        # TypeError: a msgpack map keyed by an array or a map (an unhashable key) is bad bytes too.
         raise BadPayloadError(f"payload does not decode as {schema or 'msgpack'}: {exc}") from exc
     raise ProtocolError("bad-encoding", f"unknown payload encoding {encoding}")
 
