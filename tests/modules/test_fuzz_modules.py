@@ -12,14 +12,14 @@ snapshots.
 
 from __future__ import annotations
 
+import itertools
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import msgpack
 from google.protobuf.message import DecodeError, Message
-from hypothesis import example, given
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from collector.addons import Aggregator, BadPayloadError, Report, Request, RequestError
@@ -34,6 +34,7 @@ from modules.systemstats import SystemStatsModule
 from tests.fuzz.strategies import ENCODINGS, FEW, HOSTILE, params
 
 BAD_PAYLOAD = (BadPayloadError, DecodeError)
+FRESH = itertools.count()
 REQUEST_CODES = {Code.BAD_REQUEST, Code.NOT_FOUND}
 NODES = st.sampled_from(["n1", "n2", "", "..", "a/b"]) | HOSTILE
 
@@ -197,10 +198,10 @@ def test_epoch_params_refuse_non_finite_numbers() -> None:
     assert math.isfinite(Request("Events", {"since": "1e300"}).epoch_param("since") or 0.0)
 
 
-@FEW
+@settings(FEW, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(reports("FileOutput"), max_size=5), st.lists(params, max_size=4))
-def test_files_takes_any_report_and_request(items: list[Report], asks: list[dict[str, str]]) -> None:
-    stub = stub_with_nodes(Path(tmp_dir()))
+def test_files_takes_any_report_and_request(tmp_path: Path, items: list[Report], asks: list[dict[str, str]]) -> None:
+    stub = stub_with_nodes(tmp_path / str(next(FRESH)))  # a fresh store per example
     module = attach(FilesModule(), stub)
     for report in items:
         deliver(module, report)
@@ -209,8 +210,3 @@ def test_files_takes_any_report_and_request(items: list[Report], asks: list[dict
             ask(module, type, request_params)
     still_well(module, stub)
     assert module.processREQUEST(Request("FileStats", {}))["files"] == len(module.listing())
-
-
-def tmp_dir() -> str:
-    """A fresh folder per example (hypothesis examples cannot take pytest's tmp_path fixture)."""
-    return tempfile.mkdtemp(prefix="labscope-fuzz-")
