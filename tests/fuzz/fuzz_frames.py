@@ -13,7 +13,12 @@ frame at a time, from one greenlet:
   REPORTs of ``n1`` from seq 1 reach the modules;
 - odd: the rest is a client's frame, handled by ``ClientLink._on_frame``
   (requests answered in the request pool's greenlets, which the harness lets
-  run to the end).
+  run to the end);
+- first byte 2 or 3 modulo 4 (structured inputs): the rest is not sent as it
+  is but read with atheris' FuzzedDataProvider into one to four envelopes,
+  each of a real kind, a report or request type the collector knows, a known
+  schema and encoding, fuzzed payload bytes and parameters, so random payloads
+  get past the frame parser into every module far more often than raw bytes do.
 
 A crash is any exception out of those calls (it would end the collector's
 loop, and the collector with it), any exception a request greenlet dies of,
@@ -45,7 +50,7 @@ with atheris.instrument_imports(include=["collector", "messages", "modules"]):
 
     from collector.config import CollectorConfig
     from collector.server import Collector
-    from messages import Event, File, Files, Kind, NodeInfo, SystemStats
+    from messages import Envelope, Event, File, Files, Kind, NodeInfo, SystemStats
     from messages.codec import envelope, pack, pack_one
 
 AGENT = b"fuzz-agent"
@@ -92,13 +97,14 @@ class Harness:
         if self.inputs % REPORT_EVERY == 0:
             self.show()
         before = self.collector.counters["module-error"]
+        frame = structured(data[1:]) if data and data[0] % 4 >= 2 else data[1:]
         if not data or data[0] % 2 == 0:
             self.hello()
-            self.agents._on_frame(AGENT, data[1:], time.time())
+            self.agents._on_frame(AGENT, frame, time.time())
             self.agents._flush()
             self.agents._housekeeping()
         else:
-            self.clients._on_frame(CLIENT, data[1:])
+            self.clients._on_frame(CLIENT, frame)
             self.clients.pool.join(timeout=5)
         if self.errors:
             raise RuntimeError(f"a request greenlet died: {self.errors[0]!r}") from self.errors[0]
@@ -119,6 +125,42 @@ class Harness:
         self.collector.stop()
         self.collector.shutdown()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+KINDS = [int(k) for k in Kind.values()]
+TYPES = [
+    *("SystemStats", "Samples", "Event", "FileOutput", "NodeInfo", "NodeList", "SystemStatsHistory"),
+    *("Events", "File", "FileList", "FileStats", "CollectorStats", "Distributions", "NodeFile", "RunProbe"),
+]
+SCHEMAS = ["", "labscope.SystemStats", "labscope.Samples", "labscope.Event", "labscope.Files", "labscope.NodeInfo"]
+PARAMS = ["node", "since", "filename", "credit", "types", "backlog", "size", "path", "name"]
+NODES = ["n1", "n2", "", ".."]
+
+
+def structured(data: bytes) -> bytes:
+    """One frame of 1-4 envelopes whose fields the fuzzer's bytes choose among the values that matter."""
+    fdp = atheris.FuzzedDataProvider(data)
+    envelopes = [_envelope(fdp) for _ in range(fdp.ConsumeIntInRange(1, 4))]
+    return pack(envelopes)
+
+
+def _envelope(fdp: Any) -> Any:
+    params = {}
+    for _ in range(fdp.ConsumeIntInRange(0, 3)):
+        params[fdp.PickValueInList(PARAMS)] = fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 24))
+    return Envelope(
+        kind=fdp.PickValueInList(KINDS),
+        node=fdp.PickValueInList(NODES),
+        seq=fdp.ConsumeIntInRange(0, 2**64 - 1) if fdp.ConsumeBool() else fdp.ConsumeIntInRange(1, 8),
+        time=fdp.ConsumeRegularFloat() if fdp.ConsumeBool() else 1.7e9,
+        type=fdp.PickValueInList(TYPES),
+        encoding=fdp.ConsumeIntInRange(0, 4),
+        schema=fdp.PickValueInList(SCHEMAS),
+        request_id=fdp.ConsumeIntInRange(0, 16),
+        params=params,
+        last=fdp.ConsumeBool(),
+        payload=fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 512)),
+    )
 
 
 def seeds() -> dict[str, bytes]:
