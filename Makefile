@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit e2e bench clean proto docs
+.PHONY: demo test lint unit e2e bench clean proto docs fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/python -m pytest -q -m e2e
 
+# The atheris harness over the collector's frame handling (docs/fuzzing.md); never part of `make test`.
+# FUZZ_RUNS=N for a shorter or longer run; finds go to .fuzz/corpus, crashing inputs to .fuzz/artifacts.
+FUZZ_RUNS ?= 1000000
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	mkdir -p .fuzz/corpus .fuzz/artifacts
+	$(BIN)/python tests/fuzz/fuzz_frames.py -runs=$(FUZZ_RUNS) -artifact_prefix=.fuzz/artifacts/ \
+		.fuzz/corpus tests/fuzz/corpus
+
 bench: $(STAMP)
 	$(BIN)/labscope bench --json bench-results.json --markdown bench-results.md
 
@@ -45,4 +54,4 @@ docs: $(STAMP)
 	$(BIN)/python -m labscope.protodoc docs/protocol.md
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .fuzz

@@ -46,6 +46,7 @@ Sample config (every key optional; defaults shown)::
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import socket
 from collections.abc import Callable
@@ -63,6 +64,7 @@ from messages.options import (
     endpoint_arg,
     load_config,
     positive_float,
+    shown,
 )
 
 SCHEMA: dict[str, type | tuple[type, ...]] = {
@@ -331,8 +333,8 @@ def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) ->
             raise ConfigError(f"config {path}: [collector] log_level must be one of {', '.join(LOG_LEVELS)}")
         elif key == "journal_sync" and value not in ("normal", "full"):
             raise ConfigError(f'config {path}: [collector] journal_sync must be "normal" or "full"')
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
-            raise ConfigError(f"config {path}: [collector] {key} must be greater than 0")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 < value < math.inf:
+            raise ConfigError(f"config {path}: [collector] {key} must be a finite number greater than 0, not {value}")
         setattr(config, key, value)
 
 
@@ -380,7 +382,7 @@ def dist_sections(data: dict[str, Any], path: str | None) -> list[DistSection]:
 
 
 def _dist_section(name: str, values: dict[str, Any], path: str | None) -> DistSection:
-    where = f"config {path}: [distributions.{name}]"
+    where = f"config {path}: [distributions.{shown(name)}]"
     if not _DIST_NAME.match(name):
         raise ConfigError(f"{where}: NAME may hold only letters, digits, '_', '.' and '-'")
     if "type" not in values:

@@ -71,7 +71,8 @@ def message_class(schema: str) -> type[Message] | None:
 def decode_payload(payload: bytes, encoding: int, schema: str = "") -> Any:
     """Decode a payload; a protobuf of an unknown schema comes back as bytes.
 
-    Raises BadPayloadError (a ProtocolError, code ``bad-payload``) when the bytes do not decode.
+    Raises BadPayloadError (a ProtocolError, code ``bad-payload``) when the bytes do not decode
+    or the encoding is unknown.
     """
     if encoding == Encoding.NONE:
         return None
@@ -83,9 +84,11 @@ def decode_payload(payload: bytes, encoding: int, schema: str = "") -> Any:
         if encoding == Encoding.PROTOBUF:
             cls = message_class(schema)
             return payload if cls is None else cls.FromString(payload)
-    except (ValueError, DecodeError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, DecodeError, msgpack.UnpackException) as exc:
+        # TypeError: a msgpack map keyed by an array or a map (an unhashable key) is bad bytes too.
         raise BadPayloadError(f"payload does not decode as {schema or 'msgpack'}: {exc}") from exc
-    raise ProtocolError("bad-encoding", f"unknown payload encoding {encoding}")
+    # A bad-payload too: a module reading a report's payload (Report.decode) must see the one documented error.
+    raise BadPayloadError(f"unknown payload encoding {encoding}")
 
 
 def envelope(kind: int, type: str = "", payload: Any = None, **fields: Any) -> Envelope:

@@ -125,7 +125,10 @@ def load(path: Path | str, *, secret: bool = False) -> Certificate:
 
     Raises KeyFileError naming the file and the fix.
     """
-    path = Path(path).expanduser()  # a config file or a quoted flag may say ~/keys/NAME.key
+    try:
+        path = Path(path).expanduser()  # a config file or a quoted flag may say ~/keys/NAME.key
+    except RuntimeError:  # pathlib's "Could not determine home directory." for ~USER
+        raise KeyFileError(f"key file {path}: no home folder for {str(path).split('/', 1)[0]}") from None
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

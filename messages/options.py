@@ -27,6 +27,7 @@ __all__ = [
     "positive_float",
     "run_command",
     "setup_logging",
+    "shown",
 ]
 
 USAGE_EXIT = 2
@@ -105,10 +106,12 @@ def load_config(path: str | Path | None) -> dict[str, Any]:
         raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # tomllib decodes the bytes before it parses them
+        raise ConfigError(f"config {path}: not valid TOML: not UTF-8 text (byte {exc.start})") from None
     unknown = sorted(set(data) - KNOWN_SECTIONS)
     if unknown:
         raise ConfigError(
-            f"config {path}: unknown section [{unknown[0]}]; known sections: {', '.join(sorted(KNOWN_SECTIONS))}"
+            f"config {path}: unknown section [{shown(unknown[0])}]; known sections: {', '.join(sorted(KNOWN_SECTIONS))}"
         )
     return data
 
@@ -127,13 +130,18 @@ def config_section(
     for key, value in values.items():
         if key not in schema:
             raise ConfigError(
-                f"config {path}: unknown key '{key}' in [{section}]; known keys: {', '.join(sorted(schema))}"
+                f"config {path}: unknown key {key!r} in [{section}]; known keys: {', '.join(sorted(schema))}"
             )
         expected = schema[key]
         if not isinstance(value, expected) or (isinstance(value, bool) and bool not in _as_tuple(expected)):
             names = " or ".join(t.__name__ for t in _as_tuple(expected))
             raise ConfigError(f"config {path}: [{section}] {key} must be {names}, not {value!r}")
     return dict(values)
+
+
+def shown(name: str) -> str:
+    """A name from a config file as it goes into a one-line message: as is, or quoted when it is not printable."""
+    return name if name.isprintable() else repr(name)
 
 
 def _as_tuple(expected: type | tuple[type, ...]) -> tuple[type, ...]:

@@ -31,6 +31,7 @@ Sample config block::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -45,6 +46,9 @@ from messages.stream import CHUNK_BYTES, DEFAULT_CREDIT, MAX_CREDIT
 
 INLINE_LIMIT = 1024 * 1024
 _NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# What the file system says about a name that cannot be stored: too long, a file where a folder must go
+# (or the reverse), a symlink loop. Refused like an unsafe name; any other OSError is the collector's own.
+_NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP})
 _LISTING = "list of maps {node, name, size, modtime}, sorted by node and name"
 
 
@@ -129,8 +133,16 @@ class FilesModule(Aggregator):
             try:
                 self._write(msg.node, piece)
             except (RefusedNameError, OutOfRangeError) as exc:
-                self.refused += 1
-                self.log.warning("refused a file from node %s: %s", msg.node, exc)
+                self._refuse(msg.node, exc)
+            except OSError as exc:
+                if exc.errno not in _NAME_ERRNOS:
+                    raise
+                self._refuse(msg.node, exc)
+                self._partial(msg.node, piece.name).unlink(missing_ok=True)  # nothing will ever complete it
+
+    def _refuse(self, node: str, exc: Exception) -> None:
+        self.refused += 1
+        self.log.warning("refused a file from node %s: %s", node, exc)
 
     def _write(self, node: str, piece: File) -> None:
         check_file_piece(piece.offset, len(piece.data), piece.size)

@@ -275,7 +275,7 @@ def resolve_config(args: argparse.Namespace) -> AgentConfig:
         watch_interval=float(values.get("watch_interval", 1.0)),
         serve_dirs=_paths(values, "serve_dirs"),
         handlers_dirs=_paths(values, "handlers_dirs"),
-        data_dir=Path(values.get("data_dir") or _default_data_dir(node_id)).expanduser(),
+        data_dir=expand(str(values.get("data_dir") or _default_data_dir(node_id))),
         log_level=values.get("log_level", "info"),
         batch_delay=float(values.get("batch_delay", 0.005)),
         heartbeat_interval=float(values.get("heartbeat_interval", 1.0)),
@@ -289,7 +289,15 @@ def resolve_config(args: argparse.Namespace) -> AgentConfig:
 
 
 def _paths(values: dict[str, Any], key: str) -> list[Path]:
-    return [Path(p).expanduser() for p in values.get(key, [])]
+    return [expand(p) for p in values.get(key, [])]
+
+
+def expand(path: str) -> Path:
+    """``path`` with a leading ``~`` or ``~USER`` expanded; raises ConfigError for an unknown user."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # pathlib's "Could not determine home directory."
+        raise ConfigError(f"{path}: no home folder for {path.split('/', 1)[0]}") from None
 
 
 def _default_data_dir(node_id: str) -> Path:
@@ -326,11 +334,18 @@ def _file_values(path: str | None) -> dict[str, Any]:
         if not all(isinstance(d, str) for d in dirs):
             raise ConfigError(f"{where} {key} must be a list of folder names, not {dirs!r}")
         if key in values:
-            values[key] = [str(base / Path(d).expanduser()) for d in dirs]
+            values[key] = [str(base / _expand_in(d, where, key)) for d in dirs]
     for key in ("data_dir", *CURVE_FILES):
         if key in values:
-            values[key] = str(base / Path(values[key]).expanduser())
+            values[key] = str(base / _expand_in(values[key], where, key))
     return values
+
+
+def _expand_in(path: str, where: str, key: str) -> Path:
+    try:
+        return expand(path)
+    except ConfigError as exc:
+        raise ConfigError(f"{where} {key}: {exc}") from None
 
 
 def _check_number(values: dict[str, Any], key: str, where: str, allow_zero: bool) -> None:

@@ -5,8 +5,9 @@ folder, and resolved with every symlink and ``..`` followed. Only a path
 whose resolved form lies inside the resolved form of a serve folder is
 served; anything else is ``denied``, whether or not it exists, so a request
 cannot even learn which files exist outside. The file is then opened without
-following a symlink in its last component and checked to be a regular file
-with fstat, so swapping in a symlink after the check gains nothing.
+following a symlink in its last component (nor waiting, should it be a FIFO)
+and checked to be a regular file with fstat, so swapping in a symlink after
+the check gains nothing.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class ServeDirs:
         """Open the served file ``path`` for reading; returns (file, size). Raises RequestError."""
         real = self.resolve(path)
         try:
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever.
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise RequestError(Code.NOT_FOUND, f"{path}: no such file") from None
         except OSError as exc:
@@ -62,4 +64,5 @@ class ServeDirs:
             os.close(fd)
             what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
             raise RequestError(Code.BAD_REQUEST, f"{path} is {what}")
+        os.set_blocking(fd, True)
         return os.fdopen(fd, "rb", buffering=0), info.st_size

@@ -77,6 +77,8 @@ def test_load_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
         load(tmp_path / "c.key", secret=True)
     with pytest.raises(KeyFileError, match="cannot read key file"):
         load(tmp_path)  # a folder
+    with pytest.raises(KeyFileError, match="no home folder for ~no-such-user-labscope"):
+        load("~no-such-user-labscope/keys/c.key")
 
 
 def test_client_keys_none_when_nothing_is_given() -> None:

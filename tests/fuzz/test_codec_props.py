@@ -1,0 +1,122 @@
+"""The envelope codec under random input: only ProtocolError comes out, and pack -> unpack round-trips.
+
+Every frame an agent or a client sends goes through :func:`messages.codec.unpack`
+(and a two-part CHUNK's header through :func:`messages.stream.two_part_header`),
+every payload a module reads through :func:`messages.codec.decode_payload`.
+"""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from messages import Batch, Encoding, Envelope, Kind, SystemStats
+from messages.codec import decode_payload, encode_payload, pack, pack_one, unpack
+from messages.errors import BadPayloadError, ProtocolError
+from messages.stream import two_part_header
+from tests.fuzz.strategies import ENCODINGS, EXAMPLES, HOSTILE, envelopes
+
+SCHEMAS = st.one_of(
+    st.sampled_from(["", "labscope.SystemStats", "labscope.Files", "labscope.Event", "labscope.NodeInfo"]), HOSTILE
+)
+
+
+@EXAMPLES
+@given(st.binary(max_size=512), st.integers(0, 600))
+def test_random_frames_raise_only_protocol_error(frame: bytes, limit: int) -> None:
+    try:
+        envs = unpack(frame, limit)
+    except ProtocolError as exc:
+        assert exc.code in {"oversized", "bad-frame", "empty"}
+        return
+    assert len(frame) <= limit and len(envs) >= 1
+
+
+@EXAMPLES
+@given(st.lists(envelopes(), min_size=1, max_size=4))
+def test_pack_unpack_round_trips(envs: list[Envelope]) -> None:
+    assert list(unpack(pack(envs))) == envs
+    assert list(unpack(pack_one(envs[0]))) == envs[:1]
+
+
+@EXAMPLES
+@given(st.lists(envelopes(), min_size=1, max_size=3), st.data())
+def test_mangled_frames_raise_only_protocol_error(envs: list[Envelope], data: st.DataObject) -> None:
+    frame = bytearray(pack(envs))
+    for _ in range(data.draw(st.integers(1, 4))):
+        frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(frame)))
+    try:
+        unpack(bytes(frame[:cut]))
+    except ProtocolError:
+        pass
+
+
+@EXAMPLES
+@given(st.binary(max_size=256))
+def test_two_part_header_of_random_bytes_is_a_chunk_header_or_none(frame: bytes) -> None:
+    header = two_part_header(frame)
+    assert header is None or (header.kind == Kind.CHUNK and not header.payload)
+
+
+@EXAMPLES
+@given(envelopes())
+def test_two_part_header_accepts_exactly_empty_chunks(env: Envelope) -> None:
+    header = two_part_header(pack_one(env))
+    assert (header is not None) == (env.kind == Kind.CHUNK and not env.payload)
+
+
+@EXAMPLES
+@given(st.binary(max_size=256), ENCODINGS, SCHEMAS)
+@example(b"\x81\x91\x01\x02", Encoding.MSGPACK, "")  # a map keyed by an array: TypeError before the fix
+@example(b"\x81\x80\x01", Encoding.MSGPACK, "")  # a map keyed by a map
+@example(b"", 4, "")  # an unknown encoding: a ProtocolError("bad-encoding") that modules did not expect
+def test_decode_payload_raises_only_protocol_errors(data: bytes, encoding: int, schema: str) -> None:
+    try:
+        decode_payload(data, encoding, schema)
+    except BadPayloadError:
+        pass
+
+
+def test_unhashable_msgpack_map_key_is_a_bad_payload() -> None:
+    """Regression: msgpack maps keyed by an array or a map raised TypeError, which modules turned into errors."""
+    with pytest.raises(BadPayloadError):
+        decode_payload(b"\x81\x91\x01\x02", Encoding.MSGPACK)
+
+
+MSGPACK_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False) | st.text() | st.binary(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@EXAMPLES
+@given(st.lists(MSGPACK_VALUES, max_size=4) | st.dictionaries(st.text(max_size=8), MSGPACK_VALUES, max_size=4))
+def test_msgpack_payloads_round_trip(value: object) -> None:
+    data, encoding, schema = encode_payload(value)
+    assert encoding == Encoding.MSGPACK
+    assert decode_payload(data, encoding, schema) == msgpack.unpackb(data, raw=False)
+
+
+@EXAMPLES
+@given(st.floats(), st.floats(), st.lists(st.floats(), max_size=8))
+def test_protobuf_payloads_round_trip(time: float, cpu: float, per_cpu: list[float]) -> None:
+    stats = SystemStats(time=time, cpu_percent=cpu, cpu_percent_per_cpu=per_cpu)
+    data, encoding, schema = encode_payload(stats)
+    decoded = decode_payload(data, encoding, schema)
+    assert decoded.SerializeToString() == stats.SerializeToString()
+
+
+def test_unknown_encoding_is_a_bad_payload() -> None:
+    """Regression: an unknown encoding raised a plain ProtocolError, which the collector counted as a module error."""
+    with pytest.raises(BadPayloadError):
+        decode_payload(b"x", 4)
+
+
+def test_batch_of_no_envelopes_is_empty() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        unpack(Batch().SerializeToString())
+    assert caught.value.code == "empty"
