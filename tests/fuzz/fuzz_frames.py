@@ -49,12 +49,14 @@ with atheris.instrument_imports(include=["collector", "messages", "modules"]):
     import gevent
 
     from collector.config import CollectorConfig
+    from collector.peers import plain_peer
     from collector.server import Collector
     from messages import Envelope, Event, File, Files, Kind, NodeInfo, SystemStats
     from messages.codec import envelope, pack, pack_one
 
 AGENT = b"fuzz-agent"
 CLIENT = b"fuzz-client"
+OPERATOR_PEER = plain_peer("127.0.0.1")  # a collector without CURVE: every client may do everything
 CORPUS = Path(__file__).parent / "corpus"
 INSTANCES = itertools.count()
 REPORT_EVERY = 100_000  # inputs between two lines of counters on stderr (what the inputs reached)
@@ -104,7 +106,7 @@ class Harness:
             self.agents._flush()
             self.agents._housekeeping()
         else:
-            self.clients._on_frame(CLIENT, frame)
+            self.clients._on_frame(CLIENT, frame, OPERATOR_PEER)
             self.clients.pool.join(timeout=5)
         if self.errors:
             raise RuntimeError(f"a request greenlet died: {self.errors[0]!r}") from self.errors[0]
