@@ -62,6 +62,7 @@ from messages.options import (
     check_endpoint,
     config_section,
     endpoint_arg,
+    folder_problem,
     load_config,
     positive_float,
     shown,
@@ -312,8 +313,10 @@ def check_security(config: CollectorConfig) -> None:
             "give at least one folder of public .key files"
         )
     for key, folder in folders.items():
-        if folder is not None and not folder.is_dir():
-            raise ConfigError(f"{ALLOW_KEYS[key]} {folder}: not a folder (make it, or give the folder of .key files)")
+        problem = None if folder is None else folder_problem(folder)
+        if problem is not None:
+            problem = "not a folder" if problem == "no such folder" else problem
+            raise ConfigError(f"{ALLOW_KEYS[key]} {folder}: {problem} (make it, or give the folder of .key files)")
     load(config.curve_secret, secret=True)
 
 

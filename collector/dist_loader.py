@@ -27,6 +27,7 @@ from collector.addons import Option
 from collector.config import DIST_DEFAULTS, DistSection
 from collector.dist import FEEDS, Distribution
 from messages.errors import ConfigError, ModuleError
+from messages.options import folder_problem
 from messages.plugins import defined_subclasses, import_file, module_name
 
 __all__ = ["BUILTIN_PACKAGE", "builtin_dir", "check_section", "find_file", "known_types", "load_class"]
@@ -45,8 +46,9 @@ def builtin_dir() -> Path:
 def check_dirs(dirs: list[Path]) -> None:
     """Raise ConfigError for a --distributions-dir that is not a folder."""
     for folder in dirs:
-        if not folder.is_dir():
-            raise ConfigError(f"--distributions-dir {folder}: no such folder")
+        problem = folder_problem(folder)
+        if problem is not None:
+            raise ConfigError(f"--distributions-dir {folder}: {problem}")
 
 
 def find_file(type_name: str, dirs: list[Path]) -> Path | None:

@@ -23,6 +23,7 @@ from types import ModuleType
 
 from collector.addons import Aggregator, as_names
 from messages.errors import ConfigError, DependencyError, ModuleError
+from messages.options import folder_problem
 from messages.plugins import defined_subclasses, import_file
 from messages.specs import spec_mismatch
 
@@ -58,8 +59,9 @@ def discover(extra_dirs: list[Path]) -> list[Candidate]:
     """Every module in the built-in folder, each extra folder and the entry points."""
     found = [_from_import(f"{BUILTIN_PACKAGE}.{path.stem}", path) for path in _module_files(_builtin_dir())]
     for folder in extra_dirs:
-        if not folder.is_dir():
-            raise ConfigError(f"--modules-dir {folder}: no such folder")
+        problem = folder_problem(folder)
+        if problem is not None:
+            raise ConfigError(f"--modules-dir {folder}: {problem}")
         found += [_from_file(path) for path in _module_files(folder)]
     found += _from_entry_points()
     return [c for c in found if c is not None]

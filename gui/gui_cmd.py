@@ -14,7 +14,7 @@ from pathlib import Path
 
 from messages.errors import ConfigError, LabscopeError
 from messages.keys import add_curve_args, client_keys
-from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
+from messages.options import Parser, endpoint_arg, folder_problem, positive_float, run_command, setup_logging
 
 PROG = "labscope gui"
 SCREENSHOT_TIMEOUT = 30.0
@@ -78,8 +78,11 @@ def choose_platform(screenshot: bool, environ: dict[str, str] | os._Environ[str]
 
 def check_screenshot_path(path: Path | None) -> None:
     """Refuse a screenshot path whose folder does not exist (exit 2)."""
-    if path is not None and not path.parent.is_dir():
-        raise ConfigError(f"--screenshot {path}: no such folder {path.parent}")
+    if path is None:
+        return
+    problem = folder_problem(path.parent)
+    if problem is not None:
+        raise ConfigError(f"--screenshot {path}: {problem}: {path.parent}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from messages.errors import ConfigError, LabscopeError, ModuleError
 
 __all__ = [
+    "folder_problem",
     "USAGE_EXIT",
     "Parser",
     "check_endpoint",
@@ -77,6 +78,19 @@ def endpoint_arg(bind: bool = False) -> Callable[[str], str]:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable folder ("no such folder", "File name too long", ...), or None when it is.
+
+    ``Path.is_dir()`` raises for some errors (a name too long, a permission
+    denied on the way); a flag or a config key naming such a path is a usage
+    error like any other, never a traceback.
+    """
+    try:
+        return None if path.is_dir() else "no such folder"
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def positive_float(text: str) -> float:

@@ -47,6 +47,7 @@ from messages.options import (
     check_endpoint,
     config_section,
     endpoint_arg,
+    folder_problem,
     load_config,
     positive_float,
     run_command,
@@ -359,8 +360,11 @@ def _check_number(values: dict[str, Any], key: str, where: str, allow_zero: bool
 
 def _check_dirs(dirs: list[Path], what: str) -> None:
     for folder in dirs:
-        if not folder.is_dir():
-            raise ConfigError(f"{what} folder {folder}: no such directory")
+        problem = folder_problem(folder)
+        if problem is not None:
+            raise ConfigError(
+                f"{what} folder {folder}: {'no such directory' if problem == 'no such folder' else problem}"
+            )
 
 
 def make_probes(config: AgentConfig) -> list[ScheduledProbe]:
