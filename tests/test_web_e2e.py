@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -138,3 +139,15 @@ def test_a_bad_web_flag_is_one_line_and_status_2(tmp_path: Path) -> None:
         )
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_collector_stops_promptly_with_a_stream_open(web: WebCollector) -> None:
+    stream = urllib.request.urlopen(web.url + "api/stream", timeout=10)
+    try:
+        assert stream.readline() == b"retry: 2000\n"
+        started = time.monotonic()
+        assert web.process.stop() == 0, web.process.log()
+        assert time.monotonic() - started < 8
+        assert "Traceback" not in web.process.log()
+    finally:
+        stream.close()

@@ -25,6 +25,7 @@ __all__ = ["WebServer", "split_listen", "start_web"]
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 1.0  # seconds open requests (streams) get to finish when the collector stops
+MAX_CONNECTIONS = 64  # connections served at once (each a greenlet); more wait in the listen backlog
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -52,6 +53,7 @@ class WebServer:
         self.server = WSGIServer(
             (self.host, port),
             make_app(parts),
+            spawn=MAX_CONNECTIONS,
             log=None,  # no access log: the page polls every few seconds
             error_log=LoggingLogAdapter(logging.getLogger("collector.web.wsgi"), logging.ERROR),
         )

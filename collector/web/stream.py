@@ -9,13 +9,18 @@ browser that reads slowly costs its own greenlet, never the collector's loop.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
 import gevent.event
 
+from messages.logs import ThrottledLog
+
 __all__ = ["KEEPALIVE", "MAX_LISTENERS", "NodeFeed"]
+
+log = logging.getLogger(__name__)
 
 MAX_LISTENERS = 16  # browsers streaming at once; beyond: 503
 KEEPALIVE = 15.0  # seconds between comments that keep idle connections (and proxies) open
@@ -31,12 +36,18 @@ class NodeFeed:
         self.text = ""
         self.listeners = 0
         self._changed = gevent.event.Event()
+        self.throttled = ThrottledLog(log)
 
     def run(self) -> None:
         """Refresh the view forever while someone listens; runs in its own greenlet."""
         while True:
             if self.listeners:
-                self.refresh()
+                try:
+                    self.refresh()
+                except Exception as exc:  # a module's answer went wrong: the page waits, the collector goes on
+                    self.throttled.warning(
+                        "web-feed", "web page: cannot build the node view: %s: %s", type(exc).__name__, exc
+                    )
             gevent.sleep(self.interval)
 
     def refresh(self) -> None:
