@@ -20,7 +20,7 @@ from collector.web.configfiles import MAX_BYTES, ConfigFile, ConfigFiles, EditRe
 from collector.web.stream import NodeFeed
 from collector.web.views import WebSource
 
-__all__ = ["ConfigChanged", "WebParts", "make_app"]
+__all__ = ["Assets", "ConfigChanged", "ConfigItem", "ConfigList", "Headers", "Json", "Stream", "WebParts", "make_app"]
 
 log = logging.getLogger(__name__)
 

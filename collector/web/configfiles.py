@@ -22,7 +22,7 @@ from pathlib import Path
 from collector.config import check_config_text
 from messages.errors import ConfigError
 
-__all__ = ["MAX_BYTES", "ConfigFile", "ConfigFiles", "EditRefused"]
+__all__ = ["MAX_BYTES", "ConfigFile", "ConfigFiles", "EditRefused", "check_text", "write_atomically"]
 
 MAX_BYTES = 1 << 20  # the largest file the page edits; a larger body is refused
 

@@ -20,7 +20,7 @@ from collector.web.configfiles import ConfigFiles
 from collector.web.views import WebSource
 from messages.errors import LabscopeError
 
-__all__ = ["WebServer", "split_listen", "start_web"]
+__all__ = ["WebServer", "is_loopback", "split_listen", "start_web"]
 
 log = logging.getLogger(__name__)
 
