@@ -30,6 +30,10 @@ Sample config (every key optional; defaults shown)::
     # allow_agents = ""           # folder of agents' public NAME.key files (NAME = the node id it may claim)
     # allow_viewers = ""          # folder of viewers' public .key files (query, watch, GUI)
     # allow_operators = ""        # folder of operators' public .key files (viewers who may also command nodes)
+    # web = false                 # the web status page (docs/web.md); --web turns it on too
+    # web_listen = "127.0.0.1:5557"  # HOST:PORT of the web page (a bare PORT or ":PORT" means loopback)
+    # web_token_file = ""         # file holding the token that lets PUT /api/config/NAME edit files
+    # extra_config_files = []     # files viewable (and, with a token, editable) in the web page
 
     [modules.systemstats]
     # update_interval = 1.0
@@ -49,6 +53,7 @@ import argparse
 import math
 import re
 import socket
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +63,7 @@ from messages.codec import DEFAULT_MAX_FRAME_BYTES
 from messages.errors import ConfigError
 from messages.keys import load
 from messages.options import (
+    KNOWN_SECTIONS,
     Parser,
     check_endpoint,
     config_section,
@@ -96,7 +102,16 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "client_request_burst": int,
     "client_max_streams": int,
     "max_nodes": int,
+    "web": bool,
+    "web_listen": str,
+    "web_token_file": str,
+    "extra_config_files": list,
 }
+
+# Where the web page listens when it is on and nothing else is said (docs/web.md).
+DEFAULT_WEB_PORT = 5557
+DEFAULT_WEB_LISTEN = f"127.0.0.1:{DEFAULT_WEB_PORT}"
+_WEB_LISTEN = re.compile(r"^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]*):)?(\d{1,5})$")
 
 # The allow-folder keys and their flags (docs/security.md).
 ALLOW_KEYS = {
@@ -177,6 +192,10 @@ class CollectorConfig:
     allow_agents: Path | None = None
     allow_viewers: Path | None = None
     allow_operators: Path | None = None
+    web: bool = False
+    web_listen: str = DEFAULT_WEB_LISTEN
+    web_token_file: Path | None = None
+    extra_config_files: list[Path] = field(default_factory=list)
 
 
 def build_parser() -> Parser:
@@ -254,7 +273,51 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log detail (default info)")
     _add_security_flags(parser)
+    _add_web_flags(parser)
     return parser
+
+
+def _add_web_flags(parser: Parser) -> None:
+    parser.add_argument(
+        "--web",
+        nargs="?",
+        const="",
+        type=web_listen_arg,
+        metavar="HOST:PORT",
+        help=f"serve the web status page (docs/web.md) on HOST:PORT (default {DEFAULT_WEB_LISTEN}; "
+        "a bare PORT or :PORT means loopback; port 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--web-token-file",
+        metavar="FILE",
+        help="file holding the token that lets the web page edit the extra config files (none: read-only)",
+    )
+    parser.add_argument(
+        "--extra-config-file",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="a config file shown (and, with --web-token-file, editable) in the web page; repeatable",
+    )
+
+
+def check_web_listen(text: str) -> str:
+    """``HOST:PORT``, ``:PORT`` or ``PORT`` as ``HOST:PORT`` (loopback when no host); raises ConfigError."""
+    match = _WEB_LISTEN.match(text.strip())
+    if match is None or int(match.group(2)) > 65535:
+        raise ConfigError(f"web address {text!r}: expected HOST:PORT, :PORT or PORT (port 0..65535)")
+    host = match.group(1) or "127.0.0.1"
+    return f"{host}:{int(match.group(2))}"
+
+
+def web_listen_arg(text: str) -> str:
+    """An argparse ``type=`` for ``--web``: "" (the flag alone) or an address checked by check_web_listen."""
+    if not text:
+        return ""
+    try:
+        return check_web_listen(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_security_flags(parser: Parser) -> None:
@@ -290,7 +353,64 @@ def parse_args(argv: list[str]) -> CollectorConfig:
     config.modules = _module_sections(data, args.config)
     config.distributions = dist_sections(data, args.config)
     check_security(config)
+    check_web(config)
     return config
+
+
+def check_config_text(text: str, path: str) -> CollectorConfig:
+    """Check the text of a collector config file as the collector would read it at its next start.
+
+    The file's own values only (no flags); raises ConfigError naming the
+    file, section and key. Module and distribution option values are checked
+    against the modules when the collector starts.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - KNOWN_SECTIONS)
+    if unknown:
+        raise ConfigError(f"config {path}: unknown section [{shown(unknown[0])}]")
+    config = CollectorConfig(config_path=path)
+    _apply(config, config_section(data, "collector", SCHEMA, path), path)
+    config.modules = _module_sections(data, path)
+    config.distributions = dist_sections(data, path)
+    check_security(config)
+    check_web(config)
+    return config
+
+
+def check_web(config: CollectorConfig) -> None:
+    """The extra config files must be files with distinct base names, the token file readable and non-empty.
+
+    Raises ConfigError naming the option and the fix.
+    """
+    seen: dict[str, Path] = {}
+    for path in config.extra_config_files:
+        if not path.is_file():
+            raise ConfigError(f"--extra-config-file {path}: not a file (create it first)")
+        if path.name in seen:
+            raise ConfigError(
+                f"--extra-config-file {path}: its name {path.name!r} is taken by {seen[path.name]}; "
+                "the web page names files by their base names, which must differ"
+            )
+        seen[path.name] = path
+    if config.web_token_file is not None:
+        read_token(config.web_token_file)
+
+
+def read_token(path: Path) -> str:
+    """The web token: the file's text without surrounding white space; raises ConfigError when unusable."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--web-token-file {path}: cannot read it: {exc}") from None
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise ConfigError(
+            f"--web-token-file {path}: the token must be one word of at least 16 characters "
+            "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
 
 
 def check_security(config: CollectorConfig) -> None:
@@ -334,6 +454,8 @@ def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) ->
             value = [_string(v, key, path) for v in value]
         elif key == "log_level" and value not in LOG_LEVELS:
             raise ConfigError(f"config {path}: [collector] log_level must be one of {', '.join(LOG_LEVELS)}")
+        elif key in ("web_listen", "web_token_file", "extra_config_files"):
+            value = _web_value(key, value, path)
         elif key == "journal_sync" and value not in ("normal", "full"):
             raise ConfigError(f'config {path}: [collector] journal_sync must be "normal" or "full"')
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 < value < math.inf:
@@ -367,6 +489,29 @@ def _apply_flags(config: CollectorConfig, args: argparse.Namespace) -> None:
         config.disable_modules = config.disable_modules + list(args.disable_module)
     if args.distributions_dir:
         config.distributions_dirs = config.distributions_dirs + [Path(d) for d in args.distributions_dir]
+    _apply_web_flags(config, args)
+
+
+def _apply_web_flags(config: CollectorConfig, args: argparse.Namespace) -> None:
+    if args.web is not None:
+        config.web = True
+        if args.web:
+            config.web_listen = args.web
+    if args.web_token_file is not None:
+        config.web_token_file = Path(args.web_token_file)
+    if args.extra_config_file:
+        config.extra_config_files = config.extra_config_files + [Path(p) for p in args.extra_config_file]
+
+
+def _web_value(key: str, value: Any, path: str | None) -> Any:
+    if key == "web_token_file":
+        return Path(value) if value else None
+    if key == "extra_config_files":
+        return [Path(_string(v, key, path)) for v in value]
+    try:
+        return check_web_listen(value)
+    except ConfigError as exc:
+        raise ConfigError(f"config {path}: [collector] web_listen: {exc}") from None
 
 
 def _module_sections(data: dict[str, Any], path: str | None) -> dict[str, dict[str, Any]]:

@@ -81,6 +81,7 @@ class ModuleHost:
         self.bad_reports: collections.Counter[tuple[str, str]] = collections.Counter()  # (node, type) -> count
         self._schemas: dict[str, type[Message]] = {}
         self.own_updates: list[Running] = []  # the collector's own update types (Distributions)
+        self.failed: dict[str, str] = {}  # module -> why it is not running (the web page shows it)
         # Where data points and applied reports go; None while no distribution takes them (it costs nothing).
         self._points: Fanout | None = None
         self._reports: Fanout | None = None
@@ -101,9 +102,13 @@ class ModuleHost:
             if not candidate.usable or failed.intersection(candidate.depends):
                 if candidate.usable:
                     log.error("module %s not started: a dependency failed to start", candidate.name)
+                    self.failed[candidate.name] = "a dependency failed to start"
+                elif not candidate.disabled:
+                    self.failed[candidate.name] = candidate.error or "could not be loaded"
                 failed.add(candidate.name)
                 continue
             if not self._start(candidate):
+                self.failed.setdefault(candidate.name, "failed to start (see the collector's log)")
                 failed.add(candidate.name)
         log.info("modules running in start order: %s", ", ".join(r.name for r in self.running) or "none")
 

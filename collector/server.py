@@ -104,6 +104,8 @@ class Collector:
         self.store: Store = NullStore()
         self.refusals = Refusals(self.counters, self.host.emit_event)
         self.curve: Curve | None = None
+        self.audit: AuditTrail | None = None
+        self.web: Any = None  # the web page's server (collector/web/server.py WebServer) when --web is on
 
     # ------------------------------------------------------------ lifecycle
 
@@ -168,6 +170,29 @@ class Collector:
             self._spawn(run, running)
         if self.host.publishing():
             self._spawn(self._publish_health)
+        self.audit = audit
+        self._start_web(audit)
+
+    def _start_web(self, audit: AuditTrail) -> None:
+        """Serve the web page (docs/web.md) when ``web`` is on; Falcon is imported only then."""
+        if not self.config.web:
+            return
+        from collector.web import check_installed
+
+        check_installed()
+        from collector.web.server import start_web
+        from collector.web.views import WebSource
+
+        source = WebSource(self.config.alias, self.registry, self.host, self.counters, self.stats, self.dists.stats)
+        self.web = start_web(self.config, source, audit, self.on_config_changed)
+
+    def on_config_changed(self, name: str, who: str) -> None:
+        """Hook: an extra config file ``name`` was edited by ``who`` (``web:ADDRESS``) and saved.
+
+        Emits a ``config-changed`` event. The observers' ``config_changed(name, who)``
+        (issue 13, section 2) is to be called from here.
+        """
+        self.host.emit_event("config-changed", "", "info", f"config file {name} edited by {who}", name=name, who=who)
 
     def _start_distributions(self) -> None:
         """Start the distributions' threads and route points and reports to them."""
@@ -203,6 +228,8 @@ class Collector:
         """Stop the loops, tell the modules, close the sockets, release the data dir."""
         if self.agents is not None:
             self.agents.stop()
+        if self.web is not None:
+            self.web.stop()
         gevent.killall(self.greenlets, timeout=2)
         if self.journal is not None:
             self.journal.checkpoint()  # between passes now: module state matches the journal
@@ -272,6 +299,8 @@ class Collector:
             "pid": os.getpid(),
             "alias": self.config.alias,
         }
+        if self.web is not None:
+            info["web"] = self.web.url
         path: Path = self.config.data_dir / ENDPOINTS_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info))
