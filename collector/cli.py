@@ -1,4 +1,4 @@
-"""``labscope collector``: parse flags and config, then run the collector until stopped."""
+"""``labscope collector``: flags and config fill a CollectorTicket; the collector runs in this thread until stopped."""
 
 from __future__ import annotations
 
@@ -22,17 +22,11 @@ def main(argv: list[str]) -> int:
 
 def _run(argv: list[str]) -> int:
     from collector.config import parse_args
-    from collector.server import Collector
+    from collector.embed import Collector
     from messages.codec import check_protobuf_backend
     from messages.options import setup_logging
 
-    config = parse_args(argv)
-    setup_logging(config.log_level)
+    ticket = parse_args(argv)
+    setup_logging(ticket.log_level)
     check_protobuf_backend(logging.getLogger("collector"))
-    collector = Collector(config)
-    try:
-        collector.start()
-    except BaseException:
-        collector.shutdown()
-        raise
-    return collector.serve_forever()
+    return Collector(ticket).run()
