@@ -377,7 +377,7 @@ def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) ->
         elif key == "journal_sync" and value not in ("normal", "full"):
             raise ConfigError(f'config {path}: [collector] journal_sync must be "normal" or "full"')
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 < value < math.inf:
-            raise ConfigError(f"config {path}: [collector] {key} must be a finite number greater than 0, not {value}")
+            raise ConfigError(f"config {path}: [collector] {key} must be greater than 0 (and finite), not {value}")
         setattr(config, key, value)
 
 
