@@ -33,7 +33,8 @@ import embed_demo
 from collector import Collector, CollectorTicket
 
 embed_demo.main(sys.argv[1])
-ticket = CollectorTicket(listen_agents="tcp://127.0.0.1:*", listen_clients="tcp://127.0.0.1:*", data_dir=Path(sys.argv[1]))
+loopback = "tcp://127.0.0.1:*"
+ticket = CollectorTicket(listen_agents=loopback, listen_clients=loopback, data_dir=Path(sys.argv[1]))
 second = Collector(ticket).start()
 import gevent.monkey
 
