@@ -10,7 +10,9 @@ def main(argv: list[str]) -> int:
     # gevent patches the standard library first thing, and only in this entry point. Threads, their
     # locks and queue stay real: each distribution runs in an OS thread of its own (collector/dist_runner.py),
     # and libraries that start threads (MQTT, database clients) must get real ones. The collector's own
-    # code never relied on patched threads: it uses gevent's primitives explicitly.
+    # code and the built-in modules never rely on patching (they use gevent's primitives explicitly:
+    # an embedded collector runs unpatched, collector/embed.py); the patch is for drop-in modules written
+    # for a patched process (a plain time.sleep or socket that must yield to the loop).
     from gevent import monkey
 
     monkey.patch_all(thread=False, queue=False)

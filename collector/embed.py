@@ -44,6 +44,7 @@ class Collector:
         self._ready = Gate()
         self._finished = Gate()
         self._started = False
+        self._cancelled = False
 
     @property
     def endpoints(self) -> Endpoints:
@@ -71,7 +72,7 @@ class Collector:
         self._started = True
         start_thread(self._main)
         if not self._ready.wait(timeout):
-            self.stop()
+            self._cancelled = True  # the thread stops the collector as soon as it is up, and ends
             raise LabscopeError(f"the collector was not ready within {timeout:g} s")
         if self._error is not None:
             self._finished.wait()
@@ -139,6 +140,8 @@ class Collector:
             server.shutdown()
             raise
         self._hub = gevent.get_hub()
+        if self._cancelled:
+            server.stop()  # start() gave up waiting: serve_forever() returns at once and shuts down
         self._ready.open()
         self.exit_status = server.serve_forever(signals=signals)
         return self.exit_status

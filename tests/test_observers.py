@@ -19,7 +19,7 @@ import pytest
 import zmq
 
 from collector import Collector, CollectorObserver, CollectorTicket, observer_thread
-from collector.observer import EVENTS, load_observers
+from collector.observer import EVENTS, event_call, load_observers
 from collector.observer_thread import ObserverThread
 from messages import Kind, NodeInfo, SystemStats
 from messages.codec import envelope, pack
@@ -222,3 +222,22 @@ def test_every_observer_method_is_a_documented_no_op() -> None:
         assert getattr(CollectorObserver, name).__doc__, name
         assert f"`{name}(" in doc, f"{name} missing from docs/observers.md"
     assert base.node_joined("x") is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "attrs", "expected"),
+    [
+        ("module-error", {"module": "m", "hook": "processReport"}, ("module_failed", ("m", "processReport", "msg"))),
+        ("distribution-down", {"distribution": "d", "type": "mqtt"}, ("distribution_down", ("d", "mqtt", "msg"))),
+        ("distribution-up", {"distribution": "d", "type": "mqtt"}, ("distribution_up", ("d", "mqtt", "msg"))),
+        (
+            "auth-refused",
+            {"reason": "unknown-key", "fingerprint": "ab"},
+            ("auth_refused", ("unknown-key", "ab", "msg")),
+        ),
+        ("bad-report", {"type": "T", "seq": "3"}, ("reports_rejected", ("bad-payload", "n", 1, "msg"))),
+        ("some-other-event", {}, None),
+    ],
+)
+def test_the_collectors_events_map_to_observer_methods(kind: str, attrs: dict[str, str], expected: Any) -> None:
+    assert event_call(kind, "n", "msg", attrs) == expected

@@ -103,3 +103,11 @@ def test_bad_new_keys_are_one_clear_config_error(tmp_path: Path, line: str, mess
     with pytest.raises(ConfigError, match=message) as caught:
         parse_args(["--config", str(path)])
     assert str(path) in str(caught.value)
+
+
+def test_every_flag_fills_a_ticket_field() -> None:
+    from collector.config import _APPENDING, build_parser
+
+    names = {f.name for f in dataclasses.fields(CollectorTicket)}
+    dests = {action.dest for action in build_parser()._actions} - {"help", "config"}
+    assert {_APPENDING.get(dest, dest) for dest in dests} <= names
