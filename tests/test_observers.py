@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,8 @@ from collector.observer import EVENTS, event_call, load_observers
 from collector.observer_thread import ObserverThread
 from messages import Kind, NodeInfo, SystemStats
 from messages.codec import envelope, pack
-from messages.errors import ConfigError
+from messages.errors import Code, ConfigError
+from messages.keys import ClientKeys, generate
 from tests.conftest import wait_for
 from tests.wire import Client, Peer
 
@@ -241,3 +243,22 @@ def test_every_observer_method_is_a_documented_no_op() -> None:
 )
 def test_the_collectors_events_map_to_observer_methods(kind: str, attrs: dict[str, str], expected: Any) -> None:
     assert event_call(kind, "n", "msg", attrs) == expected
+
+
+def test_a_refused_key_reaches_the_observers(embedded, context, tmp_path: Path) -> None:
+    secrets, allowed = tmp_path / "secrets", tmp_path / "allow-agents"
+    allowed.mkdir()
+    server = generate(secrets, "collector")
+    agent_cert = generate(secrets, "n1")
+    shutil.copy(secrets / "n1.key", allowed)
+    assert agent_cert.secret is not None
+    recorder = Recorder()
+    running = embedded(recorder, curve_secret=secrets / "collector.key_secret", allow_agents=allowed)
+    keys = ClientKeys(server.public, agent_cert.public, agent_cert.secret, "n1")
+    agent = Peer(context, running.endpoints.agents, keys)
+    agent.send(Kind.HELLO, "NodeInfo", NodeInfo(node="n3", hostname="h"), node="n3", seq=1)  # not n1's node id
+    agent.expect(lambda e: e.kind == Kind.ERROR and e.error_code == Code.FORBIDDEN, what="ERROR forbidden")
+    (refused,) = wait_for(lambda: recorder.named("auth_refused"), 10, what="auth_refused")
+    reason, fingerprint, detail = refused
+    assert reason == "wrong-node" and fingerprint.startswith("SHA256:") and "n3" in detail
+    agent.close()
