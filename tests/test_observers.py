@@ -262,3 +262,29 @@ def test_a_refused_key_reaches_the_observers(embedded, context, tmp_path: Path) 
     reason, fingerprint, detail = refused
     assert reason == "wrong-node" and fingerprint.startswith("SHA256:") and "n3" in detail
     agent.close()
+
+
+BROKEN = """\
+from collector.addons import Aggregator
+
+
+class Broken(Aggregator):
+    reporttype = "Broken"
+
+    def processReport(self, msg):
+        raise ValueError("broken on purpose")
+"""
+
+
+def test_a_failing_module_reaches_the_observers(embedded, context, tmp_path: Path) -> None:
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "broken.py").write_text(BROKEN)
+    recorder = Recorder()
+    running = embedded(recorder, modules_dirs=[tmp_path / "mods"])
+    agent = Peer(context, running.endpoints.agents)
+    hello(agent)
+    agent.socket.send(pack([envelope(Kind.REPORT, "Broken", b"x", node=NODE, seq=1, time=1.0)]))
+    acked(agent, 1)
+    (failed,) = wait_for(lambda: recorder.named("module_failed"), 10, what="module_failed")
+    assert failed[:2] == ("broken", "processReport") and "broken on purpose" in failed[2]
+    agent.close()
