@@ -359,7 +359,11 @@ def _check_number(values: dict[str, Any], key: str, where: str, allow_zero: bool
 
 def _check_dirs(dirs: list[Path], what: str) -> None:
     for folder in dirs:
-        if not folder.is_dir():
+        try:
+            found = folder.is_dir()
+        except OSError as exc:  # is_dir() lets ENAMETOOLONG (and EACCES on a parent) through
+            raise ConfigError(f"{what} folder {folder}: {exc.strerror}") from None
+        if not found:
             raise ConfigError(f"{what} folder {folder}: no such directory")
 
 
