@@ -10,6 +10,7 @@ socket, so the edge-triggered FD cannot be drained behind its back.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from collector.core import Core
 from collector.counters import ThrottledLog
 from collector.journal import Journal
 from collector.liveness import LivenessClock
+from collector.observer import DUPLICATE, REFUSED
 from collector.refusals import KEY_MISMATCH, WRONG_NODE, Refusals, safe_fingerprint
 from collector.relay import Relay
 from messages import Envelope, Kind, NodeInfo
@@ -105,6 +107,8 @@ class AgentLink:
         self._acks: dict[bytes, NodeRecord] = {}
         self._replies: dict[bytes, list[Envelope]] = {}
         self._told: set[bytes] = set()
+        self._duplicates: collections.Counter[str] = collections.Counter()  # node -> duplicates in this pass
+        self._backlogged: set[str] = set()  # nodes whose backlog is over backlog_alert (told the observers)
         self._handlers: dict[int, Callable[[bytes, Envelope, float], None]] = {
             Kind.HELLO: self._on_hello,
             Kind.HEARTBEAT: self._on_heartbeat,
@@ -294,6 +298,7 @@ class AgentLink:
         last = record.last_seq
         if seq <= last:
             self.counters["duplicates"] += 1
+            self._duplicates[node] += 1
             return False
         if seq != last + 1:
             record.gaps = min(MAX_SEQ, record.gaps + seq - last - 1)  # an SQLite INTEGER, whatever the gaps
@@ -311,6 +316,7 @@ class AgentLink:
             check_time(env.time, what="REPORT time")
         except OutOfRangeError as exc:
             self._refuse(ident, env, Code.OUT_OF_RANGE, str(exc))
+            self.host.observe("reports_rejected", REFUSED, env.node, 1, str(exc))
 
     def _on_hello(self, ident: bytes, env: Envelope, now: float) -> None:
         try:
@@ -347,7 +353,7 @@ class AgentLink:
             self.keys.prune(self._sessions)
             self.keys.bind(ident, self._key, record.node)
         if backlog is not None:
-            record.backlog = backlog
+            self._set_backlog(record, backlog)
         self._touched[record.node] = record
         self._told.discard(ident)
         self._reply(ident, envelope(Kind.HELLO, type="CollectorInfo", payload=self.info()))
@@ -377,8 +383,18 @@ class AgentLink:
             return
         self._heard(session.record, now)
         if backlog is not None:
-            session.record.backlog = backlog
+            self._set_backlog(session.record, backlog)
         self._reply(ident, envelope(Kind.HEARTBEAT, node=session.record.node))
+
+    def _set_backlog(self, record: NodeRecord, backlog: int) -> None:
+        """Record an agent's backlog; tell the observers when it rises over ``backlog_alert`` (once until it falls)."""
+        record.backlog = backlog
+        limit = self.config.backlog_alert
+        if backlog <= limit:
+            self._backlogged.discard(record.node)
+        elif record.node not in self._backlogged:
+            self._backlogged.add(record.node)
+            self.host.observe("backlog_high", record.node, backlog, limit)
 
     def _on_bye(self, ident: bytes, env: Envelope, now: float) -> None:
         session = self.registry.session(ident)
@@ -424,6 +440,12 @@ class AgentLink:
 
     def _flush(self) -> None:
         """Commit the pass, then send one frame per agent: its replies, then one cumulative ACK."""
+        if self._duplicates:
+            for node, count in self._duplicates.items():
+                self.host.observe(
+                    "reports_rejected", DUPLICATE, node, count, "already acknowledged; acknowledged again"
+                )
+            self._duplicates.clear()
         for ident, env in self.mailbox.items:
             self._reply(ident, env)
         self.mailbox.items.clear()

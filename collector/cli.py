@@ -1,4 +1,4 @@
-"""``labscope collector``: parse flags and config, then run the collector until stopped."""
+"""``labscope collector``: flags and config fill a CollectorTicket; the collector runs in this thread until stopped."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ def main(argv: list[str]) -> int:
     # gevent patches the standard library first thing, and only in this entry point. Threads, their
     # locks and queue stay real: each distribution runs in an OS thread of its own (collector/dist_runner.py),
     # and libraries that start threads (MQTT, database clients) must get real ones. The collector's own
-    # code never relied on patched threads: it uses gevent's primitives explicitly.
+    # code and the built-in modules never rely on patching (they use gevent's primitives explicitly:
+    # an embedded collector runs unpatched, collector/embed.py); the patch is for drop-in modules written
+    # for a patched process (a plain time.sleep or socket that must yield to the loop).
     from gevent import monkey
 
     monkey.patch_all(thread=False, queue=False)
@@ -22,17 +24,11 @@ def main(argv: list[str]) -> int:
 
 def _run(argv: list[str]) -> int:
     from collector.config import parse_args
-    from collector.server import Collector
+    from collector.embed import Collector
     from messages.codec import check_protobuf_backend
     from messages.options import setup_logging
 
-    config = parse_args(argv)
-    setup_logging(config.log_level)
+    ticket = parse_args(argv)
+    setup_logging(ticket.log_level)
     check_protobuf_backend(logging.getLogger("collector"))
-    collector = Collector(config)
-    try:
-        collector.start()
-    except BaseException:
-        collector.shutdown()
-        raise
-    return collector.serve_forever()
+    return Collector(ticket).run()

@@ -3,9 +3,9 @@
 Sample config (every key optional; defaults shown)::
 
     [collector]
-    # listen_agents = "tcp://*:5555"
-    # listen_clients = "tcp://*:5556"
-    # data_dir = "labscope-data"
+    # listen_agents = "tcp://127.0.0.1:5555"   # loopback: give tcp://*:5555 for agents on other hosts
+    # listen_clients = "tcp://127.0.0.1:5556"
+    # data_dir = "<$XDG_STATE_HOME or ~/.local/state>/labscope/collector"
     # modules_dirs = []
     # disable_modules = []
     # alias = "<host name>"
@@ -34,6 +34,11 @@ Sample config (every key optional; defaults shown)::
     # web_listen = "127.0.0.1:5557"  # HOST:PORT of the web page (a bare PORT or ":PORT" means loopback)
     # web_token_file = ""         # file holding the token that lets PUT /api/config/NAME edit files
     # extra_config_files = []     # files viewable (and, with a token, editable) in the web page
+    # store = "sqlite"            # the store backend: a name or "package.module:Class"
+    # store_args = {}             # the backend's arguments (a table)
+    # observers = []              # "file.py:Class" or "package.module:Class" (docs/observers.md)
+    # observer_queue = 10000      # observer calls waiting for the observer thread; beyond: dropped, counted
+    # backlog_alert = 10000       # an agent reporting more unsent reports than this: observers' backlog_high
 
     [modules.systemstats]
     # update_interval = 1.0
@@ -51,11 +56,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import socket
 import tomllib
+import types
+import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -73,40 +81,6 @@ from messages.options import (
     positive_float,
     shown,
 )
-
-SCHEMA: dict[str, type | tuple[type, ...]] = {
-    "listen_agents": str,
-    "listen_clients": str,
-    "data_dir": str,
-    "modules_dirs": list,
-    "disable_modules": list,
-    "alias": str,
-    "update_interval": (int, float),
-    "node_timeout": (int, float),
-    "heartbeat_interval": (int, float),
-    "subscription_lease": (int, float),
-    "max_frame_bytes": int,
-    "journal": bool,
-    "journal_sync": str,
-    "retention": (int, float),
-    "snapshot_interval": (int, float),
-    "node_request_timeout": (int, float),
-    "log_level": str,
-    "distributions_dirs": list,
-    "curve_secret": str,
-    "allow_agents": str,
-    "allow_viewers": str,
-    "allow_operators": str,
-    "audit_retention": (int, float),
-    "client_request_rate": (int, float),
-    "client_request_burst": int,
-    "client_max_streams": int,
-    "max_nodes": int,
-    "web": bool,
-    "web_listen": str,
-    "web_token_file": str,
-    "extra_config_files": list,
-}
 
 # Where the web page listens when it is on and nothing else is said (docs/web.md).
 DEFAULT_WEB_PORT = 5557
@@ -158,13 +132,38 @@ DIST_DEFAULTS: dict[str, Any] = {
 }
 
 
-@dataclass
-class CollectorConfig:
-    """Everything the collector needs to start, validated."""
+def default_data_dir() -> Path:
+    """The per-user state folder: ``$XDG_STATE_HOME/labscope/collector`` (``~/.local/state/...``).
 
-    listen_agents: str = "tcp://*:5555"
-    listen_clients: str = "tcp://*:5556"
-    data_dir: Path = Path("labscope-data")
+    ``./labscope-data`` when the user has no home folder (a service account, a container).
+    """
+    state = os.environ.get("XDG_STATE_HOME", "")
+    if state and Path(state).is_absolute():
+        return Path(state) / "labscope" / "collector"
+    try:
+        return Path.home() / ".local" / "state" / "labscope" / "collector"
+    except RuntimeError:  # no HOME and no passwd entry
+        return Path("labscope-data")
+
+
+NO_TOML = {"toml": False}  # field metadata: set by the program, never a [collector] key
+
+
+@dataclass
+class CollectorTicket:
+    """Every start-up option of a collector, each with a default good enough to leave it empty.
+
+    One field per option; the field's name is its ``[collector]`` TOML key and
+    (with dashes) its flag, and its type is what the TOML value must be
+    (:data:`SCHEMA` is derived from these fields). ``labscope collector`` fills
+    one from flags and ``--config``; a program embedding the collector builds
+    one itself (docs/embedding.md). ``observers`` may hold observer objects as
+    well as ``"file.py:Class"`` / ``"package.module:Class"`` strings.
+    """
+
+    listen_agents: str = "tcp://127.0.0.1:5555"
+    listen_clients: str = "tcp://127.0.0.1:5556"
+    data_dir: Path = field(default_factory=default_data_dir)
     modules_dirs: list[Path] = field(default_factory=list)
     disable_modules: list[str] = field(default_factory=list)
     alias: str = field(default_factory=socket.gethostname)
@@ -184,10 +183,10 @@ class CollectorConfig:
     client_request_burst: int = 400
     client_max_streams: int = 4
     max_nodes: int = 10_000
-    modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    modules: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=NO_TOML)
     distributions_dirs: list[Path] = field(default_factory=list)
-    distributions: list[DistSection] = field(default_factory=list)
-    config_path: str | None = None
+    distributions: list[DistSection] = field(default_factory=list, metadata=NO_TOML)
+    config_path: str | None = field(default=None, metadata=NO_TOML)
     curve_secret: Path | None = None
     allow_agents: Path | None = None
     allow_viewers: Path | None = None
@@ -196,6 +195,33 @@ class CollectorConfig:
     web_listen: str = DEFAULT_WEB_LISTEN
     web_token_file: Path | None = None
     extra_config_files: list[Path] = field(default_factory=list)
+    store: str = "sqlite"
+    store_args: dict[str, Any] = field(default_factory=dict)
+    observers: list[Any] = field(default_factory=list)
+    observer_queue: int = 10_000
+    backlog_alert: int = 10_000
+
+
+CollectorConfig = CollectorTicket  # the name every part of the collector has used; the same class
+
+
+def _toml_type(hint: Any) -> type | tuple[type, ...]:
+    """What a TOML value must be for a ticket field of type ``hint``."""
+    origin = typing.get_origin(hint) or hint
+    if origin in (types.UnionType, typing.Union):  # ``Path | None``: given as a string, "" for none
+        return str
+    if origin is float:
+        return (int, float)
+    return str if origin is Path else typing.cast(type, origin)
+
+
+def _schema() -> dict[str, type | tuple[type, ...]]:
+    hints = typing.get_type_hints(CollectorTicket)
+    return {f.name: _toml_type(hints[f.name]) for f in fields(CollectorTicket) if f.metadata.get("toml", True)}
+
+
+# key -> accepted TOML type(s) of the [collector] section, derived from CollectorTicket: one place per option.
+SCHEMA: dict[str, type | tuple[type, ...]] = _schema()
 
 
 def build_parser() -> Parser:
@@ -210,13 +236,14 @@ def build_parser() -> Parser:
         "--listen-agents",
         type=endpoint_arg(bind=True),
         metavar="EP",
-        help="endpoint agents connect to (default tcp://*:5555; tcp://HOST:* picks a free port)",
+        help="endpoint agents connect to (default tcp://127.0.0.1:5555, this host only; tcp://*:5555 for every "
+        "interface; tcp://HOST:* picks a free port)",
     )
     parser.add_argument(
         "--listen-clients",
         type=endpoint_arg(bind=True),
         metavar="EP",
-        help="endpoint clients connect to (default tcp://*:5556)",
+        help="endpoint clients connect to (default tcp://127.0.0.1:5556)",
     )
     parser.add_argument(
         "--modules-dir",
@@ -239,7 +266,9 @@ def build_parser() -> Parser:
         metavar="NAME",
         help="do not load this module (and warn if no module has that name); repeatable",
     )
-    parser.add_argument("--data-dir", metavar="DIR", help="folder for the collector's state (default ./labscope-data)")
+    parser.add_argument(
+        "--data-dir", metavar="DIR", help="folder for the collector's state (default ~/.local/state/labscope/collector)"
+    )
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -272,6 +301,16 @@ def build_parser() -> Parser:
         "--snapshot-interval", type=positive_float, metavar="S", help="seconds between module snapshots (default 60)"
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log detail (default info)")
+    parser.add_argument(
+        "--store", metavar="NAME", help='the store backend: a name or "package.module:Class" (default sqlite)'
+    )
+    parser.add_argument(
+        "--observer",
+        action="append",
+        default=None,
+        metavar="SPEC",
+        help='a CollectorObserver class, "file.py:Class" or "package.module:Class" (docs/observers.md); repeatable',
+    )
     _add_security_flags(parser)
     _add_web_flags(parser)
     return parser
@@ -294,6 +333,7 @@ def _add_web_flags(parser: Parser) -> None:
     )
     parser.add_argument(
         "--extra-config-file",
+        dest="extra_config_files",
         action="append",
         default=None,
         metavar="PATH",
@@ -450,7 +490,7 @@ def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) ->
             value = Path(value) if value else None  # "" as in the sample config: not set
         elif key in ("modules_dirs", "distributions_dirs"):
             value = [Path(_string(v, key, path)) for v in value]
-        elif key == "disable_modules":
+        elif key in ("disable_modules", "observers"):
             value = [_string(v, key, path) for v in value]
         elif key == "log_level" and value not in LOG_LEVELS:
             raise ConfigError(f"config {path}: [collector] log_level must be one of {', '.join(LOG_LEVELS)}")
@@ -459,36 +499,33 @@ def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) ->
         elif key == "journal_sync" and value not in ("normal", "full"):
             raise ConfigError(f'config {path}: [collector] journal_sync must be "normal" or "full"')
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 < value < math.inf:
-            raise ConfigError(f"config {path}: [collector] {key} must be a finite number greater than 0, not {value}")
+            raise ConfigError(f"config {path}: [collector] {key} must be greater than 0 (and finite), not {value}")
         setattr(config, key, value)
 
 
+# The web page's flags, applied by _apply_web_flags: --web alone turns the page on at its default address.
+_WEB_FLAGS = ("web", "web_token_file", "extra_config_files")
+
+# Repeatable flags that add to a list the config file may also fill: flag dest -> ticket field.
+_APPENDING = {
+    "modules_dir": "modules_dirs",
+    "distributions_dir": "distributions_dirs",
+    "disable_module": "disable_modules",
+    "observer": "observers",
+}
+
+
 def _apply_flags(config: CollectorConfig, args: argparse.Namespace) -> None:
-    simple = (
-        "listen_agents",
-        "listen_clients",
-        "alias",
-        "update_interval",
-        "node_timeout",
-        "log_level",
-        "journal",
-        "retention",
-        "snapshot_interval",
-    )
-    for key in simple:
-        value = getattr(args, key)
-        if value is not None:
-            setattr(config, key, value)
-    for key in ("data_dir", "curve_secret", *ALLOW_KEYS):
-        value = getattr(args, key)
-        if value is not None:
-            setattr(config, key, Path(value))
-    if args.modules_dir:
-        config.modules_dirs = config.modules_dirs + [Path(d) for d in args.modules_dir]
-    if args.disable_module:
-        config.disable_modules = config.disable_modules + list(args.disable_module)
-    if args.distributions_dir:
-        config.distributions_dirs = config.distributions_dirs + [Path(d) for d in args.distributions_dir]
+    """Flags over the file: every flag's dest is its ticket field (or adds to one), checked as the file's keys are."""
+    given = {key: value for key, value in vars(args).items() if value is not None and key != "config"}
+    for dest in _WEB_FLAGS:  # --web alone means "on at the default address": its own rules
+        given.pop(dest, None)
+    appended = {key: given.pop(dest) for dest, key in _APPENDING.items() if dest in given}
+    _apply(config, given, "(flags)")
+    for key, extra in appended.items():
+        before = getattr(config, key)
+        _apply(config, {key: extra}, "(flags)")
+        setattr(config, key, before + getattr(config, key))
     _apply_web_flags(config, args)
 
 
@@ -499,8 +536,8 @@ def _apply_web_flags(config: CollectorConfig, args: argparse.Namespace) -> None:
             config.web_listen = args.web
     if args.web_token_file is not None:
         config.web_token_file = Path(args.web_token_file)
-    if args.extra_config_file:
-        config.extra_config_files = config.extra_config_files + [Path(p) for p in args.extra_config_file]
+    if args.extra_config_files:
+        config.extra_config_files = config.extra_config_files + [Path(p) for p in args.extra_config_files]
 
 
 def _web_value(key: str, value: Any, path: str | None) -> Any:

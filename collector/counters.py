@@ -12,9 +12,10 @@ from collections import Counter
 from messages.limits import MAX_CREDIT, saturate
 from messages.logs import ThrottledLog
 
-__all__ = ["AGENTS", "BOTH", "CLIENTS", "COUNTERS", "DISTRIBUTIONS", "MODULES", "Counters", "ThrottledLog"]
+__all__ = ["AGENTS", "BOTH", "CLIENTS", "COUNTERS", "DISTRIBUTIONS", "MODULES", "OBSERVERS", "Counters", "ThrottledLog"]
 
 AGENTS, CLIENTS, MODULES, DISTRIBUTIONS = "agents endpoint", "clients endpoint", "modules", "distributions"
+OBSERVERS = "observers"
 BOTH = "both endpoints"
 
 # Every counter the collector keeps (answered by CollectorStats), with where it counts and what.
@@ -106,6 +107,12 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "dist-gap": (
         DISTRIBUTIONS,
         "reports a durable distribution had not passed on when the journal pruned them past journal_hold",
+    ),
+    "observer-errors": (OBSERVERS, "exceptions observers raised (docs/observers.md), all observers together"),
+    "observer-slow": (OBSERVERS, "observer calls that took longer than a second (the collector went on meanwhile)"),
+    "observer-dropped": (
+        OBSERVERS,
+        "events dropped because observer_queue events were waiting for slow observers",
     ),
 }
 

@@ -22,6 +22,7 @@ from collector import loader, settings
 from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
 from collector.config import CollectorConfig
 from collector.counters import Counters
+from collector.observer import event_call
 from collector.registry import NodeRegistry
 from collector.store import Store
 from messages import Encoding, Event
@@ -85,6 +86,8 @@ class ModuleHost:
         # Where data points and applied reports go; None while no distribution takes them (it costs nothing).
         self._points: Fanout | None = None
         self._reports: Fanout | None = None
+        # The observers' post (collector/observer_thread.py): (method, *args), never blocks.
+        self.observe: Callable[..., None] = _nobody
 
     # ------------------------------------------------------------ start/stop
 
@@ -133,6 +136,7 @@ class ModuleHost:
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
             self.counters[f"module-error:{candidate.name}"] += 1
+            self.observe("module_failed", candidate.name, "on_startup", f"{type(exc).__name__}: {exc}")
             return False
         self._route(candidate, module)
         return True
@@ -397,8 +401,12 @@ class ModuleHost:
         """Deliver an ``Event`` report (a labscope.Event) from the collector itself.
 
         Modules whose reporttype includes ``Event`` see these beside the
-        Event reports agents send.
+        Event reports agents send; observers hear of the kinds they have a
+        method for (collector/observer.py ``event_call``).
         """
+        call = event_call(kind, node, message, attrs)
+        if call is not None:
+            self.observe(call[0], *call[1])
         targets = self.report_routes.get(EVENT_TYPE)
         if not targets:
             return
@@ -457,6 +465,10 @@ class ModuleHost:
     def publishing(self) -> bool:
         """True when at least one distribution takes data points."""
         return self._points is not None
+
+
+def _nobody(method: str, *args: Any) -> None:
+    """No observers: events go nowhere."""
 
 
 def type_name(value: object) -> str:

@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +30,8 @@ from collector.counters import Counters
 from collector.dist_host import DistributionHost, DistributionsView
 from collector.host import ModuleHost, Running
 from collector.journal import Journal
+from collector.observer import load_observers
+from collector.observer_thread import ObserverThread
 from collector.refusals import Refusals
 from collector.registry import NodeRegistry
 from collector.relay import Relay
@@ -81,6 +84,14 @@ COLLECTOR_UPDATES = {
 }
 
 
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a started collector listens, as a client on this host connects to it."""
+
+    agents: str
+    clients: str
+
+
 class Collector:
     """One collector: modules, node registry, the agents' and the clients' sockets."""
 
@@ -106,6 +117,9 @@ class Collector:
         self.curve: Curve | None = None
         self.audit: AuditTrail | None = None
         self.web: Any = None  # the web page's server (collector/web/server.py WebServer) when --web is on
+        self.endpoints: Endpoints | None = None  # set once the sockets are bound
+        self.observers = ObserverThread([], config.observer_queue)
+        self.host.observe = self.observers.post
 
     # ------------------------------------------------------------ lifecycle
 
@@ -115,6 +129,7 @@ class Collector:
         Raises LabscopeError subclasses for anything the operator must fix.
         """
         self._lock_data_dir()
+        self._start_observers()
         self.dists.load()  # first: a bad [distributions.NAME] stops the collector before anything starts
         self.store = self._open_store()
         self.registry.restore(self.store.load_nodes())
@@ -137,6 +152,14 @@ class Collector:
         # Start-up objects (modules, protobuf descriptors) will never be garbage: keep them out of
         # every future collection, so full collections stay short and do not stall ingest.
         gc.freeze()
+        assert self.endpoints is not None
+        self.host.observe("collector_started", self.config.alias, self.endpoints.agents, self.endpoints.clients)
+
+    def _start_observers(self) -> None:
+        """Build the observers the ticket names (ConfigError for a bad one) and start their thread."""
+        base = Path(self.config.config_path).parent if self.config.config_path else None
+        self.observers.observers = load_observers(self.config.observers, base)
+        self.observers.start()
 
     def _wire(self, agent_sock: zmq.Socket[bytes], client_sock: Any) -> None:
         """Build the links around the two sockets and spawn their loops and the modules' update loops."""
@@ -189,10 +212,10 @@ class Collector:
     def on_config_changed(self, name: str, who: str) -> None:
         """Hook: an extra config file ``name`` was edited by ``who`` (``web:ADDRESS``) and saved.
 
-        Emits a ``config-changed`` event. The observers' ``config_changed(name, who)``
-        (issue 13, section 2) is to be called from here.
+        Emits a ``config-changed`` event and tells the observers (``config_changed``).
         """
         self.host.emit_event("config-changed", "", "info", f"config file {name} edited by {who}", name=name, who=who)
+        self.config_changed(name, who)
 
     def _start_distributions(self) -> None:
         """Start the distributions' threads and route points and reports to them."""
@@ -204,12 +227,16 @@ class Collector:
         view = DistributionsView(self.dists.stats)
         self.host.add_own_update(Running("collector", view, view.updatetype, self.config.update_interval))
 
-    def serve_forever(self) -> int:
-        """Run until SIGINT/SIGTERM or a crashed loop; returns the exit status."""
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            gevent.signal_handler(signum, self.stop)
-        if self.curve is not None:
-            gevent.signal_handler(signal.SIGHUP, self.reload_keys)
+    def serve_forever(self, signals: bool = True) -> int:
+        """Run until :meth:`stop` (SIGINT/SIGTERM when ``signals``) or a crashed loop; returns the exit status.
+
+        ``signals`` only in the main thread: signal handlers work nowhere else.
+        """
+        if signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                gevent.signal_handler(signum, self.stop)
+            if self.curve is not None:
+                gevent.signal_handler(signal.SIGHUP, self.reload_keys)
         self.stopped.wait()
         self.shutdown()
         return self.exit_status
@@ -217,6 +244,10 @@ class Collector:
     def stop(self) -> None:
         """Ask the collector to shut down."""
         self.stopped.set()
+
+    def config_changed(self, name: str, who: str) -> None:
+        """Tell the observers that the config file ``name`` was changed by ``who``; call it on the loop."""
+        self.host.observe("config_changed", name, who)
 
     def reload_keys(self) -> None:
         """Read the allow folders again (SIGHUP); without CURVE there are none."""
@@ -226,6 +257,7 @@ class Collector:
 
     def shutdown(self) -> None:
         """Stop the loops, tell the modules, close the sockets, release the data dir."""
+        self.host.observe("collector_stopping", self.config.alias)
         if self.agents is not None:
             self.agents.stop()
         if self.web is not None:
@@ -245,6 +277,7 @@ class Collector:
         self.store.close()
         if self._lock is not None:
             self._lock.close()
+        self.observers.stop()
         log.info("collector stopped")
 
     def _spawn(self, run: Any, *args: Any) -> None:
@@ -293,9 +326,13 @@ class Collector:
             ) from None
 
     def _write_endpoints(self, agent_sock: zmq.Socket[bytes], client_sock: zmq.Socket[bytes]) -> None:
+        self.endpoints = Endpoints(
+            _connectable(agent_sock.getsockopt_string(zmq.LAST_ENDPOINT)),
+            _connectable(client_sock.getsockopt_string(zmq.LAST_ENDPOINT)),
+        )
         info = {
-            "agents": _connectable(agent_sock.getsockopt_string(zmq.LAST_ENDPOINT)),
-            "clients": _connectable(client_sock.getsockopt_string(zmq.LAST_ENDPOINT)),
+            "agents": self.endpoints.agents,
+            "clients": self.endpoints.clients,
             "pid": os.getpid(),
             "alias": self.config.alias,
         }
@@ -326,6 +363,7 @@ class Collector:
     def stats(self) -> dict[str, Any]:
         """The ``CollectorStats`` answer: counters, nodes, modules and distributions."""
         self.dists.count(self.counters)
+        self.observers.count(self.counters)
         return {
             "uptime": time.time() - self.started,
             "counters": self.counters.snapshot(),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import labscope_cmd
+from tests.conftest import ProcessGroup, labscope_cmd, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -118,3 +118,30 @@ def test_help_explains_flags() -> None:
     assert done.returncode == 0
     for flag in ("--listen-agents", "--listen-clients", "--modules-dir", "--disable-module", "--data-dir", "--config"):
         assert flag in done.stdout
+
+
+def test_a_bad_observer_exits_2_naming_it(tmp_path: Path) -> None:
+    done = run_collector(tmp_path, *LOOPBACK, "--observer", "nowhere.py:Watch")
+    assert done.returncode == 2
+    assert "observer nowhere.py" in error_line(done) and "no such file" in error_line(done)
+
+
+STARTED = """\
+from pathlib import Path
+
+from collector.observer import CollectorObserver
+
+
+class Started(CollectorObserver):
+    def collector_started(self, alias, agents, clients):
+        (Path(__file__).parent / "started.txt").write_text(agents)
+"""
+
+
+def test_observers_named_in_the_config_are_found_from_its_folder(tmp_path: Path, procs: ProcessGroup) -> None:
+    write(tmp_path / "conf", "started.py", STARTED)
+    config = write(tmp_path / "conf", "labscope.toml", '[collector]\nobservers = ["started.py:Started"]\n')
+    collector = procs.collector("--config", str(config))
+    marker = tmp_path / "conf" / "started.txt"
+    assert wait_for(lambda: marker.exists() and marker.read_text(), 10, what="started.txt") == collector.agents
+    assert collector.stop() == 0

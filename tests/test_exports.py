@@ -21,9 +21,11 @@ DOCS = [
     REPO / "docs" / "modules.md",
     REPO / "docs" / "files.md",
     REPO / "docs" / "distributions.md",
+    REPO / "docs" / "observers.md",
+    REPO / "docs" / "embedding.md",
     REPO / "README.md",
 ]
-API = ["collector.addons", "collector.dist", "node_agent.addons"]
+API = ["collector.addons", "collector.dist", "collector.embed", "collector.observer", "node_agent.addons"]
 CONTRACT = ["messages"] + sorted(
     f"messages.{path.stem}"
     for path in (REPO / "messages").glob("*.py")
@@ -88,5 +90,6 @@ def test_the_docs_name_the_apis() -> None:
     assert {"Probe", "Handler", "RequestError", "Responder"} <= documented_names("node_agent.addons")
     assert {"Distribution", "DataPoint", "ReportItem", "DistCore"} <= documented_names("collector.dist")
     assert {"ConfigError", "NodeList"} <= documented_names("messages")
+    assert "CollectorObserver" in documented_names("collector.observer")
     assert "encode_payload" in documented_names("messages.codec")
     assert set(CONTRACT) >= {"messages.codec", "messages.errors", "messages.options", "messages.requests"}
