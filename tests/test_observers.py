@@ -288,3 +288,27 @@ def test_a_failing_module_reaches_the_observers(embedded, context, tmp_path: Pat
     (failed,) = wait_for(lambda: recorder.named("module_failed"), 10, what="module_failed")
     assert failed[:2] == ("broken", "processReport") and "broken on purpose" in failed[2]
     agent.close()
+
+
+def test_a_config_edit_in_the_web_page_reaches_the_observers(embedded, tmp_path: Path) -> None:
+    import urllib.request
+
+    pytest.importorskip("falcon", reason="the web page needs the 'web' extra (falcon)")
+    lab = tmp_path / "lab.toml"
+    lab.write_text("[lab]\nruns = 1\n")
+    token = tmp_path / "token"
+    token.write_text("a-token-of-at-least-16-chars\n")
+    recorder = Recorder()
+    running = embedded(recorder, web=True, web_listen="127.0.0.1:0", web_token_file=token, extra_config_files=[lab])
+    assert running.server is not None and running.server.web is not None
+    request = urllib.request.Request(
+        f"{running.server.web.url}/api/config/lab.toml",
+        data=b"[lab]\nruns = 2\n",
+        method="PUT",
+        headers={"Authorization": "Bearer a-token-of-at-least-16-chars"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200
+    wait_for(lambda: recorder.named("config_changed"), 10, what="config_changed from the web page")
+    assert recorder.named("config_changed") == [("lab.toml", "web:127.0.0.1")]
+    assert lab.read_text() == "[lab]\nruns = 2\n"
