@@ -160,6 +160,7 @@ def _update_type(cls: type) -> str | None:
 
 HOOKS = (
     "on_startup",
+    "main",
     "on_shutdown",
     "on_node_joined",
     "on_node_left",
