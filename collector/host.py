@@ -270,9 +270,10 @@ class ModuleHost:
         self._failed(self._by_name(name), "main", exc)
 
     def _main_abandoned(self, name: str, grace: float) -> None:
+        running = self._by_name(name)
         log.error("module %s: main() ignored the shutdown for %g s (module_grace); abandoned", name, grace)
         self.counters["module-error"] += 1
-        self.counters[f"module-error:{name}"] += 1
+        self.counters[f"module-error:{running.name}"] += 1
         message = f"module {name}: main() ignored the shutdown for {grace:g} s; abandoned"
         self.emit_event("module-error", "", "error", message, module=name, hook="main")
 
