@@ -12,10 +12,11 @@ import gevent
 import pytest
 
 from collector.addons import NodeRecord
-from collector.config import CollectorConfig
+from collector.config import CollectorConfig, parse_args
 from collector.counters import Counters
 from collector.host import ModuleHost
 from collector.registry import NodeRegistry
+from messages.errors import ConfigError
 
 CALLS: list[str] = []  # what the modules written below did, in order
 
@@ -151,3 +152,18 @@ def test_a_method_named_like_main_is_refused(tmp_path: Path, caplog: pytest.LogC
     write_module(tmp_path, "typo", "def mian_loop(self):\n    pass\ndef on_shutdwn(self):\n    pass\n")
     make_host(tmp_path)
     assert "did you mean on_shutdown()?" in caplog.text
+
+
+def test_module_grace_is_configured_and_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_args([]).module_grace == 5.0
+    assert parse_args(["--module-grace", "1.5"]).module_grace == 1.5
+    config = tmp_path / "collector.toml"
+    config.write_text("[collector]\nmodule_grace = 0.5\n")
+    assert parse_args(["--config", str(config)]).module_grace == 0.5
+    for bad in ("0", "-1", '"5"'):
+        config.write_text(f"[collector]\nmodule_grace = {bad}\n")
+        with pytest.raises(ConfigError, match="module_grace"):
+            parse_args(["--config", str(config)])
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--module-grace", "0"])
+    assert info.value.code == 2 and "--module-grace" in capsys.readouterr().err
