@@ -55,8 +55,9 @@ class ShutdownSignal:
 
 
 def has_main(module: Aggregator) -> bool:
-    """True when ``module``'s class overrides ``main`` (the base class's does nothing)."""
-    return type(module).main is not Aggregator.main
+    """True when ``module``'s class overrides ``main`` with a method (the base class's does nothing)."""
+    main = getattr(type(module), "main", None)
+    return callable(main) and main is not Aggregator.main
 
 
 def accepts_exc_info(method: Callable[..., Any]) -> bool:

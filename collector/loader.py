@@ -160,7 +160,6 @@ def _update_type(cls: type) -> str | None:
 
 HOOKS = (
     "on_startup",
-    "main",
     "on_shutdown",
     "on_node_joined",
     "on_node_left",

@@ -148,8 +148,8 @@ def test_wait_for_shutdown_times_out_false_then_returns_true(tmp_path: Path) -> 
     host.shutdown()
 
 
-def test_a_method_named_like_main_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    write_module(tmp_path, "typo", "def mian_loop(self):\n    pass\ndef on_shutdwn(self):\n    pass\n")
+def test_a_misspelled_on_shutdown_is_still_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_module(tmp_path, "typo", "def on_shutdwn(self, exc_info):\n    pass\n")
     make_host(tmp_path)
     assert "did you mean on_shutdown()?" in caplog.text
 
