@@ -13,7 +13,6 @@ tuple) or None; the host calls it, in reverse start order.
 from __future__ import annotations
 
 import inspect
-import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -26,8 +25,6 @@ import gevent.event
 from collector.addons import Aggregator, ExcInfo
 
 __all__ = ["KILL_WAIT", "ExcInfo", "Lifecycle", "ShutdownSignal", "accepts_exc_info", "has_main"]
-
-log = logging.getLogger(__name__)
 
 KILL_WAIT = 0.5  # seconds an abandoned main() gets to unwind from GreenletExit before it is left behind
 

@@ -116,7 +116,6 @@ class StubCollector:
 
     def start_mains(self) -> None:
         """Spawn ``main`` of every attached module that has one, in attach order (as the collector does)."""
-        self.lifecycle.grace = self.grace
         self.lifecycle.start(self.modules.items())
 
     def shutdown(self) -> None:
@@ -124,6 +123,7 @@ class StubCollector:
 
         An exception from ``on_shutdown`` is recorded in :attr:`errors`, as the collector contains it.
         """
+        self.lifecycle.grace = self.grace
         self.lifecycle.stop()
         for name, module in reversed(self.modules.items()):
             hook = module.on_shutdown
