@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -38,6 +39,7 @@ __all__ = [
     "Aggregator",
     "BadPayloadError",
     "CollectorAPI",
+    "ExcInfo",
     "Figures",
     "NodeRecord",
     "Option",
@@ -52,6 +54,9 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=Message)
+
+# What ``on_shutdown`` gets when ``main`` ended with an exception: a ``sys.exc_info()`` tuple.
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
 class Report:
@@ -238,6 +243,14 @@ class CollectorAPI(Protocol):
         """True when at least one distribution takes data points: skip building points when False."""
         ...
 
+    def wait_for_shutdown(self, seconds: float | None = None) -> bool:
+        """Wait up to ``seconds`` (None: for ever); True once the collector is stopping, else False.
+
+        Cooperative (a gevent Event): call it from ``main``, never from a hook
+        the collector calls for reports, requests or updates.
+        """
+        ...
+
 
 class Figures(Sequence[Any]):
     """A sample's values made from bytes later, in the distribution's thread: ``read(data)``.
@@ -390,11 +403,43 @@ class Aggregator:
     def on_startup(self) -> None:
         """Called once, after every dependency has started; raising disables this module and its dependents."""
 
-    def on_shutdown(self) -> None:
-        """Called once when the collector stops, in reverse start order."""
+    def main(self) -> None:
+        """Optional: the module's own loop, run in a greenlet of its own once every module has started.
+
+        Loop until :meth:`wait_for_shutdown` returns True, e.g.
+        ``while not self.wait_for_shutdown(10): self.check()``. When it
+        returns (or raises: logged and counted as a module error), the module
+        stays in service; :meth:`on_shutdown` gets the exception at shutdown.
+        A ``main`` still running ``module_grace`` seconds (default 5) after the
+        shutdown began is abandoned: logged as an error naming the module and
+        killed. Keep it cooperative (gevent): ``time.sleep`` or blocking I/O
+        in it stalls the whole collector.
+        """
+
+    def wait_for_shutdown(self, seconds: float | None = None) -> bool:
+        """Wait up to ``seconds`` (None: until the shutdown); True once the collector is stopping.
+
+        Returns False when ``seconds`` passed first. Call it from :meth:`main` only.
+        """
+        return self.collector.wait_for_shutdown(seconds)
+
+    def on_shutdown(self, exc_info: ExcInfo | None = None) -> None:
+        """Called once when the collector stops, in reverse start order, after every ``main`` has ended.
+
+        ``exc_info`` is what :meth:`main` raised (a ``sys.exc_info()`` tuple;
+        a ``TimeoutError`` when it was abandoned), or None: it returned, or the
+        module has no ``main``. The classic ``on_shutdown(self)``, with no
+        parameter, is called without it.
+        """
 
     def on_node_joined(self, node: NodeRecord) -> None:
-        """A node said HELLO for the first time, or came back after being lost."""
+        """A node is known: at start-up once per node the collector already knows, then on every (re)join.
+
+        At start-up (after ``on_startup`` and the journal replay, before any
+        ``main``) it is called for each node a previous run recorded, with
+        status ``lost`` until that node says HELLO again; then for each node
+        that says HELLO for the first time or comes back after being lost.
+        """
 
     def on_node_left(self, node: NodeRecord) -> None:
         """A node was declared lost (silent past the node timeout) or said BYE; fires once per loss."""

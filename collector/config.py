@@ -18,6 +18,7 @@ Sample config (every key optional; defaults shown)::
     # journal_sync = "normal"     # "full": fsync every pass (survives power loss, not only crashes)
     # retention = 86400.0         # seconds of journal kept for rebuilding modules
     # snapshot_interval = 60.0    # seconds between module snapshots
+    # module_grace = 5.0          # seconds a module's main() has to return once the collector stops
     # node_request_timeout = 30.0 # seconds a request forwarded to a node waits for its answer
     # log_level = "info"
     # audit_retention = 2592000.0 # seconds the audit trail keeps its entries (30 days; docs/security.md)
@@ -176,6 +177,7 @@ class CollectorTicket:
     journal_sync: str = "normal"
     retention: float = 86400.0
     snapshot_interval: float = 60.0
+    module_grace: float = 5.0  # seconds a module's main() gets to return on shutdown before it is abandoned
     node_request_timeout: float = 30.0
     log_level: str = "info"
     audit_retention: float = 30 * 86400.0
@@ -299,6 +301,12 @@ def build_parser() -> Parser:
     )
     parser.add_argument(
         "--snapshot-interval", type=positive_float, metavar="S", help="seconds between module snapshots (default 60)"
+    )
+    parser.add_argument(
+        "--module-grace",
+        type=positive_float,
+        metavar="S",
+        help="seconds a module's main() has to return once the collector stops; then it is abandoned (default 5)",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log detail (default info)")
     parser.add_argument(

@@ -22,6 +22,7 @@ from collector import loader, settings
 from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
 from collector.config import CollectorConfig
 from collector.counters import Counters
+from collector.lifecycle import Lifecycle, accepts_exc_info
 from collector.observer import event_call
 from collector.registry import NodeRegistry
 from collector.store import Store
@@ -88,6 +89,7 @@ class ModuleHost:
         self._reports: Fanout | None = None
         # The observers' post (collector/observer_thread.py): (method, *args), never blocks.
         self.observe: Callable[..., None] = _nobody
+        self.lifecycle = Lifecycle(config.module_grace, self._main_failed, self._main_abandoned)
 
     # ------------------------------------------------------------ start/stop
 
@@ -237,10 +239,52 @@ class ModuleHost:
             return 0
         return snap.journal_id
 
+    # ------------------------------------------------------------ lifecycle (collector/lifecycle.py)
+
+    def begin(self) -> None:
+        """After every on_startup and the journal replay: replay the known nodes, then spawn the mains.
+
+        Each module gets ``on_node_joined`` for every node the registry knows
+        (restored from the store: status ``lost`` until it says HELLO), in
+        start order, node by node in id order; no ``joined`` event is emitted
+        (nothing happened). Then every module's ``main`` starts in its greenlet.
+        """
+        for record in sorted(self.registry.records.values(), key=lambda r: r.node):
+            for running in self.running:
+                self._guard(running, "on_node_joined", running.module.on_node_joined, record)
+        self.lifecycle.start((r.name, r.module) for r in self.running)
+
+    def stop_mains(self) -> None:
+        """Signal the shutdown and wait for every ``main`` (up to ``module_grace`` s; stragglers are abandoned)."""
+        self.lifecycle.stop()
+
+    def wait_for_shutdown(self, seconds: float | None = None) -> bool:
+        """True once the collector is stopping; False when ``seconds`` passed first (see CollectorAPI)."""
+        return self.lifecycle.signal.wait(seconds)
+
     def shutdown(self) -> None:
-        """Call every running module's on_shutdown, in reverse start order."""
+        """Stop the mains, then call every running module's on_shutdown in reverse start order."""
+        self.stop_mains()
         for running in reversed(self.running):
-            self._guard(running, "on_shutdown", running.module.on_shutdown)
+            hook = running.module.on_shutdown
+            if accepts_exc_info(hook):
+                self._guard(running, "on_shutdown", hook, self.lifecycle.exc_info(running.name))
+            else:
+                self._guard(running, "on_shutdown", hook)
+
+    def _by_name(self, name: str) -> Running:
+        return next(r for r in self.running if r.name == name)
+
+    def _main_failed(self, name: str, exc: BaseException) -> None:
+        self._failed(self._by_name(name), "main", exc)
+
+    def _main_abandoned(self, name: str, grace: float) -> None:
+        running = self._by_name(name)
+        log.error("module %s: main() ignored the shutdown for %g s (module_grace); abandoned", name, grace)
+        self.counters["module-error"] += 1
+        self.counters[f"module-error:{running.name}"] += 1
+        message = f"module {name}: main() ignored the shutdown for {grace:g} s; abandoned"
+        self.emit_event("module-error", "", "error", message, module=name, hook="main")
 
     # ------------------------------------------------------------ routing
 
@@ -251,7 +295,7 @@ class ModuleHost:
             self._failed(running, hook, exc)
             return False, exc
 
-    def _failed(self, running: Running, hook: str, exc: Exception) -> None:
+    def _failed(self, running: Running, hook: str, exc: BaseException) -> None:
         self.counters["module-error"] += 1
         self.counters[f"module-error:{running.name}"] += 1
         key = f"{running.name}.{hook}"

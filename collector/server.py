@@ -149,6 +149,7 @@ class Collector:
         warn_if_exposed(self.config)
         self._wire(agent_sock, client_sock)
         self._write_endpoints(agent_sock, client_sock)
+        self.host.begin()  # replay the known nodes to the modules, then spawn their main() greenlets
         # Start-up objects (modules, protobuf descriptors) will never be garbage: keep them out of
         # every future collection, so full collections stay short and do not stall ingest.
         gc.freeze()
@@ -258,6 +259,7 @@ class Collector:
     def shutdown(self) -> None:
         """Stop the loops, tell the modules, close the sockets, release the data dir."""
         self.host.observe("collector_stopping", self.config.alias)
+        self.host.stop_mains()  # first: a main() winding down may still ingest, ask modules and publish
         if self.agents is not None:
             self.agents.stop()
         if self.web is not None:

@@ -15,6 +15,11 @@ attaches itself and the merged config, calls ``on_startup``)::
     module.processReport(Report("n1", "Uptime", 1, 0.0, b"..."))
     assert module.processREQUEST(Request("Uptime", {"node": "n1"})) == ...
     assert stub.points("n1") == {...}   # what the module published for the distributions
+
+A module with ``main`` runs as in the collector: ``stub.start_mains()`` spawns
+it (after every attach), ``stub.shutdown()`` sets the shutdown signal, waits
+``grace`` seconds for every ``main`` and calls ``on_shutdown(exc_info)`` in
+reverse attach order; ``stub.errors`` lists ``(module, hook, exception)``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any, TypeVar
 from collector import settings
 from collector.addons import Aggregator, NodeRecord, Request, RequestError, as_names
 from collector.dist import DataPoint
+from collector.lifecycle import Lifecycle, accepts_exc_info
 from messages import Code, NodeInfo, __version__
 
 __all__ = ["StubCollector", "attach"]
@@ -44,6 +50,9 @@ class StubCollector:
         self.tmp_path = tmp_path or Path(tempfile.mkdtemp(prefix="labscope-test-"))
         self.published: list[DataPoint] = []  # every point a module published, in order
         self.distributing = True  # what publishing() answers: False to test a module's "nobody listens" path
+        self.errors: list[tuple[str, str, BaseException]] = []  # (module, hook, exception) from main/on_shutdown
+        self.grace = 1.0  # seconds each main() gets to return on shutdown()
+        self.lifecycle = Lifecycle(self.grace, self._main_failed, self._main_abandoned)
 
     def add_node(self, node: str, hostname: str = "", **fields: Any) -> NodeRecord:
         """Register (or replace) a node record, as a HELLO would; ``fields`` are NodeRecord fields."""
@@ -100,6 +109,34 @@ class StubCollector:
     def publishing(self) -> bool:
         """:attr:`distributing` (True by default, so modules publish and tests see it)."""
         return self.distributing
+
+    def wait_for_shutdown(self, seconds: float | None = None) -> bool:
+        """True once :meth:`shutdown` began; False when ``seconds`` passed first."""
+        return self.lifecycle.signal.wait(seconds)
+
+    def start_mains(self) -> None:
+        """Spawn ``main`` of every attached module that has one, in attach order (as the collector does)."""
+        self.lifecycle.start(self.modules.items())
+
+    def shutdown(self) -> None:
+        """Stop the mains (up to :attr:`grace` s each), then ``on_shutdown`` in reverse attach order.
+
+        An exception from ``on_shutdown`` is recorded in :attr:`errors`, as the collector contains it.
+        """
+        self.lifecycle.grace = self.grace
+        self.lifecycle.stop()
+        for name, module in reversed(self.modules.items()):
+            hook = module.on_shutdown
+            try:
+                hook(self.lifecycle.exc_info(name)) if accepts_exc_info(hook) else hook()
+            except Exception as exc:  # contained as in the collector
+                self.errors.append((name, "on_shutdown", exc))
+
+    def _main_failed(self, name: str, exc: BaseException) -> None:
+        self.errors.append((name, "main", exc))
+
+    def _main_abandoned(self, name: str, grace: float) -> None:
+        self.errors.append((name, "main", TimeoutError(f"main() ignored the shutdown for {grace:g} s; abandoned")))
 
     def points(self, node: str | None = None) -> dict[str, Any]:
         """The latest published value per code (only ``node``'s when given)."""

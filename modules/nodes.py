@@ -91,9 +91,12 @@ class Nodes(Aggregator):
         return current
 
     def on_node_joined(self, node: NodeRecord) -> None:
-        """Push at the next update even if the record looks the same (a quick reconnect); publish ``NODE/up`` 1."""
+        """Push at the next update even if the record looks the same (a quick reconnect); publish ``NODE/up``.
+
+        1 for a live node; 0 for one replayed at start-up that has not said HELLO again yet.
+        """
         self._changed = True
-        self.collector.publish(f"{node.node}/up", 1, node=node.node)
+        self.collector.publish(f"{node.node}/up", 1 if node.status == "live" else 0, node=node.node)
 
     def on_node_left(self, node: NodeRecord) -> None:
         """Push at the next update: the node's status changed; publish ``NODE/up`` 0."""

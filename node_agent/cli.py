@@ -295,6 +295,8 @@ def _paths(values: dict[str, Any], key: str) -> list[Path]:
 
 def expand(path: str) -> Path:
     """``path`` with a leading ``~`` or ``~USER`` expanded; raises ConfigError for an unknown user."""
+    if "\x00" in path:
+        raise ConfigError(f"{path!r}: a path cannot hold a NUL character")
     try:
         return Path(path).expanduser()
     except RuntimeError:  # pathlib's "Could not determine home directory."

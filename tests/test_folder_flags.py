@@ -20,6 +20,7 @@ def test_folder_problem_names_what_is_wrong(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     assert folder_problem(tmp_path / "file") == "no such folder"
     assert folder_problem(Path(TOO_LONG)) == "File name too long"
+    assert folder_problem(Path("a\x00b")) == "no such folder"  # is_dir() says False for a NUL, never raises
 
 
 @pytest.mark.parametrize("flag", ["--modules-dir", "--distributions-dir"])

@@ -174,6 +174,7 @@ def test_agent_config_files_give_a_config_or_one_line(tmp_path: Path, data: dict
     )
 )
 @example([("--serve-dir", "~nosuchuser/x")])  # RuntimeError before the fix
+@example([("--serve-dir", "~\x00")])  # ValueError "embedded null byte" from expanduser() before the fix
 @example([("--probes-dir", "a" * 5000)])  # OSError "File name too long" from is_dir() before the fix (found in CI)
 @example([("--serve-dir", "a" * 5000)])  # OSError (file name too long) before the fix
 def test_agent_flags_give_a_config_or_a_usage_error(tmp_path: Path, flags: list[tuple[str, str]]) -> None:
