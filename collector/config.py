@@ -30,6 +30,11 @@ Sample config (every key optional; defaults shown)::
     # allow_agents = ""           # folder of agents' public NAME.key files (NAME = the node id it may claim)
     # allow_viewers = ""          # folder of viewers' public .key files (query, watch, GUI)
     # allow_operators = ""        # folder of operators' public .key files (viewers who may also command nodes)
+    # store = "sqlite"            # sqlite | postgresql | memory | null | package.module:Class (docs/stores.md)
+
+    [collector.store_args]        # the chosen store's options, e.g. for store = "postgresql":
+    # dsn = "host=127.0.0.1 dbname=labscope"
+    # schema = "labscope"
 
     [modules.systemstats]
     # update_interval = 1.0
@@ -95,6 +100,8 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "client_request_burst": int,
     "client_max_streams": int,
     "max_nodes": int,
+    "store": str,
+    "store_args": dict,
 }
 
 # The allow-folder keys and their flags (docs/security.md).
@@ -176,6 +183,8 @@ class CollectorConfig:
     allow_agents: Path | None = None
     allow_viewers: Path | None = None
     allow_operators: Path | None = None
+    store: str = "sqlite"  # backend name or package.module:Class (collector/stores, docs/stores.md)
+    store_args: dict[str, Any] = field(default_factory=dict)
 
 
 def build_parser() -> Parser:
@@ -252,6 +261,19 @@ def build_parser() -> Parser:
         "--snapshot-interval", type=positive_float, metavar="S", help="seconds between module snapshots (default 60)"
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log detail (default info)")
+    parser.add_argument(
+        "--store",
+        metavar="NAME",
+        help="where events, metadata, blobs, probes, audit, nodes and snapshots are kept: sqlite (default), "
+        "postgresql, memory, null or package.module:Class (docs/stores.md); the report journal stays local",
+    )
+    parser.add_argument(
+        "--store-arg",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="one of the store's options (e.g. dsn=..., schema=...), over [collector.store_args]; repeatable",
+    )
     _add_security_flags(parser)
     return parser
 
@@ -289,7 +311,19 @@ def parse_args(argv: list[str]) -> CollectorConfig:
     config.modules = _module_sections(data, args.config)
     config.distributions = dist_sections(data, args.config)
     check_security(config)
+    check_store(config)
     return config
+
+
+def check_store(config: CollectorConfig) -> None:
+    """The store must name a backend (or a class that imports); raises ConfigError naming the file."""
+    from collector.stores import backend_class
+
+    try:
+        backend_class(config.store)
+    except ConfigError as exc:
+        where = f"config {config.config_path}: [collector] " if config.config_path else "--store: "
+        raise ConfigError(f"{where}{exc}") from None
 
 
 def check_security(config: CollectorConfig) -> None:
@@ -362,6 +396,13 @@ def _apply_flags(config: CollectorConfig, args: argparse.Namespace) -> None:
         config.modules_dirs = config.modules_dirs + [Path(d) for d in args.modules_dir]
     if args.disable_module:
         config.disable_modules = config.disable_modules + list(args.disable_module)
+    if args.store is not None:
+        config.store = args.store
+    for item in args.store_arg or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--store-arg {item!r}: expected KEY=VALUE")
+        config.store_args = {**config.store_args, key: value}
     if args.distributions_dir:
         config.distributions_dirs = config.distributions_dirs + [Path(d) for d in args.distributions_dir]
 

@@ -24,6 +24,8 @@ from collector.config import CollectorConfig
 from collector.counters import Counters
 from collector.registry import NodeRegistry
 from collector.store import Store
+from collector.stores.base import Store as Parts
+from collector.stores.memory import MemoryStore
 from messages import Encoding, Event
 from messages.codec import message_class
 from messages.errors import BadPayloadError, Code, ConfigError
@@ -84,6 +86,10 @@ class ModuleHost:
         # Where data points and applied reports go; None while no distribution takes them (it costs nothing).
         self._points: Fanout | None = None
         self._reports: Fanout | None = None
+        # The configured store (docs/stores.md), ``self.collector.store`` for modules; the collector sets it.
+        self.store: Parts = MemoryStore()
+        # True while recover() replays the journal into the modules (``self.collector.replaying``).
+        self.replaying = False
 
     # ------------------------------------------------------------ start/stop
 
@@ -198,6 +204,13 @@ class ModuleHost:
         start = {r.name: self._restore(r, store) for r in self.running if self._takes_reports(r)}
         if not start:
             return 0
+        self.replaying = True
+        try:
+            return self._replay(store, start)
+        finally:
+            self.replaying = False
+
+    def _replay(self, store: Store, start: dict[str, int]) -> int:
         replayed = 0
         for row_id, env in store.replay(min(start.values())):
             targets = [r for r in self.report_routes.get(env.type, ()) if row_id > start[r.name]]

@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 from collector import settings
 from collector.addons import Aggregator, NodeRecord, Request, RequestError, as_names
 from collector.dist import DataPoint
+from collector.stores.base import Store
+from collector.stores.memory import MemoryStore
 from messages import Code, NodeInfo, __version__
 
 __all__ = ["StubCollector", "attach"]
@@ -44,6 +46,8 @@ class StubCollector:
         self.tmp_path = tmp_path or Path(tempfile.mkdtemp(prefix="labscope-test-"))
         self.published: list[DataPoint] = []  # every point a module published, in order
         self.distributing = True  # what publishing() answers: False to test a module's "nobody listens" path
+        self.store: Store = MemoryStore()  # self.collector.store: give another (e.g. an SQLite one) to test persistence
+        self.replaying = False  # set True to feed a module reports as the journal replay would
 
     def add_node(self, node: str, hostname: str = "", **fields: Any) -> NodeRecord:
         """Register (or replace) a node record, as a HELLO would; ``fields`` are NodeRecord fields."""
