@@ -311,18 +311,18 @@ def parse_args(argv: list[str]) -> CollectorConfig:
     config.modules = _module_sections(data, args.config)
     config.distributions = dist_sections(data, args.config)
     check_security(config)
-    check_store(config)
+    check_store(config, from_flag=args.store is not None)
     return config
 
 
-def check_store(config: CollectorConfig) -> None:
-    """The store must name a backend (or a class that imports); raises ConfigError naming the file."""
+def check_store(config: CollectorConfig, from_flag: bool = False) -> None:
+    """The store must name a backend (or a class that imports); raises ConfigError naming the file or flag."""
     from collector.stores import backend_class
 
     try:
         backend_class(config.store)
     except ConfigError as exc:
-        where = f"config {config.config_path}: [collector] " if config.config_path else "--store: "
+        where = "--store: " if from_flag or not config.config_path else f"config {config.config_path}: [collector] "
         raise ConfigError(f"{where}{exc}") from None
 
 
