@@ -89,6 +89,7 @@ class _Pool:
     def __init__(self, dsn: str, schema: str, size: int, timeout: float) -> None:
         self.where = f"postgresql store (schema {schema})"
         kwargs = {"autocommit": True, "options": f"-c search_path={schema}", "connect_timeout": int(timeout)}
+        _probe(dsn, kwargs, self.where)  # one connection first: a refused server is one line, not pool retries
         self.pool = psycopg_pool.ConnectionPool(
             dsn, min_size=1, max_size=size, kwargs=kwargs, open=False, timeout=timeout, name="labscope"
         )
@@ -117,6 +118,15 @@ class _Pool:
         """One statement."""
         with self.conn() as conn:
             conn.execute(sql, args)
+
+
+def _probe(dsn: str, kwargs: dict[str, Any], where: str) -> None:
+    """Connect once; raise StoreError with the first line of libpq's reason when that fails."""
+    try:
+        psycopg.connect(dsn, **kwargs).close()
+    except psycopg.Error as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StoreError(f"{where}: cannot connect to {dsn!r}: {reason}") from None
 
 
 class PGEvents:

@@ -90,3 +90,14 @@ def test_a_bad_store_is_one_line_and_exit_2(tmp_path: Path, flags: list[str], me
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if "error" in line]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
+
+
+def test_an_unreachable_postgresql_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    args = labscope_cmd("collector", "--listen-agents", "tcp://127.0.0.1:*", "--listen-clients", "tcp://127.0.0.1:*")
+    store = ["--store", "postgresql", "--store-arg", "dsn=host=127.0.0.1 port=1 dbname=test connect_timeout=2"]
+    done = subprocess.run(
+        [*args, "--data-dir", str(tmp_path), *store], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "error" in line]
+    assert "cannot connect" in line and "Traceback" not in done.stderr
