@@ -123,7 +123,7 @@ class Collector:
         self._lock_data_dir()
         self.dists.load()  # first: a bad [distributions.NAME] stops the collector before anything starts
         self.journal_store = self._open_journal()
-        self.store = open_store(self.config.store, self.config.store_args, self.config.data_dir)
+        self.store = open_store(self.config.store, self._store_args(), self.config.data_dir)
         log.info("store: %s", self.store.describe())
         self.journal_store.snapshots = self.store.snapshots
         self.registry.restore(self._known_nodes())
@@ -264,6 +264,13 @@ class Collector:
             log.warning("journal off: reports are acknowledged before they reach the disk")
             return NullStore()
         return SQLiteStore(self.config.data_dir / STORE_FILE, self.config.journal_sync)
+
+    def _store_args(self) -> dict[str, Any]:
+        """The configured store_args; the sqlite store also gets ``journal_sync`` as its ``sync``."""
+        args = dict(self.config.store_args)
+        if self.config.store == "sqlite":
+            args.setdefault("sync", self.config.journal_sync)
+        return args
 
     def _known_nodes(self) -> list[NodeRecord]:
         """The nodes of the journal file and of the store; a node's higher last_seq wins (a new data dir)."""

@@ -13,7 +13,7 @@ from collections import deque
 from pathlib import Path
 
 from collector.addons import NodeRecord
-from collector.audit_table import AuditRow, MemoryAuditTable
+from collector.audit_table import MEMORY_ROWS, AuditRow, MemoryAuditTable
 from collector.stores.base import (
     DEFAULT_RECENT,
     Blob,
@@ -191,8 +191,8 @@ class MemorySnapshots:
 class LockedAudit(MemoryAuditTable):
     """:class:`MemoryAuditTable` behind a lock, safe from several threads."""
 
-    def __init__(self, max_rows: int | None = None) -> None:
-        super().__init__() if max_rows is None else super().__init__(max_rows)
+    def __init__(self, max_rows: int = MEMORY_ROWS) -> None:
+        super().__init__(max_rows)
         self._lock = threading.Lock()
 
     def insert(self, row: AuditRow) -> int:

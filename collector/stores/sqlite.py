@@ -67,11 +67,15 @@ CREATE TABLE IF NOT EXISTS probes (name TEXT PRIMARY KEY, definition BLOB NOT NU
 }
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """An autocommit WAL connection any thread may use (callers serialize with a lock)."""
+def connect(path: Path, sync: str = "normal") -> sqlite3.Connection:
+    """An autocommit WAL connection any thread may use (callers serialize with a lock).
+
+    ``sync`` "normal" survives any crash of the process; "full" also power loss (an fsync per write).
+    """
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
     return db
 
 
@@ -289,15 +293,21 @@ class LockedAuditTable:
 
 
 class SQLiteStoreBackend(Store):
-    """``store = "sqlite"``: the default. store_args: ``path`` (default ``DATA_DIR/collector.sqlite3``)."""
+    """``store = "sqlite"``: the default.
+
+    store_args: ``path`` (default ``DATA_DIR/collector.sqlite3``), ``sync`` ("normal" or "full";
+    the collector passes its ``journal_sync`` unless given).
+    """
 
     name = "sqlite"
 
-    def __init__(self, data_dir: Path, path: str = "") -> None:
+    def __init__(self, data_dir: Path, path: str = "", sync: str = "normal") -> None:
         self.path = Path(path) if path else Path(data_dir) / STORE_FILE
+        if sync not in ("normal", "full"):
+            raise StoreError(f'sqlite store: sync must be "normal" or "full", not {sync!r}')
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = connect(self.path)
+            self.db = connect(self.path, sync)
             self.version = migrate(self.db)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"sqlite store {self.path}: {exc}; check the folder (free space, permissions)") from None
