@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
@@ -34,6 +34,9 @@ from messages.codec import decode_payload
 from messages.errors import BadPayloadError, Code, ConfigError, RequestError
 from messages.requests import RequestView
 from messages.specs import Param, Payload, RequestSpec, UpdateSpec
+
+if TYPE_CHECKING:
+    from collector.stores.base import Store
 
 __all__ = [
     "Aggregator",
@@ -195,6 +198,16 @@ class NodeRecord:
 
 class CollectorAPI(Protocol):
     """What a module may ask of the collector (available as ``self.collector``)."""
+
+    #: The configured store (docs/stores.md): ``events``, ``metadata`` (key -> text), ``blobs``
+    #: (versioned bytes with SHA-256), ``probes`` (definitions pushed to agents), ``audit``, ``nodes``,
+    #: ``snapshots``. Safe from any thread. A module keeps its own things under keys/names it prefixes
+    #: with its name, e.g. ``self.collector.store.metadata.put("mymodule/threshold", "0.9")``.
+    store: Store
+
+    #: True while the journal is replayed into the modules after a restart: a report seen now was
+    #: already seen before the restart, so side effects kept in the store must not be repeated.
+    replaying: bool
 
     def nodes(self) -> list[NodeRecord]:
         """Every node the collector has seen, live or lost."""

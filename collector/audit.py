@@ -24,6 +24,7 @@ from typing import Any
 
 from collector.audit_table import AuditRow, AuditTable
 from collector.counters import Counters, ThrottledLog
+from collector.stores.base import StoreError
 from messages.errors import Code, RequestError
 from messages.specs import Param, Payload, RequestSpec
 
@@ -90,7 +91,7 @@ class AuditTrail:
         row = AuditRow(0, now, who, fingerprint, type, dict(params), node, outcome, None, now if outcome else None)
         try:
             row_id = self.table.insert(row)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             self.counters["client-audit-failed"] += 1
             self.throttled.log(
                 logging.ERROR, "client-audit-failed", "cannot write the audit trail: %s; refusing node requests", exc
@@ -103,7 +104,7 @@ class AuditTrail:
         """Record how entry ``row_id`` ended; a failure is counted and logged, never raised."""
         try:
             self.table.finish(row_id, outcome, nbytes, self.clock())
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             self.counters["client-audit-failed"] += 1
             self.throttled.log(
                 logging.ERROR, "client-audit-failed", "cannot record an outcome in the audit trail: %s", exc
@@ -121,7 +122,7 @@ class AuditTrail:
         self._pruned_at = now
         try:
             pruned = self.table.prune(now - self.retention, MAX_ROWS)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             self.counters["client-audit-failed"] += 1
             self.throttled.log(logging.ERROR, "client-audit-failed", "cannot prune the audit trail: %s", exc)
             return

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-__all__ = ["AuditRow", "AuditTable", "MemoryAuditTable", "SQLiteAuditTable"]
+__all__ = ["AuditRow", "AuditTable", "MemoryAuditTable", "SQLiteAuditTable", "encode_params", "row_of"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -97,7 +97,7 @@ class SQLiteAuditTable:
                 row.who,
                 row.fingerprint,
                 row.type,
-                json.dumps(row.params, sort_keys=True),
+                encode_params(row.params),
                 row.node,
                 row.outcome,
                 row.bytes,
@@ -121,7 +121,7 @@ class SQLiteAuditTable:
         rows = self.db.execute(
             f"SELECT {_COLUMNS} FROM audit WHERE {where} ORDER BY id DESC LIMIT ?", [*args, limit]
         ).fetchall()
-        return [_row(values) for values in reversed(rows)]
+        return [row_of(values) for values in reversed(rows)]
 
     def prune(self, older_than: float, keep_rows: int) -> int:
         """Delete rows past retention, then beyond the newest ``keep_rows``."""
@@ -172,7 +172,13 @@ class MemoryAuditTable:
         return dropped
 
 
-def _row(values: tuple[Any, ...]) -> AuditRow:
+def encode_params(params: dict[str, str]) -> str:
+    """A row's params as the text the SQL tables keep (JSON, keys sorted)."""
+    return json.dumps(params, sort_keys=True)
+
+
+def row_of(values: tuple[Any, ...]) -> AuditRow:
+    """The :class:`AuditRow` of a row of the SQL tables (columns as in ``SELECT id, time, ... finished``)."""
     row_id, time, who, fingerprint, type, params, node, outcome, nbytes, finished = values
     try:
         decoded = json.loads(params)

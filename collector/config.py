@@ -35,11 +35,14 @@ Sample config (every key optional; defaults shown)::
     # web_listen = "127.0.0.1:5557"  # HOST:PORT of the web page (a bare PORT or ":PORT" means loopback)
     # web_token_file = ""         # file holding the token that lets PUT /api/config/NAME edit files
     # extra_config_files = []     # files viewable (and, with a token, editable) in the web page
-    # store = "sqlite"            # the store backend: a name or "package.module:Class"
-    # store_args = {}             # the backend's arguments (a table)
+    # store = "sqlite"            # sqlite | postgresql | memory | null | package.module:Class (docs/stores.md)
     # observers = []              # "file.py:Class" or "package.module:Class" (docs/observers.md)
     # observer_queue = 10000      # observer calls waiting for the observer thread; beyond: dropped, counted
     # backlog_alert = 10000       # an agent reporting more unsent reports than this: observers' backlog_high
+
+    [collector.store_args]        # the chosen store's options, e.g. for store = "postgresql":
+    # dsn = "host=127.0.0.1 dbname=labscope"
+    # schema = "labscope"
 
     [modules.systemstats]
     # update_interval = 1.0
@@ -319,6 +322,14 @@ def build_parser() -> Parser:
         metavar="SPEC",
         help='a CollectorObserver class, "file.py:Class" or "package.module:Class" (docs/observers.md); repeatable',
     )
+    parser.add_argument(
+        "--store-arg",
+        dest="store_args",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="one of the store's options (e.g. dsn=..., schema=...), over [collector.store_args]; repeatable",
+    )
     _add_security_flags(parser)
     _add_web_flags(parser)
     return parser
@@ -402,6 +413,7 @@ def parse_args(argv: list[str]) -> CollectorConfig:
     config.distributions = dist_sections(data, args.config)
     check_security(config)
     check_web(config)
+    check_store(config, from_flag=args.store is not None)
     return config
 
 
@@ -425,6 +437,7 @@ def check_config_text(text: str, path: str) -> CollectorConfig:
     config.distributions = dist_sections(data, path)
     check_security(config)
     check_web(config)
+    check_store(config)
     return config
 
 
@@ -459,6 +472,17 @@ def read_token(path: Path) -> str:
             "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     return token
+
+
+def check_store(config: CollectorConfig, from_flag: bool = False) -> None:
+    """The store must name a backend (or a class that imports); raises ConfigError naming the file or flag."""
+    from collector.stores import backend_class
+
+    try:
+        backend_class(config.store)
+    except ConfigError as exc:
+        where = "--store: " if from_flag or not config.config_path else f"config {config.config_path}: [collector] "
+        raise ConfigError(f"{where}{exc}") from None
 
 
 def check_security(config: CollectorConfig) -> None:
@@ -528,6 +552,7 @@ def _apply_flags(config: CollectorConfig, args: argparse.Namespace) -> None:
     given = {key: value for key, value in vars(args).items() if value is not None and key != "config"}
     for dest in _WEB_FLAGS:  # --web alone means "on at the default address": its own rules
         given.pop(dest, None)
+    store_args = given.pop("store_args", None)  # KEY=VALUE words over [collector.store_args]
     appended = {key: given.pop(dest) for dest, key in _APPENDING.items() if dest in given}
     _apply(config, given, "(flags)")
     for key, extra in appended.items():
@@ -535,6 +560,11 @@ def _apply_flags(config: CollectorConfig, args: argparse.Namespace) -> None:
         _apply(config, {key: extra}, "(flags)")
         setattr(config, key, before + getattr(config, key))
     _apply_web_flags(config, args)
+    for item in store_args or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--store-arg {item!r}: expected KEY=VALUE")
+        config.store_args = {**config.store_args, key: value}
 
 
 def _apply_web_flags(config: CollectorConfig, args: argparse.Namespace) -> None:

@@ -43,6 +43,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "out-of-range": (AGENTS, "envelopes refused for a number outside its bounds (answered ERROR out-of-range)"),
     "nodes-refused": (AGENTS, "HELLOs of new nodes refused because max_nodes nodes are known (answered ERROR busy)"),
     "journal-failed": (AGENTS, "journal commits, snapshots or prunes that failed (ACKs held until one succeeds)"),
+    "store-failed": (AGENTS, "node registry saves to the configured store that failed (docs/stores.md)"),
     "client-frames": (CLIENTS, "ZeroMQ messages received"),
     "client-envelopes": (CLIENTS, "envelopes in the frames that decoded"),
     "client-bad-frame": (

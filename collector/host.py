@@ -26,6 +26,8 @@ from collector.lifecycle import Lifecycle, accepts_exc_info
 from collector.observer import event_call
 from collector.registry import NodeRegistry
 from collector.store import Store
+from collector.stores.base import Store as Parts
+from collector.stores.memory import MemoryStore
 from messages import Encoding, Event
 from messages.codec import message_class
 from messages.errors import BadPayloadError, Code, ConfigError
@@ -90,6 +92,10 @@ class ModuleHost:
         # The observers' post (collector/observer_thread.py): (method, *args), never blocks.
         self.observe: Callable[..., None] = _nobody
         self.lifecycle = Lifecycle(config.module_grace, self._main_failed, self._main_abandoned)
+        # The configured store (docs/stores.md), ``self.collector.store`` for modules; the collector sets it.
+        self.store: Parts = MemoryStore()
+        # True while recover() replays the journal into the modules (``self.collector.replaying``).
+        self.replaying = False
 
     # ------------------------------------------------------------ start/stop
 
@@ -209,6 +215,13 @@ class ModuleHost:
         start = {r.name: self._restore(r, store) for r in self.running if self._takes_reports(r)}
         if not start:
             return 0
+        self.replaying = True
+        try:
+            return self._replay(store, start)
+        finally:
+            self.replaying = False
+
+    def _replay(self, store: Store, start: dict[str, int]) -> int:
         replayed = 0
         for row_id, env in store.replay(min(start.values())):
             targets = [r for r in self.report_routes.get(env.type, ()) if row_id > start[r.name]]

@@ -25,6 +25,7 @@ from collector.counters import Counters, ThrottledLog
 from collector.host import ModuleHost
 from collector.registry import NodeRegistry
 from collector.store import Store
+from collector.stores.base import StoreError
 from messages import Envelope
 from messages.codec import pack
 
@@ -51,6 +52,8 @@ class Journal:
         self._next_checkpoint = time.monotonic() + config.snapshot_interval
         # (row id, seconds) per durable distribution: rows from that id on are kept up to that age.
         self.holds: Callable[[], list[tuple[int, float]]] = list
+        # Called at every checkpoint, journal or not (the collector saves its node registry to the store).
+        self.on_checkpoint: Callable[[], None] = _nothing
 
     @property
     def idle(self) -> bool:
@@ -94,6 +97,7 @@ class Journal:
 
         Runs between passes only, so module state and the journal agree.
         """
+        self.on_checkpoint()
         if not self.store.durable:
             return
         try:
@@ -101,7 +105,7 @@ class Journal:
             now = time.time()
             holds = [(row, now - seconds) for row, seconds in self.holds()]
             pruned, gap = self.store.prune_held(now - self.config.retention, holds)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             self._failed("snapshot or prune failed: %s", exc)
             return
         if gap:
@@ -115,3 +119,7 @@ class Journal:
     def _failed(self, fmt: str, *args: object) -> None:
         self.counters["journal-failed"] += 1
         self.throttled.warning("journal-failed", fmt, *args)
+
+
+def _nothing() -> None:
+    """The default checkpoint hook."""

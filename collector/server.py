@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,13 +21,14 @@ import zmq
 import zmq.green
 
 from collector import dist_host
+from collector.addons import NodeRecord
 from collector.agent_keys import AgentKeys
 from collector.agent_link import AgentLink, Mailbox
 from collector.audit import AUDIT_SPEC, AuditTrail
 from collector.client_link import ClientLink, ClientSender
 from collector.config import CollectorConfig
 from collector.core import Core
-from collector.counters import Counters
+from collector.counters import Counters, ThrottledLog
 from collector.dist_host import DistributionHost, DistributionsView
 from collector.host import ModuleHost, Running
 from collector.journal import Journal
@@ -37,6 +39,10 @@ from collector.registry import NodeRegistry
 from collector.relay import Relay
 from collector.security import Curve, start_curve, warn_if_exposed
 from collector.store import NullStore, SQLiteStore, Store
+from collector.stores import open_store
+from collector.stores.base import Store as Parts
+from collector.stores.base import StoreError
+from collector.stores.memory import MemoryStore
 from collector.updates import UpdateScheduler
 from collector.zap import AGENTS_DOMAIN, CLIENTS_DOMAIN, serve_curve
 from messages import CollectorInfo, __version__
@@ -112,7 +118,9 @@ class Collector:
         self.stopped = gevent.event.Event()
         self.exit_status = 0
         self._lock: IO[str] | None = None
-        self.store: Store = NullStore()
+        self.journal_store: Store = NullStore()  # the local journal file (the ACK path): always here
+        self.store: Parts = MemoryStore()  # the configured store (collector/stores): every other part
+        self.throttled = ThrottledLog(log)
         self.refusals = Refusals(self.counters, self.host.emit_event)
         self.curve: Curve | None = None
         self.audit: AuditTrail | None = None
@@ -131,11 +139,15 @@ class Collector:
         self._lock_data_dir()
         self._start_observers()
         self.dists.load()  # first: a bad [distributions.NAME] stops the collector before anything starts
-        self.store = self._open_store()
-        self.registry.restore(self.store.load_nodes())
+        self.journal_store = self._open_journal()
+        self.store = open_store(self.config.store, self._store_args(), self.config.data_dir)
+        log.info("store: %s", self.store.describe())
+        self.journal_store.snapshots = self.store.snapshots
+        self.registry.restore(self._known_nodes())
+        self.host.store = self.store
         self.host.load()
-        replayed = self.host.recover(self.store)
-        if self.store.durable:
+        replayed = self.host.recover(self.journal_store)
+        if self.journal_store.durable:
             log.info(
                 "recovered %d nodes; replayed %d journaled reports into the modules",
                 len(self.registry.records),
@@ -166,9 +178,9 @@ class Collector:
         """Build the links around the two sockets and spawn their loops and the modules' update loops."""
         core = Core(self.config, self.counters, self.registry, self.host, self.info)
         mailbox, sender = Mailbox(), ClientSender(client_sock, self.counters)
-        audit = AuditTrail(self.store.audit_table(), self.config.audit_retention, self.counters)
+        audit = AuditTrail(self.store.audit, self.config.audit_retention, self.counters)
         if not audit.table.durable:
-            log.warning("journal off: the audit trail is kept in memory only and lost on restart")
+            log.warning("store %s: the audit trail is kept in memory only and lost on restart", self.store.name)
         relay = Relay(self.registry, self.config.node_request_timeout, mailbox.put, sender.send, audit)
         own: dict[str, Callable[[dict[str, str]], Any]] = {
             "CollectorStats": lambda params: self.stats(),
@@ -178,8 +190,9 @@ class Collector:
         keyring = self.curve.keyring if self.curve is not None else None
         self.clients = ClientLink(sender, core, relay, own, keyring, self.refusals)
         self.updates = UpdateScheduler(self.host, self.clients.publish, self.counters)
-        self.journal = Journal(self.store, self.host, self.registry, self.counters, self.config)
+        self.journal = Journal(self.journal_store, self.host, self.registry, self.counters, self.config)
         self.journal.holds = self.dists.journal_holds
+        self.journal.on_checkpoint = self.save_nodes
         keys = AgentKeys(keyring) if keyring is not None else None
         self.agents = agents = AgentLink(
             agent_sock, core, self.journal, relay, mailbox, self.updates.notify_ingest, keys, self.refusals
@@ -277,6 +290,7 @@ class Collector:
             self.context.term()
         (self.config.data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
         self.store.close()
+        self.journal_store.close()
         if self._lock is not None:
             self._lock.close()
         self.observers.stop()
@@ -307,11 +321,35 @@ class Collector:
             raise LabscopeError(f"cannot listen for {role} on {endpoint}: {exc.strerror}") from None
         return sock
 
-    def _open_store(self) -> Store:
+    def _open_journal(self) -> Store:
         if not self.config.journal:
             log.warning("journal off: reports are acknowledged before they reach the disk")
             return NullStore()
         return SQLiteStore(self.config.data_dir / STORE_FILE, self.config.journal_sync)
+
+    def _store_args(self) -> dict[str, Any]:
+        """The configured store_args; the sqlite store also gets ``journal_sync`` as its ``sync``."""
+        args = dict(self.config.store_args)
+        if self.config.store == "sqlite":
+            args.setdefault("sync", self.config.journal_sync)
+        return args
+
+    def _known_nodes(self) -> list[NodeRecord]:
+        """The nodes of the journal file and of the store; a node's higher last_seq wins (a new data dir)."""
+        known = {r.node: r for r in self.store.nodes.load()}
+        for record in self.journal_store.load_nodes():
+            kept = known.get(record.node)
+            if kept is None or record.last_seq >= kept.last_seq:
+                known[record.node] = record
+        return list(known.values())
+
+    def save_nodes(self) -> None:
+        """Write the node registry to the store (at every checkpoint: module state and journal agree then)."""
+        try:
+            self.store.nodes.save(list(self.registry.records.values()))
+        except (StoreError, sqlite3.Error) as exc:
+            self.counters["store-failed"] += 1
+            self.throttled.warning("store-nodes", "store %s: saving the node registry failed: %s", self.store.name, exc)
 
     def _lock_data_dir(self) -> None:
         data_dir = self.config.data_dir

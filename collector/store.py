@@ -1,6 +1,10 @@
-"""The collector's durable store: report journal, node registry, module snapshots and the audit trail.
+"""The collector's local journal file: the report journal the ACKs depend on, and each node's last applied seq.
 
-The default backend is one SQLite file in the data dir (WAL mode). The journal
+It is one SQLite file in the data dir (WAL mode), and it stays local whatever
+store is configured: it is the durability path. Events, metadata, blobs,
+probes, the audit trail, the node registry and module snapshots go to the
+configured store (collector/stores/, docs/stores.md); with the default
+``sqlite`` store they live in this same file, in the tables they always had. The journal
 is written by *group commit*: once per ingest pass, every report applied in
 that pass goes to disk in one transaction together with the nodes' last
 applied sequence numbers, and only then are the ACKs sent. Each journal row
@@ -17,13 +21,17 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from collector.addons import NodeRecord
 from collector.audit_table import AuditTable, MemoryAuditTable, SQLiteAuditTable
+from collector.stores.base import Snapshot, Snapshots
+from collector.stores.null import NullSnapshots
+from collector.stores.sqlite import SQLiteSnapshots
 from messages import Batch, Envelope, NodeInfo
 from messages.errors import LabscopeError
 
@@ -53,16 +61,10 @@ CREATE TABLE IF NOT EXISTS snapshots (
     taken REAL NOT NULL,
     state BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-
-@dataclass
-class Snapshot:
-    """A module's saved state and the journal row it is complete up to."""
-
-    journal_id: int
-    taken: float
-    state: bytes
+__all__ = ["NullStore", "SQLiteStore", "Snapshot", "Store"]
 
 
 class Store:
@@ -70,6 +72,8 @@ class Store:
 
     durable = False
     last_id = 0  # id of the newest committed journal row
+    epoch = ""  # this journal's identity: a snapshot taken against another journal is not restored
+    snapshots: Snapshots = NullSnapshots()  # where save_snapshot/load_snapshot keep them (the configured store's part)
 
     def append(self, node: str, first_seq: int, last_seq: int, batch: bytes) -> None:
         """Queue one node's applied reports of this pass (a serialized Batch) for the next commit."""
@@ -123,12 +127,24 @@ class SQLiteStore(Store):
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+            self.db.execute("PRAGMA busy_timeout=10000")  # the sqlite store writes this file too, on its own connection
             self.db.executescript(SCHEMA)
+            self.epoch = self._epoch()
         except sqlite3.Error as exc:
             raise LabscopeError(f"store {path}: {exc}; check the --data-dir (free space, permissions)") from None
         self.path = path
         self.pending: list[tuple[int, str, int, int, float, bytes]] = []
         self.last_id = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0]
+        # Where snapshots go: this file's table unless the collector points it at the configured store's part.
+        self.snapshots: Snapshots = SQLiteSnapshots(self.db, threading.RLock())
+
+    def _epoch(self) -> str:
+        row = self.db.execute("SELECT value FROM journal_meta WHERE key = 'epoch'").fetchone()
+        if row:
+            return str(row[0])
+        epoch = uuid.uuid4().hex
+        self.db.execute("INSERT INTO journal_meta VALUES ('epoch', ?)", (epoch,))
+        return epoch
 
     def append(self, node: str, first_seq: int, last_seq: int, batch: bytes) -> None:
         """Queue a row for the next commit; ids are given here (this process is the only writer)."""
@@ -175,15 +191,16 @@ class SQLiteStore(Store):
         ]
 
     def save_snapshot(self, module: str, journal_id: int, state: bytes) -> None:
-        """Replace the module's snapshot."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?)", (module, journal_id, time.time(), state)
-        )
+        """Replace the module's snapshot (in :attr:`snapshots`), marked with this journal's epoch."""
+        self.snapshots.save(module, journal_id, state, self.epoch)
 
     def load_snapshot(self, module: str) -> Snapshot | None:
-        """The module's snapshot, or None."""
-        row = self.db.execute("SELECT journal_id, taken, state FROM snapshots WHERE module = ?", (module,)).fetchone()
-        return Snapshot(*row) if row else None
+        """The module's snapshot, or None; one taken against another journal (a new data dir) is ignored."""
+        snap = self.snapshots.load(module)
+        if snap is not None and snap.journal not in ("", self.epoch):
+            log.info("snapshot of %s belongs to another journal (a new data dir): rebuilding from this one", module)
+            return None
+        return snap
 
     def replay(self, after_id: int) -> Iterator[tuple[int, Envelope]]:
         """Journaled reports after ``after_id``, in the order they were applied."""

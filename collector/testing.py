@@ -34,6 +34,8 @@ from collector import settings
 from collector.addons import Aggregator, NodeRecord, Request, RequestError, as_names
 from collector.dist import DataPoint
 from collector.lifecycle import Lifecycle, accepts_exc_info
+from collector.stores.base import Store
+from collector.stores.memory import MemoryStore
 from messages import Code, NodeInfo, __version__
 
 __all__ = ["StubCollector", "attach"]
@@ -53,6 +55,8 @@ class StubCollector:
         self.errors: list[tuple[str, str, BaseException]] = []  # (module, hook, exception) from main/on_shutdown
         self.grace = 1.0  # seconds each main() gets to return on shutdown()
         self.lifecycle = Lifecycle(self.grace, self._main_failed, self._main_abandoned)
+        self.store: Store = MemoryStore()  # self.collector.store: give another (e.g. an SQLite one) to test persistence
+        self.replaying = False  # set True to feed a module reports as the journal replay would
 
     def add_node(self, node: str, hostname: str = "", **fields: Any) -> NodeRecord:
         """Register (or replace) a node record, as a HELLO would; ``fields`` are NodeRecord fields."""

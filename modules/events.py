@@ -3,7 +3,12 @@
 Takes ``Event`` reports (a ``labscope.Event`` payload): the collector itself
 delivers one when a node joins, is lost, or a module raises; agents send their
 own (e.g. gaps). A msgpack map with the same keys is accepted too. The newest
-``keep`` events are kept in memory.
+``keep`` events are kept in memory, and every event is also appended to the
+collector's store (``self.collector.store.events``, docs/stores.md); at start-up
+the module loads the newest ``keep`` from there, so a collector that keeps its
+store elsewhere (PostgreSQL) answers with what happened before even on an empty
+data dir. With a durable store that already held events, the journal replay
+after a restart does not add them again.
 
 - REQUEST ``Events [since=EPOCH] [node=ID]`` -> a msgpack list of
   ``{time, node, kind, severity, message, attrs}``, newest first; ``since``
@@ -115,14 +120,23 @@ class EventsModule(Aggregator):
     def __init__(self) -> None:
         self._events: deque[EventDict] = deque(maxlen=DEFAULT_KEEP)
         self._changed = False
+        self._stored = False  # the store is durable and held events at start-up: the replay adds none
+
+    def _store_events(self) -> Any:
+        store = getattr(self.collector, "store", None)
+        return getattr(store, "events", None)
 
     def keep(self) -> int:
         """Events kept (``[modules.events] keep``, checked by the collector to be >= 1)."""
         return int(self.config["keep"])
 
     def on_startup(self) -> None:
-        """Size the buffer."""
-        self._events = deque(self._events, maxlen=self.keep())
+        """Size the buffer and fill it with the newest events of the store."""
+        events = self._store_events()
+        kept = list(reversed(events.recent(limit=self.keep()))) if events is not None else []
+        self._stored = bool(kept) and bool(events.durable)
+        self._events = deque([*self._events, *kept], maxlen=self.keep())
+        self._changed = bool(kept)
 
     def processReport(self, msg: Report) -> None:
         """Keep one event; a payload that is neither an Event nor a fitting map is a bad report."""
@@ -135,8 +149,13 @@ class EventsModule(Aggregator):
             raise BadPayloadError(
                 f"Event report from {msg.node or 'the collector'} is not a labscope.Event (schema {msg.schema!r})"
             )
+        if self._stored and getattr(self.collector, "replaying", False):
+            return  # already in the store, and loaded from it at start-up
         self._events.append(item)
         self._changed = True
+        events = self._store_events()
+        if events is not None:
+            events.append(item)
 
     def processREQUEST(self, msg: Request) -> list[EventDict]:
         """``Events [since=EPOCH] [node=ID]``: matching events, newest first."""
