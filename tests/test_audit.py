@@ -235,11 +235,11 @@ def test_limit_keys_have_defaults_and_take_config_values(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("client_request_rate = 0", "client_request_rate must be a finite number greater than 0, not 0"),
+        ("client_request_rate = 0", "client_request_rate must be greater than 0 \\(and finite\\), not 0"),
         ("client_request_burst = 1.5", "client_request_burst must be int"),
-        ("client_max_streams = -1", "client_max_streams must be a finite number greater than 0, not -1"),
+        ("client_max_streams = -1", "client_max_streams must be greater than 0 \\(and finite\\), not -1"),
         ("max_nodes = 'many'", "max_nodes must be int"),
-        ("audit_retention = 0", "audit_retention must be a finite number greater than 0, not 0"),
+        ("audit_retention = 0", "audit_retention must be greater than 0 \\(and finite\\), not 0"),
     ],
 )
 def test_bad_limit_keys_are_one_clear_config_error(tmp_path: Path, line: str, message: str) -> None:
