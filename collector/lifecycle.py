@@ -23,6 +23,7 @@ import gevent
 import gevent.event
 
 from collector.addons import Aggregator, ExcInfo
+from collector.greenwait import wait_event
 
 __all__ = ["KILL_WAIT", "ExcInfo", "Lifecycle", "ShutdownSignal", "accepts_exc_info", "has_main"]
 
@@ -48,7 +49,7 @@ class ShutdownSignal:
 
     def wait(self, seconds: float | None = None) -> bool:
         """True as soon as the signal is set; False when ``seconds`` passed first (None: wait for it)."""
-        return bool(self._event.wait(seconds))
+        return wait_event(self._event, seconds)  # never Event.wait(timeout): see collector/greenwait.py
 
 
 def has_main(module: Aggregator) -> bool:

@@ -63,14 +63,12 @@ def run(host: ModuleHost) -> None:
     gevent.sleep(0.05)  # the passage of time is the point: the mains get to run before the shutdown
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(20)
 def test_order_startup_replay_main_then_shutdown_in_reverse(tmp_path: Path) -> None:
     write_module(tmp_path, "a_base", LOOPING_MAIN)
     write_module(tmp_path, "b_user", "depends = 'a_base'\n" + LOOPING_MAIN)
     write_module(tmp_path, "c_plain", "def on_shutdown(self):\n    CALLS.append('c_plain:on_shutdown')\n")
-    # A generous grace: on a cold, loaded machine (a fresh clone in CI) the first run of the mains has been
-    # seen to take longer than the default 5 s; this test is about order, abandonment has its own test.
-    host = make_host(tmp_path, known=("n2", "n1"), module_grace=30.0)
+    host = make_host(tmp_path, known=("n2", "n1"))
     run(host)
     host.shutdown()
     order = [r.name for r in host.running]

@@ -16,6 +16,7 @@ from typing import Any
 import gevent
 import gevent.event
 
+from collector.greenwait import wait_event
 from messages.logs import ThrottledLog
 
 __all__ = ["KEEPALIVE", "MAX_LISTENERS", "NodeFeed"]
@@ -75,7 +76,7 @@ class NodeFeed:
                 if self.version != seen:
                     seen = self.version
                     yield f"event: nodes\ndata: {self.text}\n\n".encode()
-                elif not self._changed.wait(keepalive):
+                elif not wait_event(self._changed, keepalive):  # shared by every listener: collector/greenwait.py
                     yield b": keepalive\n\n"
         finally:
             self.listeners -= 1
