@@ -31,8 +31,9 @@ from collector.addons import NodeRecord
 from collector.audit_table import AuditTable, MemoryAuditTable, SQLiteAuditTable
 from collector.stores.base import Snapshot, Snapshots
 from collector.stores.null import NullSnapshots
+from collector.stores.rows import node_of_row
 from collector.stores.sqlite import SQLiteSnapshots
-from messages import Batch, Envelope, NodeInfo
+from messages import Batch, Envelope
 from messages.errors import LabscopeError
 
 log = logging.getLogger(__name__)
@@ -176,19 +177,7 @@ class SQLiteStore(Store):
     def load_nodes(self) -> list[NodeRecord]:
         """Every node recorded; each starts as ``lost`` until its agent says HELLO again."""
         rows = self.db.execute("SELECT node, last_seq, first_seen, last_seen, gaps, reconnects, info FROM nodes")
-        return [
-            NodeRecord(
-                node=node,
-                info=NodeInfo.FromString(info),
-                first_seen=first,
-                last_seen=last,
-                status="lost",
-                last_seq=seq,
-                reconnects=reconnects,
-                gaps=gaps,
-            )
-            for node, seq, first, last, gaps, reconnects, info in rows
-        ]
+        return [node_of_row(row) for row in rows]
 
     def save_snapshot(self, module: str, journal_id: int, state: bytes) -> None:
         """Replace the module's snapshot (in :attr:`snapshots`), marked with this journal's epoch."""
