@@ -21,7 +21,7 @@ from gui.atomic import atomic_file
 from gui.client import Client, RequestFailed
 from messages.errors import ConfigError
 from messages.keys import add_curve_args, client_keys
-from messages.options import Parser, endpoint_arg, positive_float, run_command
+from messages.options import Parser, add_collector_arg, positive_float, run_command
 
 PROG = "labscope fetch"
 
@@ -33,9 +33,7 @@ def build_parser() -> Parser:
         description="Fetch a file from a node's serve folders through the collector. "
         "The file is verified (size and SHA-256) and renamed into place only when complete.",
     )
-    parser.add_argument(
-        "--collector", required=True, type=endpoint_arg(), metavar="EP", help="the collector's clients endpoint"
-    )
+    add_collector_arg(parser)
     parser.add_argument(
         "source",
         metavar="NODE:PATH",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from messages.errors import ConfigError, LabscopeError
 from messages.keys import add_curve_args, client_keys
-from messages.options import Parser, endpoint_arg, folder_problem, positive_float, run_command, setup_logging
+from messages.options import Parser, add_collector_arg, folder_problem, positive_float, run_command, setup_logging
 
 PROG = "labscope gui"
 SCREENSHOT_TIMEOUT = 30.0
@@ -26,13 +26,7 @@ def build_parser() -> Parser:
         prog=PROG,
         description="Show a collector's testbed live: nodes, plots, events, files and every module's updates.",
     )
-    parser.add_argument(
-        "--collector",
-        required=True,
-        type=endpoint_arg(),
-        metavar="EP",
-        help="the collector's clients endpoint, e.g. tcp://127.0.0.1:5556",
-    )
+    add_collector_arg(parser)
     parser.add_argument(
         "--screenshot",
         type=Path,

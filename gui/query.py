@@ -15,7 +15,7 @@ import sys
 from gui.client import Client, Response
 from messages.jsonify import to_jsonable
 from messages.keys import add_curve_args, client_keys
-from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
+from messages.options import Parser, add_collector_arg, positive_float, run_command, setup_logging
 
 PROG = "labscope query"
 
@@ -23,13 +23,7 @@ PROG = "labscope query"
 def build_parser() -> Parser:
     """The argument parser of ``labscope query``."""
     parser = Parser(prog=PROG, description="Send one request to a collector and print the response as JSON.")
-    parser.add_argument(
-        "--collector",
-        required=True,
-        type=endpoint_arg(),
-        metavar="EP",
-        help="the collector's clients endpoint, e.g. tcp://127.0.0.1:5556",
-    )
+    add_collector_arg(parser)
     parser.add_argument("type", metavar="TYPE", help="request type, e.g. NodeList or CollectorStats")
     parser.add_argument("params", nargs="*", metavar="key=value", help="request parameters, e.g. node=n1")
     parser.add_argument("--raw", action="store_true", help="write the payload bytes untouched instead of JSON")

@@ -28,7 +28,7 @@ from gui.client import Client, SubscriptionRefused, Update
 from gui.table import node_rows, node_table, plain_lines
 from messages import NodeList, SystemStatsSummary
 from messages.keys import add_curve_args, client_keys
-from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
+from messages.options import Parser, add_collector_arg, positive_float, run_command, setup_logging
 
 __all__ = ["TopState", "build_parser", "main", "render", "title"]
 
@@ -189,13 +189,7 @@ def build_parser() -> Parser:
         description="Show a collector's nodes as a live table in the terminal "
         "(plain lines when the output is not a terminal). Ctrl-C stops it.",
     )
-    parser.add_argument(
-        "--collector",
-        required=True,
-        type=endpoint_arg(),
-        metavar="EP",
-        help="the collector's clients endpoint, e.g. tcp://127.0.0.1:5556",
-    )
+    add_collector_arg(parser)
     parser.add_argument(
         "--refresh",
         type=positive_float,

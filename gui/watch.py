@@ -20,7 +20,7 @@ from gui.client import Client, SubscriptionRefused, Update
 from messages.errors import NoUpdates
 from messages.jsonify import to_jsonable
 from messages.keys import add_curve_args, client_keys
-from messages.options import USAGE_EXIT, Parser, endpoint_arg, positive_float, run_command, setup_logging
+from messages.options import USAGE_EXIT, Parser, add_collector_arg, positive_float, run_command, setup_logging
 
 PROG = "labscope watch"
 _POLL = 1.0  # seconds per wait when no --timeout bounds it
@@ -40,13 +40,7 @@ def positive_int(text: str) -> int:
 def build_parser() -> Parser:
     """The argument parser of ``labscope watch``."""
     parser = Parser(prog=PROG, description="Subscribe to one update type and print each update as a JSON line.")
-    parser.add_argument(
-        "--collector",
-        required=True,
-        type=endpoint_arg(),
-        metavar="EP",
-        help="the collector's clients endpoint, e.g. tcp://127.0.0.1:5556",
-    )
+    add_collector_arg(parser)
     parser.add_argument("type", metavar="TYPE", help="update type, e.g. NodeList ('*' for every type)")
     parser.add_argument("--count", type=positive_int, default=None, metavar="N", help="stop after N updates")
     parser.add_argument(

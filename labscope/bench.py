@@ -27,7 +27,7 @@ import zmq
 
 from gui.client import Client
 from labscope import benchkit
-from labscope.children import Children, labscope_args, wait_collector
+from labscope.children import Children, labscope_args, local_collector_args, wait_collector
 from messages.errors import LabscopeError
 from messages.keys import generate
 from messages.options import Parser, run_command
@@ -131,18 +131,7 @@ class Bench:
         with Children(self.folder) as children:
             child = children.start(
                 f"collector-{self.runs}",
-                labscope_args(
-                    "collector",
-                    "--listen-agents",
-                    "tcp://127.0.0.1:*",
-                    "--listen-clients",
-                    "tcp://127.0.0.1:*",
-                    "--data-dir",
-                    str(data_dir),
-                    "--log-level",
-                    "warning",
-                    *extra,
-                ),
+                local_collector_args(data_dir, "--log-level", "warning", *extra),
             )
             yield wait_collector(child, data_dir)
 

@@ -133,6 +133,20 @@ def labscope_args(*args: str) -> list[str]:
     return [sys.executable, "-m", "labscope", *args]
 
 
+def local_collector_args(data_dir: Path, *extra: str) -> list[str]:
+    """``labscope collector`` on random loopback ports with ``data_dir`` (the demo's and the bench's)."""
+    return labscope_args(
+        "collector",
+        "--listen-agents",
+        "tcp://127.0.0.1:*",
+        "--listen-clients",
+        "tcp://127.0.0.1:*",
+        "--data-dir",
+        str(data_dir),
+        *extra,
+    )
+
+
 def read_endpoints(path: Path) -> dict[str, Any] | None:
     """The collector's endpoints file, or None while it is missing or half-written."""
     try:

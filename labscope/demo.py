@@ -31,7 +31,7 @@ from rich.console import Console
 
 from gui.client import Client, Update
 from gui.top import TopState, View, open_view, take_updates
-from labscope.children import Children, DemoFailure, labscope_args, wait_collector
+from labscope.children import Children, DemoFailure, labscope_args, local_collector_args, wait_collector
 from messages import NodeList
 from messages.errors import LabscopeError
 from messages.options import Parser, positive_float, run_command, setup_logging
@@ -49,15 +49,7 @@ def start_testbed(children: Children, folder: Path, args: argparse.Namespace) ->
     data_dir = folder / "collector"
     collector = children.start(
         "collector",
-        labscope_args(
-            "collector",
-            "--listen-agents",
-            "tcp://127.0.0.1:*",
-            "--listen-clients",
-            "tcp://127.0.0.1:*",
-            "--data-dir",
-            str(data_dir),
-        ),
+        local_collector_args(data_dir),
     )
     endpoints = wait_collector(collector, data_dir)
     for k in range(1, args.agents + 1):

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from messages.errors import ConfigError, LabscopeError, ModuleError
 
 __all__ = [
+    "add_collector_arg",
     "folder_problem",
     "USAGE_EXIT",
     "Parser",
@@ -78,6 +79,19 @@ def endpoint_arg(bind: bool = False) -> Callable[[str], str]:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
+
+
+def add_collector_arg(
+    parser: argparse.ArgumentParser, endpoint: str = "clients", example: str = "tcp://127.0.0.1:5556"
+) -> None:
+    """Add the required ``--collector EP`` of a client (or, with ``endpoint="agents"``, an agent-like) command."""
+    parser.add_argument(
+        "--collector",
+        required=True,
+        type=endpoint_arg(),
+        metavar="EP",
+        help=f"the collector's {endpoint} endpoint, e.g. {example}",
+    )
 
 
 def folder_problem(path: Path) -> str | None:

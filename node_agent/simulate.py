@@ -37,7 +37,7 @@ from messages.codec import envelope, pack, unpack
 from messages.errors import AuthRefused
 from messages.handshake import HandshakeWatch
 from messages.keys import ClientKeys, add_curve_args, client_keys
-from messages.options import Parser, endpoint_arg, positive_float, run_command, setup_logging
+from messages.options import Parser, add_collector_arg, positive_float, run_command, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -297,13 +297,7 @@ def build_parser() -> Parser:
         description="Simulate many agents in one process (gevent) speaking the real "
         "protocol to a collector, to see how many nodes it takes. Prints one JSON line of totals.",
     )
-    parser.add_argument(
-        "--collector",
-        required=True,
-        type=endpoint_arg(),
-        metavar="EP",
-        help="the collector's agents endpoint, e.g. tcp://collector:5555",
-    )
+    add_collector_arg(parser, "agents", "tcp://collector:5555")
     parser.add_argument("--agents", type=_positive_int, default=100, metavar="N", help="agents to simulate (100)")
     parser.add_argument(
         "--rate", type=positive_float, default=1.0, metavar="R", help="reports per second per agent (1)"
