@@ -131,7 +131,7 @@ def test_client_library_streams_two_part_chunks_and_checks_them(
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)
         finally:
-            peer.close()
+            peer.close(linger_ms=10_000)  # linger 0 would drop the last chunks still queued (a flaky timeout)
 
     thread = threading.Thread(target=play_agent, daemon=True)
     thread.start()
@@ -155,7 +155,7 @@ def test_client_library_refuses_a_two_part_chunk_that_does_not_match(
             wrong = hashlib.sha256(b"other bytes").hexdigest()
             peer.socket.send_multipart([chunk_header(rid, 0, True, size="5", sha256=wrong), b"hello"])
         finally:
-            peer.close()
+            peer.close(linger_ms=10_000)  # linger 0 would drop the last chunks still queued (a flaky timeout)
 
     thread = threading.Thread(target=play_agent, daemon=True)
     thread.start()

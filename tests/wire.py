@@ -60,8 +60,9 @@ class Peer:
             if self.socket.poll(int(left * 1000) + 1, zmq.POLLIN):
                 self.seen.extend(unpack(self.socket.recv()))
 
-    def close(self) -> None:
-        self.socket.close(linger=0)
+    def close(self, linger_ms: int = 0) -> None:
+        """Close the socket; ``linger_ms`` > 0 first lets what was sent leave (a played agent's last chunks)."""
+        self.socket.close(linger=linger_ms)
 
 
 class Client(Peer):
