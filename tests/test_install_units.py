@@ -124,7 +124,17 @@ def test_no_curve_leaves_keys_out(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_user_config_keys_and_prefix_reach_the_units(capsys: pytest.CaptureFixture[str]) -> None:
-    args = ("--print", "--user", "lab-mon", "--prefix", "/opt/labscope", "--config", "/srv/lab.toml", "--keys", "/srv/k")
+    args = (
+        "--print",
+        "--user",
+        "lab-mon",
+        "--prefix",
+        "/opt/labscope",
+        "--config",
+        "/srv/lab.toml",
+        "--keys",
+        "/srv/k",
+    )
     assert install(*args) == 0
     units = {name: parse(text) for name, text in split_printed(capsys.readouterr().out).items()}
     for unit in units.values():
@@ -259,7 +269,9 @@ def test_systemd_analyze_verify_notices_a_missing_executable(tmp_path: Path) -> 
     """The check above can fail: a unit whose ExecStart does not exist is refused."""
     binary = systemd_analyze()
     assert install("--dir", str(tmp_path), "--exec", str(tmp_path / "no-such-labscope")) == 0
-    done = subprocess.run([binary, "verify", str(tmp_path / COLLECTOR_UNIT)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [binary, "verify", str(tmp_path / COLLECTOR_UNIT)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0 and "no-such-labscope" in done.stderr
 
 
@@ -304,9 +316,8 @@ class ServiceRun:
         shutil.copy(source, credentials / ident)
         args = [expand(arg, instance, self.root, node) for arg in shlex.split(unit["ExecStart"])]
         env = {k: v for k, v in os.environ.items() if k not in (ENV_SERVER_KEY, ENV_SECRET)}
-        log = open(self.root / f"{instance}.log", "wb")  # noqa: SIM115 - closed with the process
-        popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-        log.close()
+        with open(self.root / f"{instance}.log", "wb") as log:
+            popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.popens.append(popen)
         return popen
 
@@ -329,7 +340,7 @@ def services(tmp_path: Path) -> Iterator[ServiceRun]:
 
 
 def make_keys(keys: Path, node: str) -> Path:
-    """The key folder of docs/deploy.md: the collector's pair, the node's, an operator's; returns the operator's secret."""
+    """The key folder of docs/deploy.md: the collector's pair, the node's, an operator's; the operator's secret."""
     generate(keys, "collector")
     generate(keys, node)
     for role in ("agents", "viewers", "operators"):
