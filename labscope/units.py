@@ -65,23 +65,33 @@ class UnitOptions:
     keys: PurePosixPath | None = DEFAULT_KEYS
 
     def __post_init__(self) -> None:
-        if not _USER.match(self.user):
-            raise ConfigError(
-                f"--user {self.user!r}: not a system user name (lower-case letters, digits, '_' and '-', "
-                "at most 31, not starting with a digit or '-')"
-            )
-        if not self.command or not self.command[0].startswith("/"):
-            raise ConfigError(f"--exec {self.command[0] if self.command else ''!r}: give the absolute path of labscope")
-        for flag, path in (("--config", self.config), ("--keys", self.keys)):
-            if path is not None and not path.is_absolute():
-                raise ConfigError(f"{flag} {str(path)!r}: give an absolute path (systemd starts in /)")
-        for value in (*self.command, str(self.config), str(self.keys or "")):
-            if _CONTROL.search(value):
-                raise ConfigError(f"{value!r}: a path in a systemd unit cannot hold a newline or control character")
-        if self.keys is not None and _NEEDS_QUOTES.search(str(self.keys)):
-            raise ConfigError(
-                f"--keys {str(self.keys)!r}: a key folder for LoadCredential= cannot hold spaces or quotes"
-            )
+        _check_user(self.user)
+        _check_paths(self.command, self.config, self.keys)
+
+
+def _check_user(user: str) -> None:
+    if not _USER.match(user):
+        raise ConfigError(
+            f"--user {user!r}: not a system user name (lower-case letters, digits, '_' and '-', "
+            "at most 31, not starting with a digit or '-')"
+        )
+
+
+def _check_paths(command: tuple[str, ...], config: PurePosixPath, keys: PurePosixPath | None) -> None:
+    """Absolute paths only, no control character anywhere, nothing LoadCredential= cannot take in the key folder."""
+    if not command or not command[0].startswith("/"):
+        shown = command[0] if command else ""
+        raise ConfigError(
+            f"{shown!r}: the labscope the units start must be an absolute path (--exec PATH or --prefix DIR)"
+        )
+    for flag, path in (("--config", config), ("--keys", keys)):
+        if path is not None and not path.is_absolute():
+            raise ConfigError(f"{flag} {str(path)!r}: give an absolute path (systemd starts in /)")
+    for value in (*command, str(config), str(keys or "")):
+        if _CONTROL.search(value):
+            raise ConfigError(f"{value!r}: a path in a systemd unit cannot hold a newline or control character")
+    if keys is not None and _NEEDS_QUOTES.search(str(keys)):
+        raise ConfigError(f"--keys {str(keys)!r}: a key folder for LoadCredential= cannot hold spaces or quotes")
 
 
 def exec_arg(value: str) -> str:

@@ -213,7 +213,8 @@ def _unwritable(tmp_path: Path) -> Path:
     [
         (["--dir", "{tmp}/missing"], "--dir {tmp}/missing: no such folder (create it, or use --print)"),
         (["--dir", "{ro}"], "--dir {ro}: not writable (run as root, or choose another --dir)"),
-        (["--exec", "bin/labscope"], "--exec 'bin/labscope': give the absolute path of labscope"),
+        (["--exec", "bin/labscope"], "'bin/labscope': the labscope the units start must be an absolute path"),
+        (["--prefix", "opt"], "'opt/bin/labscope': the labscope the units start must be an absolute path"),
         (["--user", "Root Admin"], "--user 'Root Admin': not a system user name"),
         (["--config", "etc/x.toml"], "--config 'etc/x.toml': give an absolute path (systemd starts in /)"),
         (["--config", "/etc/x\nExecStartPre=/bin/sh"], "a path in a systemd unit cannot hold a newline"),
