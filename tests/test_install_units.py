@@ -4,21 +4,25 @@ by ``systemd-analyze verify`` and by running their ExecStart lines as real proce
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
 import os
 import re
 import shlex
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from labscope import cli, units_cmd
 from labscope.units import AGENT_UNIT, COLLECTOR_UNIT
+from messages import Batch
 from messages.keys import ENV_SECRET, ENV_SERVER_KEY, generate
 from tests.conftest import labscope_cmd, wait_for
 
@@ -352,46 +356,117 @@ def make_keys(keys: Path, node: str) -> Path:
     return keys / "people" / "otto.key_secret"
 
 
+NODE = "node-7"
+
+
+class Lab:
+    """docs/deploy.md in small: keys, one config file, the written units, a collector and one agent run from them."""
+
+    def __init__(self, root: Path, services: ServiceRun) -> None:
+        self.root, self.services = root, services
+        self.keys, self.config = root / "keys", root / "labscope.toml"
+        operator = make_keys(self.keys, NODE)
+        self.client = ["--curve-server-key", str(self.keys / "collector.key"), "--curve-secret", str(operator)]
+        self.config.write_text(
+            '[collector]\nlisten_agents = "tcp://127.0.0.1:*"\nlisten_clients = "tcp://127.0.0.1:*"\n'
+        )
+        flags = ["--exec", LABSCOPE, "--config", str(self.config), "--keys", str(self.keys)]
+        assert install("--dir", str(services.units), *flags) == 0
+        self.data_dir = root / "state" / "labscope" / "collector"
+        self.outbox = root / "state" / "labscope" / f"agent-{NODE}" / "outbox.sqlite3"
+        self.bound: dict[str, str] = {}
+
+    def start_collector(self) -> subprocess.Popen[bytes]:
+        """Start the collector's unit and wait until it has bound its endpoints."""
+        popen = self.services.start(COLLECTOR_UNIT)
+        info = self.data_dir / "collector.json"
+        what = f"the collector to start: {self.services.log(COLLECTOR_UNIT)[-2000:]}"
+        wait_for(lambda: popen.poll() is None and info.exists(), 30, what=what)
+        self.bound = json.loads(info.read_text())
+        return popen
+
+    def fix_endpoints(self) -> None:
+        """One file serves the whole testbed: the ports the collector bound, and the agent's [agent] section."""
+        self.config.write_text(
+            f'[collector]\nlisten_agents = "{self.bound["agents"]}"\nlisten_clients = "{self.bound["clients"]}"\n'
+            f'\n[agent]\ncollector = "{self.bound["agents"]}"\ninterval = 0.2\n'
+        )
+
+    def node(self) -> dict[str, Any]:
+        """The node's NodeList entry ({} before it has said HELLO), through `labscope query` with CURVE."""
+        command = labscope_cmd("query", "--collector", self.bound["clients"], *self.client, "NodeList")
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return next((n for n in json.loads(done.stdout).get("nodes", []) if n["node"] == NODE), {})
+
+    def stop(self, popen: subprocess.Popen[bytes], unit: str) -> None:
+        """What systemctl stop does: the unit's KillSignal; a clean stop exits 0."""
+        popen.send_signal(getattr(signal, parse((self.services.units / unit).read_text())["Service"]["KillSignal"]))
+        assert popen.wait(15) == 0, self.services.log(unit.replace("@.", f"@{NODE}."))
+
+    def unsent(self) -> dict[int, bytes]:
+        """The reports waiting in the agent's outbox: seq -> payload."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.outbox}?mode=ro", uri=True)) as db:
+            return dict(db.execute("SELECT seq, payload FROM outbox ORDER BY seq"))
+
+    def backlog(self) -> set[int]:
+        """The sequence numbers in the agent's outbox that the collector's journal lacks."""
+        return set(self.unsent()) - set(self.journaled())
+
+    def journaled(self) -> dict[int, bytes]:
+        """The node's reports in the collector's journal: seq -> payload."""
+        found: dict[int, bytes] = {}
+        with contextlib.closing(sqlite3.connect(f"file:{self.data_dir / 'collector.sqlite3'}?mode=ro", uri=True)) as db:
+            for (batch,) in db.execute("SELECT batch FROM journal WHERE node = ?", (NODE,)):
+                found.update((envelope.seq, envelope.payload) for envelope in Batch.FromString(batch).envelopes)
+        return found
+
+
+@pytest.fixture
+def testbed(tmp_path: Path, services: ServiceRun) -> Lab:
+    return Lab(tmp_path, services)
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(120)
 def test_the_units_exec_start_runs_a_collector_and_an_agent_that_stop_cleanly_on_kill_signal(
-    tmp_path: Path, services: ServiceRun
+    testbed: Lab, services: ServiceRun
 ) -> None:
-    keys, config, node = tmp_path / "keys", tmp_path / "labscope.toml", "node-7"
-    operator = make_keys(keys, node)
-    config.write_text('[collector]\nlisten_agents = "tcp://127.0.0.1:*"\nlisten_clients = "tcp://127.0.0.1:*"\n')
-    flags = ["--exec", LABSCOPE, "--config", str(config), "--keys", str(keys)]
-    assert install("--dir", str(services.units), *flags) == 0
+    collector = testbed.start_collector()
+    testbed.fix_endpoints()
+    agent = services.start(AGENT_UNIT, NODE)
+    agent_log = f"labscope-agent@{NODE}.service"
+    wait_for(lambda: testbed.node().get("status") == "live", 30, 0.5, f"{NODE} live: {services.log(agent_log)}")
+    assert testbed.outbox.is_file()  # in the agent's StateDirectory
+    # systemctl stop: the agent first (ordered After= the collector), then the collector.
+    testbed.stop(agent, AGENT_UNIT)
+    testbed.stop(collector, COLLECTOR_UNIT)
+    assert not (testbed.data_dir / "collector.json").exists()  # removed by the collector's clean shutdown
 
-    collector = services.start(COLLECTOR_UNIT)
-    data_dir = tmp_path / "state" / "labscope" / "collector"
-    endpoints = wait_for(
-        lambda: collector.poll() is None and (data_dir / "collector.json").exists() and (data_dir / "collector.json"),
-        30,
-        what=f"the collector to start: {services.log(COLLECTOR_UNIT)[-2000:]}",
-    )
-    bound = json.loads(endpoints.read_text())
-    # One file serves the whole testbed: the agent reads its [agent] section (the collector read its own).
-    config.write_text(config.read_text() + f'\n[agent]\ncollector = "{bound["agents"]}"\ninterval = 0.2\n')
-    agent = services.start(AGENT_UNIT, node)
 
-    client = ["--curve-server-key", str(keys / "collector.key"), "--curve-secret", str(operator)]
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_an_upgrade_as_deploy_md_says_loses_nothing(testbed: Lab, services: ServiceRun) -> None:
+    """Restart the collector, and the agent while it holds a backlog: every report arrives, none missing."""
+    collector = testbed.start_collector()
+    testbed.fix_endpoints()
+    agent = services.start(AGENT_UNIT, NODE)
+    wait_for(lambda: testbed.node().get("status") == "live", 30, 0.5, f"{NODE} live")
 
-    def live() -> bool:
-        done = subprocess.run(
-            labscope_cmd("query", "--collector", bound["clients"], *client, "NodeList"),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert done.returncode == 0, done.stderr
-        return any(n["node"] == node and n.get("status") == "live" for n in json.loads(done.stdout).get("nodes", []))
+    testbed.stop(collector, COLLECTOR_UNIT)  # the collector's upgrade: the agent keeps sampling
+    wait_for(lambda: len(testbed.backlog()) >= 10, 30, what="10 reports in the outbox the collector does not have")
+    testbed.stop(agent, AGENT_UNIT)  # the agent's upgrade, its backlog unsent
+    held = testbed.unsent()
+    assert len(testbed.backlog()) >= 10
 
-    wait_for(live, 30, interval=0.5, what=f"{node} live: {services.log(f'labscope-agent@{node}.service')[-2000:]}")
-    assert (tmp_path / "state" / "labscope" / f"agent-{node}" / "outbox.sqlite3").is_file()
+    services.start(AGENT_UNIT, NODE)  # the same units, the same StateDirectories
+    testbed.start_collector()
 
-    # systemctl stop: KillSignal to the agent, then to the collector (the agent is ordered After= it).
-    for popen, unit in ((agent, AGENT_UNIT), (collector, COLLECTOR_UNIT)):
-        popen.send_signal(getattr(signal, parse((services.units / unit).read_text())["Service"]["KillSignal"]))
-        assert popen.wait(15) == 0, services.log(unit.replace("@.", f"@{node}."))
-    assert not (data_dir / "collector.json").exists()  # removed by the collector's clean shutdown
+    def delivered() -> bool:
+        journal = testbed.journaled()
+        return all(journal.get(seq) == payload for seq, payload in held.items())
+
+    wait_for(delivered, 60, 0.5, "every report the agent held, in the collector's journal with its payload")
+    wait_for(lambda: testbed.node().get("status") == "live", 30, 0.5, f"{NODE} live again")
+    assert int(testbed.node().get("gaps", 0)) == 0
+    wait_for(lambda: not set(testbed.unsent()) & set(held), 30, what="the backlog acknowledged and gone")
