@@ -125,6 +125,7 @@ class SegmentReader:
         fd = self._open.get(seg)
         try:
             if fd is None:
+                self._close_before(seg)
                 fd = self._open[seg] = os.open(segment_path(self.folder, seg), os.O_RDONLY)
             data = os.pread(fd, size, pos)
         except FileNotFoundError:
@@ -133,6 +134,11 @@ class SegmentReader:
             log.warning("journal segment %d: %d bytes at %d are missing; skipping that row", seg, size, pos)
             return None
         return data
+
+    def _close_before(self, seg: int) -> None:
+        """Readers go forward: close the older segments, so that pruning one frees its disk space."""
+        for old in [first for first in self._open if first < seg]:
+            os.close(self._open.pop(old))
 
     def close(self) -> None:
         """Close every segment file opened."""

@@ -249,6 +249,7 @@ class SQLiteStore(Store):
                 continue
             for env in Batch.FromString(batch).envelopes:
                 yield row_id, env
+        self.reader.close()  # replay runs once, at start-up: hold no segment open after it
 
     def prune(self, older_than: float) -> int:
         """Drop rows received before ``older_than``; ids grow with time, so the oldest go first."""

@@ -132,3 +132,14 @@ def test_the_reader_says_none_for_bytes_that_are_gone(tmp_path: Path) -> None:
     assert reader.read(seg, offsets[1], 5) is None  # past the end: a power cut took them
     assert reader.read(99, 0, 1) is None  # pruned
     reader.close()
+
+
+def test_the_reader_lets_go_of_older_segments_as_it_moves_on(tmp_path: Path) -> None:
+    writer = SegmentWriter(tmp_path, next_id=1, sync=False, limit=1)
+    first, _ = writer.write(1, [b"one"])
+    second, _ = writer.write(2, [b"two"])
+    writer.close()
+    reader = SegmentReader(tmp_path)
+    assert reader.read(first, 0, 3) == b"one" and reader.read(second, 0, 3) == b"two"
+    assert list(reader._open) == [second]  # a pruned older segment's space is not held by an open file
+    reader.close()
