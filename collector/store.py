@@ -38,6 +38,7 @@ from collector.stores.base import Snapshot, Snapshots
 from collector.stores.null import NullSnapshots
 from collector.stores.rows import node_of_row
 from collector.stores.sqlite import SQLiteSnapshots
+from collector.walcheck import WalCheckpointer
 from messages import Batch, Envelope
 from messages.errors import LabscopeError
 
@@ -154,15 +155,18 @@ class SQLiteStore(Store):
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
             self.db.execute("PRAGMA busy_timeout=10000")  # the sqlite store writes this file too, on its own connection
+            self.db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints and their fsyncs: collector/walcheck.py
             self.db.executescript(SCHEMA)
             self._add_segment_columns()
             self.epoch = self._epoch()
             self.last_id = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0]
             self.segments = SegmentWriter(segment_folder(path), self.last_id + 1, sync == "full")
+            self.checkpointer = WalCheckpointer(path)
         except (sqlite3.Error, OSError) as exc:
             raise LabscopeError(f"store {path}: {exc}; check the --data-dir (free space, permissions)") from None
         self.path = path
         self.reader = SegmentReader(segment_folder(path))
+        self.checkpointer.start()
         self.pending: list[tuple[int, str, int, int, float, bytes]] = []
         # Where snapshots go: this file's table unless the collector points it at the configured store's part.
         self.snapshots: Snapshots = SQLiteSnapshots(self.db, threading.RLock())
@@ -293,7 +297,8 @@ class SQLiteStore(Store):
         return SQLiteAuditTable(self.db)
 
     def close(self) -> None:
-        """Close the database and the segments."""
+        """Stop the checkpoints; close the segments and the database."""
+        self.checkpointer.stop()
         self.segments.close()
         self.reader.close()
         self.db.close()

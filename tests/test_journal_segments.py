@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,17 @@ def test_the_reader_lets_go_of_older_segments_as_it_moves_on(tmp_path: Path) -> 
     assert reader.read(first, 0, 3) == b"one" and reader.read(second, 0, 3) == b"two"
     assert list(reader._open) == [second]  # a pruned older segment's space is not held by an open file
     reader.close()
+
+
+def test_the_wal_is_checkpointed_by_its_own_thread_not_by_a_commit(tmp_path: Path) -> None:
+    path = tmp_path / "collector.sqlite3"
+    store = SQLiteStore(path)
+    assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    before = path.stat().st_size
+    for first in range(1, 1001, 2):  # a few dozen WAL pages: far below SQLite's own 1000-page checkpoint
+        journal_pass(store, first, 2)
+    deadline = time.monotonic() + 10
+    while path.stat().st_size <= before and time.monotonic() < deadline:
+        time.sleep(0.05)  # the main file grows only when a checkpoint copies the WAL's pages into it
+    assert path.stat().st_size > before and store.checkpointer.checkpoints > 0
+    store.close()
