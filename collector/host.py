@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import gevent
-
 import msgpack
 from google.protobuf.message import DecodeError, Message
 

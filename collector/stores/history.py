@@ -220,6 +220,7 @@ class TierHistory:
         self._lock = threading.Lock()
         self._open: dict[str, dict[tuple[str, str], Bucket]] = {}  # node -> (series, tier) -> open bucket
         self._expired: dict[tuple[str, str], float] = {}  # (node, series or kind) -> time of the last expiry
+        self._closed = False
         self.writer = Writer(f"history:{name}", self._write, queue_max)
 
     # ------------------------------------------------------------ writes (queued)
@@ -241,7 +242,10 @@ class TierHistory:
         return self.writer.flush(timeout)
 
     def close(self) -> None:
-        """Write the open buckets and what is queued, stop the writer, release the tables."""
+        """Write the open buckets and what is queued, stop the writer, release the tables (once)."""
+        if self._closed:
+            return
+        self._closed = True
         self.checkpoint()
         self.writer.close()
         self.tables.close()
