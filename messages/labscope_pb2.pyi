@@ -391,18 +391,20 @@ class SystemStatsSummary(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeSummary, _Mapping]]] = ...) -> None: ...
 
 class HistorySeries(_message.Message):
-    __slots__ = ("name", "time", "min", "avg", "max")
+    __slots__ = ("name", "time", "min", "avg", "max", "count")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
     AVG_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
     name: str
     time: _containers.RepeatedScalarFieldContainer[float]
     min: _containers.RepeatedScalarFieldContainer[float]
     avg: _containers.RepeatedScalarFieldContainer[float]
     max: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, name: _Optional[str] = ..., time: _Optional[_Iterable[float]] = ..., min: _Optional[_Iterable[float]] = ..., avg: _Optional[_Iterable[float]] = ..., max: _Optional[_Iterable[float]] = ...) -> None: ...
+    count: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, name: _Optional[str] = ..., time: _Optional[_Iterable[float]] = ..., min: _Optional[_Iterable[float]] = ..., avg: _Optional[_Iterable[float]] = ..., max: _Optional[_Iterable[float]] = ..., count: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SystemStatsHistory(_message.Message):
     __slots__ = ("node", "samples", "resolution", "step", "series")

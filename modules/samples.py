@@ -11,7 +11,8 @@ whatever its number of values: the store's writer thread does the rest.
 ``SamplesHistory node=ID [name=N,...] [since=EPOCH] [until=EPOCH] [resolution=raw|1m|1h]``
 answers the node's series with since < time <= until (default resolution
 ``1m``) as a msgpack map ``{node, resolution, series: {name: {time, min, avg,
-max}}}``, each list oldest first (in the raw tier min, avg and max are the values).
+max, count}}}``, each list oldest first (in the raw tier min, avg and max are
+the values, count 1).
 
 For the distributions (docs/distributions.md) it publishes each named value
 as the data point ``NODE/NAME`` (values without a name are not published),
@@ -48,7 +49,7 @@ class SamplesModule(Aggregator):
         "SamplesHistory": RequestSpec(
             "the node's named series from the store's history: {node, resolution, series: {name: {time, min, avg, "
             "max}}}, oldest first",
-            Payload.msgpack("{node, resolution, series: {name: {time, min, avg, max}}}"),
+            Payload.msgpack("{node, resolution, series: {name: {time, min, avg, max, count}}}"),
             params=(
                 Param("node", "the node", required=True),
                 Param("name", "only these series (comma-separated names)"),
@@ -102,6 +103,13 @@ class SamplesModule(Aggregator):
         history = self.collector.store.history
         found = self.collector.run_in_thread(history.query, node, tier, since, until, names)
         series = {
-            s.name: {"time": list(s.time), "min": list(s.min), "avg": list(s.avg), "max": list(s.max)} for s in found
+            s.name: {
+                "time": list(s.time),
+                "min": list(s.min),
+                "avg": list(s.avg),
+                "max": list(s.max),
+                "count": list(s.count),
+            }
+            for s in found
         }
         return {"node": node, "resolution": tier, "series": series}

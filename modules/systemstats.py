@@ -161,6 +161,7 @@ def tier_answer(node: str, tier: str, series: list[Any]) -> SystemStatsHistory:
         out.min.extend(one.min)
         out.avg.extend(one.avg)
         out.max.extend(one.max)
+        out.count.extend(one.count)
     return answer
 
 

@@ -92,13 +92,17 @@ def _seconds(key: str, value: Any, default: float) -> float:
 
 @dataclass
 class Series:
-    """One series of a query answer, oldest first; in the raw tier ``min``, ``avg`` and ``max`` are the values."""
+    """One series of a query answer, oldest first; in the raw tier ``min``, ``avg`` and ``max`` are the values.
+
+    ``count`` is each bucket's number of samples (1 in the raw tier).
+    """
 
     name: str
     time: Sequence[float]
     min: Sequence[float]
     avg: Sequence[float]
     max: Sequence[float]
+    count: Sequence[float]
 
 
 class Bucket:
@@ -284,12 +288,12 @@ class TierHistory:
         for series, bucket in open_buckets:
             if (wanted and series not in wanted) or not lo < bucket.start <= hi:
                 continue
-            columns = found.setdefault(series, [array("d") for _ in range(4)])
-            mn, avg, mx, _, _ = bucket.row()
+            columns = found.setdefault(series, [array("d") for _ in range(5)])
+            mn, avg, mx, count, _ = bucket.row()
             if columns[0] and columns[0][-1] == bucket.start:  # its checkpointed partial row: the open one is newer
                 for column in columns:
                     column.pop()
-            for column, value in zip(columns, (bucket.start, mn, avg, mx), strict=True):
+            for column, value in zip(columns, (bucket.start, mn, avg, mx, count), strict=True):
                 column.append(value)
 
     # ------------------------------------------------------------ the writer thread
@@ -397,7 +401,10 @@ def _raw_series(rows: list[tuple[str, float, float]], wanted: set[str]) -> list[
             columns = found[series] = ([], [])
         columns[0].append(t)
         columns[1].append(value)
-    return [Series(name, times, values, values, values) for name, (times, values) in sorted(found.items())]
+    return [
+        Series(name, times, values, values, values, [1.0] * len(times))
+        for name, (times, values) in sorted(found.items())
+    ]
 
 
 def _chunk_series(
@@ -409,7 +416,7 @@ def _chunk_series(
             continue
         columns = found.get(series)
         if columns is None:
-            columns = found[series] = [array("d") for _ in range(4)]
+            columns = found[series] = [array("d") for _ in range(5)]
         n, v = _columns(data)
         if n and lo < v[0] and v[n - 1] <= hi:  # the whole chunk is inside: copy the columns as they are
             for i, column in enumerate(columns):

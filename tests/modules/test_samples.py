@@ -84,13 +84,25 @@ def test_named_values_go_to_the_history_tiers_by_name() -> None:
     minute = module.processREQUEST(Request("SamplesHistory", {"node": "a"}))
     assert minute["resolution"] == "1m" and sorted(minute["series"]) == ["fan", "temp"]
     temp = minute["series"]["temp"]
-    assert temp == {"time": [t0, t0 + 60], "min": [20.0, 32.0], "avg": [25.5, 37.5], "max": [31.0, 43.0]}
+    assert temp == {
+        "time": [t0, t0 + 60],
+        "min": [20.0, 32.0],
+        "avg": [25.5, 37.5],
+        "max": [31.0, 43.0],
+        "count": [12.0, 12.0],
+    }
     raw = module.processREQUEST(
         Request("SamplesHistory", {"node": "a", "name": "fan", "resolution": "raw", "since": str(t0 + 100)})
     )
     assert list(raw["series"]) == ["fan"] and raw["series"]["fan"]["avg"] == [979.0, 978.0, 977.0]
     hour = module.processREQUEST(Request("SamplesHistory", {"node": "a", "resolution": "1h", "until": str(t0)}))
-    assert hour["series"]["temp"] == {"time": [t0 - t0 % 3600], "min": [20.0], "avg": [31.5], "max": [43.0]}
+    assert hour["series"]["temp"] == {
+        "time": [t0 - t0 % 3600],
+        "min": [20.0],
+        "avg": [31.5],
+        "max": [43.0],
+        "count": [24.0],
+    }
 
 
 @pytest.mark.parametrize(

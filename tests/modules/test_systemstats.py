@@ -267,7 +267,7 @@ def buckets(times: list[float], values: list[float], width: float) -> list[tuple
     found: dict[float, list[float]] = {}
     for t, v in zip(times, values, strict=True):
         found.setdefault(t - t % width, []).append(v)
-    return [(s, min(vs), sum(vs) / len(vs), max(vs)) for s, vs in sorted(found.items())]
+    return [(s, min(vs), sum(vs) / len(vs), max(vs), float(len(vs))) for s, vs in sorted(found.items())]
 
 
 def flat(rows: list[tuple[float, ...]]) -> list[float]:
@@ -276,7 +276,7 @@ def flat(rows: list[tuple[float, ...]]) -> list[float]:
 
 def series_rows(answer: SystemStatsHistory, name: str) -> list[tuple[float, float, float, float]]:
     (one,) = [s for s in answer.series if s.name == name]
-    return list(zip(one.time, one.min, one.avg, one.max, strict=True))
+    return list(zip(one.time, one.min, one.avg, one.max, one.count, strict=True))
 
 
 def test_minute_and_hour_tiers_carry_min_avg_max_of_every_figure(stats: SystemStatsModule) -> None:
@@ -286,8 +286,8 @@ def test_minute_and_hour_tiers_carry_min_avg_max_of_every_figure(stats: SystemSt
     assert minute.resolution == "1m" and minute.step == 60.0 and not minute.samples
     assert [s.name for s in minute.series] == sorted(POINT_NAMES)
     assert flat(series_rows(minute, "cpu_percent")) == pytest.approx(flat(buckets(times, cpus, 60.0)))
-    assert series_rows(minute, "mem_percent") == [(T0 + 60 * i, 40.0, 40.0, 40.0) for i in range(5)]
-    assert series_rows(minute, "net_recv_rate")[0][1:] == (300.0, 300.0, 300.0)
+    assert series_rows(minute, "mem_percent") == [(T0 + 60 * i, 40.0, 40.0, 40.0, 12.0) for i in range(5)]
+    assert series_rows(minute, "net_recv_rate")[0][1:] == (300.0, 300.0, 300.0, 12.0)
     hour = ask(stats, "SystemStatsHistory", node="n1", resolution="1h")
     assert hour.step == 3600.0 and flat(series_rows(hour, "cpu_percent")) == pytest.approx(
         flat(buckets(times, cpus, 3600.0))

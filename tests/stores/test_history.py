@@ -37,16 +37,16 @@ def samples(start: float, count: int, step: float = 10.0) -> list[tuple[float, f
     return [(start + i * step, wave(i)) for i in range(count)]
 
 
-def expected(points: list[tuple[float, float]], width: float) -> list[tuple[float, float, float, float]]:
-    """(start, min, avg, max) of every bucket, computed plainly."""
+def expected(points: list[tuple[float, float]], width: float) -> list[tuple[float, float, float, float, float]]:
+    """(start, min, avg, max, count) of every bucket, computed plainly."""
     buckets: dict[float, list[float]] = {}
     for t, v in points:
         buckets.setdefault(t - t % width, []).append(v)
-    return [(s, min(vs), sum(vs) / len(vs), max(vs)) for s, vs in sorted(buckets.items())]
+    return [(s, min(vs), sum(vs) / len(vs), max(vs), float(len(vs))) for s, vs in sorted(buckets.items())]
 
 
-def rows(series: Series) -> list[tuple[float, float, float, float]]:
-    return list(zip(series.time, series.min, series.avg, series.max, strict=True))
+def rows(series: Series) -> list[tuple[float, float, float, float, float]]:
+    return list(zip(series.time, series.min, series.avg, series.max, series.count, strict=True))
 
 
 def by_name(found: list[Series]) -> dict[str, Series]:
@@ -75,7 +75,7 @@ def test_tiers_are_downsampled_as_data_arrives(make_store: MakeStore, backend: s
     minute = by_name(store.history.query("n1", "1m"))
     assert sorted(minute) == ["a", "b"]
     approx(rows(minute["a"]), expected(points, 60.0))
-    approx(rows(minute["b"]), [(s, 2 * lo, 2 * av, 2 * hi) for s, lo, av, hi in expected(points, 60.0)])
+    approx(rows(minute["b"]), [(s, 2 * lo, 2 * av, 2 * hi, n) for s, lo, av, hi, n in expected(points, 60.0)])
     hour = by_name(store.history.query("n1", "1h"))
     approx(rows(hour["a"]), expected(points, 3600.0))
     assert len(hour["a"].time) == 3
@@ -93,6 +93,7 @@ def test_queries_by_time_range_name_and_tier(make_store: MakeStore, backend: str
     raw = by_name(store.history.query("n1", "raw", since=since, until=until))
     assert raw["a"].time == [t for t, _ in points if since < t <= until]
     assert raw["a"].min == raw["a"].avg == raw["a"].max == [v for t, v in points if since < t <= until]
+    assert raw["a"].count == [1.0] * len(raw["a"].time)
     minute = store.history.query("n1", "1m", since=since, until=until, names=["b"])
     assert [s.name for s in minute] == ["b"]
     assert list(minute[0].time) == [since + 60 * i for i in range(1, 11)]  # since < start <= until
@@ -123,11 +124,11 @@ def test_open_buckets_answer_and_late_samples_stay_out(make_store: MakeStore, ba
     if isinstance(store.history, NullHistory):
         return
     (a, _) = store.history.query("n1", "1m")
-    assert rows(a) == [(T0, 1.0, 2.0, 3.0)]  # the open bucket, not yet finished
+    assert rows(a) == [(T0, 1.0, 2.0, 3.0, 2.0)]  # the open bucket, not yet finished
     record(store, "n1", [(T0 + 65.0, 10.0), (T0 + 20.0, 100.0)])  # the second is late: its bucket is finished
     store.history.flush()
     (a, _) = store.history.query("n1", "1m")
-    assert rows(a) == [(T0, 1.0, 2.0, 3.0), (T0 + 60, 10.0, 10.0, 10.0)]
+    assert rows(a) == [(T0, 1.0, 2.0, 3.0, 2.0), (T0 + 60, 10.0, 10.0, 10.0, 1.0)]
     assert store.history.late == 2  # both series
     raw = by_name(store.history.query("n1", "raw"))
     assert T0 + 20.0 in raw["a"].time  # the raw tier keeps it
