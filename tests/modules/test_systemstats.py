@@ -376,3 +376,21 @@ def test_history_outlives_the_module_in_a_sqlite_store(tmp_path: Path) -> None:
     assert flat(series_rows(answer, "cpu_percent")) == pytest.approx(flat(buckets(times, cpus, 60.0)))
     assert len(ask(second, "SystemStatsHistory", node="n1", resolution="raw", since="0").samples) == 40
     collector.store.close()
+
+
+def test_tier_answers_written_in_wire_form_equal_the_api_built_message() -> None:
+    from array import array
+
+    from collector.stores.history import Series
+    from modules.systemstats import tier_answer
+
+    one = Series(
+        "cpu_percent", array("d", [60.0, 120.0]), [1.0, -2.5], array("d", [1.5, 0.0]), [2.0, 1e300], [3.0, 1.0]
+    )
+    empty = Series("naïve ✓", [], [], [], [], [])
+    built = SystemStatsHistory(node="n1", resolution="1m", step=60.0)
+    for s in (one, empty):
+        built.series.add(
+            name=s.name, time=list(s.time), min=list(s.min), avg=list(s.avg), max=list(s.max), count=list(s.count)
+        )
+    assert tier_answer("n1", "1m", [one, empty]) == built
