@@ -71,7 +71,7 @@ class SamplesModule(Aggregator):
             at = samples.time or msg.time
             if self.collector.publishing():
                 self.collector.publish_many(msg.node, samples.names, samples.values, at)
-            self.collector.store.history.record(msg.node, samples.names, at, samples.values)
+            self.collector.store.history.record(msg.node, samples.names, at, samples.values, "Samples")
         self.latest[msg.node] = samples
         self.counts[msg.node] = self.counts.get(msg.node, 0) + len(samples.values)
 

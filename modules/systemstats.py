@@ -265,8 +265,7 @@ class SystemStatsModule(Aggregator):
         if self.collector.publishing():
             publish_points(self.collector, msg, at)
         history = self.collector.store.history
-        history.record(msg.node, POINT_NAMES, at, figures(stats))
-        history.record_sample(msg.node, KIND, at, msg.data)
+        history.record(msg.node, POINT_NAMES, at, figures(stats), KIND, msg.data)
         self._latest[msg.node] = (msg.time, msg.data)
         self._dirty = True
 

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from collector.stores.base import Store, StoreError
-from collector.stores.history import DEFAULT_RETENTION, MemoryHistoryTables, TierHistory
+from collector.stores.history import DEFAULT_RETENTION
+from collector.stores.history_memory import MemoryHistoryTables
+from collector.stores.tiers import TierHistory
 from messages.errors import ConfigError
 
 __all__ = ["BACKENDS", "Store", "StoreError", "backend_class", "open_store"]

@@ -193,12 +193,20 @@ class History(Protocol):
     durable: bool
     retention: dict[str, float]
 
-    def record(self, node: str, names: Sequence[str], time: float, values: Sequence[float]) -> None:
-        """Queue one sample of several series: ``names[i]`` has ``values[i]`` at ``time`` (never blocks)."""
-        ...
+    def record(
+        self,
+        node: str,
+        names: Sequence[str],
+        time: float,
+        values: Sequence[float],
+        kind: str = "values",
+        data: bytes = b"",
+    ) -> None:
+        """Queue one sample: ``names[i]`` has ``values[i]`` at ``time``; ``data``, its whole payload of ``kind``.
 
-    def record_sample(self, node: str, kind: str, time: float, data: bytes) -> None:
-        """Queue a whole sample payload of ``kind`` (e.g. ``SystemStats`` bytes) for the raw tier."""
+        Never blocks (on the loop it is one ``deque.append``). The same
+        ``(node, kind, names, time)`` again is ignored.
+        """
         ...
 
     def checkpoint(self) -> None:

@@ -1,10 +1,11 @@
 """The history tables in SQL, for the ``sqlite`` and ``postgresql`` stores (collector/stores/history.py).
 
-Three tables: ``history_raw`` (node, series, time, value), ``history_samples``
-(node, kind, time, data) and ``history_chunks`` (tier, node, series, start,
-data: :data:`~collector.stores.history.CHUNK_BUCKETS` buckets packed as
-doubles). Both backends run the same statements (``?`` becomes ``%s`` for
-psycopg); raw rows and samples are inserted if new, chunks upserted.
+Two tables: ``history_raw`` (node, kind, names, time, values, data: one row
+per recorded sample, its values packed as doubles beside its payload) and
+``history_chunks`` (tier, node, series, start, data:
+:data:`~collector.stores.history.CHUNK_BUCKETS` buckets packed as doubles).
+Both backends run the same statements (``?`` becomes ``%s`` for psycopg); raw
+rows are inserted if new, chunks upserted.
 """
 
 from __future__ import annotations
@@ -22,13 +23,10 @@ __all__ = ["PG_SCHEMA", "SQLITE_SCHEMA", "PGHistoryTables", "SQLiteHistoryTables
 
 SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS history_raw (
-    node TEXT NOT NULL, series TEXT NOT NULL, time REAL NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (node, series, time)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS history_samples (
-    node TEXT NOT NULL, kind TEXT NOT NULL, time REAL NOT NULL, data BLOB NOT NULL,
-    PRIMARY KEY (node, kind, time)
+    node TEXT NOT NULL, kind TEXT NOT NULL, names TEXT NOT NULL, time REAL NOT NULL, vals BLOB NOT NULL,
+    data BLOB NOT NULL, PRIMARY KEY (node, kind, names, time)
 );
+CREATE INDEX IF NOT EXISTS history_raw_time ON history_raw (node, time);
 CREATE TABLE IF NOT EXISTS history_chunks (
     tier TEXT NOT NULL, node TEXT NOT NULL, series TEXT NOT NULL, start REAL NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (tier, node, series, start)
@@ -37,38 +35,31 @@ CREATE TABLE IF NOT EXISTS history_chunks (
 
 PG_SCHEMA = """
 CREATE TABLE IF NOT EXISTS history_raw (
-    node TEXT NOT NULL, series TEXT NOT NULL, time DOUBLE PRECISION NOT NULL, value DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (node, series, time)
+    node TEXT NOT NULL, kind TEXT NOT NULL, names TEXT NOT NULL, time DOUBLE PRECISION NOT NULL, vals BYTEA NOT NULL,
+    data BYTEA NOT NULL, PRIMARY KEY (node, kind, names, time)
 );
-CREATE TABLE IF NOT EXISTS history_samples (
-    node TEXT NOT NULL, kind TEXT NOT NULL, time DOUBLE PRECISION NOT NULL, data BYTEA NOT NULL,
-    PRIMARY KEY (node, kind, time)
-);
+CREATE INDEX IF NOT EXISTS history_raw_time ON history_raw (node, time);
 CREATE TABLE IF NOT EXISTS history_chunks (
     tier TEXT NOT NULL, node TEXT NOT NULL, series TEXT NOT NULL, start DOUBLE PRECISION NOT NULL,
     data BYTEA NOT NULL, PRIMARY KEY (tier, node, series, start)
 );
 """
 
-_INSERT_RAW = "INSERT INTO history_raw VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
-_INSERT_SAMPLE = "INSERT INTO history_samples VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+_INSERT_RAW = "INSERT INTO history_raw VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 _UPSERT_CHUNK = (
     "INSERT INTO history_chunks VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (tier, node, series, start) DO UPDATE SET data = excluded.data"
 )
-_EXPIRE_RAW = "DELETE FROM history_raw WHERE node = ? AND series = ? AND time < ?"
-_EXPIRE_SAMPLES = "DELETE FROM history_samples WHERE node = ? AND kind = ? AND time < ?"
+_EXPIRE_RAW = "DELETE FROM history_raw WHERE node = ? AND kind = ? AND time < ?"
 _EXPIRE_CHUNKS = "DELETE FROM history_chunks WHERE tier = ? AND node = ? AND series = ? AND start < ?"
 _LOAD_CHUNK = "SELECT data FROM history_chunks WHERE tier = ? AND node = ? AND series = ? AND start = ?"
 _READ_CHUNKS = (
     "SELECT series, start, data FROM history_chunks WHERE tier = ? AND node = ? AND start > ? AND start <= ? "
     "ORDER BY series, start"
 )
-_READ_RAW = (
-    "SELECT series, time, value FROM history_raw WHERE node = ? AND time > ? AND time <= ? ORDER BY series, time"
-)
+_READ_RAW = "SELECT time, names, vals FROM history_raw WHERE node = ? AND time > ? AND time <= ? ORDER BY time"
 _READ_SAMPLES = (
-    "SELECT time, data FROM history_samples WHERE node = ? AND kind = ? AND time > ? AND time <= ? "
+    "SELECT time, data FROM history_raw WHERE node = ? AND kind = ? AND time > ? AND time <= ? "
     "ORDER BY time DESC LIMIT ?"
 )
 
@@ -97,10 +88,8 @@ class _SQLTables:
         """Write ``batch`` in one transaction."""
         steps = (
             (_INSERT_RAW, batch.raw),
-            (_INSERT_SAMPLE, batch.samples),
             (_UPSERT_CHUNK, batch.chunks),
             (_EXPIRE_RAW, batch.expire_raw),
-            (_EXPIRE_SAMPLES, batch.expire_samples),
             (_EXPIRE_CHUNKS, batch.expire_chunks),
         )
         with self._transaction() as cur:
@@ -119,11 +108,12 @@ class _SQLTables:
 
     def read_chunks(self, tier: str, node: str, lo: float, hi: float) -> list[tuple[str, float, bytes]]:
         """``node``'s chunks with lo < start <= hi, by series then start."""
-        return self._read(self._sql(_READ_CHUNKS), (tier, node, _finite(lo), _finite(hi)))
+        return self._read(self._sql(_READ_CHUNKS), (tier, node, _finite(lo), _finite(hi)))  # bytes: read as they come
 
-    def read_raw(self, node: str, lo: float, hi: float) -> list[tuple[str, float, float]]:
-        """``node``'s raw rows with lo < time <= hi, by series then time."""
-        return self._read(self._sql(_READ_RAW), (node, _finite(lo), _finite(hi)))
+    def read_raw(self, node: str, lo: float, hi: float) -> list[tuple[float, str, bytes]]:
+        """``node``'s raw rows of every kind with lo < time <= hi, by time."""
+        rows = self._read(self._sql(_READ_RAW), (node, _finite(lo), _finite(hi)))
+        return [(float(t), str(names), bytes(values)) for t, names, values in rows]
 
     def read_samples(self, node: str, kind: str, lo: float, hi: float, limit: int) -> list[tuple[float, bytes]]:
         """The newest ``limit`` samples with lo < time <= hi, oldest first."""

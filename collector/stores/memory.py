@@ -24,7 +24,9 @@ from collector.stores.base import (
     Store,
     digest_of,
 )
-from collector.stores.history import MemoryHistoryTables, TierHistory, retention_of
+from collector.stores.history import retention_of
+from collector.stores.history_memory import MemoryHistoryTables
+from collector.stores.tiers import TierHistory
 
 __all__ = ["MEMORY_EVENTS", "LockedAudit", "MemoryStore", "newest_matching"]
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from collector.stores.base import DEFAULT_RECENT, EventDict, Snapshot
-from collector.stores.history import NullHistory, retention_of
+from collector.stores.history import retention_of
+from collector.stores.history_memory import NullHistory
 from collector.stores.memory import MemoryStore
 
 __all__ = ["NullEvents", "NullSnapshots", "NullStore"]

@@ -38,10 +38,11 @@ from collector.stores.base import (
     StoreError,
     digest_of,
 )
-from collector.stores.history import TierHistory, retention_of
+from collector.stores.history import retention_of
 from collector.stores.history_sql import PG_SCHEMA as HISTORY_SCHEMA
 from collector.stores.history_sql import PGHistoryTables
 from collector.stores.rows import EVENT_COLUMNS, NODE_COLUMNS, event_of_row, event_row, node_of_row, node_row
+from collector.stores.tiers import TierHistory
 from collector.stores.writer import Writer
 
 try:
@@ -381,7 +382,7 @@ class PostgreSQLStore(Store):
         self.audit = PGAudit(self.db)
         self.nodes = PGNodes(self.db, self.writer)
         self.snapshots = PGSnapshots(self.db)
-        self.history = TierHistory(PGHistoryTables(self.db), retention, f"postgresql:{schema}", int(queue_max))
+        self.history = TierHistory(PGHistoryTables(self.db), retention, f"postgresql:{schema}")
         self._closed = threading.Event()
 
     def _migrate(self) -> int:

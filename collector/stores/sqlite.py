@@ -31,10 +31,11 @@ from collector.stores.base import (
     StoreError,
     digest_of,
 )
-from collector.stores.history import TierHistory, retention_of
+from collector.stores.history import retention_of
 from collector.stores.history_sql import SQLITE_SCHEMA as HISTORY_SCHEMA
 from collector.stores.history_sql import SQLiteHistoryTables
 from collector.stores.rows import EVENT_COLUMNS, NODE_COLUMNS, event_of_row, event_row, node_of_row, node_row
+from collector.stores.tiers import TierHistory
 
 __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "STORE_FILE", "SQLiteSnapshots", "SQLiteStoreBackend", "connect"]
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from collector.stores import Store, open_store
-from collector.stores.history import CHUNK_BUCKETS, NullHistory, Series, retention_of
+from collector.stores.history import CHUNK_BUCKETS, Series, retention_of
+from collector.stores.history_memory import NullHistory
 from messages import ConfigError
 from tests.stores.conftest import BACKENDS
 
@@ -106,16 +107,19 @@ def test_queries_by_time_range_name_and_tier(make_store: MakeStore, backend: str
 def test_raw_sample_payloads(make_store: MakeStore, backend: str) -> None:
     store = make_store(backend)
     for i in range(5):
-        store.history.record_sample("n1", "Kind", T0 + 3 * 3600 + i, f"payload {i}".encode())
-    store.history.record_sample("n1", "Other", T0 + 3 * 3600, b"x")
+        store.history.record("n1", ("k",), T0 + 3 * 3600 + i, (float(i),), "Kind", f"payload {i}".encode())
+    store.history.record("n1", (), T0 + 3 * 3600, (), "Other", b"x")
     if isinstance(store.history, NullHistory):
         return
     got = store.history.samples("n1", "Kind", since=T0 + 3 * 3600)
     assert got == [(T0 + 3 * 3600 + i, f"payload {i}".encode()) for i in range(1, 5)]
     assert [d for _, d in store.history.samples("n1", "Kind", limit=2)] == [b"payload 3", b"payload 4"]
     assert store.history.samples("n1", "Kind", until=T0 + 3 * 3600) == [(T0 + 3 * 3600, b"payload 0")]
-    store.history.record_sample("n1", "Kind", T0 + 3 * 3600, b"again")  # the same time again: kept once
+    store.history.record("n1", ("k",), T0 + 3 * 3600, (9.0,), "Kind", b"again")  # the same key again: kept once
     assert len(store.history.samples("n1", "Kind")) == 5
+    assert store.history.samples("n1", "Kind", limit=1) == [(T0 + 3 * 3600 + 4, b"payload 4")]
+    (k,) = store.history.query("n1", "raw", names=["k"])
+    assert list(k.avg) == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
 def test_open_buckets_answer_and_late_samples_stay_out(make_store: MakeStore, backend: str) -> None:
