@@ -47,8 +47,7 @@ class SamplesModule(Aggregator):
             params=(Param("node", "the node", required=True),),
         ),
         "SamplesHistory": RequestSpec(
-            "the node's named series from the store's history: {node, resolution, series: {name: {time, min, avg, "
-            "max}}}, oldest first",
+            "the node's named series from the store's history, oldest first (raw tier: min = avg = max, count 1)",
             Payload.msgpack("{node, resolution, series: {name: {time, min, avg, max, count}}}"),
             params=(
                 Param("node", "the node", required=True),
