@@ -264,9 +264,12 @@ class SystemStatsModule(Aggregator):
         at = stats.time or msg.time
         if self.collector.publishing():
             publish_points(self.collector, msg, at)
-        history = self.collector.store.history
-        history.record(msg.node, POINT_NAMES, at, figures(stats), KIND, msg.data)
-        self._latest[msg.node] = (msg.time, msg.data)
+        latest = self._latest.get(msg.node)
+        if latest is None or latest[0] != at:  # the same sample again (a resend) costs nothing more
+            # the figures are read from the bytes in the history's writer thread, off the loop
+            values = Figures(point_values, msg.data)
+            self.collector.store.history.record(msg.node, POINT_NAMES, at, values, KIND, msg.data)
+        self._latest[msg.node] = (at, msg.data)
         self._dirty = True
 
     def processREQUEST(self, msg: Request) -> SystemStats | SystemStatsHistory:

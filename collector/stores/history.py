@@ -173,7 +173,7 @@ def encode_names(names: Sequence[str]) -> str:
 
 def encode_values(values: Sequence[float]) -> bytes:
     """A raw row's values: little-endian doubles."""
-    packed = array("d", values)
+    packed = values if isinstance(values, array) and sys.byteorder == "little" else array("d", values)
     if sys.byteorder == "big":  # pragma: no cover - the stored form is little-endian everywhere
         packed.byteswap()
     return packed.tobytes()

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from collector.addons import Figures
 from collector.stores.history import (
     BUCKET_TIERS,
     CHUNK_BUCKETS,
@@ -65,7 +66,7 @@ class TierHistory:
         self._queue: deque[tuple[Any, ...]] = deque()
         self._wake = threading.Event()
         self._lock = threading.Lock()  # the open buckets: the writer changes them, readers look
-        self._open: dict[str, dict[tuple[str, str], Bucket]] = {}  # node -> (series, tier) -> open bucket
+        self._open: dict[str, dict[str, dict[str, Bucket]]] = {}  # node -> tier -> series -> open bucket
         self._newest: dict[tuple[str, str, str], float] = {}  # (node, kind, names) -> newest time taken
         self._expired: dict[tuple[str, str], float] = {}  # (node, kind or series) -> data time of the last expiry
         self._names: dict[Any, str] = {}  # names sequence -> its JSON text (a module passes the same tuple)
@@ -85,7 +86,10 @@ class TierHistory:
         kind: str = "values",
         data: bytes = b"",
     ) -> None:
-        """Queue one sample: ``names[i]`` has ``values[i]`` at ``time``; ``data``, the whole payload (never blocks)."""
+        """Queue one sample: ``names[i]`` has ``values[i]`` at ``time``; ``data``, the whole payload (never blocks).
+
+        ``values`` may be a :class:`~collector.addons.Figures`: it is read in the writer thread.
+        """
         if len(self._queue) >= QUEUE_MAX:
             self.dropped += 1
             return
@@ -144,7 +148,8 @@ class TierHistory:
         self, found: dict[str, list[array[float]]], node: str, tier: str, wanted: set[str], lo: float, hi: float
     ) -> None:
         with self._lock:
-            open_buckets = [(s, b, b.row()) for (s, t), b in self._open.get(node, {}).items() if t == tier and b.count]
+            in_tier = self._open.get(node, {}).get(tier, {})
+            open_buckets = [(s, b, b.row()) for s, b in in_tier.items() if b.count]
         for series, bucket, (mn, avg, mx, count, _) in open_buckets:
             if (wanted and series not in wanted) or not lo < bucket.start <= hi:
                 continue
@@ -218,35 +223,37 @@ class TierHistory:
         if self._newest.get(key) == t:  # the same sample again (a resend or a replay): nothing new
             return
         self._newest[key] = t
-        values = tuple(float(v) for v in values)
-        batch.raw.append((node, kind, names_text, t, encode_values(values), bytes(data)))
-        self._add_to_buckets(finished, node, names, t, values)
+        packed = array("d", values.values() if isinstance(values, Figures) else values)
+        batch.raw.append((node, kind, names_text, t, encode_values(packed), bytes(data)))
+        self._add_to_buckets(finished, node, names, t, packed)
         self._maybe_expire(batch, node, kind, names, t)
 
     def _add_to_buckets(
         self, finished: _Finished, node: str, names: Sequence[str], t: float, values: Sequence[float]
     ) -> None:
-        buckets = self._open.get(node)
-        if buckets is None:
-            buckets = self._open[node] = {}
+        tiers = self._open.get(node)
+        if tiers is None:
+            tiers = self._open[node] = {tier: {} for tier in BUCKET_TIERS}
         for tier in BUCKET_TIERS:
             start = t - t % WIDTH[tier]
+            buckets = tiers[tier]
             for name, value in zip(names, values, strict=False):
-                bucket = buckets.get((name, tier))
+                bucket = buckets.get(name)
                 if bucket is None or bucket.start < start:
                     if bucket is not None and bucket.count:
                         finished[tier].setdefault((node, name, chunk_start(tier, bucket.start)), []).append(bucket)
-                    bucket = buckets[(name, tier)] = self._resume(node, name, tier, start)
+                    bucket = buckets[name] = self._resume(node, name, tier, start)
                 elif start < bucket.start:
                     self.late += 1
                     continue
                 bucket.add(t, value)
 
     def _take_open(self, finished: _Finished) -> None:
-        for node, buckets in self._open.items():
-            for (name, tier), bucket in buckets.items():
-                if bucket.count:
-                    finished[tier].setdefault((node, name, chunk_start(tier, bucket.start)), []).append(bucket)
+        for node, tiers in self._open.items():
+            for tier, buckets in tiers.items():
+                for name, bucket in buckets.items():
+                    if bucket.count:
+                        finished[tier].setdefault((node, name, chunk_start(tier, bucket.start)), []).append(bucket)
 
     def _resume(self, node: str, name: str, tier: str, start: float) -> Bucket:
         """A new open bucket; one that may have been written before this process started starts from its row."""
