@@ -49,6 +49,7 @@ QUEUE_MAX = 200_000  # samples waiting for the writer; more are dropped and coun
 BATCH_MAX = 5_000  # samples per writer pass (one transaction)
 EXPIRE_EVERY = 60.0  # seconds of a series' data between two expiry deletes
 RETRIES = 3
+NAMES_KEPT = 10_000  # distinct name lists whose JSON text is kept (cleared when full)
 _Finished = dict[str, dict[ChunkKey, list[Bucket]]]
 
 
@@ -69,7 +70,7 @@ class TierHistory:
         self._open: dict[str, dict[str, dict[str, Bucket]]] = {}  # node -> tier -> series -> open bucket
         self._newest: dict[tuple[str, str, str], float] = {}  # (node, kind, names) -> newest time taken
         self._expired: dict[tuple[str, str], float] = {}  # (node, kind or series) -> data time of the last expiry
-        self._names: dict[Any, str] = {}  # names sequence -> its JSON text (a module passes the same tuple)
+        self._names: dict[tuple[str, ...], str] = {}  # names -> their JSON text
         self._stopping = False
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"labscope-history-{name}", daemon=True)
@@ -215,9 +216,11 @@ class TierHistory:
         kind: str,
         data: bytes,
     ) -> None:
-        names_text = self._names.get(names) if isinstance(names, tuple) else None
+        names = names if isinstance(names, tuple) else tuple(names)
+        names_text = self._names.get(names)
         if names_text is None:
-            names = tuple(names)
+            if len(self._names) >= NAMES_KEPT:
+                self._names.clear()
             names_text = self._names[names] = encode_names(names)
         key = (node, kind, names_text)
         if self._newest.get(key) == t:  # the same sample again (a resend or a replay): nothing new
