@@ -1,8 +1,9 @@
 """:class:`TierHistory`: the ``history`` part every backend shares, over the backend's :class:`HistoryTables`.
 
 :meth:`TierHistory.record` costs the caller one ``deque.append`` (no lock:
-it runs on the collector's loop for every report). One OS thread drains the
-deque every :data:`POLL` s (or at once when a reader flushes), downsamples,
+it runs on the collector's loop for every report). One OS thread, started by
+the first write, drains the deque every :data:`POLL` s (every second at most
+once it has been idle; at once when a reader flushes), downsamples,
 writes a batch per pass and expires old rows as data arrives. A full deque
 drops the sample and counts it (``dropped``); a batch the backend fails to
 write three times is dropped, counted and logged. See collector/stores/history.py
@@ -44,7 +45,8 @@ __all__ = ["POLL", "QUEUE_MAX", "TierHistory"]
 
 log = logging.getLogger(__name__)
 
-POLL = 0.05  # seconds the writer sleeps when there is nothing to write
+POLL = 0.05  # seconds the writer sleeps when there is nothing to write (doubling up to IDLE_MAX)
+IDLE_MAX = 1.0
 QUEUE_MAX = 200_000  # samples waiting for the writer; more are dropped and counted
 BATCH_MAX = 5_000  # samples per writer pass (one transaction)
 EXPIRE_EVERY = 60.0  # seconds of a series' data between two expiry deletes
@@ -73,8 +75,15 @@ class TierHistory:
         self._names: dict[tuple[str, ...], str] = {}  # names -> their JSON text
         self._stopping = False
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=f"labscope-history-{name}", daemon=True)
-        self._thread.start()
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None  # started by the first write or read
+
+    def _started(self) -> threading.Thread:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"labscope-history-{self.name}", daemon=True)
+                self._thread.start()
+            return self._thread
 
     # ------------------------------------------------------------ writes (queued)
 
@@ -93,8 +102,12 @@ class TierHistory:
         """
         if len(self._queue) >= QUEUE_MAX:
             self.dropped += 1
+            if self.dropped % 10_000 == 1:
+                log.warning("history %s: queue full, %d samples dropped so far", self.name, self.dropped)
             return
         self._queue.append((node, names, time, values, kind, data))
+        if self._thread is None:
+            self._started()
 
     def checkpoint(self) -> None:
         """Queue writing every open bucket as it is (a partial row, completed later)."""
@@ -104,19 +117,21 @@ class TierHistory:
         """Wait until what was queued before this call is written (True) or ``timeout`` passed."""
         done = threading.Event()
         self._queue.append((done,))
+        thread = self._started()
         self._wake.set()
-        return done.wait(timeout) if self._thread.is_alive() else False
+        return done.wait(timeout) if thread.is_alive() else False
 
     def close(self) -> None:
         """Write the open buckets and what is queued, stop the writer, release the tables (once)."""
         if self._closed:
             return
         self._closed = True
-        self.checkpoint()
-        self.flush(30.0)
-        self._stopping = True
-        self._wake.set()
-        self._thread.join(10.0)
+        if self._thread is not None:
+            self.checkpoint()
+            self.flush(30.0)
+            self._stopping = True
+            self._wake.set()
+            self._thread.join(10.0)
         self.tables.close()
 
     # ------------------------------------------------------------ reads
@@ -164,13 +179,16 @@ class TierHistory:
     # ------------------------------------------------------------ the writer thread
 
     def _run(self) -> None:
+        idle = POLL
         while True:
             if not self._queue:
                 if self._stopping:
                     return
-                self._wake.wait(POLL)
+                self._wake.wait(idle)
                 self._wake.clear()
+                idle = min(IDLE_MAX, idle * 2)  # a quiet store costs (almost) nothing; flush and close wake it
                 continue
+            idle = POLL
             items = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH_MAX))]
             try:
                 self._pass(items)
