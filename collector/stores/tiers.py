@@ -260,14 +260,31 @@ class TierHistory:
             buckets = tiers[tier]
             for name, value in zip(names, values, strict=False):
                 bucket = buckets.get(name)
-                if bucket is None or bucket.start < start:
-                    if bucket is not None and bucket.count:
-                        finished[tier].setdefault((node, name, chunk_start(tier, bucket.start)), []).append(bucket)
-                    bucket = buckets[name] = self._resume(node, name, tier, start)
-                elif start < bucket.start:
-                    self.late += 1
-                    continue
-                bucket.add(t, value)
+                if bucket is None or bucket.start != start:
+                    bucket = self._next_bucket(finished, buckets, node, name, tier, start)
+                    if bucket is None:
+                        continue
+                if t > bucket.last:  # Bucket.add, inlined: this runs for every value of every sample
+                    bucket.last = t
+                    bucket.count += 1
+                    bucket.sum += value
+                    if value < bucket.min:
+                        bucket.min = value
+                    if value > bucket.max:
+                        bucket.max = value
+
+    def _next_bucket(
+        self, finished: _Finished, buckets: dict[str, Bucket], node: str, name: str, tier: str, start: float
+    ) -> Bucket | None:
+        """The bucket a sample starting ``start`` goes to: a new one (the open one finished), or None when late."""
+        bucket = buckets.get(name)
+        if bucket is not None and start < bucket.start:
+            self.late += 1
+            return None
+        if bucket is not None and bucket.count:
+            finished[tier].setdefault((node, name, chunk_start(tier, bucket.start)), []).append(bucket)
+        bucket = buckets[name] = self._resume(node, name, tier, start)
+        return bucket
 
     def _take_open(self, finished: _Finished) -> None:
         for node, tiers in self._open.items():
