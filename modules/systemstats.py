@@ -203,6 +203,16 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def read_history(
+    history: Any, node: str, tier: str, since: float | None, until: float | None, limit: int
+) -> SystemStatsHistory:
+    """The answer from the store's history: ``limit`` raw samples at most, or the tier's series (any thread)."""
+    if tier == "raw":
+        rows = history.samples(node, KIND, since, until, limit)
+        return SystemStatsHistory(node=node, resolution="raw", samples=[parse(t, data) for t, data in rows])
+    return tier_answer(node, tier, history.query(node, tier, since, until, POINT_NAMES))
+
+
 class SystemStatsModule(Aggregator):
     """Latest ``SystemStats`` sample of every node; the history in the store's tiers."""
 
@@ -286,16 +296,10 @@ class SystemStatsModule(Aggregator):
     def _history(self, msg: Request, node: str) -> SystemStatsHistory:
         since, until, tier = self._window(msg, node)
         history = self.collector.store.history
-        if tier == "raw":
-            limit = self.history_length() if since is None else 1_000_000_000
-            rows = self.collector.run_in_thread(history.samples, node, KIND, since, until, limit)
-            answer = SystemStatsHistory(node=node, resolution="raw", samples=[parse(t, data) for t, data in rows])
-            found = bool(rows)
-        else:
-            series = self.collector.run_in_thread(history.query, node, tier, since, until, POINT_NAMES)
-            answer = tier_answer(node, tier, series)
-            found = bool(series)
-        if not found and node not in self._latest:
+        limit = self.history_length() if since is None else 1_000_000_000
+        # read and built in a worker thread: a week of buckets is megabytes, an hour of samples thousands
+        answer = self.collector.run_in_thread(read_history, history, node, tier, since, until, limit)
+        if not (answer.samples or answer.series) and node not in self._latest:
             raise RequestError(Code.NOT_FOUND, f"no SystemStats from node {msg.node!r}")
         return answer
 
