@@ -43,10 +43,13 @@ Sample config (every key optional; defaults shown)::
     [collector.store_args]        # the chosen store's options, e.g. for store = "postgresql":
     # dsn = "host=127.0.0.1 dbname=labscope"
     # schema = "labscope"
+    # history_raw = "1h"          # the history tiers' retentions (every built-in store)
+    # history_1m = "30d"
+    # history_1h = "2y"
 
     [modules.systemstats]
     # update_interval = 1.0
-    # history = 300
+    # history = 300               # raw samples SystemStatsHistory answers without since
 
     [distributions.files]         # see docs/distributions.md
     type = "jsonl"

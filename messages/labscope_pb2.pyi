@@ -390,10 +390,32 @@ class SystemStatsSummary(_message.Message):
     nodes: _containers.RepeatedCompositeFieldContainer[NodeSummary]
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeSummary, _Mapping]]] = ...) -> None: ...
 
+class HistorySeries(_message.Message):
+    __slots__ = ("name", "time", "min", "avg", "max", "count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    AVG_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    time: _containers.RepeatedScalarFieldContainer[float]
+    min: _containers.RepeatedScalarFieldContainer[float]
+    avg: _containers.RepeatedScalarFieldContainer[float]
+    max: _containers.RepeatedScalarFieldContainer[float]
+    count: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, name: _Optional[str] = ..., time: _Optional[_Iterable[float]] = ..., min: _Optional[_Iterable[float]] = ..., avg: _Optional[_Iterable[float]] = ..., max: _Optional[_Iterable[float]] = ..., count: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class SystemStatsHistory(_message.Message):
-    __slots__ = ("node", "samples")
+    __slots__ = ("node", "samples", "resolution", "step", "series")
     NODE_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
     node: str
     samples: _containers.RepeatedCompositeFieldContainer[SystemStats]
-    def __init__(self, node: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[SystemStats, _Mapping]]] = ...) -> None: ...
+    resolution: str
+    step: float
+    series: _containers.RepeatedCompositeFieldContainer[HistorySeries]
+    def __init__(self, node: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[SystemStats, _Mapping]]] = ..., resolution: _Optional[str] = ..., step: _Optional[float] = ..., series: _Optional[_Iterable[_Union[HistorySeries, _Mapping]]] = ...) -> None: ...
