@@ -11,14 +11,12 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from collector.stores import Store, open_store
-from collector.stores.history import CHUNK_BUCKETS, Series, retention_of
+from collector.stores import Store
+from collector.stores.history import CHUNK_BUCKETS, Series
 from collector.stores.history_memory import NullHistory
-from messages import ConfigError
 from tests.stores.conftest import BACKENDS
 
 MakeStore = Callable[..., Store]
@@ -198,12 +196,3 @@ def test_many_threads_record_at_once(make_store: MakeStore, backend: str) -> Non
     for t in range(6):
         (a,) = store.history.query(f"t{t}", "1m")
         approx(rows(a), expected(samples(T0, 120), 60.0))
-
-
-def test_bad_retention_is_one_config_line(tmp_path: Path) -> None:
-    """Retentions are parsed once for every backend (collector/stores/history.py): checked through sqlite."""
-    assert retention_of("90m", 3600, "2y") == {"raw": 5400.0, "1m": 3600.0, "1h": 2 * 365 * 86400.0}
-    for bad in ("soon", 0, -5, "nan", True):
-        with pytest.raises(ConfigError, match="history_raw") as info:
-            open_store("sqlite", {"history_raw": bad}, tmp_path)
-        assert "\n" not in str(info.value)
