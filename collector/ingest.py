@@ -1,0 +1,300 @@
+"""The top collector's NATS side: the sites' reports from a durable JetStream pull consumer (docs/sites.md).
+
+An OS thread of its own runs an asyncio loop with nats-py; the collector's
+gevent loop never waits on NATS. The thread fetches batches of messages,
+turns each into an :class:`Item` and appends the batch to :attr:`IngestFeed.handoff`
+(at most :data:`HANDOFF` batches: when the loop is behind, the thread stops
+fetching), then wakes the loop (``run_callback_threadsafe``). The loop
+(collector/ingest_link.py) applies the batch, commits its journal, and hands
+the batch back in :attr:`IngestFeed.committed`; only then does the thread
+acknowledge its messages to JetStream.
+
+Order. The consumer takes the whole stream, so the stream sequences it delivers
+follow each other. A message past the next expected one means an earlier one
+was delivered and lost in transit (a NATS server died mid-fetch): applying the
+later one first would make the earlier one look like a duplicate, so the thread
+drops the rest of that fetch and **re-anchors**: it deletes the durable consumer
+and creates it again at the first stream sequence not yet committed. It does the
+same at start-up when the consumer has messages delivered but not acknowledged
+(a top killed mid-batch), so nothing is ever applied ahead of an older message.
+Redeliveries are harmless: the loop drops reports at or below a node's last seq.
+
+The sites' heartbeats and node status arrive on core NATS subscriptions
+(``PREFIX.*.heartbeat``, ``PREFIX.*.nodes``) into :attr:`IngestFeed.status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector import sites
+from collector.config import CollectorConfig
+from collector.native import start_thread
+from messages import Encoding
+from messages.errors import ConfigError
+
+__all__ = ["HANDOFF", "IngestFeed", "Item", "MISSING", "Taken", "check_installed", "item_of"]
+
+log = logging.getLogger(__name__)
+
+MISSING = "--ingest-nats needs nats-py: pip install 'labscope[nats]'"
+HANDOFF = 4  # batches waiting for the loop at most; then the thread stops fetching
+BATCH = 256  # messages per fetch
+FETCH_WAIT = 0.5  # seconds one fetch waits for messages
+POLL = 0.02  # seconds the thread rests when the hand-off is full
+ACK_WAIT = 60.0  # seconds JetStream waits for an ack before it delivers a message again
+RETRY = 1.0  # seconds between attempts to reach NATS or the stream
+
+_ENCODINGS = {name: int(Encoding.Value(name)) for name in Encoding.keys()}
+
+
+def check_installed() -> None:
+    """Raise ConfigError (exit 2) when nats-py is missing."""
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        raise ConfigError(MISSING) from None
+
+
+@dataclass(frozen=True)
+class Item:
+    """One report of one site, as the loop applies it."""
+
+    site: str
+    node: str
+    seq: int
+    type: str
+    time: float
+    encoding: int
+    schema: str
+    payload: bytes
+
+
+@dataclass
+class Taken:
+    """One fetched batch: its reports in stream order, and the messages to acknowledge once they are committed."""
+
+    items: list[Item]
+    messages: list[Any]
+    last_stream_seq: int = 0
+
+
+def item_of(subject: str, headers: dict[str, str] | None, data: bytes) -> Item | None:
+    """The report a stream message holds, or None when it holds none (not a site's report, or malformed)."""
+    head = headers or {}
+    try:
+        seq = int(head["Labscope-Seq"])
+        site = head.get("Labscope-Site") or subject.split(".")[1]
+        return Item(
+            site=site,
+            node=head["Labscope-Node"],
+            seq=seq,
+            type=head.get("Labscope-Type", ""),
+            time=float(head.get("Labscope-Time", "0")),
+            encoding=_ENCODINGS[head.get("Labscope-Encoding", "NONE")],
+            schema=head.get("Labscope-Schema", ""),
+            payload=data,
+        )
+    except (KeyError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class FeedCounts:
+    """What the thread counted; the loop copies them into the collector's counters."""
+
+    fetched: int = 0
+    skipped: int = 0  # messages holding no report (acknowledged and left)
+    other_site: int = 0  # reports of sites not in ingest_sites (acknowledged and left)
+    reanchors: int = 0
+    stream_gap: int = 0  # stream sequences gone before the top read them (stream limits)
+    errors: int = 0
+    by_name: dict[str, int] = field(default_factory=dict)
+
+    def as_counters(self) -> dict[str, int]:
+        """The counters' names and values."""
+        return {
+            "ingest-fetched": self.fetched,
+            "ingest-skipped": self.skipped,
+            "ingest-other-site": self.other_site,
+            "ingest-reanchors": self.reanchors,
+            "ingest-stream-gap": self.stream_gap,
+            "ingest-errors": self.errors,
+        }
+
+
+class IngestFeed:
+    """The NATS thread of a top collector: fetch, hand over, acknowledge what the loop committed."""
+
+    def __init__(self, config: CollectorConfig, wake: Callable[[], None]) -> None:
+        self.servers = sites.servers(config.ingest_nats)
+        self.stream = config.ingest_stream
+        self.prefix = config.ingest_prefix
+        self.durable = config.ingest_durable
+        self.sites = frozenset(config.ingest_sites)
+        self.wake = wake  # thread-safe: wakes the loop
+        self.handoff: collections.deque[Taken] = collections.deque()
+        self.committed: collections.deque[Taken] = collections.deque()
+        self.status: collections.deque[tuple[str, dict[str, Any]]] = collections.deque(maxlen=10_000)
+        self.counts = FeedCounts()
+        self.connected = False
+        self.running = True
+        self._expected = 0  # the next stream sequence; 0: take the first one delivered
+        self._committed_seq = 0  # every stream sequence up to this one is committed at the top
+        self._reanchor = True  # (re)create the consumer at the first uncommitted sequence
+        self._nc: Any = None
+        self._js: Any = None
+        self._psub: Any = None
+
+    def start(self) -> None:
+        """Start the thread."""
+        start_thread(self._thread_main)
+
+    def stop(self) -> None:
+        """Ask the thread to end: it acknowledges what was committed and closes the connection."""
+        self.running = False
+
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._run())
+        except Exception as exc:  # never expected: logged; the loop keeps the collector running
+            log.error("ingest: the NATS thread stopped: %s: %s", type(exc).__name__, exc)
+        finally:
+            loop.close()
+
+    async def _run(self) -> None:
+        import nats
+
+        while self.running:
+            try:
+                await self._step(nats)
+            except Exception as exc:  # NATS away, a leader election, the stream missing: wait, then try again
+                self.counts.errors += 1
+                log.warning("ingest from %s: %s: %s", ",".join(self.servers), type(exc).__name__, exc)
+                self._reanchor = True
+                await asyncio.sleep(RETRY)
+        await self._acknowledge()
+        if self._nc is not None:
+            await self._nc.close()
+
+    async def _step(self, nats: Any) -> None:
+        """One turn: connect, anchor the consumer, acknowledge, and fetch one batch unless the loop is behind."""
+        if self._nc is None:
+            await self._connect(nats)
+        if self._reanchor:
+            await self._anchor()
+        await self._acknowledge()
+        if len(self.handoff) >= HANDOFF:
+            await asyncio.sleep(POLL)  # backpressure: the loop has not caught up
+            return
+        try:
+            messages = await self._psub.fetch(BATCH, timeout=FETCH_WAIT)
+        except nats.errors.TimeoutError:
+            return
+        taken = await self._take(messages)
+        if taken is not None:
+            self.handoff.append(taken)
+            self.wake()
+
+    # ------------------------------------------------------------ connection and consumer
+
+    async def _connect(self, nats: Any) -> None:
+        self._nc = await nats.connect(
+            self.servers, connect_timeout=5, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="labscope-top"
+        )
+        self._js = self._nc.jetstream(timeout=10)
+        for kind in ("heartbeat", "nodes"):
+            await self._nc.subscribe(f"{self.prefix}.*.{kind}", cb=self._on_status)
+        self.connected = True
+        log.info("ingest: connected to %s; stream %s, consumer %s", ",".join(self.servers), self.stream, self.durable)
+
+    async def _anchor(self) -> None:
+        """Bind the durable consumer, first re-creating it at the first uncommitted sequence when needed."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import NotFoundError
+
+        start = self._committed_seq + 1
+        try:
+            info = await self._js.consumer_info(self.stream, self.durable)
+        except NotFoundError:
+            info = None
+        if info is not None:
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            start = max(start, floor + 1)
+            delivered = info.delivered.stream_seq if info.delivered else 0
+            if delivered >= start:  # delivered and not acknowledged: they must come first, so start again there
+                await self._js.delete_consumer(self.stream, self.durable)
+                self.counts.reanchors += 1
+                info = None
+        if info is None:
+            config = ConsumerConfig(
+                durable_name=self.durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=ACK_WAIT,
+                max_ack_pending=HANDOFF * BATCH * 2,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start > 1 else DeliverPolicy.ALL,
+                opt_start_seq=start if start > 1 else None,
+            )
+            await self._js.add_consumer(self.stream, config=config)
+            log.info("ingest: consumer %s reads stream %s from sequence %d", self.durable, self.stream, start)
+        self._psub = await self._js.pull_subscribe_bind(self.durable, self.stream)
+        self._expected = 0
+        self._floor = start
+        self._reanchor = False
+
+    # ------------------------------------------------------------ messages
+
+    async def _take(self, messages: list[Any]) -> Taken | None:
+        """The reports of one fetch in order; None (and a re-anchor) when one went missing before them."""
+        taken = Taken([], [])
+        for msg in messages:
+            seq = msg.metadata.sequence.stream
+            if self._expected == 0 and seq > self._floor:
+                self.counts.stream_gap += seq - self._floor  # gone from the stream before we read it
+            elif self._expected and seq > self._expected:
+                log.warning("ingest: stream sequence %d arrived before %d; re-reading from there", seq, self._expected)
+                self._reanchor = True
+                break
+            self._expected = max(self._expected, seq + 1)
+            self.counts.fetched += 1
+            await self._sort(msg, seq, taken)
+        return taken if taken.messages else None
+
+    async def _sort(self, msg: Any, seq: int, taken: Taken) -> None:
+        """Put one message's report into ``taken``, or acknowledge and leave a message that holds none for us."""
+        item = item_of(msg.subject, msg.headers, msg.data)
+        if item is None or (self.sites and item.site not in self.sites):
+            if item is None:
+                self.counts.skipped += 1
+            else:
+                self.counts.other_site += 1
+            await msg.ack()
+            return
+        taken.items.append(item)
+        taken.messages.append(msg)
+        taken.last_stream_seq = seq
+
+    async def _acknowledge(self) -> None:
+        """Acknowledge every message of the batches the loop has committed."""
+        while self.committed:
+            taken = self.committed.popleft()
+            for msg in taken.messages:
+                await msg.ack()
+            self._committed_seq = max(self._committed_seq, taken.last_stream_seq)
+
+    async def _on_status(self, msg: Any) -> None:
+        kind = msg.subject.rsplit(".", 1)[-1]
+        data = sites.parse_status(msg.data)
+        if data is None:
+            self.counts.skipped += 1
+            return
+        if self.sites and data["site"] not in self.sites:
+            return
+        self.status.append((kind, data))
+        self.wake()
