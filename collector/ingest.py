@@ -29,7 +29,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from collector import sites
@@ -114,18 +114,6 @@ class FeedCounts:
     reanchors: int = 0
     stream_gap: int = 0  # stream sequences gone before the top read them (stream limits)
     errors: int = 0
-    by_name: dict[str, int] = field(default_factory=dict)
-
-    def as_counters(self) -> dict[str, int]:
-        """The counters' names and values."""
-        return {
-            "ingest-fetched": self.fetched,
-            "ingest-skipped": self.skipped,
-            "ingest-other-site": self.other_site,
-            "ingest-reanchors": self.reanchors,
-            "ingest-stream-gap": self.stream_gap,
-            "ingest-errors": self.errors,
-        }
 
 
 class IngestFeed:

@@ -102,8 +102,17 @@ class IngestLink:
             self.feed.committed.extend(self._waiting)
             self._waiting.clear()
         self.view.expire(monotonic)
-        for name, value in self.feed.counts.as_counters().items():
-            self.counters[name] = value
+        self._copy_counts()
+
+    def _copy_counts(self) -> None:
+        """The NATS thread's counts into the collector's counters (only the thread writes them)."""
+        counts, counters = self.feed.counts, self.counters
+        counters["ingest-fetched"] = counts.fetched
+        counters["ingest-skipped"] = counts.skipped
+        counters["ingest-other-site"] = counts.other_site
+        counters["ingest-reanchors"] = counts.reanchors
+        counters["ingest-stream-gap"] = counts.stream_gap
+        counters["ingest-errors"] = counts.errors
 
     def apply(self, taken: Taken, now: float) -> bool:
         """Apply one batch's new reports (journal and modules); True when any was new."""
