@@ -31,7 +31,6 @@ from collector.core import Core
 from collector.counters import Counters, ThrottledLog
 from collector.dist_host import DistributionHost, DistributionsView
 from collector.host import ModuleHost, Running
-from collector.ingest_link import IngestLink
 from collector.journal import Journal
 from collector.observer import load_observers
 from collector.observer_thread import ObserverThread
@@ -39,7 +38,6 @@ from collector.refusals import Refusals
 from collector.registry import NodeRegistry
 from collector.relay import Relay
 from collector.security import Curve, start_curve, warn_if_exposed
-from collector.site_publisher import SitePublisher, check_tiers
 from collector.store import NullStore, SQLiteStore, Store
 from collector.stores import open_store
 from collector.stores.base import Store as Parts
@@ -126,8 +124,8 @@ class Collector:
         self.refusals = Refusals(self.counters, self.host.emit_event)
         self.curve: Curve | None = None
         self.audit: AuditTrail | None = None
-        self.ingest: IngestLink | None = None  # a top collector's ingest from NATS (docs/sites.md)
-        self.site: SitePublisher | None = None  # a site's heartbeat and node status on NATS
+        self.ingest: Any = None  # a top collector's ingest from NATS (docs/sites.md)
+        self.site: Any = None  # a site's heartbeat and node status on NATS
         self.web: Any = None  # the web page's server (collector/web/server.py WebServer) when --web is on
         self.endpoints: Endpoints | None = None  # set once the sockets are bound
         self.observers = ObserverThread([], config.observer_queue)
@@ -143,7 +141,10 @@ class Collector:
         self._lock_data_dir()
         self._start_observers()
         self.dists.load()  # first: a bad [distributions.NAME] stops the collector before anything starts
-        check_tiers(self.config)
+        if self.config.site or self.config.ingest_nats:
+            from collector.site_publisher import check_tiers
+
+            check_tiers(self.config)
         self.journal_store = self._open_journal()
         self.store = open_store(self.config.store, self._store_args(), self.config.data_dir)
         log.info("store: %s", self.store.describe())
@@ -220,12 +221,16 @@ class Collector:
         """A top collector's ingest from NATS, a site's heartbeat and node status (docs/sites.md)."""
         assert self.updates is not None
         if self.config.ingest_nats:
+            from collector.ingest_link import IngestLink
+
             self.ingest = IngestLink(
                 self.config, self.registry, self.host, self.counters, journal, self.updates.notify_ingest
             )
             self.ingest.start()
             self._spawn(self.ingest.run)
         if self.config.site:
+            from collector.site_publisher import SitePublisher
+
             self.site = SitePublisher(self.config, self.registry, self.counters)
             self.site.start()
             self._spawn(self.site.watch)
