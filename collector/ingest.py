@@ -37,10 +37,12 @@ from collector.config import CollectorConfig
 from collector.native import start_thread
 from messages import Encoding
 from messages.errors import ConfigError
+from messages.logs import ThrottledLog
 
 __all__ = ["HANDOFF", "IngestFeed", "Item", "MISSING", "Taken", "check_installed", "item_of"]
 
 log = logging.getLogger(__name__)
+throttled = ThrottledLog(log, period=30.0)  # NATS or the stream away: once per 30 s, not once per retry
 
 MISSING = "--ingest-nats needs nats-py: pip install 'labscope[nats]'"
 HANDOFF = 4  # batches waiting for the loop at most; then the thread stops fetching
@@ -135,6 +137,7 @@ class IngestFeed:
         self._expected = 0  # the next stream sequence; 0: take the first one delivered
         self._committed_seq = 0  # every stream sequence up to this one is committed at the top
         self._reanchor = True  # (re)create the consumer at the first uncommitted sequence
+        self._floor = 1  # the first stream sequence the consumer was (re)created to deliver
         self._nc: Any = None
         self._js: Any = None
         self._psub: Any = None
@@ -164,7 +167,7 @@ class IngestFeed:
                 await self._step(nats)
             except Exception as exc:  # NATS away, a leader election, the stream missing: wait, then try again
                 self.counts.errors += 1
-                log.warning("ingest from %s: %s: %s", ",".join(self.servers), type(exc).__name__, exc)
+                throttled.warning("ingest", "ingest from %s: %s: %s", ",".join(self.servers), type(exc).__name__, exc)
                 self._reanchor = True
                 await asyncio.sleep(RETRY)
         await self._acknowledge()

@@ -32,10 +32,12 @@ from collector.counters import Counters
 from collector.native import start_thread
 from collector.registry import NodeRegistry
 from messages.errors import ConfigError
+from messages.logs import ThrottledLog
 
 __all__ = ["SitePublisher", "check_tiers", "site_section"]
 
 log = logging.getLogger(__name__)
+throttled = ThrottledLog(log, period=30.0)  # NATS away: once per 30 s, not once per retry
 
 TICK = 0.5  # seconds between looks at the node registry
 POLL = 0.05  # seconds the publishing thread rests when nothing is queued
@@ -167,6 +169,6 @@ class SitePublisher:
             )
         except Exception as exc:  # NATS away: try again (the heartbeat is missed meanwhile: the top sees the site lost)
             self.failed += 1
-            log.warning("site %s: cannot reach NATS at %s: %s", self.site, ",".join(self.servers), exc)
+            throttled.warning("connect", "site %s: cannot reach NATS at %s: %s", self.site, ",".join(self.servers), exc)
             await asyncio.sleep(1.0)
             return None

@@ -206,3 +206,50 @@ def test_the_top_applies_each_site_node_seq_once_and_journals_it_qualified(tmp_p
     journaled = [(e.node, e.seq) for (batch,) in rows for e in Batch.FromString(batch).envelopes]
     assert sorted(journaled) == [("a:n1", 1), ("a:n1", 2), ("a:n1", 3), ("b:n1", 1)]
     assert nodes == {"a:n1": 3, "b:n1": 1}
+
+
+# ------------------------------------------------------------ the NATS thread's order guard (no NATS)
+
+
+class Delivered:
+    """What the feed reads of a delivered JetStream message: subject, headers, data, stream seq, ack()."""
+
+    def __init__(self, stream_seq: int, site: str = "a", seq: int = 0) -> None:
+        self.subject = f"labscope.{site}.n1.T"
+        self.headers = {"Labscope-Site": site, "Labscope-Node": "n1", "Labscope-Seq": str(seq or stream_seq)}
+        self.data = b""
+        self.metadata = type("Meta", (), {"sequence": type("Seq", (), {"stream": stream_seq})()})()
+        self.acked = False
+
+    async def ack(self) -> None:
+        self.acked = True
+
+
+def take(feed: Any, messages: list[Delivered]) -> Any:
+    import asyncio
+
+    return asyncio.run(feed._take(messages))
+
+
+def test_the_feed_hands_over_in_stream_order_and_reanchors_on_a_hole() -> None:
+    from collector.ingest import IngestFeed
+
+    feed = IngestFeed(CollectorConfig(ingest_nats="nats://127.0.0.1:1", ingest_sites=["a"]), wake=lambda: None)
+    feed._reanchor = False
+    first = take(feed, [Delivered(1), Delivered(2), Delivered(3, site="b")])
+    assert [i.seq for i in first.items] == [1, 2] and first.last_stream_seq == 2
+    assert feed.counts.other_site == 1  # acknowledged at once: never applied here
+    again = take(feed, [Delivered(2), Delivered(4)])  # a redelivery is handed over (the loop drops it by seq)
+    assert [i.seq for i in again.items] == [2, 4] and not feed._reanchor
+    holed = take(feed, [Delivered(5), Delivered(7), Delivered(8)])  # 6 was delivered and lost in transit
+    assert [i.seq for i in holed.items] == [5] and feed._reanchor
+    assert not any(m.acked for m in holed.messages)
+
+
+def test_the_feed_counts_a_stream_gap_after_anchoring() -> None:
+    from collector.ingest import IngestFeed
+
+    feed = IngestFeed(CollectorConfig(ingest_nats="nats://127.0.0.1:1"), wake=lambda: None)
+    feed._reanchor, feed._floor = False, 10
+    taken = take(feed, [Delivered(13), Delivered(14)])
+    assert [i.seq for i in taken.items] == [13, 14] and feed.counts.stream_gap == 3
