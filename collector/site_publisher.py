@@ -29,7 +29,7 @@ import gevent
 from collector import sites
 from collector.config import CollectorConfig, DistSection
 from collector.counters import Counters
-from collector.native import start_thread
+from collector.native import new_event_loop, start_thread
 from collector.registry import NodeRegistry
 from messages.errors import ConfigError
 from messages.logs import ThrottledLog
@@ -125,7 +125,7 @@ class SitePublisher:
     # ------------------------------------------------------------ the publishing thread
 
     def _thread_main(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         try:
             loop.run_until_complete(self._publish_forever())
         except Exception as exc:  # never expected; the site's reports still flow through the distribution
