@@ -97,6 +97,8 @@ def item_of(subject: str, headers: dict[str, str] | None, data: bytes) -> Item |
     try:
         seq = int(head["Labscope-Seq"])
         site = head.get("Labscope-Site") or subject.split(".")[1]
+        if not sites.SITE_PATTERN.match(site) or not head["Labscope-Node"]:
+            return None  # a site name from the wire becomes a folder at the top: only a plain one
         return Item(
             site=site,
             node=head["Labscope-Node"],

@@ -80,10 +80,15 @@ class IngestLink:
 
     def run(self) -> None:
         """Apply, commit and hand back until :meth:`stop`; runs in its own greenlet."""
-        while self.running:
-            wait_event(self.wake, IDLE_WAIT)
-            self.wake.clear()
-            self.pass_once(time.monotonic(), time.time())
+        try:
+            while self.running:
+                wait_event(self.wake, IDLE_WAIT)
+                self.wake.clear()
+                self.pass_once(time.monotonic(), time.time())
+        finally:
+            # Killed mid-pass at shutdown: journal what the modules applied before their snapshots are
+            # taken; those messages stay unacknowledged, and their re-delivery is dropped by seq.
+            self.journal.commit()
 
     def pass_once(self, monotonic: float, now: float) -> None:
         """One pass: site messages, every waiting batch, the commit, the site timeouts."""

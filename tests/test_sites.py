@@ -98,6 +98,10 @@ def test_a_message_that_holds_no_report_is_none(head: dict[str, str] | None) -> 
     assert item_of("labscope.a.heartbeat", head, b"{}") is None
     bad_encoding = {"Labscope-Node": "n", "Labscope-Seq": "1", "Labscope-Encoding": "ZIP"}
     assert item_of("labscope.a.n.T", bad_encoding, b"") is None
+    for site in ("../x", "a.b", "a:b"):
+        hostile = {"Labscope-Site": site, "Labscope-Node": "n", "Labscope-Seq": "1"}
+        assert item_of("labscope.x.n.T", hostile, b"") is None, site
+    assert item_of("labscope.a:b.n.T", {"Labscope-Node": "n", "Labscope-Seq": "1"}, b"") is None
 
 
 def test_site_and_ingest_flags_fill_the_ticket(tmp_path: Path) -> None:
