@@ -141,7 +141,7 @@ class Collector:
         self._lock_data_dir()
         self._start_observers()
         self.dists.load()  # first: a bad [distributions.NAME] stops the collector before anything starts
-        if self.config.site or self.config.ingest_nats:
+        if self.config.site or self.config.ingest_nats or self.config.ingest_sites:
             from collector.site_publisher import check_tiers
 
             check_tiers(self.config)
