@@ -7,7 +7,8 @@ turns each into an :class:`Item` and appends the batch to :attr:`IngestFeed.hand
 fetching), then wakes the loop (``run_callback_threadsafe``). The loop
 (collector/ingest_link.py) applies the batch, commits its journal, and hands
 the batch back in :attr:`IngestFeed.committed`; only then does the thread
-acknowledge its messages to JetStream.
+acknowledge it to JetStream: one cumulative ack (``AckPolicy.ALL``) of its
+highest stream sequence, since batches are committed in order.
 
 Order. The consumer takes the whole stream, so the stream sequences it delivers
 follow each other. A message past the next expected one means an earlier one
@@ -17,6 +18,8 @@ drops the rest of that fetch and **re-anchors**: it deletes the durable consumer
 and creates it again at the first stream sequence not yet committed. It does the
 same at start-up when the consumer has messages delivered but not acknowledged
 (a top killed mid-batch), so nothing is ever applied ahead of an older message.
+A hole that shows again at the same place after re-reading is in the stream
+itself (aged out, deleted): counted as ``ingest-stream-gap``, and passed.
 Redeliveries are harmless: the loop drops reports at or below a node's last seq.
 
 The sites' heartbeats and node status arrive on core NATS subscriptions
