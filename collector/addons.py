@@ -183,6 +183,7 @@ class NodeRecord:
     """What the collector knows about one node.
 
     ``status`` is ``live`` or ``lost``; times are epoch seconds (collector clock).
+    ``site`` is set at a top collector for the nodes of its sites (docs/sites.md).
     """
 
     node: str
@@ -195,6 +196,7 @@ class NodeRecord:
     backlog: int = 0
     gaps: int = 0
     bad_reports: int = 0  # reports whose payload did not decode, since the collector started
+    site: str = ""  # at a top collector: the site whose node this is (its id is SITE:NODE; docs/sites.md)
 
 
 class CollectorAPI(Protocol):

@@ -323,7 +323,7 @@ class Samples(_message.Message):
     def __init__(self, time: _Optional[float] = ..., names: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("node", "hostname", "agent_version", "first_seen", "last_seen", "status", "last_seq", "backlog", "gaps", "reconnects", "os", "cpu_count", "memory_total", "bad_reports")
+    __slots__ = ("node", "hostname", "agent_version", "first_seen", "last_seen", "status", "last_seq", "backlog", "gaps", "reconnects", "os", "cpu_count", "memory_total", "bad_reports", "site")
     NODE_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -338,6 +338,7 @@ class NodeStatus(_message.Message):
     CPU_COUNT_FIELD_NUMBER: _ClassVar[int]
     MEMORY_TOTAL_FIELD_NUMBER: _ClassVar[int]
     BAD_REPORTS_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
     node: str
     hostname: str
     agent_version: str
@@ -352,7 +353,8 @@ class NodeStatus(_message.Message):
     cpu_count: int
     memory_total: int
     bad_reports: int
-    def __init__(self, node: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., first_seen: _Optional[float] = ..., last_seen: _Optional[float] = ..., status: _Optional[str] = ..., last_seq: _Optional[int] = ..., backlog: _Optional[int] = ..., gaps: _Optional[int] = ..., reconnects: _Optional[int] = ..., os: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total: _Optional[int] = ..., bad_reports: _Optional[int] = ...) -> None: ...
+    site: str
+    def __init__(self, node: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., first_seen: _Optional[float] = ..., last_seen: _Optional[float] = ..., status: _Optional[str] = ..., last_seq: _Optional[int] = ..., backlog: _Optional[int] = ..., gaps: _Optional[int] = ..., reconnects: _Optional[int] = ..., os: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total: _Optional[int] = ..., bad_reports: _Optional[int] = ..., site: _Optional[str] = ...) -> None: ...
 
 class NodeList(_message.Message):
     __slots__ = ("nodes",)
