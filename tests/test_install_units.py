@@ -25,6 +25,7 @@ from labscope.units import AGENT_UNIT, COLLECTOR_UNIT
 from messages import Batch
 from messages.keys import ENV_SECRET, ENV_SERVER_KEY, generate
 from tests.conftest import labscope_cmd, wait_for
+from tests.journal_rows import journal_batches
 
 # The venv's console script: systemd-analyze verify wants an ExecStart binary that exists.
 LABSCOPE = str(Path(sys.executable).parent / "labscope")
@@ -416,9 +417,8 @@ class Lab:
     def journaled(self) -> dict[int, bytes]:
         """The node's reports in the collector's journal: seq -> payload."""
         found: dict[int, bytes] = {}
-        with contextlib.closing(sqlite3.connect(f"file:{self.data_dir / 'collector.sqlite3'}?mode=ro", uri=True)) as db:
-            for (batch,) in db.execute("SELECT batch FROM journal WHERE node = ?", (NODE,)):
-                found.update((envelope.seq, envelope.payload) for envelope in Batch.FromString(batch).envelopes)
+        for batch in journal_batches(self.data_dir / "collector.sqlite3", NODE):
+            found.update((envelope.seq, envelope.payload) for envelope in Batch.FromString(batch).envelopes)
         return found
 
 

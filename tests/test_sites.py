@@ -26,6 +26,7 @@ from messages import Batch, Encoding, NodeInfo
 from messages.errors import ConfigError
 from modules.nodes import node_status
 from tests.conftest import FIXTURES
+from tests.journal_rows import journal_batches
 
 
 @pytest.mark.parametrize("name", ["a", "lab-1", "LAB_2", "x" * 64])
@@ -204,10 +205,10 @@ def test_the_top_applies_each_site_node_seq_once_and_journals_it_qualified(tmp_p
     assert (counters["ingest-reports"], counters["ingest-duplicates"], counters["ingest-out-of-range"]) == (4, 1, 1)
     store.close()
     db = sqlite3.connect(tmp_path / "journal.sqlite3")
-    rows = db.execute("SELECT batch FROM journal ORDER BY id").fetchall()
     nodes = dict(db.execute("SELECT node, last_seq FROM nodes").fetchall())
     db.close()
-    journaled = [(e.node, e.seq) for (batch,) in rows for e in Batch.FromString(batch).envelopes]
+    batches = journal_batches(tmp_path / "journal.sqlite3")
+    journaled = [(e.node, e.seq) for batch in batches for e in Batch.FromString(batch).envelopes]
     assert sorted(journaled) == [("a:n1", 1), ("a:n1", 2), ("a:n1", 3), ("b:n1", 1)]
     assert nodes == {"a:n1": 3, "b:n1": 1}
 
