@@ -35,6 +35,7 @@ from typing import Any
 from collector import sites
 from collector.config import CollectorConfig
 from collector.native import new_event_loop, start_thread
+from collector.nats_auth import auth_options
 from messages import Encoding
 from messages.errors import ConfigError
 from messages.logs import ThrottledLog
@@ -134,6 +135,7 @@ class IngestFeed:
         self.prefix = config.ingest_prefix
         self.durable = config.ingest_durable
         self.sites = frozenset(config.ingest_sites)
+        self.auth = auth_options(config.nats_nkey_seed, config.nats_credentials)
         self.wake = wake  # thread-safe: wakes the loop
         self.handoff: collections.deque[Taken] = collections.deque()
         self.committed: collections.deque[Taken] = collections.deque()
@@ -214,7 +216,12 @@ class IngestFeed:
 
     async def _connect(self, nats: Any) -> None:
         self._nc = await nats.connect(
-            self.servers, connect_timeout=5, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="labscope-top"
+            self.servers,
+            connect_timeout=5,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            name="labscope-top",
+            **self.auth,
         )
         self._js = self._nc.jetstream(timeout=10)
         for kind in ("heartbeat", "nodes"):
