@@ -59,10 +59,10 @@ class TopCommands(NatsThread):
         if not self.reply_prefix or self.full():
             self.counters["site-cmd-unsent"] += 1
             return
-        headers: dict[str, str] = {}
+        headers = {cmd_wire.TOP_KEY: self.top_key}  # on every command: a site checks CREDITs and cancels too
         if env.kind == Kind.REQUEST:
             env.params["node"] = record.node.partition(":")[2]
-            headers = {cmd_wire.TOP_KEY: self.top_key, cmd_wire.REQUESTER: who, cmd_wire.REQUESTER_FP: fingerprint}
+            headers.update({cmd_wire.REQUESTER: who, cmd_wire.REQUESTER_FP: fingerprint})
             self.counters["site-cmd-requests"] += 1
         subject = cmd_wire.cmd_subject(self.prefix, record.site)
         self.post(subject, pack_one(env), headers, f"{self.reply_prefix}.{env.request_id}")
