@@ -143,10 +143,10 @@ class IngestFeed:
         self.counts = FeedCounts()
         self.connected = False
         self.running = True
-        self._expected = 0  # the next stream sequence; 0: take the first one delivered
+        self._expected = 1  # the next stream sequence
+        self._hole_at = 0  # where the last hole showed (a second time there: a gap in the stream itself)
         self._committed_seq = 0  # every stream sequence up to this one is committed at the top
         self._reanchor = True  # (re)create the consumer at the first uncommitted sequence
-        self._floor = 1  # the first stream sequence the consumer was (re)created to deliver
         self._nc: Any = None
         self._js: Any = None
         self._psub: Any = None
@@ -205,7 +205,7 @@ class IngestFeed:
             return
         try:
             messages = await self._psub.fetch(BATCH, timeout=FETCH_WAIT)
-        except nats.errors.TimeoutError:
+        except (TimeoutError, nats.errors.TimeoutError):  # nothing new (nats-py raises either)
             return
         taken = await self._take(messages)
         if taken is not None:
@@ -222,6 +222,7 @@ class IngestFeed:
             reconnect_time_wait=0.5,
             name="labscope-top",
             **self.auth,
+            **sites.client_callbacks(log, "ingest"),
         )
         self._js = self._nc.jetstream(timeout=10)
         for kind in ("heartbeat", "nodes"):
@@ -241,7 +242,8 @@ class IngestFeed:
             info = None
         if info is not None:
             floor = info.ack_floor.stream_seq if info.ack_floor else 0
-            start = max(start, floor + 1)
+            created_at = info.config.opt_start_seq or 1  # a consumer made at S reports floor 0 until its first ack
+            start = max(start, floor + 1, created_at)
             delivered = info.delivered.stream_seq if info.delivered else 0
             if delivered >= start:  # delivered and not acknowledged: they must come first, so start again there
                 await self._js.delete_consumer(self.stream, self.durable)
@@ -259,8 +261,7 @@ class IngestFeed:
             await self._js.add_consumer(self.stream, config=config)
             log.info("ingest: consumer %s reads stream %s from sequence %d", self.durable, self.stream, start)
         self._psub = await self._js.pull_subscribe_bind(self.durable, self.stream)
-        self._expected = 0
-        self._floor = start
+        self._expected = start
         self._reanchor = False
 
     # ------------------------------------------------------------ messages
@@ -270,10 +271,7 @@ class IngestFeed:
         taken = Taken([])
         for msg in messages:
             seq = msg.metadata.sequence.stream
-            if self._expected == 0 and seq > self._floor:
-                self.counts.stream_gap += seq - self._floor  # gone from the stream before we read it
-            elif self._expected and seq > self._expected:
-                log.warning("ingest: stream sequence %d arrived before %d; re-reading from there", seq, self._expected)
+            if seq > self._expected and not self._past_hole(seq):
                 self._reanchor = True
                 break
             self._expected = max(self._expected, seq + 1)
@@ -282,6 +280,21 @@ class IngestFeed:
             if seq > taken.last_stream_seq:
                 taken.last, taken.last_stream_seq = msg, seq
         return taken if taken.last is not None else None
+
+    def _past_hole(self, seq: int) -> bool:
+        """A message past the next expected one: True to take it (the hole is in the stream itself), False to re-anchor.
+
+        The first time a hole shows at a sequence, an earlier message may have been lost in transit:
+        re-anchor and read again from there. If the same hole shows again, the stream itself lacks
+        those messages (aged out, or deleted): count them as ``ingest-stream-gap`` and go on.
+        """
+        if self._hole_at != self._expected:
+            log.warning("ingest: stream sequence %d arrived before %d; reading again from there", seq, self._expected)
+            self._hole_at = self._expected
+            return False
+        self.counts.stream_gap += seq - self._expected
+        log.warning("ingest: stream sequences %d to %d are not in the stream any more", self._expected, seq - 1)
+        return True
 
     def _sort(self, msg: Any, taken: Taken) -> None:
         """Put one message's report into ``taken``; count (and leave) a message that holds none for us."""

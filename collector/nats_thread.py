@@ -21,6 +21,7 @@ from typing import Any
 import gevent
 import gevent.event
 
+from collector import sites
 from collector.native import new_event_loop, start_thread
 from messages.logs import ThrottledLog
 
@@ -124,6 +125,7 @@ class NatsThread:
                 reconnect_time_wait=0.5,
                 name=self.name,
                 **self.auth,
+                **sites.client_callbacks(log, self.name),
             )
             await self.on_connect(self.nc)
             self.connected = True

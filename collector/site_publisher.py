@@ -171,6 +171,7 @@ class SitePublisher:
                 reconnect_time_wait=0.5,
                 name=f"labscope-site-{self.site}",
                 **self.auth,
+                **sites.client_callbacks(log, f"site {self.site}"),
             )
         except Exception as exc:  # NATS away: try again (the heartbeat is missed meanwhile: the top sees the site lost)
             self.failed += 1
