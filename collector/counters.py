@@ -153,7 +153,10 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "site-cmd-bad-answer": (SITES, "answers from a site that do not decode: dropped"),
     "site-cmd-publish-failed": (SITES, "commands or answers NATS refused (too large, connection down)"),
     "site-cmd-bad": (SITES, "a site's commands from the top that do not decode or hold a bad CREDIT: refused"),
-    "site-cmd-dropped": (SITES, "a site's commands dropped unread: no reply subject, or its queue full"),
+    "site-cmd-dropped": (
+        SITES,
+        "commands (at a site: no reply subject, or its queue full) or answers (at the top: its queue full) dropped",
+    ),
     "site-cmd-stale-credit": (SITES, "CREDITs from the top for a stream the site no longer runs"),
 }
 

@@ -51,6 +51,7 @@ class TopCommands(NatsThread):
         self.max_bytes = config.max_frame_bytes
         self.reply_prefix = ""  # this connection's inbox, set once connected
         self.bad_answers = 0  # written by the thread only
+        self.dropped = 0  # answers dropped: the hand-off to the loop was full (written by the thread only)
 
     # ------------------------------------------------------------ the gevent side
 
@@ -79,6 +80,7 @@ class TopCommands(NatsThread):
                     self.counters["site-cmd-stale"] += 1
             self.counters["site-cmd-publish-failed"] = self.publish_failed
             self.counters["site-cmd-bad-answer"] = self.bad_answers
+            self.counters["site-cmd-dropped"] = self.dropped
 
     # ------------------------------------------------------------ the NATS thread
 
@@ -97,5 +99,8 @@ class TopCommands(NatsThread):
             env = None
         if rid is None or env is None:
             self.bad_answers += 1
+            return
+        if len(self.inbox) >= self.limit:  # never with credit flow control: the loop is stuck; the request times out
+            self.dropped += 1
             return
         self.hand_back((rid, env, bulk))
