@@ -47,6 +47,8 @@ Sample config (every key optional; defaults shown)::
     # ingest_sites = []           # only these sites (default: every site in the stream)
     # ingest_durable = "labscope-top"  # the durable consumer's name (one per top collector)
     # ingest_site_timeout = 10.0  # seconds without a site's heartbeat before its nodes show lost
+    # nats_nkey_seed = ""         # this collector's NATS NKey seed file (a site's or a top's NATS user)
+    # nats_credentials = ""       # or its NATS .creds file (JWT + seed); docs/sites.md, "Commands down the tree"
 
     [collector.store_args]        # the chosen store's options, e.g. for store = "postgresql":
     # dsn = "host=127.0.0.1 dbname=labscope"
@@ -225,6 +227,8 @@ class CollectorTicket:
     ingest_sites: list[str] = field(default_factory=list)
     ingest_durable: str = "labscope-top"
     ingest_site_timeout: float = 10.0
+    nats_nkey_seed: Path | None = None
+    nats_credentials: Path | None = None
 
 
 CollectorConfig = CollectorTicket  # the name every part of the collector has used; the same class
@@ -562,7 +566,7 @@ def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) ->
             value = _endpoint(value, key, path)
         elif key == "data_dir":
             value = Path(value)
-        elif key in ("curve_secret", *ALLOW_KEYS):
+        elif key in ("curve_secret", "nats_nkey_seed", "nats_credentials", *ALLOW_KEYS):
             value = Path(value) if value else None  # "" as in the sample config: not set
         elif key in ("modules_dirs", "distributions_dirs"):
             value = [Path(_string(v, key, path)) for v in value]

@@ -81,7 +81,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     ),
     "auth-refused:REASON": (
         BOTH,
-        "auth-refused, for REASON: unknown-key, wrong-node, key-mismatch, key-removed or operator-only",
+        "auth-refused, for REASON: unknown-key, wrong-node, key-mismatch, key-removed, operator-only, "
+        "or at a site top-not-operator, no-requester (docs/sites.md)",
     ),
     "client-throttled": (
         CLIENTS,
@@ -143,6 +144,20 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "ingest-errors": (SITES, "failures talking to NATS (retried every second)"),
     "site-messages": (SITES, "heartbeats and node status messages the top received from its sites"),
     "sites-lost": (SITES, "times a site fell silent past ingest_site_timeout (its nodes shown lost)"),
+    "site-cmd-requests": (
+        SITES,
+        "node requests down the tree: at the top, sent to a site over NATS; at a site, taken from its top",
+    ),
+    "site-cmd-unsent": (SITES, "the top's commands not sent (NATS away, or its queue full): the request times out"),
+    "site-cmd-stale": (SITES, "answers from a site to a request the top no longer waits for: dropped"),
+    "site-cmd-bad-answer": (SITES, "answers from a site that do not decode: dropped"),
+    "site-cmd-publish-failed": (SITES, "commands or answers NATS refused (too large, connection down)"),
+    "site-cmd-bad": (SITES, "a site's commands from the top that do not decode or hold a bad CREDIT: refused"),
+    "site-cmd-dropped": (
+        SITES,
+        "commands (at a site: no reply subject, or its queue full) or answers (at the top: its queue full) dropped",
+    ),
+    "site-cmd-stale-credit": (SITES, "CREDITs from the top for a stream the site no longer runs"),
 }
 
 

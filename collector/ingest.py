@@ -38,6 +38,7 @@ from typing import Any
 from collector import sites
 from collector.config import CollectorConfig
 from collector.native import new_event_loop, start_thread
+from collector.nats_auth import auth_options
 from messages import Encoding
 from messages.errors import ConfigError
 from messages.logs import ThrottledLog
@@ -146,6 +147,7 @@ class IngestFeed:
         self.prefix = config.ingest_prefix
         self.durable = config.ingest_durable
         self.sites = frozenset(config.ingest_sites)
+        self.auth = auth_options(config.nats_nkey_seed, config.nats_credentials)
         self.wake = wake  # thread-safe: wakes the loop
         self.handoff: collections.deque[Taken] = collections.deque()
         self.committed: collections.deque[Taken] = collections.deque()
@@ -230,6 +232,7 @@ class IngestFeed:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             name="labscope-top",
+            **self.auth,
             **sites.client_callbacks(log, "ingest"),
         )
         self._js = self._nc.jetstream(timeout=10)

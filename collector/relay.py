@@ -5,6 +5,11 @@ clients' ids), relays RESPONSE / ERROR / CHUNK back under the client's id, and
 relays CREDIT the other way. It holds no chunk longer than it takes to pass it
 on, so flow control stays end to end between the client and the agent.
 
+At a top collector (docs/sites.md) a node of a site has no agent here: its
+requests, CREDITs and cancels go to the site over NATS through ``to_site``
+(collector/top_commands.py), and its answers come back through
+:meth:`Relay.from_agent` as an agent's do.
+
 Every request to a node is written to the audit trail (collector/audit.py)
 before it is forwarded, and its outcome once known; a request whose audit row
 cannot be written is answered ``busy`` and not forwarded.
@@ -21,6 +26,7 @@ from typing import Protocol
 
 import zmq
 
+from collector.addons import NodeRecord
 from collector.audit import AuditFailed, AuditTrail
 from collector.registry import NodeRegistry
 from messages import Code, Envelope, Kind
@@ -29,6 +35,13 @@ from messages.codec import envelope
 log = logging.getLogger(__name__)
 
 Send = Callable[[bytes, Envelope], None]
+Target = Callable[[Envelope], None]
+
+
+class SiteSend(Protocol):
+    """Send an envelope for node ``record`` to its site; ``who`` and ``fingerprint`` name the requester."""
+
+    def __call__(self, record: NodeRecord, env: Envelope, who: str = "", fingerprint: str = "") -> None: ...
 
 
 class ClientSend(Protocol):
@@ -65,6 +78,7 @@ class Relay:
         self.pending: dict[int, Pending] = {}
         self.by_client: dict[tuple[bytes, int], int] = {}
         self.ids = itertools.count(1)
+        self.to_site: SiteSend | None = None  # set at a top collector
 
     def forward(self, client: bytes, env: Envelope, who: str = "", fingerprint: str = "") -> None:
         """Audit a client's REQUEST, then send it on to the node named by ``params["node"]``, or answer why not.
@@ -75,13 +89,14 @@ class Relay:
         without bothering the agent (an agent that lists no types is asked anything).
         """
         node = env.params.get("node", "")
+        record = self.registry.records.get(node)
         ident = self.registry.ident_of(node)
         refusal = self._refusal(node, env.type, ident)
         try:
             audit_id = self.audit.record(who, fingerprint, env.type, env.params, node, refusal[0] if refusal else None)
         except AuditFailed as exc:
             refusal = Code.BUSY, f"the collector cannot write its audit trail ({exc}); no request reaches a node"
-        if refusal is not None or ident is None:
+        if refusal is not None or record is None:
             self._refuse(client, env, *(refusal or (Code.NODE_LOST, f"node {node} is lost")))
             return
         rid = next(self.ids)
@@ -89,14 +104,28 @@ class Relay:
         streamed = "credit" in env.params
         self.pending[rid] = Pending(client, env.request_id, node, env.type, deadline, audit_id, streamed)
         self.by_client[(client, env.request_id)] = rid
-        self.to_agent(ident, envelope(Kind.REQUEST, type=env.type, request_id=rid, params=dict(env.params)))
+        request = envelope(Kind.REQUEST, type=env.type, request_id=rid, params=dict(env.params))
+        if record.site and self.to_site is not None:
+            self.to_site(record, request, who, fingerprint)
+        elif ident is not None:
+            self.to_agent(ident, request)
+
+    def _target(self, node: str) -> Target | None:
+        """Where envelopes for ``node`` go: its site (a top collector's site node), its agent, or None (gone)."""
+        record = self.registry.records.get(node)
+        to_site = self.to_site
+        if record is not None and record.site and to_site is not None:
+            return lambda env: to_site(record, env)
+        ident = self.registry.ident_of(node)
+        return None if ident is None else lambda env: self.to_agent(ident, env)
 
     def _refusal(self, node: str, type: str, ident: bytes | None) -> tuple[str, str] | None:
         """Why a ``type`` request cannot be forwarded to ``node`` (code, reason), or None when it can."""
         record = self.registry.records.get(node)
         if record is None:
             return Code.NOT_FOUND, f"no node named {node!r} is known to this collector"
-        if record.status != "live" or ident is None:
+        routed = ident is not None or (bool(record.site) and self.to_site is not None)
+        if record.status != "live" or not routed:
             return Code.NODE_LOST, f"node {node} is lost (silent past the node timeout)"
         if not _lists(record.info.request_types, type):
             answered = ", ".join(record.info.request_types)
@@ -112,8 +141,8 @@ class Relay:
             client, envelope(Kind.ERROR, type=env.type, request_id=env.request_id, error_code=code, error=reason)
         )
 
-    def from_agent(self, env: Envelope, bulk: zmq.Frame | None = None) -> bool:
-        """Relay an agent's RESPONSE / ERROR / CHUNK; False when it answers nothing pending.
+    def from_agent(self, env: Envelope, bulk: zmq.Frame | bytes | None = None) -> bool:
+        """Relay an agent's (or a site's) RESPONSE / ERROR / CHUNK; False when it answers nothing pending.
 
         ``bulk`` is a two-part CHUNK's bytes: forwarded as they came, only the header is rewritten.
         """
@@ -138,9 +167,9 @@ class Relay:
         rid = self.by_client.get((client, env.request_id))
         if rid is None:
             return False
-        ident = self.registry.ident_of(self.pending[rid].node)
-        if ident is not None:
-            self.to_agent(ident, envelope(Kind.CREDIT, request_id=rid, seq=env.seq, params=dict(env.params)))
+        target = self._target(self.pending[rid].node)
+        if target is not None:
+            target(envelope(Kind.CREDIT, request_id=rid, seq=env.seq, params=dict(env.params)))
         if env.params.get("cancel") == "1":
             self._finish(self._forget(rid), "cancelled")
         return True
@@ -159,9 +188,9 @@ class Relay:
     def _fail(self, rid: int, code: str, reason: str) -> None:
         pending = self._forget(rid)
         self._finish(pending, code)
-        ident = self.registry.ident_of(pending.node)
-        if ident is not None and code == Code.TIMEOUT:  # stop the agent's worker now, not at its own timeout
-            self.to_agent(ident, envelope(Kind.CREDIT, request_id=rid, params={"cancel": "1"}))
+        target = self._target(pending.node)
+        if target is not None and code == Code.TIMEOUT:  # stop the agent's worker now, not at its own timeout
+            target(envelope(Kind.CREDIT, request_id=rid, params={"cancel": "1"}))
         self.to_client(
             pending.client,
             envelope(Kind.ERROR, type=pending.type, request_id=pending.client_id, error_code=code, error=reason),

@@ -126,6 +126,8 @@ class Collector:
         self.audit: AuditTrail | None = None
         self.ingest: Any = None  # a top collector's ingest from NATS (docs/sites.md)
         self.site: Any = None  # a site's heartbeat and node status on NATS
+        self.top_commands: Any = None  # a top's node requests to its sites (docs/sites.md)
+        self.site_commands: Any = None  # a site's node requests from its top
         self.web: Any = None  # the web page's server (collector/web/server.py WebServer) when --web is on
         self.endpoints: Endpoints | None = None  # set once the sockets are bound
         self.observers = ObserverThread([], config.observer_queue)
@@ -204,7 +206,7 @@ class Collector:
             agent_sock, core, self.journal, relay, mailbox, self.updates.notify_ingest, keys, self.refusals
         )
         self.dists.set_pressure(lambda: agents.busy)
-        self._start_tiers(self.journal)
+        self._start_tiers(self.journal, relay)
         if self.curve is not None:
             self._spawn(self.curve.zap.run)
             self._spawn(self.curve.keyring.watch)
@@ -217,23 +219,39 @@ class Collector:
         self.audit = audit
         self._start_web(audit)
 
-    def _start_tiers(self, journal: Journal) -> None:
-        """A top collector's ingest from NATS, a site's heartbeat and node status (docs/sites.md)."""
+    def _start_tiers(self, journal: Journal, relay: Relay) -> None:
+        """A top collector's ingest and commands, a site's heartbeat, node status and commands (docs/sites.md)."""
         assert self.updates is not None
         if self.config.ingest_nats:
             from collector.ingest_link import IngestLink
+            from collector.top_commands import TopCommands
 
             self.ingest = IngestLink(
                 self.config, self.registry, self.host, self.counters, journal, self.updates.notify_ingest
             )
+            self.ingest.view.on_lost = relay.node_lost
             self.ingest.start()
             self._spawn(self.ingest.run)
+            top_key = self.curve.certificate.public.decode() if self.curve is not None else ""
+            self.top_commands = TopCommands(self.config, relay, self.counters, top_key)
+            relay.to_site = self.top_commands.send
+            self._start_thread(self.top_commands)
         if self.config.site:
             from collector.site_publisher import SitePublisher
+            from collector.site_responder import SiteResponder
 
             self.site = SitePublisher(self.config, self.registry, self.counters)
             self.site.start()
             self._spawn(self.site.watch)
+            keyring = self.curve.keyring if self.curve is not None else None
+            self.site_commands = SiteResponder(self.config, relay, self.counters, keyring, self.refusals)
+            relay.to_client = self.site_commands.route
+            self._start_thread(self.site_commands)
+
+    def _start_thread(self, tier: Any) -> None:
+        """Start a tier's NATS thread and spawn its greenlet."""
+        tier.start()
+        self._spawn(tier.run)
 
     def _start_web(self, audit: AuditTrail) -> None:
         """Serve the web page (docs/web.md) when ``web`` is on; Falcon is imported only then."""
@@ -300,7 +318,7 @@ class Collector:
         self.host.stop_mains()  # first: a main() winding down may still ingest, ask modules and publish
         if self.agents is not None:
             self.agents.stop()
-        for tier in (self.ingest, self.site):
+        for tier in (self.ingest, self.site, self.top_commands, self.site_commands):
             if tier is not None:
                 tier.stop()
         if self.web is not None:

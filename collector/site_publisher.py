@@ -30,6 +30,7 @@ from collector import sites
 from collector.config import CollectorConfig, DistSection
 from collector.counters import Counters
 from collector.native import new_event_loop, start_thread
+from collector.nats_auth import auth_options
 from collector.registry import NodeRegistry
 from messages.errors import ConfigError
 from messages.logs import ThrottledLog
@@ -61,6 +62,7 @@ def check_tiers(config: CollectorConfig) -> None:
     Raises ConfigError (exit 2) naming the key and the fix.
     """
     from collector.ingest import check_installed
+    from collector.nats_auth import check_auth_files
 
     if config.ingest_sites and not config.ingest_nats:
         raise ConfigError("ingest_sites (--ingest-sites) needs ingest_nats (--ingest-nats URL)")
@@ -68,6 +70,7 @@ def check_tiers(config: CollectorConfig) -> None:
         site_section(config)
     if config.site or config.ingest_nats:
         check_installed()
+        check_auth_files(config.nats_nkey_seed, config.nats_credentials, "[collector]")
 
 
 class SitePublisher:
@@ -82,6 +85,7 @@ class SitePublisher:
         self.timeout = float(section.get("timeout", 5.0))
         self.registry = registry
         self.counters = counters
+        self.auth = auth_options(config.nats_nkey_seed, config.nats_credentials)
         self.outbox: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=OUTBOX)
         self.running = True
         self.published = 0  # written by the thread only
@@ -166,6 +170,7 @@ class SitePublisher:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 name=f"labscope-site-{self.site}",
+                **self.auth,
                 **sites.client_callbacks(log, f"site {self.site}"),
             )
         except Exception as exc:  # NATS away: try again (the heartbeat is missed meanwhile: the top sees the site lost)

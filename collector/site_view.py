@@ -12,6 +12,7 @@ collector's loop only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from collector import sites
@@ -48,6 +49,7 @@ class SiteView:
         self.silent: set[str] = set()
         self.reported: dict[str, dict[str, dict[str, Any]]] = {}  # site -> node -> its latest entry
         self.members: dict[str, dict[str, NodeRecord]] = {}  # site -> qualified node id -> record
+        self.on_lost: Callable[[str], None] = lambda node: None  # the relay fails the node's requests (node-lost)
         self._adopt()
 
     def _adopt(self) -> None:
@@ -117,6 +119,7 @@ class SiteView:
         else:
             self.counters["nodes-lost"] += 1
             self.host.node_left(record)
+            self.on_lost(record.node)
 
 
 def _take_entry(record: NodeRecord, entry: dict[str, Any]) -> None:

@@ -37,8 +37,10 @@ def build_parser() -> Parser:
     parser.add_argument(
         "source",
         metavar="NODE:PATH",
-        help="node id and path (absolute inside a serve folder, or relative to the agent's first one)",
+        help="node id and path (absolute inside a serve folder, or relative to the agent's first one); "
+        "or NODE alone, with PATH after it (a top collector's SITE:NODE: docs/sites.md)",
     )
+    parser.add_argument("path", nargs="?", metavar="PATH", help="the path, when the first argument is the node id")
     parser.add_argument("-o", "--output", metavar="FILE", help="where to write (default: PATH's name, here)")
     parser.add_argument(
         "--timeout",
@@ -85,7 +87,7 @@ def _progress(show: bool, name: str) -> Iterator[Any]:
 def run(argv: list[str]) -> int:
     """Fetch one file; one line on failure."""
     args = build_parser().parse_args(argv)
-    node, path = split_source(args.source)
+    node, path = (args.source, args.path) if args.path else split_source(args.source)
     output = Path(args.output) if args.output else Path(Path(path).name or "fetched")
     keys = client_keys(args.curve_server_key, args.curve_secret)
     with Client(args.collector, keys=keys) as client:

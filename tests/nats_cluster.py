@@ -55,8 +55,14 @@ def _reachable(port: int) -> bool:
 class NatsCluster:
     """``size`` nats-servers routed to each other, JetStream on; ``url`` lists them all."""
 
-    def __init__(self, root: Path, size: int = 3) -> None:
+    def __init__(self, root: Path, size: int = 3, extra: str = "", auth: dict[str, Any] | None = None) -> None:
+        """``extra``: more server config (e.g. an ``authorization`` block); ``auth``: how :meth:`run` connects.
+
+        A ``size`` of 1 is one server without a cluster block.
+        """
         self.root = root
+        self.extra = extra
+        self.auth = auth or {}
         self.binary = nats_server_binary()
         self.ports = [_free_port() for _ in range(size)]
         self.routes = [_free_port() for _ in range(size)]
@@ -72,10 +78,12 @@ class NatsCluster:
     def _write_config(self, index: int) -> None:
         routes = ", ".join(f"nats://127.0.0.1:{port}" for i, port in enumerate(self.routes) if i != index)
         store = self.root / f"js-{index}"
+        cluster = (
+            f'cluster {{ name: "labscope-test"\n listen: "127.0.0.1:{self.routes[index]}"\n routes: [{routes}] }}\n'
+        )
         (self.root / f"n{index}.conf").write_text(
             f'server_name: "n{index}"\nlisten: "127.0.0.1:{self.ports[index]}"\n'
-            f'jetstream {{ store_dir: "{store}" }}\n'
-            f'cluster {{ name: "labscope-test"\n listen: "127.0.0.1:{self.routes[index]}"\n routes: [{routes}] }}\n'
+            f'jetstream {{ store_dir: "{store}" }}\n' + (cluster if len(self.ports) > 1 else "") + self.extra
         )
 
     def start(self) -> NatsCluster:
@@ -120,7 +128,7 @@ class NatsCluster:
         import nats
 
         async def call() -> Any:
-            nc = await nats.connect(self.url.split(","), connect_timeout=5)
+            nc = await nats.connect(self.url.split(","), connect_timeout=5, **self.auth)
             try:
                 return await work(nc.jetstream(timeout=5))
             finally:

@@ -40,6 +40,8 @@ Sample config block::
     # subject = ""               # a template; default PREFIX.{site}.{node}.{type} (points: .{metric})
     # timeout = 5.0              # seconds for connecting and for each PubAck
     # journal_hold = 604800.0    # reports mode: seconds the journal keeps what was not passed on yet
+    # nkeys_seed = ""            # the NATS user's NKey seed file, or
+    # credentials = ""           # its .creds file (docs/sites.md, "Commands down the tree")
     # codes = ["*"]
 """
 
@@ -51,6 +53,7 @@ from typing import Any
 
 from collector import dist
 from collector.native import new_event_loop
+from collector.nats_auth import auth_options, check_auth_files
 from collector.sites import servers
 
 MISSING = "type nats needs nats-py: pip install 'labscope[nats]'"
@@ -106,6 +109,8 @@ class NatsDistribution(dist.Distribution):
         "timeout": dist.Option(5.0, minimum=0.1, help="seconds for connecting and for each PubAck"),
         "journal_hold": dist.Option(DEFAULT_HOLD, minimum=0.0, help="seconds the journal keeps unsent reports"),
         "replicas": dist.Option(1, minimum=1, maximum=5, help="copies of the stream it creates (a cluster: 3)"),
+        "nkeys_seed": dist.Option("", help="the NATS user's NKey seed file (docs/sites.md)"),
+        "credentials": dist.Option("", help="or the NATS user's .creds file"),
     }
 
     def __init__(self, core: dist.DistCore) -> None:
@@ -122,6 +127,8 @@ class NatsDistribution(dist.Distribution):
         self.servers = [self.url]
         self.replicas = 1
         self.own_subject = False
+        self.nkeys_seed = ""
+        self.credentials = ""
 
     def configure(self, config: dict[str, Any]) -> None:
         """Take the options; a missing nats-py is a ConfigError naming the pip command."""
@@ -137,6 +144,8 @@ class NatsDistribution(dist.Distribution):
         self.timeout = float(config["timeout"])
         self.replicas = int(config["replicas"])
         self.servers = servers(self.url)
+        self.nkeys_seed, self.credentials = str(config["nkeys_seed"]), str(config["credentials"])
+        check_auth_files(self.nkeys_seed, self.credentials, "nats distribution")
 
     # ------------------------------------------------------------ connection
 
@@ -156,7 +165,8 @@ class NatsDistribution(dist.Distribution):
         """Connect, and create the stream (subjects ``PREFIX.*.*.>``) when no stream takes them."""
         self._drop()
         self.servers.append(self.servers.pop(0))  # each attempt starts with the next member of a cluster
-        self.nc = self._run(nats.connect(self.servers, connect_timeout=self.timeout, allow_reconnect=False))
+        auth = auth_options(self.nkeys_seed, self.credentials)
+        self.nc = self._run(nats.connect(self.servers, connect_timeout=self.timeout, allow_reconnect=False, **auth))
         self.js = self.nc.jetstream(timeout=self.timeout)
         self._run(self._ensure_stream())
         return True
