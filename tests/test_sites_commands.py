@@ -26,22 +26,10 @@ from gui.client import Client
 from messages.errors import LabscopeError, RequestFailed
 from messages.keys import client_keys, generate
 from tests.conftest import CollectorProcess, ProcessGroup, labscope_cmd, wait_for
-from tests.nats_cluster import NatsCluster
+from tests.nats_cluster import NatsCluster, needed_module
 
-
-def _needed(name: str) -> Any:
-    """Import ``name``; skip in one line without it (a failure under CI=true: the test extra brings it)."""
-    try:
-        return __import__(name)
-    except ImportError:
-        reason = f"{name} missing: pip install 'labscope[nats]'"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: a skip is a failure)", pytrace=False)
-        pytest.skip(reason, allow_module_level=True)
-
-
-_needed("nats")
-nkeys = _needed("nkeys")
+needed_module("nats")
+nkeys = needed_module("nkeys")
 
 pytestmark = pytest.mark.e2e
 

@@ -22,10 +22,10 @@ import pytest
 from gui.client import Client
 from messages.errors import LabscopeError
 from tests.conftest import CollectorProcess, ProcessGroup, labscope_cmd, wait_for
-from tests.nats_cluster import NatsCluster
+from tests.nats_cluster import NatsCluster, needed_module
 from tests.test_reliability import FAST_PROBES, MODULES, agent_last_seq, free_port
 
-pytest.importorskip("nats", reason="nats-py missing: pip install 'labscope[nats]'")
+needed_module("nats")
 
 pytestmark = pytest.mark.e2e
 
