@@ -43,7 +43,7 @@ pytest.importorskip("nats", reason="nats-py missing: pip install 'labscope[nats]
 pytestmark = pytest.mark.e2e
 
 PARTITION = 60.0  # seconds site a is cut off
-SIMULATED, SIM_RATE = 20, 10.0  # site a's simulated nodes and their reports/s each: a real backlog
+SIMULATED, SIM_RATE = 10, 10.0  # site a's simulated nodes and their reports/s each: a backlog to catch up
 SITE_TIMEOUT = 3  # the top's --ingest-site-timeout
 
 
