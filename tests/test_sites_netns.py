@@ -201,9 +201,9 @@ def _sample_site_during_partition(site: Tier) -> dict[str, Any]:
     return {"applied": site.total(), "sent": js["sent"], "queued": js["queued"], "queue_max": js["queue_max"]}
 
 
-def partition_site_a(rig: Topology, site_a: Tier, site_b: Tier, top: Tier) -> list[dict[str, Any]]:
+def partition_site_a(rig: Topology, site_a: Tier, top: Tier) -> list[dict[str, Any]]:
     """Cut site a's link for PARTITION s; returns what the site showed every few seconds meanwhile."""
-    rig_net_cut = time.monotonic()
+    cut_at = time.monotonic()
     samples = [_sample_site_during_partition(site_a)]
     b_before = top.total("b:")
     rig.net.cut(rig.links["a"])
@@ -214,8 +214,8 @@ def partition_site_a(rig: Topology, site_a: Tier, site_b: Tier, top: Tier) -> li
         what="site a's nodes lost at the top",
     )
     assert {status for node, (_, status, _) in top.nodes().items() if node.startswith("b:")} == {"live"}
-    while time.monotonic() - rig_net_cut < PARTITION:
-        time.sleep(min(5.0, max(0.0, PARTITION - (time.monotonic() - rig_net_cut))))
+    while time.monotonic() - cut_at < PARTITION:
+        time.sleep(min(5.0, max(0.0, PARTITION - (time.monotonic() - cut_at))))
         samples.append(_sample_site_during_partition(site_a))
     assert top.total("b:") > b_before + 100, "the top stopped ingesting site b while site a was cut off"
     agents_backlog = {node: backlog for node, (_, _, backlog) in site_a.nodes().items()}
@@ -226,13 +226,14 @@ def partition_site_a(rig: Topology, site_a: Tier, site_b: Tier, top: Tier) -> li
 
 
 def check_backlog(samples: list[dict[str, Any]]) -> int:
-    """Site a applied reports all along, passed none on, and kept its queue within its bound."""
+    """Site a applied reports all along and passed none on; the backlog waits in its journal, not in memory."""
     first, last = samples[0], samples[-1]
     backlog = (last["applied"] - last["sent"]) - (first["applied"] - first["sent"])
     expected = (PARTITION - 10) * SIMULATED * SIM_RATE
     assert backlog >= expected, f"site a's distribution backlog grew by {backlog} only"
     assert last["sent"] - first["sent"] < 1000, "reports left site a while it was cut off"
-    assert all(s["queued"] <= s["queue_max"] for s in samples), "the distribution's queue outgrew its bound"
+    queued = max(s["queued"] for s in samples)
+    assert queued <= last["queue_max"] and queued < backlog / 4, f"{queued} reports of the backlog held in memory"
     applied = [s["applied"] for s in samples]
     assert applied == sorted(applied) and applied[-1] > applied[0] + expected
     return backlog
@@ -280,7 +281,7 @@ def test_two_sites_in_namespaces_reach_the_top_exactly_once_through_a_partition_
     live = {f"{s}:{n}": (s, "live") for s, n in nodes}
     wait_for(lambda: live.items() <= {k: v[:2] for k, v in top.nodes().items()}.items(), timeout=30, what="all live")
 
-    samples = partition_site_a(rig, sites["a"], sites["b"], top)
+    samples = partition_site_a(rig, sites["a"], top)
     healed, backlog = time.monotonic(), check_backlog(samples)
     kills = kill_top_during_catch_up(top, sites["a"])
     wait_for(
