@@ -43,8 +43,15 @@ _OWNED = re.compile(rf"^{PREFIX}(\d+)x[0-9a-f]+-")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def _run(command: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}: exit {done.returncode}: {done.stderr.strip()}")
+    return done
+
+
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, check=check)
+    return _run(["ip", *args], check)
 
 
 def _skip(reason: str) -> None:
@@ -133,7 +140,7 @@ class Namespace:
 
     def tc(self, *args: str) -> None:
         """``tc ARGS`` inside this namespace."""
-        subprocess.run(self.command(["tc", *args]), capture_output=True, text=True, timeout=10, check=True)
+        _run(self.command(["tc", *args]))
 
     def call(self, work: Callable[[], T], timeout: float = 30.0) -> T:
         """``work()`` in a new thread that has joined this namespace; its result (or its exception)."""
