@@ -94,7 +94,10 @@ class ProcessGroup:
         self.procs: list[subprocess.Popen] = []
         self.counter = 0
 
-    def _spawn(self, args: list[str], name: str) -> tuple[subprocess.Popen, Path]:
+    def _spawn(self, args: list[str], name: str, inside: Any = None) -> tuple[subprocess.Popen, Path]:
+        """Start ``args`` (inside network namespace ``inside``, a tests.netns.Namespace, when given)."""
+        if inside is not None:
+            args = inside.command(args)
         self.counter += 1
         log_path = self.tmp_path / f"{name}-{self.counter}.log"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -103,8 +106,10 @@ class ProcessGroup:
         self.procs.append(popen)
         return popen, log_path
 
-    def collector(self, *extra: str, data_dir: Path | None = None, timeout: float = 20) -> CollectorProcess:
-        """Start a collector on random loopback ports; returns once it has bound them."""
+    def collector(
+        self, *extra: str, data_dir: Path | None = None, timeout: float = 20, inside: Any = None
+    ) -> CollectorProcess:
+        """Start a collector on random loopback ports (in namespace ``inside``); returns once it has bound them."""
         data_dir = data_dir or self.tmp_path / f"collector-data-{self.counter + 1}"
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "collector.json").unlink(missing_ok=True)
@@ -118,7 +123,7 @@ class ProcessGroup:
             str(data_dir),
             *extra,
         )
-        popen, log_path = self._spawn(args, "collector")
+        popen, log_path = self._spawn(args, "collector", inside)
         info = wait_for(lambda: _endpoints(data_dir, popen, log_path), timeout, what="collector.json")
         return CollectorProcess(popen, data_dir, info["agents"], info["clients"], log_path)
 

@@ -14,12 +14,16 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from tests.conftest import wait_for
+from tests.netns import Namespace
+
+T = TypeVar("T")
 
 __all__ = ["NatsCluster", "nats_server_binary"]
 
@@ -64,14 +68,25 @@ def _reachable(port: int) -> bool:
 
 
 class NatsCluster:
-    """``size`` nats-servers routed to each other, JetStream on; ``url`` lists them all."""
+    """``size`` nats-servers routed to each other, JetStream on; ``url`` lists them all.
 
-    def __init__(self, root: Path, size: int = 3, extra: str = "", auth: dict[str, Any] | None = None) -> None:
-        """``extra``: more server config (e.g. an ``authorization`` block); ``auth``: how :meth:`run` connects.
+    With ``netns`` the servers run inside that network namespace (tests/netns.py), listening on
+    every address there (``url_at(ADDRESS)`` for clients in other namespaces), and the test's own
+    NATS calls run inside it too. ``extra``: more server config (e.g. an ``authorization`` block);
+    ``auth``: how :meth:`run` connects. A ``size`` of 1 is one server without a cluster block.
+    """
 
-        A ``size`` of 1 is one server without a cluster block.
-        """
+    def __init__(
+        self,
+        root: Path,
+        size: int = 3,
+        netns: Namespace | None = None,
+        extra: str = "",
+        auth: dict[str, Any] | None = None,
+    ) -> None:
         self.root = root
+        self.netns = netns
+        self.listen = "0.0.0.0" if netns else "127.0.0.1"
         self.extra = extra
         self.auth = auth or {}
         self.binary = nats_server_binary()
@@ -84,7 +99,14 @@ class NatsCluster:
     @property
     def url(self) -> str:
         """Every server, comma-separated (as --ingest-nats and the nats distribution take it)."""
-        return ",".join(f"nats://127.0.0.1:{port}" for port in self.ports)
+        return self.url_at("127.0.0.1")
+
+    def url_at(self, address: str) -> str:
+        """Every server at ``address`` (the cluster's namespace's address, seen from another one)."""
+        return ",".join(f"nats://{address}:{port}" for port in self.ports)
+
+    def _here(self, work: Callable[[], T]) -> T:
+        return self.netns.call(work) if self.netns is not None else work()
 
     def _write_config(self, index: int) -> None:
         routes = ", ".join(f"nats://127.0.0.1:{port}" for i, port in enumerate(self.routes) if i != index)
@@ -93,7 +115,7 @@ class NatsCluster:
             f'cluster {{ name: "labscope-test"\n listen: "127.0.0.1:{self.routes[index]}"\n routes: [{routes}] }}\n'
         )
         (self.root / f"n{index}.conf").write_text(
-            f'server_name: "n{index}"\nlisten: "127.0.0.1:{self.ports[index]}"\n'
+            f'server_name: "n{index}"\nlisten: "{self.listen}:{self.ports[index]}"\n'
             f'jetstream {{ store_dir: "{store}" }}\n' + (cluster if len(self.ports) > 1 else "") + self.extra
         )
 
@@ -107,11 +129,13 @@ class NatsCluster:
     def start_server(self, index: int) -> None:
         """Start (or restart) server ``index``."""
         log = open(self.root / f"n{index}.log", "ab")  # held by the child
-        self.procs[index] = subprocess.Popen(
-            [self.binary, "-c", str(self.root / f"n{index}.conf")], stdout=log, stderr=subprocess.STDOUT
-        )
+        command = [self.binary, "-c", str(self.root / f"n{index}.conf")]
+        if self.netns is not None:
+            command = self.netns.command(command)
+        self.procs[index] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_for(lambda: _reachable(self.ports[index]), timeout=15, what=f"nats-server n{index}")
+        port = self.ports[index]
+        wait_for(lambda: self._here(lambda: _reachable(port)), timeout=15, what=f"nats-server n{index}")
 
     def kill(self, index: int) -> None:
         """kill -9 server ``index``."""
@@ -145,11 +169,14 @@ class NatsCluster:
             finally:
                 await nc.close()
 
-        loop = asyncio.new_event_loop()
-        try:
-            return loop.run_until_complete(asyncio.wait_for(call(), timeout))
-        finally:
-            loop.close()
+        def in_a_loop() -> Any:
+            loop = asyncio.new_event_loop()
+            try:
+                return loop.run_until_complete(asyncio.wait_for(call(), timeout))
+            finally:
+                loop.close()
+
+        return self._here(in_a_loop)
 
     def _jetstream_ready(self) -> bool:
         async def ready(js: Any) -> bool:
