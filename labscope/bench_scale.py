@@ -21,12 +21,13 @@ import psutil
 
 from gui.client import Client
 from labscope.children import labscope_args
-from messages.errors import LabscopeError
+from messages.errors import ClientTimeout, LabscopeError
 
 __all__ = ["AGENTS_PER_SIMULATOR", "ScaleFigures", "run_scale", "split_agents"]
 
 AGENTS_PER_SIMULATOR = 2500
 POLL = 0.5  # seconds between memory samples
+STATS_WAIT = 30.0  # seconds for CollectorStats: 5000 agents saying HELLO at once keep a collector busy for seconds
 
 
 def split_agents(agents: int, per_process: int = AGENTS_PER_SIMULATOR) -> list[int]:
@@ -48,6 +49,14 @@ class ScaleFigures:
     simulator_cpu: list[float] = field(default_factory=list)  # % of one core, per simulate process
     totals: list[dict[str, Any]] = field(default_factory=list)  # each simulate's closing JSON line
 
+    def mark(self, client: Client) -> None:
+        """Note the collector's ``reports`` counter now; a collector too busy to answer in time leaves no mark."""
+        try:
+            reports = client.request("CollectorStats", timeout=STATS_WAIT).payload["counters"].get("reports", 0)
+        except ClientTimeout:
+            return
+        self.marks.append((time.monotonic(), int(reports)))
+
     def steady_rate(self) -> float:
         """Reports/s the collector took over the middle half of the run (0 when unmeasured)."""
         if len(self.marks) < 2 or self.marks[-1][0] <= self.marks[0][0]:
@@ -63,6 +72,8 @@ class ScaleFigures:
         """Processes, generator pace and CPU, reports taken: the scale figure's note."""
         shares = " + ".join(str(t.get("agents", "?")) for t in self.totals) or str(self.agents)
         steady = self.steady_rate()
+        if len(self.marks) < 2:
+            return f"{seconds:g} s at 1 report/s each; the collector did not answer in the middle of the run"
         cpu = ", ".join(f"{c:.0f}" for c in self.simulator_cpu)
         return (
             f"{seconds:g} s at 1 report/s each, {self.counters.get('reports', 0):,} reports; "
@@ -107,10 +118,9 @@ def run_scale(endpoints: dict[str, Any], agents: int, seconds: float) -> ScaleFi
             cpu = [c if (now := _cpu_seconds(p)) is None else now for c, p in zip(cpu, watched, strict=True)]
             if marks and time.monotonic() >= marks[0]:
                 marks.pop(0)
-                reports = client.request("CollectorStats", timeout=10).payload["counters"].get("reports", 0)
-                figures.marks.append((time.monotonic(), int(reports)))
+                figures.mark(client)
             time.sleep(POLL)
-        figures.counters = dict(client.request("CollectorStats", timeout=10).payload["counters"])
+        figures.counters = dict(client.request("CollectorStats", timeout=STATS_WAIT).payload["counters"])
     elapsed = time.monotonic() - started
     figures.simulator_cpu = [100.0 * c / elapsed for c in cpu]
     failed = [i for i, sim in enumerate(sims) if sim.returncode != 0]
