@@ -3,7 +3,10 @@
 Every figure is measured with real processes on loopback: a collector started
 for the section, load generators (labscope.benchkit, labscope simulate) and a
 real agent. Ratios are taken against the raw pyzmq figure of the same run, so
-they hold on a noisy, shared machine where absolute numbers drift.
+they hold on a noisy, shared machine where absolute numbers drift. Every figure
+a target judges is taken in rounds (``--rounds``), alternated with its baseline
+where it has one, and reported as the median and the worst round; the verdict
+is taken on the worst round (labscope.benchreport).
 """
 
 from __future__ import annotations
@@ -51,7 +54,18 @@ BENCH_MODULES = Path(__file__).resolve().parent / "benchmods"
 # second is the built-in ``nats`` in reports mode (bench_nats.JetStreamTarget.config), to a fresh stream.
 JSONL_CONFIG = '[distributions.bench_jsonl]\ntype = "jsonl"\n'
 
-__all__ = ["FIELDS", "TARGETS", "Bench", "Sizes", "format_value", "main", "percentile", "verdict"]
+__all__ = [
+    "FIELDS",
+    "TARGETS",
+    "Bench",
+    "Sizes",
+    "cpu_seconds",
+    "format_value",
+    "machine_line",
+    "main",
+    "percentile",
+    "verdict",
+]
 
 
 @dataclass
