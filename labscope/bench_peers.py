@@ -233,7 +233,7 @@ def markdown(usages: list[Usage], seconds: float, machine: str, when: str) -> st
     lines = [
         f"{when}, {seconds:g} s window, one sample a second each. Machine: {machine}",
         "",
-        "| watcher | CPU % of one core | RSS peak (MB) | RSS mean (MB) | work done in the window | command |",
+        "| watcher | CPU % of one core | RSS peak (MB) | RSS mean (MB) | work done, start-up included | command |",
         "|---|---:|---:|---:|---|---|",
     ]
     lines += [
