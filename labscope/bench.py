@@ -29,7 +29,7 @@ import zmq
 
 from gui.client import Client
 from labscope import benchkit
-from labscope.bench_nats import JetStreamTarget, jetstream_target
+from labscope.bench_nats import JetStreamTarget, JetStreamUnavailableError, jetstream_target
 from labscope.bench_scale import run_scale
 from labscope.benchreport import (
     FIELDS,
@@ -194,7 +194,7 @@ class Bench:
         try:
             with jetstream_target(self.folder) as target:
                 self._distributions_to(target)
-        except LabscopeError as exc:
+        except JetStreamUnavailableError as exc:
             self.put("dist_ingest_reports_per_s", 0, f"not measured: {exc}")
             self.put("dist_ingest_ratio", 0, "not measured (see dist_ingest_reports_per_s)")
 

@@ -22,11 +22,15 @@ from typing import Any
 
 from messages.errors import LabscopeError
 
-__all__ = ["SHARED_URL", "STREAM_BYTES", "JetStreamTarget", "jetstream_target"]
+__all__ = ["SHARED_URL", "STREAM_BYTES", "JetStreamTarget", "JetStreamUnavailableError", "jetstream_target"]
 
 SHARED_URL = "nats://127.0.0.1:4222"
 STREAM_BYTES = 256 * 2**20  # the run's stream keeps at most this much (oldest messages go first)
 SERVER_WAIT = 15.0  # seconds for our own nats-server to listen
+
+
+class JetStreamUnavailableError(LabscopeError):
+    """No JetStream to publish to: nats-py missing, or no server and no nats-server to start."""
 
 
 @dataclass
@@ -111,7 +115,9 @@ def nats_server(folder: Path) -> Iterator[tuple[str, str]]:
         "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
     )
     if binary is None:
-        raise LabscopeError("no NATS server on 127.0.0.1:4222 and no nats-server binary (apt-get install nats-server)")
+        raise JetStreamUnavailableError(
+            "no NATS server on 127.0.0.1:4222 and no nats-server binary (apt-get install nats-server)"
+        )
     port = free_port()
     store = folder / "nats-js"
     store.mkdir(exist_ok=True)
@@ -124,7 +130,7 @@ def nats_server(folder: Path) -> Iterator[tuple[str, str]]:
         deadline = time.monotonic() + SERVER_WAIT
         while not reachable(port):
             if time.monotonic() > deadline or server.poll() is not None:
-                raise LabscopeError(f"{binary} did not listen on 127.0.0.1:{port} within {SERVER_WAIT:g} s")
+                raise JetStreamUnavailableError(f"{binary} did not listen on 127.0.0.1:{port} within {SERVER_WAIT:g} s")
             time.sleep(0.1)
         yield f"nats://127.0.0.1:{port}", f"a nats-server -js the bench started on 127.0.0.1:{port}"
     finally:
@@ -138,7 +144,9 @@ def jetstream_target(folder: Path) -> Iterator[JetStreamTarget]:
     try:
         import nats  # noqa: F401
     except ImportError:
-        raise LabscopeError("the distributions section needs nats-py: pip install 'labscope[nats]'") from None
+        raise JetStreamUnavailableError(
+            "the distributions section needs nats-py: pip install 'labscope[nats]'"
+        ) from None
     tag = uuid.uuid4().hex[:10]
     with nats_server(folder) as (url, where):
         target = JetStreamTarget(url, f"LSBENCH{tag.upper()}", f"lsbench{tag}", where)
