@@ -523,9 +523,13 @@ def run(argv: list[str]) -> int:
             if value <= 0:
                 raise_usage(f"--{name.replace('_', '-')} must be greater than 0")
             setattr(sizes, name, value)
+    load_before, started = os.getloadavg()[0], time.monotonic()
     with tempfile.TemporaryDirectory(prefix="labscope-bench-") as folder:
         results = Bench(sizes, Path(folder), lambda line: print(line, file=sys.stderr, flush=True)).run()
-    table = markdown(results, machine_line())
+    # A shared machine's other work shows in every figure: say how busy it was.
+    busy = f"; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    took = f"; took {time.monotonic() - started:.0f} s"
+    table = markdown(results, machine_line() + busy + took)
     sys.stdout.write(table)
     if args.markdown:
         Path(args.markdown).write_text(table)
