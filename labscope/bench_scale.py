@@ -28,6 +28,7 @@ __all__ = ["AGENTS_PER_SIMULATOR", "ScaleFigures", "run_scale", "split_agents"]
 AGENTS_PER_SIMULATOR = 2500
 POLL = 0.5  # seconds between memory samples
 STATS_WAIT = 30.0  # seconds for CollectorStats: 5000 agents saying HELLO at once keep a collector busy for seconds
+FINAL_STATS_WAIT = 180.0  # after the run: a collector that fell behind answers once it has caught up
 
 
 def split_agents(agents: int, per_process: int = AGENTS_PER_SIMULATOR) -> list[int]:
@@ -48,6 +49,7 @@ class ScaleFigures:
     marks: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, reports) in the middle half
     simulator_cpu: list[float] = field(default_factory=list)  # % of one core, per simulate process
     totals: list[dict[str, Any]] = field(default_factory=list)  # each simulate's closing JSON line
+    answer_delay: float = 0.0  # seconds the collector took to answer CollectorStats after the run
 
     def mark(self, client: Client) -> None:
         """Note the collector's ``reports`` counter now; a collector too busy to answer in time leaves no mark."""
@@ -72,14 +74,17 @@ class ScaleFigures:
         """Processes, generator pace and CPU, reports taken: the scale figure's note."""
         shares = " + ".join(str(t.get("agents", "?")) for t in self.totals) or str(self.agents)
         steady = self.steady_rate()
-        if len(self.marks) < 2:
-            return f"{seconds:g} s at 1 report/s each; the collector did not answer in the middle of the run"
+        middle = (
+            f"middle half of the run: {steady:,.0f} reports/s taken of {self.agents:,}/s scheduled "
+            f"({100 * steady / self.agents:.0f} %)"
+            if len(self.marks) >= 2
+            else "the collector did not answer CollectorStats in the middle of the run"
+        )
+        late = f"; CollectorStats answered {self.answer_delay:.1f} s after the run" if self.answer_delay > 1 else ""
         cpu = ", ".join(f"{c:.0f}" for c in self.simulator_cpu)
         return (
             f"{seconds:g} s at 1 report/s each, {self.counters.get('reports', 0):,} reports; "
-            f"{len(self.totals)} simulate processes ({shares} agents) using {cpu} % of a core; "
-            f"middle half of the run: {steady:,.0f} reports/s taken of {self.agents:,}/s scheduled "
-            f"({100 * steady / self.agents:.0f} %)"
+            f"{len(self.totals)} simulate processes ({shares} agents) using {cpu} % of a core; {middle}{late}"
         )
 
 
@@ -120,8 +125,10 @@ def run_scale(endpoints: dict[str, Any], agents: int, seconds: float) -> ScaleFi
                 marks.pop(0)
                 figures.mark(client)
             time.sleep(POLL)
-        figures.counters = dict(client.request("CollectorStats", timeout=STATS_WAIT).payload["counters"])
-    elapsed = time.monotonic() - started
+        ended = time.monotonic()
+        figures.counters = dict(client.request("CollectorStats", timeout=FINAL_STATS_WAIT).payload["counters"])
+        figures.answer_delay = time.monotonic() - ended
+    elapsed = ended - started
     figures.simulator_cpu = [100.0 * c / elapsed for c in cpu]
     failed = [i for i, sim in enumerate(sims) if sim.returncode != 0]
     if failed:
