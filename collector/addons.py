@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=Message)
+R = TypeVar("R")
 
 # What ``on_shutdown`` gets when ``main`` ended with an exception: a ``sys.exc_info()`` tuple.
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -182,6 +183,7 @@ class NodeRecord:
     """What the collector knows about one node.
 
     ``status`` is ``live`` or ``lost``; times are epoch seconds (collector clock).
+    ``site`` is set at a top collector for the nodes of its sites (docs/sites.md).
     """
 
     node: str
@@ -194,6 +196,7 @@ class NodeRecord:
     backlog: int = 0
     gaps: int = 0
     bad_reports: int = 0  # reports whose payload did not decode, since the collector started
+    site: str = ""  # at a top collector: the site whose node this is (its id is SITE:NODE; docs/sites.md)
 
 
 class CollectorAPI(Protocol):
@@ -201,7 +204,8 @@ class CollectorAPI(Protocol):
 
     #: The configured store (docs/stores.md): ``events``, ``metadata`` (key -> text), ``blobs``
     #: (versioned bytes with SHA-256), ``probes`` (definitions pushed to agents), ``audit``, ``nodes``,
-    #: ``snapshots``. Safe from any thread. A module keeps its own things under keys/names it prefixes
+    #: ``snapshots``, ``history`` (series in tiers: record as data arrives, read with :meth:`run_in_thread`).
+    #: Safe from any thread. A module keeps its own things under keys/names it prefixes
     #: with its name, e.g. ``self.collector.store.metadata.put("mymodule/threshold", "0.9")``.
     store: Store
 
@@ -261,6 +265,15 @@ class CollectorAPI(Protocol):
 
         Cooperative (a gevent Event): call it from ``main``, never from a hook
         the collector calls for reports, requests or updates.
+        """
+        ...
+
+    def run_in_thread(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run ``fn(*args)`` in a worker OS thread and return what it returned (or raise what it raised).
+
+        For blocking work in :meth:`Aggregator.processREQUEST`, such as reading
+        ``store.history``: only the request's own greenlet waits, ingest goes on.
+        ``fn`` must not touch the module's state (it runs beside the loop).
         """
         ...
 

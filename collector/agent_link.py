@@ -161,9 +161,10 @@ class AgentLink:
         self.running = False
 
     def _drain(self) -> int:
-        # Hot path. Two plain recv() calls and one RCVMORE check cost half of
-        # recv_multipart(), whose per-part getsockopt goes through Python enums.
-        recv, more, on_frame = self.sock.recv, self.sock.get, self._on_frame
+        # Hot path. Two plain recv() calls cost half of recv_multipart(), whose per-part
+        # getsockopt goes through Python enums; the body comes as a Frame whose ``more``
+        # says whether a part follows, ~0.3 us a frame less than ``sock.get(RCVMORE)``.
+        recv, on_frame = self.sock.recv, self._on_frame
         now = time.time()
         for handled in range(DRAIN_LIMIT):
             try:
@@ -171,17 +172,17 @@ class AgentLink:
             except zmq.Again:
                 self.counters["frames"] += handled
                 return handled
-            body = recv(NOBLOCK)  # a message is atomic: a ROUTER's identity part is never alone
-            if more(RCVMORE):
-                self._on_parts(ident, body, now)
+            body = recv(NOBLOCK, copy=False)  # a message is atomic: a ROUTER's identity part is never alone
+            if body.more:
+                self._on_parts(ident, body.bytes, now)
                 continue
-            on_frame(ident, body, now)
+            on_frame(ident, body.bytes, now)
         self.counters["frames"] += DRAIN_LIMIT
         return DRAIN_LIMIT
 
     def _drain_curve(self) -> int:
         """:meth:`_drain` for CURVE: the identity part comes uncopied, to read the key that sent the frame."""
-        recv, more, keys = self.sock.recv, self.sock.get, self.keys
+        recv, keys = self.sock.recv, self.keys
         assert keys is not None
         now = time.time()
         for handled in range(DRAIN_LIMIT):
@@ -191,17 +192,18 @@ class AgentLink:
                 self.counters["frames"] += handled
                 return handled
             ident, key = frame.bytes, str(frame.get("User-Id"))
-            body = recv(NOBLOCK)
+            body = recv(NOBLOCK, copy=False)
             refusal = keys.check(ident, key)
             if refusal:
-                self._discard_rest()
+                if body.more:
+                    self._discard_rest()
                 self._forbid(ident, key, refusal)
                 continue
             self._key = key
-            if more(RCVMORE):
-                self._on_parts(ident, body, now)
+            if body.more:
+                self._on_parts(ident, body.bytes, now)
                 continue
-            self._on_frame(ident, body, now)
+            self._on_frame(ident, body.bytes, now)
         self.counters["frames"] += DRAIN_LIMIT
         return DRAIN_LIMIT
 

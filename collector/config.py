@@ -39,14 +39,25 @@ Sample config (every key optional; defaults shown)::
     # observers = []              # "file.py:Class" or "package.module:Class" (docs/observers.md)
     # observer_queue = 10000      # observer calls waiting for the observer thread; beyond: dropped, counted
     # backlog_alert = 10000       # an agent reporting more unsent reports than this: observers' backlog_high
+    # site = ""                   # this collector is site SITE of a top collector (docs/sites.md)
+    # site_heartbeat = 2.0        # seconds between a site's heartbeats (and node status) on NATS
+    # ingest_nats = ""            # a top collector: ingest the sites' stream from nats://HOST:PORT[,...]
+    # ingest_stream = "LABSCOPE"  # the JetStream stream the sites publish into
+    # ingest_prefix = "labscope"  # the sites' subject prefix
+    # ingest_sites = []           # only these sites (default: every site in the stream)
+    # ingest_durable = "labscope-top"  # the durable consumer's name (one per top collector)
+    # ingest_site_timeout = 10.0  # seconds without a site's heartbeat before its nodes show lost
 
     [collector.store_args]        # the chosen store's options, e.g. for store = "postgresql":
     # dsn = "host=127.0.0.1 dbname=labscope"
     # schema = "labscope"
+    # history_raw = "1h"          # the history tiers' retentions (every built-in store)
+    # history_1m = "30d"
+    # history_1h = "2y"
 
     [modules.systemstats]
     # update_interval = 1.0
-    # history = 300
+    # history = 300               # raw samples SystemStatsHistory answers without since
 
     [distributions.files]         # see docs/distributions.md
     type = "jsonl"
@@ -71,6 +82,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from collector import sites
 from messages.codec import DEFAULT_MAX_FRAME_BYTES
 from messages.errors import ConfigError
 from messages.keys import load
@@ -205,6 +217,14 @@ class CollectorTicket:
     observers: list[Any] = field(default_factory=list)
     observer_queue: int = 10_000
     backlog_alert: int = 10_000
+    site: str = ""
+    site_heartbeat: float = 2.0
+    ingest_nats: str = ""
+    ingest_stream: str = "LABSCOPE"
+    ingest_prefix: str = "labscope"
+    ingest_sites: list[str] = field(default_factory=list)
+    ingest_durable: str = "labscope-top"
+    ingest_site_timeout: float = 10.0
 
 
 CollectorConfig = CollectorTicket  # the name every part of the collector has used; the same class
@@ -332,7 +352,31 @@ def build_parser() -> Parser:
     )
     _add_security_flags(parser)
     _add_web_flags(parser)
+    _add_site_flags(parser)
     return parser
+
+
+def _add_site_flags(parser: Parser) -> None:
+    parser.add_argument("--site", metavar="NAME", help="this collector is site NAME of a top collector (docs/sites.md)")
+    parser.add_argument(
+        "--site-heartbeat", type=positive_float, metavar="S", help="seconds between a site's heartbeats (default 2)"
+    )
+    parser.add_argument(
+        "--ingest-nats",
+        metavar="URL",
+        help="be a top collector: ingest the sites' reports from this NATS JetStream server "
+        "(nats://HOST:PORT; a cluster as a comma-separated list)",
+    )
+    parser.add_argument("--ingest-stream", metavar="NAME", help="the sites' stream (default LABSCOPE)")
+    parser.add_argument(
+        "--ingest-sites", type=sites.site_list, metavar="A,B", help="ingest only these sites (default: every site)"
+    )
+    parser.add_argument(
+        "--ingest-site-timeout",
+        type=positive_float,
+        metavar="S",
+        help="seconds without a site's heartbeat before its nodes show lost (default 10)",
+    )
 
 
 def _add_web_flags(parser: Parser) -> None:
@@ -528,6 +572,8 @@ def _apply(config: CollectorConfig, values: dict[str, Any], path: str | None) ->
             raise ConfigError(f"config {path}: [collector] log_level must be one of {', '.join(LOG_LEVELS)}")
         elif key in ("web_listen", "web_token_file", "extra_config_files"):
             value = _web_value(key, value, path)
+        elif key in sites.KEYS:
+            value = sites.check_key(key, value, f"config {path}: [collector]")
         elif key == "journal_sync" and value not in ("normal", "full"):
             raise ConfigError(f'config {path}: [collector] journal_sync must be "normal" or "full"')
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 < value < math.inf:

@@ -12,10 +12,22 @@ from collections import Counter
 from messages.limits import MAX_CREDIT, saturate
 from messages.logs import ThrottledLog
 
-__all__ = ["AGENTS", "BOTH", "CLIENTS", "COUNTERS", "DISTRIBUTIONS", "MODULES", "OBSERVERS", "Counters", "ThrottledLog"]
+__all__ = [
+    "AGENTS",
+    "BOTH",
+    "CLIENTS",
+    "COUNTERS",
+    "DISTRIBUTIONS",
+    "MODULES",
+    "OBSERVERS",
+    "SITES",
+    "Counters",
+    "ThrottledLog",
+]
 
 AGENTS, CLIENTS, MODULES, DISTRIBUTIONS = "agents endpoint", "clients endpoint", "modules", "distributions"
 OBSERVERS = "observers"
+SITES = "sites and top (docs/sites.md)"
 BOTH = "both endpoints"
 
 # Every counter the collector keeps (answered by CollectorStats), with where it counts and what.
@@ -115,6 +127,22 @@ COUNTERS: dict[str, tuple[str, str]] = {
         OBSERVERS,
         "events dropped because observer_queue events were waiting for slow observers",
     ),
+    "site-published": (SITES, "a site's heartbeat and node status messages published on NATS"),
+    "site-publish-failed": (SITES, "a site's failed attempts to reach NATS or to publish there (retried)"),
+    "ingest-reports": (SITES, "the top's new reports from the sites' stream (also counted in reports)"),
+    "ingest-duplicates": (SITES, "the top's reports from the stream at or below their node's last seq: dropped"),
+    "ingest-out-of-range": (SITES, "the top's reports from the stream with a seq or time out of bounds: dropped"),
+    "ingest-fetched": (SITES, "messages the top fetched from the stream"),
+    "ingest-skipped": (SITES, "messages in the stream (or on the site subjects) that hold no site report: dropped"),
+    "ingest-other-site": (SITES, "reports of sites not in ingest_sites: acknowledged and dropped"),
+    "ingest-reanchors": (
+        SITES,
+        "times the top re-created its consumer at the first uncommitted message (an older one was still pending)",
+    ),
+    "ingest-stream-gap": (SITES, "stream messages gone (stream limits) before the top read them"),
+    "ingest-errors": (SITES, "failures talking to NATS (retried every second)"),
+    "site-messages": (SITES, "heartbeats and node status messages the top received from its sites"),
+    "sites-lost": (SITES, "times a site fell silent past ingest_site_timeout (its nodes shown lost)"),
 }
 
 

@@ -138,7 +138,8 @@ class DistCore:
     """What the collector tells a distribution about itself: the ``core`` handed to ``__init__``.
 
     ``name`` is the config section's NAME, ``type`` its type, ``mode`` points
-    or reports, ``alias`` the collector's name, ``data_root`` the collector's
+    or reports, ``alias`` the collector's name, ``site`` its site name (docs/sites.md;
+    "" when it is not a site), ``data_root`` the collector's
     data dir, ``distributions`` a function returning every distribution's
     figures (the ``Distributions`` answer: ``queued``, ``dropped`` by reason,
     ``sent``, ``connected``, ...), safe to call from any thread (it only reads;
@@ -151,6 +152,7 @@ class DistCore:
     alias: str = ""
     data_root: Path = Path(".")
     distributions: Callable[[], dict[str, dict[str, Any]]] | None = field(default=None, compare=False, repr=False)
+    site: str = ""
 
     @property
     def log(self) -> logging.Logger:

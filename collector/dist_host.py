@@ -154,7 +154,15 @@ class DistributionHost:
         path, dirs = self.config.config_path, self.config.distributions_dirs
         cls = dist_loader.load_class(section, dirs, path)
         values = dist_loader.check_section(cls, section, path)
-        core = DistCore(section.name, section.type, section.mode, self.config.alias, self.config.data_dir, self.stats)
+        core = DistCore(
+            section.name,
+            section.type,
+            section.mode,
+            self.config.alias,
+            self.config.data_dir,
+            self.stats,
+            site=self.config.site,
+        )
         notify = self._notifier(section)
         try:
             dist = cls(core)

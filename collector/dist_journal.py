@@ -3,7 +3,8 @@
 A reports-mode distribution whose class says ``feed = "journal"`` is not fed
 by the loop. Its runner's thread reads the journal itself, through a
 read-only SQLite connection of its own (WAL lets it read while the loop
-writes), and only rows already committed, so only reports the agents have had
+writes) and the rows' bytes from the journal's segment files
+(collector/segments.py), and only rows already committed, so only reports the agents have had
 acknowledged. Each report becomes a :class:`~collector.dist.ReportItem` with
 its ``journal_id``; the queue is filled only while it has room, so nothing is
 ever dropped for want of it.
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from collector.dist import ReportItem
+from collector.segments import SegmentReader, segment_folder
+from collector.store import BATCH_COLUMNS, row_batch
 from messages import Batch
 
 __all__ = ["CURSOR_FILE", "IDLE_POLL", "ROWS_PER_READ", "JournalFeed", "load_cursor", "save_cursor"]
@@ -79,6 +82,7 @@ class JournalFeed:
         self.cursor = load_cursor(cursor_path)
         self.position = self.cursor  # the last report put into the queue
         self.db: sqlite3.Connection | None = None
+        self.reader = SegmentReader(segment_folder(db_path))
         self.skipped_rows = 0  # rows pruned before they were read (also counted by the journal as dist-gap)
 
     # ------------------------------------------------------------ the thread's side
@@ -92,12 +96,13 @@ class JournalFeed:
         while count < want:
             row, seq = self.position
             rows = db.execute(
-                "SELECT id, batch FROM journal WHERE id >= ? ORDER BY id LIMIT ?", (row, ROWS_PER_READ)
+                f"SELECT id, {BATCH_COLUMNS} FROM journal WHERE id >= ? ORDER BY id LIMIT ?", (row, ROWS_PER_READ)
             ).fetchall()
             if not rows:
                 break
             self._check_gap(rows[0][0])
-            for row_id, batch in rows:
+            for row_id, *where in rows:
+                batch = row_batch(self.reader, *where) or b""  # None: pruned meanwhile (counted as dist-gap)
                 count += self._put_row(put, row_id, batch, seq if row_id == row else 0, want - count)
                 if count >= want:
                     return count
@@ -147,7 +152,8 @@ class JournalFeed:
             self.cursor = cursor
 
     def close(self) -> None:
-        """Close the read connection."""
+        """Close the read connection and the segment files."""
+        self.reader.close()
         db, self.db = self.db, None
         if db is not None:
             db.close()

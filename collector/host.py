@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+import gevent
 import msgpack
 from google.protobuf.message import DecodeError, Message
 
@@ -32,6 +33,8 @@ from messages import Encoding, Event
 from messages.codec import message_class
 from messages.errors import BadPayloadError, Code, ConfigError
 from messages.logs import ThrottledLog
+
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
@@ -522,6 +525,11 @@ class ModuleHost:
     def publishing(self) -> bool:
         """True when at least one distribution takes data points."""
         return self._points is not None
+
+    def run_in_thread(self, fn: Callable[..., R], *args: Any) -> R:
+        """``fn(*args)`` in the hub's thread pool; only the calling greenlet waits (see CollectorAPI)."""
+        result: R = gevent.get_hub().threadpool.apply(fn, args)
+        return result
 
 
 def _nobody(method: str, *args: Any) -> None:

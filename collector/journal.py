@@ -80,7 +80,7 @@ class Journal:
         self._rows.clear()
         try:
             self.store.commit(list(self.touched.values()))
-        except sqlite3.Error as exc:  # e.g. disk full: keep the rows queued, acknowledge nothing, retry
+        except (sqlite3.Error, OSError) as exc:  # e.g. disk full: keep the rows queued, acknowledge nothing, retry
             self._failed("journal write failed (%s); holding ACKs until it succeeds", exc)
             return False
         self.touched.clear()

@@ -7,15 +7,27 @@ returns the unpatched ones, and the plain ones in an unpatched process).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from gevent import monkey
 
-__all__ = ["Gate", "allocate_lock", "start_thread"]
+__all__ = ["Gate", "allocate_lock", "new_event_loop", "start_thread"]
 
 _start_new_thread = monkey.get_original("_thread", "start_new_thread")
 allocate_lock: Callable[[], Any] = monkey.get_original("_thread", "allocate_lock")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """An asyncio loop on the real (unpatched) selector, for an OS thread of its own.
+
+    In a patched process ``asyncio.new_event_loop()`` gets gevent's selector, which runs a hub in
+    the thread and costs: measured here, nats-py fetching from JetStream 9k messages/s on it
+    against 22k/s on the real one.
+    """
+    selector = monkey.get_original("selectors", "DefaultSelector")
+    return asyncio.SelectorEventLoop(selector())
 
 
 def start_thread(run: Callable[[], None]) -> None:

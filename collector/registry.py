@@ -93,8 +93,11 @@ class NodeRegistry:
         return True
 
     def expire(self, now: float, timeout: float) -> list[NodeRecord]:
-        """Mark live nodes silent for longer than ``timeout`` as lost; returns them."""
-        lost = [r for r in self.records.values() if r.status == "live" and now - r.last_seen > timeout]
+        """Mark live nodes silent for longer than ``timeout`` as lost; returns them.
+
+        A site's node (at a top collector) is left alone: its site says when it is lost (collector/site_view.py).
+        """
+        lost = [r for r in self.records.values() if r.status == "live" and not r.site and now - r.last_seen > timeout]
         for record in lost:
             record.status = "lost"
         return lost

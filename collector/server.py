@@ -124,6 +124,8 @@ class Collector:
         self.refusals = Refusals(self.counters, self.host.emit_event)
         self.curve: Curve | None = None
         self.audit: AuditTrail | None = None
+        self.ingest: Any = None  # a top collector's ingest from NATS (docs/sites.md)
+        self.site: Any = None  # a site's heartbeat and node status on NATS
         self.web: Any = None  # the web page's server (collector/web/server.py WebServer) when --web is on
         self.endpoints: Endpoints | None = None  # set once the sockets are bound
         self.observers = ObserverThread([], config.observer_queue)
@@ -139,6 +141,10 @@ class Collector:
         self._lock_data_dir()
         self._start_observers()
         self.dists.load()  # first: a bad [distributions.NAME] stops the collector before anything starts
+        if self.config.site or self.config.ingest_nats or self.config.ingest_sites:
+            from collector.site_publisher import check_tiers
+
+            check_tiers(self.config)
         self.journal_store = self._open_journal()
         self.store = open_store(self.config.store, self._store_args(), self.config.data_dir)
         log.info("store: %s", self.store.describe())
@@ -198,6 +204,7 @@ class Collector:
             agent_sock, core, self.journal, relay, mailbox, self.updates.notify_ingest, keys, self.refusals
         )
         self.dists.set_pressure(lambda: agents.busy)
+        self._start_tiers(self.journal)
         if self.curve is not None:
             self._spawn(self.curve.zap.run)
             self._spawn(self.curve.keyring.watch)
@@ -209,6 +216,24 @@ class Collector:
             self._spawn(self._publish_health)
         self.audit = audit
         self._start_web(audit)
+
+    def _start_tiers(self, journal: Journal) -> None:
+        """A top collector's ingest from NATS, a site's heartbeat and node status (docs/sites.md)."""
+        assert self.updates is not None
+        if self.config.ingest_nats:
+            from collector.ingest_link import IngestLink
+
+            self.ingest = IngestLink(
+                self.config, self.registry, self.host, self.counters, journal, self.updates.notify_ingest
+            )
+            self.ingest.start()
+            self._spawn(self.ingest.run)
+        if self.config.site:
+            from collector.site_publisher import SitePublisher
+
+            self.site = SitePublisher(self.config, self.registry, self.counters)
+            self.site.start()
+            self._spawn(self.site.watch)
 
     def _start_web(self, audit: AuditTrail) -> None:
         """Serve the web page (docs/web.md) when ``web`` is on; Falcon is imported only then."""
@@ -275,6 +300,9 @@ class Collector:
         self.host.stop_mains()  # first: a main() winding down may still ingest, ask modules and publish
         if self.agents is not None:
             self.agents.stop()
+        for tier in (self.ingest, self.site):
+            if tier is not None:
+                tier.stop()
         if self.web is not None:
             self.web.stop()
         gevent.killall(self.greenlets, timeout=2)

@@ -8,9 +8,13 @@ configured store (collector/stores/, docs/stores.md); with the default
 is written by *group commit*: once per ingest pass, every report applied in
 that pass goes to disk in one transaction together with the nodes' last
 applied sequence numbers, and only then are the ACKs sent. Each journal row
-holds one node's applied reports of one pass as a serialized ``Batch``
+stands for one node's applied reports of one pass as a serialized ``Batch``
 (concatenated frame bodies are themselves a valid Batch), so journaling costs
-one insert per node per pass, not one per report.
+one insert per node per pass, not one per report. The Batch bytes themselves
+go to an append-only segment file (collector/segments.py), written once per
+pass before the transaction; the row says where they are (``seg``, ``pos``,
+``size``). Rows of journals written before the segments keep their bytes in
+``batch`` and are read from there.
 
 ``synchronous = NORMAL`` (default) survives any crash of the collector process
 (kill -9 included); ``journal_sync = "full"`` also survives power loss, at the
@@ -29,10 +33,12 @@ from pathlib import Path
 
 from collector.addons import NodeRecord
 from collector.audit_table import AuditTable, MemoryAuditTable, SQLiteAuditTable
+from collector.segments import SegmentReader, SegmentWriter, segment_folder
 from collector.stores.base import Snapshot, Snapshots
 from collector.stores.null import NullSnapshots
 from collector.stores.rows import node_of_row
 from collector.stores.sqlite import SQLiteSnapshots
+from collector.walcheck import WalCheckpointer
 from messages import Batch, Envelope
 from messages.errors import LabscopeError
 
@@ -45,7 +51,10 @@ CREATE TABLE IF NOT EXISTS journal (
     first_seq INTEGER NOT NULL,
     last_seq INTEGER NOT NULL,
     received REAL NOT NULL,
-    batch BLOB NOT NULL
+    batch BLOB NOT NULL,
+    seg INTEGER NOT NULL DEFAULT 0,
+    pos INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS nodes (
     node TEXT PRIMARY KEY,
@@ -65,7 +74,24 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE TABLE IF NOT EXISTS journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-__all__ = ["NullStore", "SQLiteStore", "Snapshot", "Store"]
+# Columns a journal written before the segments lacks (collector/segments.py): added when it opens.
+SEGMENT_COLUMNS = ("seg", "pos", "size")
+BATCH_COLUMNS = "batch, seg, pos, size"  # what :func:`row_batch` reads
+INSERT_ROW = (
+    "INSERT INTO journal (id, node, first_seq, last_seq, received, batch, seg, pos, size) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+__all__ = ["BATCH_COLUMNS", "NullStore", "SQLiteStore", "Snapshot", "Store", "row_batch"]
+
+
+def row_batch(reader: SegmentReader, batch: bytes, seg: int, pos: int, size: int) -> bytes | None:
+    """A journal row's Batch bytes (its ``BATCH_COLUMNS``): from its segment, or its own ``batch`` (older rows).
+
+    None when the segment no longer has them (pruned meanwhile, or lost to a power cut without
+    ``journal_sync = "full"``).
+    """
+    return reader.read(seg, pos, size) if seg else batch
 
 
 class Store:
@@ -129,15 +155,28 @@ class SQLiteStore(Store):
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
             self.db.execute("PRAGMA busy_timeout=10000")  # the sqlite store writes this file too, on its own connection
+            self.db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints and their fsyncs: collector/walcheck.py
             self.db.executescript(SCHEMA)
+            self._add_segment_columns()
             self.epoch = self._epoch()
-        except sqlite3.Error as exc:
+            self.last_id = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0]
+            self.segments = SegmentWriter(segment_folder(path), self.last_id + 1, sync == "full")
+            self.checkpointer = WalCheckpointer(path)
+        except (sqlite3.Error, OSError) as exc:
             raise LabscopeError(f"store {path}: {exc}; check the --data-dir (free space, permissions)") from None
         self.path = path
+        self.reader = SegmentReader(segment_folder(path))
+        self.checkpointer.start()
         self.pending: list[tuple[int, str, int, int, float, bytes]] = []
-        self.last_id = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0]
         # Where snapshots go: this file's table unless the collector points it at the configured store's part.
         self.snapshots: Snapshots = SQLiteSnapshots(self.db, threading.RLock())
+
+    def _add_segment_columns(self) -> None:
+        """Give a journal written before the segments their columns (its rows keep their ``batch``)."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(journal)")}
+        for column in SEGMENT_COLUMNS:
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE journal ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
     def _epoch(self) -> str:
         row = self.db.execute("SELECT value FROM journal_meta WHERE key = 'epoch'").fetchone()
@@ -152,12 +191,16 @@ class SQLiteStore(Store):
         self.pending.append((self.last_id + len(self.pending) + 1, node, first_seq, last_seq, time.time(), batch))
 
     def commit(self, touched: list[NodeRecord]) -> int:
-        """One transaction: queued journal rows, then the touched nodes' state."""
+        """Queued rows' bytes to the segment, then one transaction: the rows, then the touched nodes' state.
+
+        Raises OSError or sqlite3.Error (disk full ...) with the rows still queued.
+        """
+        rows = self._segment_rows()
         db = self.db
         db.execute("BEGIN")
         try:
-            if self.pending:
-                db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", self.pending)
+            if rows:
+                db.executemany(INSERT_ROW, rows)
             db.executemany(
                 "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -173,6 +216,16 @@ class SQLiteStore(Store):
             self.last_id = self.pending[-1][0]
         self.pending.clear()
         return int(self.last_id)
+
+    def _segment_rows(self) -> list[tuple[int, str, int, int, float, bytes, int, int, int]]:
+        """Write the queued rows' bytes to the segment (one write); the rows as inserted, pointing at them."""
+        if not self.pending:
+            return []
+        seg, offsets = self.segments.write(self.pending[0][0], [row[5] for row in self.pending])
+        return [
+            (row_id, node, first, last, received, b"", seg, pos, len(batch))
+            for (row_id, node, first, last, received, batch), pos in zip(self.pending, offsets, strict=True)
+        ]
 
     def load_nodes(self) -> list[NodeRecord]:
         """Every node recorded; each starts as ``lost`` until its agent says HELLO again."""
@@ -193,10 +246,14 @@ class SQLiteStore(Store):
 
     def replay(self, after_id: int) -> Iterator[tuple[int, Envelope]]:
         """Journaled reports after ``after_id``, in the order they were applied."""
-        rows = self.db.execute("SELECT id, batch FROM journal WHERE id > ? ORDER BY id", (after_id,))
-        for row_id, batch in rows:
+        rows = self.db.execute(f"SELECT id, {BATCH_COLUMNS} FROM journal WHERE id > ? ORDER BY id", (after_id,))
+        for row_id, *where in rows:
+            batch = row_batch(self.reader, *where)
+            if batch is None:
+                continue
             for env in Batch.FromString(batch).envelopes:
                 yield row_id, env
+        self.reader.close()  # replay runs once, at start-up: hold no segment open after it
 
     def prune(self, older_than: float) -> int:
         """Drop rows received before ``older_than``; ids grow with time, so the oldest go first."""
@@ -205,7 +262,15 @@ class SQLiteStore(Store):
             "WHERE received >= ?) OR (SELECT MAX(received) FROM journal) < ?",
             (older_than, older_than),
         )
+        self._prune_segments()
         return int(cursor.rowcount)
+
+    def _prune_segments(self) -> None:
+        """Delete the segments no row points into any more."""
+        (oldest,) = self.db.execute("SELECT MIN(id) FROM journal").fetchone()
+        removed = self.segments.prune(oldest)
+        if removed:
+            log.info("deleted %d journal segments whose rows were all pruned", removed)
 
     def prune_held(self, older_than: float, holds: list[tuple[int, float]]) -> tuple[int, int]:
         """Prune as :meth:`prune`, but keep rows ``id >= row`` received at or after ``since`` for each hold.
@@ -224,6 +289,7 @@ class SQLiteStore(Store):
             [older_than, *args, floor],
         ).fetchone()
         cursor = self.db.execute(f"DELETE FROM journal WHERE {where}", [older_than, *args])
+        self._prune_segments()
         return int(cursor.rowcount), int(gap)
 
     def audit_table(self) -> AuditTable:
@@ -231,5 +297,8 @@ class SQLiteStore(Store):
         return SQLiteAuditTable(self.db)
 
     def close(self) -> None:
-        """Close the database."""
+        """Stop the checkpoints; close the segments and the database."""
+        self.checkpointer.stop()
+        self.segments.close()
+        self.reader.close()
         self.db.close()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import tempfile
 import time as _time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +41,7 @@ from messages import Code, NodeInfo, __version__
 __all__ = ["StubCollector", "attach"]
 
 A = TypeVar("A", bound=Aggregator)
+R = TypeVar("R")
 
 
 class StubCollector:
@@ -113,6 +114,10 @@ class StubCollector:
     def publishing(self) -> bool:
         """:attr:`distributing` (True by default, so modules publish and tests see it)."""
         return self.distributing
+
+    def run_in_thread(self, fn: Callable[..., R], *args: Any) -> R:
+        """``fn(*args)``, here and now (no loop to keep free)."""
+        return fn(*args)
 
     def wait_for_shutdown(self, seconds: float | None = None) -> bool:
         """True once :meth:`shutdown` began; False when ``seconds`` passed first."""

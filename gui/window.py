@@ -210,7 +210,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------ views' wishes
 
     def _ask_history(self, node: str) -> None:
-        self.worker.request(f"history:{node}", "SystemStatsHistory", {"node": node})
+        self.worker.request(f"history:{node}", "SystemStatsHistory", self.plots.history_params(node))
 
     def _ask_files(self, node: str) -> None:
         self.worker.request(f"files:{node}", "FileList", {"node": node} if node else {})

@@ -54,6 +54,10 @@ BENCH_MODULES = Path(__file__).resolve().parent / "benchmods"
 # second is the built-in ``nats`` in reports mode (bench_nats.JetStreamTarget.config), to a fresh stream.
 JSONL_CONFIG = '[distributions.bench_jsonl]\ntype = "jsonl"\n'
 
+HISTORY_NODE = "bench-history"
+HISTORY_DAYS = 7
+HISTORY_REQUESTS = 9
+
 __all__ = [
     "FIELDS",
     "TARGETS",
@@ -390,6 +394,23 @@ class Bench:
             ctx.term()
         return received / seconds / 2**20
 
+    def history(self) -> None:
+        """SystemStatsHistory of 7 days of one node at the 1-minute tier, SQLite store, through a real collector."""
+        data_dir = self.folder / f"collector-{self.runs + 1}"  # the one self.collector() opens next
+        end = fill_history(data_dir, HISTORY_NODE, HISTORY_DAYS)
+        params = {"node": HISTORY_NODE, "since": repr(end - HISTORY_DAYS * 86400), "resolution": "1m"}
+        times = []
+        with self.collector() as endpoints, Client(endpoints["clients"]) as client:
+            for _ in range(HISTORY_REQUESTS):
+                started = time.perf_counter()
+                answer = client.request("SystemStatsHistory", params, timeout=60).payload
+                times.append(1000 * (time.perf_counter() - started))
+                points = {len(series.time) for series in answer.series}
+                if len(answer.series) != 7 or points != {HISTORY_DAYS * 1440}:
+                    raise LabscopeError(f"SystemStatsHistory answered {len(answer.series)} series of {points} points")
+        note = f"median of {len(times)} requests, worst {max(times):.1f} ms; 7 series x {HISTORY_DAYS * 1440} buckets"
+        self.put("history_7d_ms", median(times), note)
+
     def run(self) -> Results:
         """Every section, in an order where later ones do not disturb earlier ones."""
         sections = (
@@ -401,11 +422,36 @@ class Bench:
             self.agent,
             self.scale,
             self.stream,
+            self.history,
         )
         for section in sections:
             self.say(f"-- {section.__doc__.splitlines()[0] if section.__doc__ else section.__name__}")
             section()
         return self.results
+
+
+def fill_history(data_dir: Path, node: str, days: int) -> float:
+    """Record ``days`` of one sample a minute of ``node``'s seven figures into a new SQLite store; the last time."""
+    from collector.stores import open_store  # the bench's only look inside the collector: to fill its store
+
+    names = (
+        "cpu_percent",
+        "mem_percent",
+        "load1",
+        "net_recv_rate",
+        "net_send_rate",
+        "disk_read_rate",
+        "disk_write_rate",
+    )
+    end = (time.time() // 60) * 60 - 60
+    store = open_store("sqlite", {}, data_dir)
+    try:
+        for minute in range(days * 1440):
+            t = end - (days * 1440 - 1 - minute) * 60
+            store.history.record(node, names, t, [float((minute * k) % 97) for k in range(1, 8)])
+    finally:
+        store.close()
+    return end
 
 
 def describe_delivery(figures: dict[str, Any]) -> str:

@@ -44,6 +44,7 @@ FIELDS = (
     "stream_mb_per_s",
     "stream_ratio",
     "stream_ratio_worst",
+    "history_7d_ms",
 )
 
 # field -> (comparison, target), as issue 14's table sets them ("in every round"); samples_per_s keeps
@@ -60,6 +61,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "false_lost": ("==", 0),
     "collector_rss_mb_per_node": ("<=", 0.1),
     "stream_ratio": (">=", 0.5),
+    "history_7d_ms": ("<=", 20.0),
 }
 
 # median field -> its worst-round JSON field

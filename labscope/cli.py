@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("node_agent.simulate", "simulate many agents in one process to size a collector"),
     "bench": ("labscope.bench", "measure throughput, latency and cost against raw pyzmq on this machine"),
     "keys": ("labscope.keys_cmd", "make and show CURVE key pairs for the collector, agents and clients"),
+    "install-units": ("labscope.units_cmd", "print or write the systemd units of the collector and the agents"),
 }
 
 
@@ -37,7 +38,7 @@ def usage() -> str:
         "",
         "subcommands:",
     ]
-    lines += [f"  {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items()]
+    lines += [f"  {name:<13} {text}" for name, (_, text) in SUBCOMMANDS.items()]
     return "\n".join(lines) + "\n"
 
 

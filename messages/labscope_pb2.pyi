@@ -323,7 +323,7 @@ class Samples(_message.Message):
     def __init__(self, time: _Optional[float] = ..., names: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("node", "hostname", "agent_version", "first_seen", "last_seen", "status", "last_seq", "backlog", "gaps", "reconnects", "os", "cpu_count", "memory_total", "bad_reports")
+    __slots__ = ("node", "hostname", "agent_version", "first_seen", "last_seen", "status", "last_seq", "backlog", "gaps", "reconnects", "os", "cpu_count", "memory_total", "bad_reports", "site")
     NODE_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -338,6 +338,7 @@ class NodeStatus(_message.Message):
     CPU_COUNT_FIELD_NUMBER: _ClassVar[int]
     MEMORY_TOTAL_FIELD_NUMBER: _ClassVar[int]
     BAD_REPORTS_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
     node: str
     hostname: str
     agent_version: str
@@ -352,7 +353,8 @@ class NodeStatus(_message.Message):
     cpu_count: int
     memory_total: int
     bad_reports: int
-    def __init__(self, node: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., first_seen: _Optional[float] = ..., last_seen: _Optional[float] = ..., status: _Optional[str] = ..., last_seq: _Optional[int] = ..., backlog: _Optional[int] = ..., gaps: _Optional[int] = ..., reconnects: _Optional[int] = ..., os: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total: _Optional[int] = ..., bad_reports: _Optional[int] = ...) -> None: ...
+    site: str
+    def __init__(self, node: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., first_seen: _Optional[float] = ..., last_seen: _Optional[float] = ..., status: _Optional[str] = ..., last_seq: _Optional[int] = ..., backlog: _Optional[int] = ..., gaps: _Optional[int] = ..., reconnects: _Optional[int] = ..., os: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total: _Optional[int] = ..., bad_reports: _Optional[int] = ..., site: _Optional[str] = ...) -> None: ...
 
 class NodeList(_message.Message):
     __slots__ = ("nodes",)
@@ -390,10 +392,32 @@ class SystemStatsSummary(_message.Message):
     nodes: _containers.RepeatedCompositeFieldContainer[NodeSummary]
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeSummary, _Mapping]]] = ...) -> None: ...
 
+class HistorySeries(_message.Message):
+    __slots__ = ("name", "time", "min", "avg", "max", "count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    AVG_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    time: _containers.RepeatedScalarFieldContainer[float]
+    min: _containers.RepeatedScalarFieldContainer[float]
+    avg: _containers.RepeatedScalarFieldContainer[float]
+    max: _containers.RepeatedScalarFieldContainer[float]
+    count: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, name: _Optional[str] = ..., time: _Optional[_Iterable[float]] = ..., min: _Optional[_Iterable[float]] = ..., avg: _Optional[_Iterable[float]] = ..., max: _Optional[_Iterable[float]] = ..., count: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class SystemStatsHistory(_message.Message):
-    __slots__ = ("node", "samples")
+    __slots__ = ("node", "samples", "resolution", "step", "series")
     NODE_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
     node: str
     samples: _containers.RepeatedCompositeFieldContainer[SystemStats]
-    def __init__(self, node: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[SystemStats, _Mapping]]] = ...) -> None: ...
+    resolution: str
+    step: float
+    series: _containers.RepeatedCompositeFieldContainer[HistorySeries]
+    def __init__(self, node: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[SystemStats, _Mapping]]] = ..., resolution: _Optional[str] = ..., step: _Optional[float] = ..., series: _Optional[_Iterable[_Union[HistorySeries, _Mapping]]] = ...) -> None: ...

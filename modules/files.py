@@ -18,7 +18,11 @@ Update ``FileList`` (the full list) when a file arrived since the last push.
 Names are confined to the node's folder of the store: an absolute name, ``..``,
 a NUL, a backslash, a node id that is not a plain name, or a symlink anywhere
 in the store path is refused, counted and logged; nothing is ever written
-outside ``DATA_DIR/modules/files``. Numbers are bounded too (docs/protocol.md,
+outside ``DATA_DIR/modules/files``. At a top collector a node id is qualified
+by its site, ``SITE:NODE`` (docs/sites.md): its files go to ``SITE/NODE/``, the
+site a plain name without dots and the node a plain name, each level confined
+alike; at start-up a top folder is a site's when a known node id starts with
+``FOLDER:``. Numbers are bounded too (docs/protocol.md,
 "Bounds"): a piece must lie within its file's ``size``, a file within 64 GiB,
 a piece may not start past the bytes already received (no holes, so no sparse
 file of any size), and ``modtime`` must be finite epoch seconds up to year 3000.
@@ -46,6 +50,7 @@ from messages.stream import CHUNK_BYTES, DEFAULT_CREDIT, MAX_CREDIT
 
 INLINE_LIMIT = 1024 * 1024
 _NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_SITE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a site name is one NATS subject token (docs/sites.md)
 # What the file system says about a name that cannot be stored: too long, a file where a folder must go
 # (or the reverse), a symlink loop. Refused like an unsafe name; any other OSError is the collector's own.
 _NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP})
@@ -71,6 +76,16 @@ def safe_node(node: str) -> str:
     if not _NODE_NAME.match(node) or node in (".", ".."):
         raise RefusedNameError(f"node id {node!r} is not a plain name")
     return node
+
+
+def node_folders(node: str) -> list[str]:
+    """The folders of a node's files: ``[NODE]``, or ``[SITE, NODE]`` for ``SITE:NODE``; RefusedNameError otherwise."""
+    site, sep, rest = node.partition(":")
+    if not sep:
+        return [safe_node(node)]
+    if not _SITE_NAME.match(site):
+        raise RefusedNameError(f"node id {node!r}: site {site!r} is not a plain name without dots")
+    return [site, safe_node(rest)]
 
 
 class FilesModule(Aggregator):
@@ -118,9 +133,12 @@ class FilesModule(Aggregator):
         """Find the store and index what earlier runs stored."""
         self.root = self.collector.data_dir(self.name).resolve()
         self.partial_root = self.collector.data_dir(f"{self.name}-partial").resolve()
+        sites = {record.node.partition(":")[0] for record in self.collector.nodes() if ":" in record.node}
         for path in self.root.rglob("*"):
             if path.is_file() and not path.is_symlink():
                 node, *rest = path.relative_to(self.root).parts
+                if node in sites and len(rest) > 1:
+                    node = f"{node}:{rest.pop(0)}"
                 stat = path.stat()
                 self.index[(node, "/".join(rest))] = (stat.st_size, stat.st_mtime)
         self.changed = bool(self.index)
@@ -147,7 +165,7 @@ class FilesModule(Aggregator):
     def _write(self, node: str, piece: File) -> None:
         check_file_piece(piece.offset, len(piece.data), piece.size)
         check_time(piece.modtime, "File.modtime")
-        target = self._target(safe_node(node), safe_parts(piece.name))
+        target = self._target(node_folders(node), safe_parts(piece.name))
         whole = piece.size == 0
         part = self._partial(node, piece.name)
         received = _received(part) if piece.offset else 0
@@ -171,11 +189,11 @@ class FilesModule(Aggregator):
         digest = hashlib.sha256(f"{node}/{name}".encode()).hexdigest()
         return self.partial_root / digest
 
-    def _target(self, node: str, parts: list[str], create: bool = True) -> Path:
+    def _target(self, folders: list[str], parts: list[str], create: bool = True) -> Path:
         """The confined path; refuses a symlink at any level below the store root."""
         assert self.root is not None
         current = self.root
-        for component in (node, *parts[:-1]):
+        for component in (*folders, *parts[:-1]):
             current = current / component
             if current.is_symlink():
                 raise RefusedNameError(f"{current} is a symlink in the store")
@@ -210,7 +228,7 @@ class FilesModule(Aggregator):
         entry = self.index.get((msg.node, msg.filename))
         if entry is None:
             raise RequestError("not-found", f"no file {msg.filename!r} from node {msg.node!r}")
-        path = self._target(safe_node(msg.node), safe_parts(msg.filename), create=False)
+        path = self._target(node_folders(msg.node), safe_parts(msg.filename), create=False)
         size, modtime = entry
         if size > INLINE_LIMIT:
             return _chunks(path)

@@ -41,6 +41,7 @@ def node_status(record: NodeRecord) -> NodeStatus:
         cpu_count=info.cpu_count,
         memory_total=info.memory_total,
         bad_reports=record.bad_reports,
+        site=record.site,
     )
 
 

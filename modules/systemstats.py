@@ -1,15 +1,27 @@
-"""The ``systemstats`` module: every node's psutil samples, latest and recent history.
+"""The ``systemstats`` module: every node's psutil samples, latest in memory, history in the store's tiers.
 
-Takes ``SystemStats`` reports (a ``labscope.SystemStats`` payload) and answers:
+Takes ``SystemStats`` reports (a ``labscope.SystemStats`` payload). It keeps
+each node's latest sample in memory (that is all its snapshot holds) and
+records every sample into the store's ``history`` part (docs/stores.md): the
+whole sample in the raw tier, and its seven figures (:data:`POINT_NAMES`) as
+series downsampled into 1-minute and 1-hour min/avg/max buckets. It answers:
 
 - ``SystemStats node=ID``: the node's latest sample, exactly as the agent sent it
   (byte counts untouched, as psutil gave them);
-- ``SystemStatsHistory node=ID [since=EPOCH]``: the node's kept samples, oldest
-  first; with ``since``, only those whose ``time`` is strictly after it (so a
-  client polling with the last time it saw gets no duplicates).
+- ``SystemStatsHistory node=ID [since=EPOCH] [until=EPOCH] [resolution=auto|raw|1m|1h]``:
+  the node's history with since < time <= until, oldest first. ``raw`` answers
+  whole samples (``samples``; without ``since``, the newest ``history`` ones, as
+  before tiers); ``1m`` and ``1h`` answer one ``HistorySeries`` per figure
+  (bucket start, min, avg, max) and ``step``. ``auto`` (the default) is raw
+  without ``since``; with it, the finest tier giving at most ~2000 points per
+  series over the window (raw for up to 2000 s, as agents sample at most once a
+  second; 1m up to 2000 minutes) whose retention still covers ``since``.
+  ``until`` defaults to the node's latest sample (so a client polling with the
+  last time it saw gets no duplicates).
 
-Errors: no ``node`` parameter, or a ``since`` that is not a finite number, is
-``bad-request``; a node with no sample yet is ``not-found``.
+Errors: no ``node`` parameter, a ``since``/``until`` that is not a finite number,
+``until`` not after ``since``, or another ``resolution`` is ``bad-request``; a
+node with no sample and no history is ``not-found``.
 
 For the distributions (docs/distributions.md) it publishes seven data points
 per sample: ``NODE/cpu_percent``, ``NODE/mem_percent``, ``NODE/load1``,
@@ -24,12 +36,18 @@ Sample config block::
 
     [modules.systemstats]
     # update_interval = 1.0     # seconds between SystemStatsSummary updates
-    # history = 300             # samples kept in memory per node
+    # history = 300             # raw samples answered by SystemStatsHistory without since
+
+The tiers' retentions are the store's (``[collector.store_args]`` ``history_raw``,
+``history_1m``, ``history_1h``; docs/stores.md).
 """
 
 from __future__ import annotations
 
-from collections import deque
+import math
+import sys
+import time
+from array import array
 from typing import Any
 
 from collector.addons import (
@@ -55,9 +73,13 @@ from messages import (
     SystemStatsSummary,
 )
 
-__all__ = ["POINT_NAMES", "SystemStatsModule", "point_values", "publish_points", "summarize"]
+__all__ = ["POINT_NAMES", "SystemStatsModule", "choose_resolution", "point_values", "publish_points", "summarize"]
 
 DEFAULT_HISTORY = 300
+AUTO_POINTS = 2000  # auto resolution: at most about this many points per series
+RESOLUTIONS = ("auto", "raw", "1m", "1h")
+STEP = {"raw": 1.0, "1m": 60.0, "1h": 3600.0}  # raw: agents sample at most once a second
+KIND = "SystemStats"  # the raw payloads' kind in the store's history
 
 
 def parse(report_time: float, data: bytes) -> SystemStats:
@@ -98,7 +120,20 @@ POINT_NAMES = (
 
 def point_values(data: bytes) -> tuple[float, ...]:
     """The figures :data:`POINT_NAMES` of one ``SystemStats`` payload (run in the distributions' threads)."""
-    stats = SystemStats.FromString(data)
+    return figures(SystemStats.FromString(data))
+
+
+def publish_points(collector: CollectorAPI, msg: Report, at: float) -> None:
+    """Offer a report's seven headline figures (:data:`POINT_NAMES`) to the distributions.
+
+    The figures are read from the payload in the distributions' threads
+    (:class:`~collector.addons.Figures`): ingest pays for one small object.
+    """
+    collector.publish_many(msg.node, POINT_NAMES, Figures(point_values, msg.data), at)
+
+
+def figures(stats: SystemStats) -> tuple[float, ...]:
+    """The figures :data:`POINT_NAMES` of a parsed sample."""
     net, disk = stats.net_io_total, stats.disk_io_total
     return (
         stats.cpu_percent,
@@ -111,24 +146,84 @@ def point_values(data: bytes) -> tuple[float, ...]:
     )
 
 
-def publish_points(collector: CollectorAPI, msg: Report, at: float) -> None:
-    """Offer a report's seven headline figures (:data:`POINT_NAMES`) to the distributions.
+def choose_resolution(since: float, until: float, retention: dict[str, float]) -> str:
+    """The finest tier with at most ~:data:`AUTO_POINTS` points over (since, until] that still covers ``since``."""
+    for tier in ("raw", "1m"):
+        if (until - since) / STEP[tier] <= AUTO_POINTS and since >= until - retention.get(tier, 0.0):
+            return tier
+    return "1h"
 
-    The figures are read from the payload in the distributions' threads
-    (:class:`~collector.addons.Figures`): ingest pays for one small object.
+
+def tier_answer(node: str, tier: str, series: list[Any]) -> SystemStatsHistory:
+    """A 1m/1h answer: one HistorySeries per figure, made from the store's columns.
+
+    A week of 1-minute buckets is 70k points per column set: setting them
+    through the protobuf API costs ~10 ms, while the packed wire form of a
+    ``repeated double`` is the column's own little-endian bytes, which the
+    parser takes at memory speed. So the series are written in that form
+    (docs/protocol.md: field numbers of HistorySeries) and parsed once.
     """
-    collector.publish_many(msg.node, POINT_NAMES, Figures(point_values, msg.data), at)
+    head = SystemStatsHistory(node=node, resolution=tier, step=STEP[tier]).SerializeToString()
+    return SystemStatsHistory.FromString(head + b"".join(_series_field(one) for one in series))
+
+
+def _series_field(one: Any) -> bytes:
+    """SystemStatsHistory field 5 holding one HistorySeries (name, time, min, avg, max, count: fields 1-6)."""
+    name = str(one.name).encode()
+    body = b"".join(
+        (_tag(1, len(name)), name, *(_doubles(n, column) for n, column in enumerate(_columns(one), start=2)))
+    )
+    return _tag(5, len(body)) + body
+
+
+def _columns(one: Any) -> tuple[Any, ...]:
+    return (one.time, one.min, one.avg, one.max, one.count)
+
+
+def _doubles(field_number: int, values: Any) -> bytes:
+    packed = values if isinstance(values, array) else array("d", values)
+    if sys.byteorder == "big":  # pragma: no cover - the wire form is little-endian
+        packed = array("d", packed)
+        packed.byteswap()
+    data = packed.tobytes()
+    return _tag(field_number, len(data)) + data if data else b""
+
+
+def _tag(field_number: int, length: int) -> bytes:
+    """A length-delimited field's key and length (two varints)."""
+    return _varint(field_number << 3 | 2) + _varint(length)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def read_history(
+    history: Any, node: str, tier: str, since: float | None, until: float | None, limit: int
+) -> SystemStatsHistory:
+    """The answer from the store's history: ``limit`` raw samples at most, or the tier's series (any thread)."""
+    if tier == "raw":
+        rows = history.samples(node, KIND, since, until, limit)
+        return SystemStatsHistory(node=node, resolution="raw", samples=[parse(t, data) for t, data in rows])
+    return tier_answer(node, tier, history.query(node, tier, since, until, POINT_NAMES))
 
 
 class SystemStatsModule(Aggregator):
-    """Latest and recent ``SystemStats`` samples of every node."""
+    """Latest ``SystemStats`` sample of every node; the history in the store's tiers."""
 
     name = "systemstats"
     reporttype = ("SystemStats",)
     requesttypes = ("SystemStats", "SystemStatsHistory")
     updatetype = "SystemStatsSummary"
     depends = ("nodes",)
-    options = {"history": Option(DEFAULT_HISTORY, minimum=1, help="samples kept in memory per node")}
+    options = {
+        "history": Option(DEFAULT_HISTORY, minimum=1, help="raw samples answered by SystemStatsHistory without since")
+    }
     request_specs = {
         "SystemStats": RequestSpec(
             "the node's latest sample, exactly as the agent sent it (no sample yet: not-found)",
@@ -136,14 +231,21 @@ class SystemStatsModule(Aggregator):
             params=(Param("node", "the node", required=True),),
         ),
         "SystemStatsHistory": RequestSpec(
-            f"the node's kept samples (default the last {DEFAULT_HISTORY}), oldest first",
+            "the node's history, oldest first: whole samples (raw tier; without since, the newest "
+            f"{DEFAULT_HISTORY}) or one HistorySeries of bucket start, min, avg, max per figure (1m, 1h tiers)",
             Payload.protobuf(SystemStatsHistory),
             params=(
                 Param("node", "the node", required=True),
                 Param(
                     "since",
-                    "only samples whose time is strictly after this epoch time (seconds); "
+                    "only samples or buckets whose time is strictly after this epoch time (seconds); "
                     "not a finite number: bad-request",
+                ),
+                Param("until", "only those at or before this epoch time (default: the node's latest sample)"),
+                Param(
+                    "resolution",
+                    "auto (default: the finest tier giving at most ~2000 points per series), raw, 1m or 1h; "
+                    "anything else: bad-request",
                 ),
             ),
         ),
@@ -155,46 +257,69 @@ class SystemStatsModule(Aggregator):
     )
 
     def __init__(self) -> None:
-        # One bounded deque per node; its last item doubles as the latest sample,
-        # so the hot path touches a single dict. Samples are kept as the bytes that
-        # arrived and parsed only when asked for: a report costs a deque append,
-        # while requests and the once-a-second summary parse the few they need.
-        self._history: dict[str, deque[tuple[float, bytes]]] = {}
+        # The latest sample of each node, as the bytes that arrived (parsed only when asked for):
+        # the module's whole memory, whatever the number of samples. History lives in the store.
+        self._latest: dict[str, tuple[float, bytes]] = {}
         self._dirty = False
 
     def history_length(self) -> int:
-        """Samples kept per node (``[modules.systemstats] history``, checked by the collector to be >= 1)."""
+        """Raw samples answered without ``since`` (``[modules.systemstats] history``, >= 1)."""
         return int(self.config["history"])
 
     def processReport(self, msg: Report) -> None:
-        """Keep one sample; runs for every report of every node, so it never logs (a bad payload raises)."""
+        """Keep the latest sample and record it into the history; runs for every report, so it never logs."""
         stats = msg.parsed
         if not isinstance(stats, SystemStats):  # the collector parsed it already, unless it came without a schema
             stats = msg.message(SystemStats)  # a bad payload raises here, before any state changes
+        at = stats.time or msg.time
         if self.collector.publishing():
-            publish_points(self.collector, msg, stats.time or msg.time)
-        history = self._history.get(msg.node)
-        if history is None:
-            history = self._history[msg.node] = deque(maxlen=self.history_length())
-        history.append((msg.time, msg.data))
+            publish_points(self.collector, msg, at)
+        latest = self._latest.get(msg.node)
+        if latest is None or latest[0] != at:  # the same sample again (a resend) costs nothing more
+            # the figures are read from the bytes in the history's writer thread, off the loop
+            values = Figures(point_values, msg.data)
+            self.collector.store.history.record(msg.node, POINT_NAMES, at, values, KIND, msg.data)
+        self._latest[msg.node] = (at, msg.data)
         self._dirty = True
 
     def processREQUEST(self, msg: Request) -> SystemStats | SystemStatsHistory:
-        """``SystemStats node=ID`` or ``SystemStatsHistory node=ID [since=EPOCH]``."""
-        history = self._node_history(msg)
-        if msg.type == "SystemStatsHistory":
-            since = msg.epoch_param("since")
-            samples = (parse(*item) for item in history)
-            return SystemStatsHistory(node=msg.node, samples=[s for s in samples if since is None or s.time > since])
-        return parse(*history[-1])
-
-    def _node_history(self, msg: Request) -> deque[tuple[float, bytes]]:
+        """``SystemStats node=ID`` or ``SystemStatsHistory node=ID [since] [until] [resolution]``."""
         if not msg.node:
             raise RequestError(Code.BAD_REQUEST, f"{msg.type} needs the parameter node=ID")
-        history = self._history.get(msg.node)
-        if not history:
+        if msg.type == "SystemStatsHistory":
+            return self._history(msg, msg.node)
+        latest = self._latest.get(msg.node)
+        if latest is None:
             raise RequestError(Code.NOT_FOUND, f"no SystemStats from node {msg.node!r}")
-        return history
+        return parse(*latest)
+
+    def _history(self, msg: Request, node: str) -> SystemStatsHistory:
+        since, until, tier = self._window(msg, node)
+        history = self.collector.store.history
+        limit = self.history_length() if since is None else 1_000_000_000
+        # read and built in a worker thread: a week of buckets is megabytes, an hour of samples thousands
+        answer = self.collector.run_in_thread(read_history, history, node, tier, since, until, limit)
+        if not (answer.samples or answer.series) and node not in self._latest:
+            raise RequestError(Code.NOT_FOUND, f"no SystemStats from node {msg.node!r}")
+        return answer
+
+    def _window(self, msg: Request, node: str) -> tuple[float | None, float | None, str]:
+        """``since``, ``until`` and the tier of a SystemStatsHistory request (bad-request when they are wrong)."""
+        since, until = msg.epoch_param("since"), msg.epoch_param("until")
+        resolution = msg.params.get("resolution") or "auto"
+        if resolution not in RESOLUTIONS:
+            raise RequestError(Code.BAD_REQUEST, f"resolution={resolution!r} is not one of {', '.join(RESOLUTIONS)}")
+        if since is not None and until is not None and until <= since:
+            raise RequestError(Code.BAD_REQUEST, f"until={until!r} must be after since={since!r}")
+        if resolution != "auto":
+            return since, until, resolution
+        if since is None:
+            return since, until, "raw"
+        latest = self._latest.get(node)
+        end = until if until is not None else (latest[0] if latest else math.inf)
+        if not math.isfinite(end):
+            end = time.time()
+        return since, until, choose_resolution(since, end, self.collector.store.history.retention)
 
     def getUpdateMessage(self) -> SystemStatsSummary | None:
         """A summary of every node's latest sample when something changed since the last push, else None."""
@@ -204,8 +329,7 @@ class SystemStatsModule(Aggregator):
         hostnames = self._hostnames()
         return SystemStatsSummary(
             nodes=[
-                summarize(node, hostnames.get(node, ""), parse(*self._history[node][-1]))
-                for node in sorted(self._history)
+                summarize(node, hostnames.get(node, ""), parse(*self._latest[node])) for node in sorted(self._latest)
             ]
         )
 
@@ -216,21 +340,24 @@ class SystemStatsModule(Aggregator):
 
     def on_node_joined(self, node: NodeRecord) -> None:
         """A (re)joined node may bring a new hostname: push the summary again."""
-        if node.node in self._history:
+        if node.node in self._latest:
             self._dirty = True
 
     def on_node_left(self, node: NodeRecord) -> None:
         """Keep the node's data: views show lost nodes with their last values."""
 
-    def snapshot(self) -> dict[str, list[list[Any]]]:
-        """Every node's kept samples as ``[time, bytes]`` pairs, oldest first."""
-        return {node: [[t, data] for t, data in history] for node, history in self._history.items()}
+    def snapshot(self) -> dict[str, list[Any]]:
+        """Every node's latest sample as ``[time, bytes]``; also has the store write its open buckets."""
+        self.collector.store.history.checkpoint()
+        return {node: [t, data] for node, (t, data) in self._latest.items()}
 
-    def restore(self, state: dict[str, list[list[Any]]]) -> None:
-        """Take back what :meth:`snapshot` returned."""
-        restored = {
-            node: deque(((float(t), bytes(data)) for t, data in samples), maxlen=self.history_length())
-            for node, samples in state.items()
-        }
-        self._history = restored
-        self._dirty = bool(restored)
+    def restore(self, state: dict[str, list[Any]]) -> None:
+        """Take back what :meth:`snapshot` returned (or an earlier version's ``[[time, bytes], ...]``: its last)."""
+        latest: dict[str, tuple[float, bytes]] = {}
+        for node, kept in state.items():
+            if kept and isinstance(kept[0], list):  # before tiers: the node's kept samples, oldest first
+                kept = kept[-1]
+            if kept:
+                latest[node] = (float(kept[0]), bytes(kept[1]))
+        self._latest = latest
+        self._dirty = bool(latest)

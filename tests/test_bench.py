@@ -68,6 +68,7 @@ def test_quick_bench_writes_every_field(tmp_path: Path) -> None:
     assert figures["scale_agents"] == 4 and figures["false_lost"] == 0
     assert figures["stream_mb_per_s"] > 0 and figures["stream_ratio"] > 0
     assert figures["dist_ingest_reports_per_s"] > 0 and figures["dist_ingest_ratio"] > 0
+    assert figures["history_7d_ms"] > 0  # 7 days of 1-minute buckets answered (the section checks their count)
     markdown = table.read_text()
     # CURVE's cost, or, with a collector that does not take the CURVE flags yet, a note saying so.
     curve_row = next(line for line in markdown.splitlines() if "`curve_ingest_ratio`" in line)

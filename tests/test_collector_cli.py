@@ -74,6 +74,11 @@ def test_conflicting_request_types_exit_2_naming_both(tmp_path: Path) -> None:
         (["--node-timeout", "-1"], "-1"),
         (["--allow-agents", "/tmp", *LOOPBACK], "--allow-agents needs --curve-secret"),
         (["--curve-secret", "/nonexistent/c.key_secret", "--allow-agents", "/tmp"], "/nonexistent/c.key_secret"),
+        (["--site", "lab.1", *LOOPBACK], "'lab.1': a site name is 1 to 64 letters"),
+        (["--site", "lab1", *LOOPBACK], 'needs a [distributions.NAME] section with type = "nats"'),
+        (["--ingest-nats", "http://x:4222", *LOOPBACK], "expected nats://HOST:PORT"),
+        (["--ingest-sites", "a,b.c", "--ingest-nats", "nats://127.0.0.1:1", *LOOPBACK], "'b.c'"),
+        (["--ingest-sites", "a", *LOOPBACK], "ingest_sites (--ingest-sites) needs ingest_nats"),
     ],
 )
 def test_bad_flags_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
@@ -91,6 +96,8 @@ def test_bad_flags_exit_2(tmp_path: Path, args: list[str], expected: str) -> Non
         ("[colector]\n", "unknown section [colector]"),
         ("[modules.systemstats]\nhistroy = 5\n", "unknown key 'histroy' in [modules.systemstats]"),
         ("[modules.systemstats]\nhistory = 0\n", "history"),
+        ("[collector]\nsite = 'a b'\n", "[collector] site 'a b'"),
+        ("[collector]\ningest_sites = 'a'\n", "ingest_sites must be"),
     ],
 )
 def test_bad_config_exits_2_naming_file_and_key(tmp_path: Path, text: str, expected: str) -> None:

@@ -210,7 +210,9 @@ def test_a_real_collector_publishes_node_codes_and_its_last_will(
         wait_for(lambda: sub.values("labscope/n1/cpu_percent"), 30, what="n1/cpu_percent over MQTT")
         wait_for(lambda: sub.values("labscope/n1/status"), 10, what="n1's status")
         wait_for(lambda: "labscope/collector/nodes_live" in sub.topics(), 10, what="the collector's own codes")
-        assert {"labscope/n1/mem_percent", "labscope/n1/up"} <= sub.topics()
+        # Each point is its own MQTT message: mem_percent may land just after cpu_percent, so wait for it.
+        wanted = {"labscope/n1/mem_percent", "labscope/n1/up"}
+        wait_for(lambda: wanted <= sub.topics(), 10, what="n1/mem_percent and n1/up")
         assert retained(broker.port, "labscope/n1/status") == "live"
         assert retained(broker.port, "labscope/collector/lab1/status") == "online"
         float(sub.values("labscope/n1/cpu_percent")[-1])  # text of a number

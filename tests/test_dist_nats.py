@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 
 from collector.dist import DataPoint, DistCore, ReportItem
+from collector.segments import SegmentReader, segment_folder
+from collector.store import BATCH_COLUMNS, row_batch
 from messages import Batch, Encoding
 from tests.conftest import ProcessGroup, wait_for
 
@@ -190,11 +192,14 @@ def test_a_server_that_is_away_is_not_connected(tmp_path: Path) -> None:
 def journal_payloads(data_dir: Path) -> dict[tuple[str, int], bytes]:
     """Every journaled report's payload by (node, seq), read from the collector's journal."""
     db = sqlite3.connect(f"file:{data_dir / 'collector.sqlite3'}?mode=ro", uri=True)
+    reader = SegmentReader(segment_folder(data_dir / "collector.sqlite3"))
     try:
-        rows = db.execute("SELECT batch FROM journal ORDER BY id").fetchall()
+        rows = db.execute(f"SELECT {BATCH_COLUMNS} FROM journal ORDER BY id").fetchall()
+        batches = [row_batch(reader, *where) or b"" for where in rows]
     finally:
         db.close()
-    return {(env.node, env.seq): env.payload for (batch,) in rows for env in Batch.FromString(batch).envelopes}
+        reader.close()
+    return {(env.node, env.seq): env.payload for batch in batches for env in Batch.FromString(batch).envelopes}
 
 
 @pytest.mark.e2e

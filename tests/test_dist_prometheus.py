@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,16 @@ def free_port() -> int:
 def scrape(port: int) -> Series:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         return series(text_string_to_metric_families(answer.read().decode()))
+
+
+def scrape_once_up(port: int) -> Series:
+    """:func:`scrape`, or no series while nothing listens yet (the distribution binds in its own thread)."""
+    try:
+        return scrape(port)
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            return {}
+        raise
 
 
 def slow_scrape(port: int) -> bytes:
@@ -204,7 +215,7 @@ def test_a_real_collector_scraped_and_a_lost_nodes_series_disappear(
         agent.expect(lambda e: e.kind == Kind.ACK and e.seq >= 2, what="the ACK of report 2")
         found = wait_for(
             lambda: (
-                (s := scrape(port)).get(("labscope_node_cpu_percent", (("node", "n1"),))) is not None
+                (s := scrape_once_up(port)).get(("labscope_node_cpu_percent", (("node", "n1"),))) is not None
                 and ("labscope_collector_reports_total", ()) in s
                 and s
             ),

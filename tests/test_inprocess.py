@@ -19,8 +19,9 @@ import pytest
 import zmq.green
 
 from collector.config import CollectorConfig
+from collector.segments import SegmentReader, segment_folder
 from collector.server import Collector
-from collector.store import SQLiteStore
+from collector.store import BATCH_COLUMNS, SQLiteStore, row_batch
 from messages import Batch, Envelope, Kind, NodeInfo, SystemStats
 from messages.codec import decode_payload, envelope, pack
 from tests.wire import Client, Peer
@@ -94,9 +95,18 @@ def send_reports(agent: Peer, reports: list[Envelope], per_frame: int = 4) -> No
 
 def journal(data_dir: Path) -> list[tuple[int, int, list[Envelope]]]:
     """The journal rows in the store file, read by a connection of our own: (first, last seq, reports)."""
+    reader = SegmentReader(segment_folder(data_dir / STORE))
     with sqlite3.connect(data_dir / STORE, timeout=5) as db:
-        rows = db.execute("SELECT first_seq, last_seq, batch FROM journal WHERE node = ? ORDER BY id", (NODE,))
-        return [(first, last, list(Batch.FromString(batch).envelopes)) for first, last, batch in rows]
+        rows = db.execute(
+            f"SELECT first_seq, last_seq, {BATCH_COLUMNS} FROM journal WHERE node = ? ORDER BY id", (NODE,)
+        ).fetchall()
+    try:
+        return [
+            (first, last, list(Batch.FromString(row_batch(reader, *where) or b"").envelopes))
+            for first, last, *where in rows
+        ]
+    finally:
+        reader.close()
 
 
 def serialized(envs: list[Envelope]) -> list[bytes]:

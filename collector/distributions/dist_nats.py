@@ -17,7 +17,11 @@ message id: points are a live feed, lost when the queue overflows).
 
 A subject token cannot hold ``.``, ``*``, ``>`` or white space, and ``/`` would read badly: those become
 ``_`` (a metric ``disk/sda`` becomes ``disk_sda``). ``connect()`` creates the
-stream, with the subjects ``{prefix}.>``, when no stream takes them yet.
+stream (subjects ``{prefix}.*.*.>``, or ``{prefix}.>`` with a ``subject``
+template of one's own; ``replicas`` copies) when no stream takes them yet.
+A site (the collector's ``site`` key, docs/sites.md) uses its site name in the
+subjects, ``SITE:NODE:SEQ`` as the message id and adds ``Labscope-Site``.
+``url`` may list a cluster's servers, comma-separated.
 
 nats-py is asyncio: the distribution runs its own event loop in its own thread
 (the runner's), driven one call at a time with ``run_until_complete``; it never
@@ -30,7 +34,8 @@ Sample config block::
     type = "nats"
     mode = "reports"             # durable, exactly once; or "points"
     # url = "nats://127.0.0.1:4222"
-    # stream = "LABSCOPE"        # created (subjects PREFIX.>) when no stream takes the subjects
+    # stream = "LABSCOPE"        # created (subjects PREFIX.*.*.>) when no stream takes the subjects
+    # replicas = 1               # copies of a stream it creates (3 on a three-server cluster)
     # prefix = "labscope"
     # subject = ""               # a template; default PREFIX.{site}.{node}.{type} (points: .{metric})
     # timeout = 5.0              # seconds for connecting and for each PubAck
@@ -45,6 +50,8 @@ import re
 from typing import Any
 
 from collector import dist
+from collector.native import new_event_loop
+from collector.sites import servers
 
 MISSING = "type nats needs nats-py: pip install 'labscope[nats]'"
 try:
@@ -54,7 +61,7 @@ try:
 except ImportError:  # the extra is missing: configure() says so in one line
     nats = None  # type: ignore[assignment]
 
-__all__ = ["DEFAULT_HOLD", "MISSING", "NatsDistribution", "headers", "token"]
+__all__ = ["DEFAULT_HOLD", "MISSING", "NatsDistribution", "headers", "stream_subjects", "token"]
 
 DEFAULT_HOLD = 7 * 86400.0
 _BAD = re.compile(r"[./*>\s]")
@@ -65,10 +72,10 @@ def token(text: str) -> str:
     return _BAD.sub("_", text) or "_"
 
 
-def headers(report: dist.ReportItem) -> dict[str, str]:
-    """The NATS headers of one report, ``Nats-Msg-Id: NODE:SEQ`` included."""
-    return {
-        "Nats-Msg-Id": f"{report.node}:{report.seq}",
+def headers(report: dist.ReportItem, site: str = "") -> dict[str, str]:
+    """The NATS headers of one report: ``Nats-Msg-Id: NODE:SEQ`` (a site: ``SITE:NODE:SEQ`` and ``Labscope-Site``)."""
+    head = {
+        "Nats-Msg-Id": f"{site}:{report.node}:{report.seq}" if site else f"{report.node}:{report.seq}",
         "Labscope-Node": report.node,
         "Labscope-Seq": str(report.seq),
         "Labscope-Type": report.type,
@@ -76,6 +83,15 @@ def headers(report: dist.ReportItem) -> dict[str, str]:
         "Labscope-Encoding": report.encoding_name,
         "Labscope-Schema": report.schema,
     }
+    if site:
+        head["Labscope-Site"] = site
+    return head
+
+
+def stream_subjects(prefix: str, default_subject: bool) -> list[str]:
+    """The subjects a new stream takes: ``PREFIX.*.*.>`` for the default subjects (so the sites'
+    ``PREFIX.SITE.heartbeat`` and ``.nodes`` stay out of it), ``PREFIX.>`` for a template of one's own."""
+    return [f"{prefix}.*.*.>" if default_subject else f"{prefix}.>"]
 
 
 class NatsDistribution(dist.Distribution):
@@ -85,10 +101,11 @@ class NatsDistribution(dist.Distribution):
     options = {
         "url": dist.Option("nats://127.0.0.1:4222", help="the NATS server"),
         "stream": dist.Option("LABSCOPE", help="the JetStream stream (created when absent)"),
-        "prefix": dist.Option("labscope", help="the first subject token; the stream takes PREFIX.>"),
+        "prefix": dist.Option("labscope", help="the first subject token; the stream takes PREFIX.*.*.>"),
         "subject": dist.Option("", help="subject template ({prefix} {site} {node} {type} {metric})"),
         "timeout": dist.Option(5.0, minimum=0.1, help="seconds for connecting and for each PubAck"),
         "journal_hold": dist.Option(DEFAULT_HOLD, minimum=0.0, help="seconds the journal keeps unsent reports"),
+        "replicas": dist.Option(1, minimum=1, maximum=5, help="copies of the stream it creates (a cluster: 3)"),
     }
 
     def __init__(self, core: dist.DistCore) -> None:
@@ -102,6 +119,9 @@ class NatsDistribution(dist.Distribution):
         self.nc: Any = None
         self.js: Any = None
         self.duplicates = 0  # re-sends JetStream dropped (PubAck.duplicate)
+        self.servers = [self.url]
+        self.replicas = 1
+        self.own_subject = False
 
     def configure(self, config: dict[str, Any]) -> None:
         """Take the options; a missing nats-py is a ConfigError naming the pip command."""
@@ -113,13 +133,16 @@ class NatsDistribution(dist.Distribution):
         self.prefix = str(config["prefix"])
         last = "{metric}" if self.core.mode == dist.POINTS else "{type}"
         self.subject = str(config["subject"]) or "{prefix}.{site}.{node}." + last
+        self.own_subject = bool(config["subject"])
         self.timeout = float(config["timeout"])
+        self.replicas = int(config["replicas"])
+        self.servers = servers(self.url)
 
     # ------------------------------------------------------------ connection
 
     def _run(self, coro: Any) -> Any:
         if self.loop is None:
-            self.loop = asyncio.new_event_loop()  # this thread's own loop (a gevent hub of its own, if patched)
+            self.loop = new_event_loop()  # this thread's own loop, on the real selector (collector/native.py)
         return self.loop.run_until_complete(asyncio.wait_for(coro, self.timeout))
 
     def isConnected(self) -> bool:
@@ -130,9 +153,10 @@ class NatsDistribution(dist.Distribution):
         return bool(self.nc.is_connected)
 
     def connect(self) -> bool:
-        """Connect, and create the stream (subjects ``PREFIX.>``) when no stream takes them."""
+        """Connect, and create the stream (subjects ``PREFIX.*.*.>``) when no stream takes them."""
         self._drop()
-        self.nc = self._run(nats.connect(self.url, connect_timeout=self.timeout, allow_reconnect=False))
+        self.servers.append(self.servers.pop(0))  # each attempt starts with the next member of a cluster
+        self.nc = self._run(nats.connect(self.servers, connect_timeout=self.timeout, allow_reconnect=False))
         self.js = self.nc.jetstream(timeout=self.timeout)
         self._run(self._ensure_stream())
         return True
@@ -141,14 +165,15 @@ class NatsDistribution(dist.Distribution):
         try:
             await self.js.stream_info(self.stream)
         except NotFoundError:
-            await self.js.add_stream(name=self.stream, subjects=[f"{self.prefix}.>"])
-            self.log.info("nats: created stream %s (subjects %s.>)", self.stream, self.prefix)
+            subjects = stream_subjects(self.prefix, not self.own_subject)
+            await self.js.add_stream(name=self.stream, subjects=subjects, num_replicas=self.replicas)
+            self.log.info("nats: created stream %s (subjects %s, %d replicas)", self.stream, subjects, self.replicas)
 
     # ------------------------------------------------------------ delivery
 
     def subject_of(self, payload: Any) -> str:
         """The subject of one queued payload (a DataPoint or a ReportItem)."""
-        site = token(self.core.alias)
+        site = token(self.core.site or self.core.alias)
         if isinstance(payload, dist.ReportItem):
             return self.subject.format(
                 prefix=self.prefix, site=site, node=token(payload.node), type=token(payload.type), metric=""
@@ -163,7 +188,7 @@ class NatsDistribution(dist.Distribution):
         if self.js is None:
             return False
         if isinstance(payload, dist.ReportItem):
-            data, head = payload.payload, headers(payload)
+            data, head = payload.payload, headers(payload, self.core.site)
         else:
             data, head = str(payload.value).encode(), {"Labscope-Time": repr(payload.time)}
         try:

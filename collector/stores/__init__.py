@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from collector.stores.base import Store, StoreError
+from collector.stores.history import DEFAULT_RETENTION
+from collector.stores.history_memory import MemoryHistoryTables
+from collector.stores.tiers import TierHistory
 from messages.errors import ConfigError
 
 __all__ = ["BACKENDS", "Store", "StoreError", "backend_class", "open_store"]
@@ -47,6 +50,9 @@ def open_store(name: str, args: dict[str, Any], data_dir: Path) -> Store:
     """Build the store ``name`` with ``args``; ConfigError for bad names or args, StoreError when it cannot open."""
     cls = backend_class(name)
     try:
-        return cls(data_dir, **args)  # type: ignore[call-arg]  # backends take (data_dir, **store_args)
+        store = cls(data_dir, **args)  # type: ignore[call-arg]  # backends take (data_dir, **store_args)
     except TypeError as exc:
         raise ConfigError(f"store {name!r}: bad store_args {sorted(args)}: {exc}") from None
+    if not hasattr(store, "history"):  # a drop-in of an earlier version: history in memory
+        store.history = TierHistory(MemoryHistoryTables(), dict(DEFAULT_RETENTION), store.name)
+    return store

@@ -1,7 +1,7 @@
 """The parts of a collector store, as small Protocols, and the :class:`Store` that holds one of each.
 
 A store has named parts: ``events``, ``metadata``, ``blobs``, ``probes``,
-``audit``, ``nodes`` and ``snapshots``. Each part is an object with a few
+``audit``, ``nodes``, ``snapshots`` and ``history``. Each part is an object with a few
 methods; a backend (collector/stores/sqlite.py, postgresql.py, memory.py,
 null.py, or a drop-in ``package.module:Class``) builds one of each. Every
 method may be called from the collector's loop and from other OS threads at
@@ -14,12 +14,16 @@ SQLite file (collector/store.py, collector/journal.py). See docs/stores.md.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from collector.addons import NodeRecord
 from collector.audit_table import AuditTable
 from messages.errors import LabscopeError
+
+if TYPE_CHECKING:
+    from collector.stores.history import Series
 
 __all__ = [
     "Blob",
@@ -27,6 +31,7 @@ __all__ = [
     "Blobs",
     "EventDict",
     "Events",
+    "History",
     "Metadata",
     "Nodes",
     "Probes",
@@ -177,8 +182,60 @@ class Snapshots(Protocol):
         ...
 
 
+class History(Protocol):
+    """Series of numbers per (node, series name) in tiers ``raw``, ``1m``, ``1h`` (collector/stores/history.py).
+
+    Writes only queue (a writer thread downsamples and writes them); reads
+    wait up to 2 s for what is queued, so call them off the collector's loop
+    (``self.collector.run_in_thread``). ``retention`` maps each tier to seconds.
+    """
+
+    durable: bool
+    retention: dict[str, float]
+
+    def record(
+        self,
+        node: str,
+        names: Sequence[str],
+        time: float,
+        values: Sequence[float],
+        kind: str = "values",
+        data: bytes = b"",
+    ) -> None:
+        """Queue one sample: ``names[i]`` has ``values[i]`` at ``time``; ``data``, its whole payload of ``kind``.
+
+        Never blocks (on the loop it is one ``deque.append``). The same
+        ``(node, kind, names, time)`` again is ignored.
+        """
+        ...
+
+    def checkpoint(self) -> None:
+        """Queue writing the open (unfinished) buckets as partial rows."""
+        ...
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until what is queued is written (True) or ``timeout`` passed."""
+        ...
+
+    def close(self) -> None:
+        """Write open buckets and what is queued; release resources."""
+        ...
+
+    def query(
+        self, node: str, tier: str, since: float | None = None, until: float | None = None, names: Iterable[str] = ()
+    ) -> list[Series]:
+        """``node``'s series (all, or ``names``) in ``tier`` with since < time <= until, by name, oldest first."""
+        ...
+
+    def samples(
+        self, node: str, kind: str, since: float | None = None, until: float | None = None, limit: int = 1_000_000
+    ) -> list[tuple[float, bytes]]:
+        """The newest ``limit`` raw payloads of ``kind`` with since < time <= until, oldest first."""
+        ...
+
+
 class Store:
-    """One of each part, and ``close()``. Backends set the seven attributes in their constructor.
+    """One of each part, and ``close()``. Backends set the eight attributes in their constructor.
 
     A backend class is built as ``Backend(data_dir, **store_args)``; an
     unknown store_arg is a TypeError the collector turns into a config error.
@@ -192,6 +249,7 @@ class Store:
     audit: AuditTable
     nodes: Nodes
     snapshots: Snapshots
+    history: History
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until queued writes are written (True) or ``timeout`` passed (False)."""

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from collector.addons import NodeRecord
 from collector.audit_table import MEMORY_ROWS, AuditRow, MemoryAuditTable
@@ -23,6 +24,9 @@ from collector.stores.base import (
     Store,
     digest_of,
 )
+from collector.stores.history import retention_of
+from collector.stores.history_memory import MemoryHistoryTables
+from collector.stores.tiers import TierHistory
 
 __all__ = ["MEMORY_EVENTS", "LockedAudit", "MemoryStore", "newest_matching"]
 
@@ -217,11 +221,13 @@ class LockedAudit(MemoryAuditTable):
 
 
 class MemoryStore(Store):
-    """Every part in memory: fast, lost on restart. ``store = "memory"``; takes no store_args."""
+    """Every part in memory: fast, lost on restart. ``store = "memory"``; store_args: the history retentions."""
 
     name = "memory"
 
-    def __init__(self, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, history_raw: Any = None, history_1m: Any = None, history_1h: Any = None
+    ) -> None:
         self.events = MemoryEvents()
         self.metadata = MemoryMetadata()
         self.blobs = MemoryBlobs()
@@ -229,6 +235,15 @@ class MemoryStore(Store):
         self.audit = LockedAudit()
         self.nodes = MemoryNodes()
         self.snapshots = MemorySnapshots()
+        self.history = TierHistory(MemoryHistoryTables(), retention_of(history_raw, history_1m, history_1h), "memory")
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait for the history's queued writes."""
+        return self.history.flush(timeout)
+
+    def close(self) -> None:
+        """Stop the history's writer."""
+        self.history.close()
 
     def describe(self) -> str:
         """One line for the log."""

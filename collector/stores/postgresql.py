@@ -3,7 +3,9 @@
 store_args: ``dsn`` (libpq connection string, default ``host=127.0.0.1 dbname=labscope``),
 ``schema`` (default ``labscope``; created when missing), ``pool_size`` (default 8),
 ``connect_timeout`` (seconds, default 10), ``queue_max`` (queued events and node
-records, default 100000).
+records, default 100000), ``history_raw``, ``history_1m``, ``history_1h`` (the
+history tiers' retentions, collector/stores/history.py; the history has a
+writer thread of its own).
 
 Tables are created on first start by versioned migrations recorded in
 ``SCHEMA.schema_version`` (under an advisory lock, so two collectors starting at
@@ -36,7 +38,11 @@ from collector.stores.base import (
     StoreError,
     digest_of,
 )
+from collector.stores.history import retention_of
+from collector.stores.history_sql import PG_SCHEMA as HISTORY_SCHEMA
+from collector.stores.history_sql import PGHistoryTables
 from collector.stores.rows import EVENT_COLUMNS, NODE_COLUMNS, event_of_row, event_row, node_of_row, node_row
+from collector.stores.tiers import TierHistory
 from collector.stores.writer import Writer
 
 try:
@@ -80,6 +86,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     journal TEXT NOT NULL DEFAULT ''
 );
 """,
+    2: HISTORY_SCHEMA,
 }
 
 
@@ -351,7 +358,11 @@ class PostgreSQLStore(Store):
         pool_size: int = 8,
         connect_timeout: float = 10.0,
         queue_max: int = 100_000,
+        history_raw: Any = None,
+        history_1m: Any = None,
+        history_1h: Any = None,
     ) -> None:
+        retention = retention_of(history_raw, history_1m, history_1h)
         if psycopg is None:
             raise StoreError('the postgresql store needs psycopg 3: pip install "labscope[postgresql]"')
         if not _SCHEMA_NAME.match(schema):
@@ -371,6 +382,7 @@ class PostgreSQLStore(Store):
         self.audit = PGAudit(self.db)
         self.nodes = PGNodes(self.db, self.writer)
         self.snapshots = PGSnapshots(self.db)
+        self.history = TierHistory(PGHistoryTables(self.db), retention, f"postgresql:{schema}")
         self._closed = threading.Event()
 
     def _migrate(self) -> int:
@@ -405,14 +417,15 @@ class PostgreSQLStore(Store):
                 )
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait for the writer's queue to be written."""
-        return self.writer.flush(timeout)
+        """Wait for the writers' queues to be written."""
+        return self.writer.flush(timeout) and self.history.flush(timeout)
 
     def close(self) -> None:
         """Write what is queued, stop the writer, close the pool."""
         if self._closed.is_set():
             return
         self._closed.set()
+        self.history.close()
         self.writer.close()
         self.db.pool.close()
 

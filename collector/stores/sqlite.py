@@ -31,7 +31,11 @@ from collector.stores.base import (
     StoreError,
     digest_of,
 )
+from collector.stores.history import retention_of
+from collector.stores.history_sql import SQLITE_SCHEMA as HISTORY_SCHEMA
+from collector.stores.history_sql import SQLiteHistoryTables
 from collector.stores.rows import EVENT_COLUMNS, NODE_COLUMNS, event_of_row, event_row, node_of_row, node_row
+from collector.stores.tiers import TierHistory
 
 __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "STORE_FILE", "SQLiteSnapshots", "SQLiteStoreBackend", "connect"]
 
@@ -64,6 +68,7 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 CREATE TABLE IF NOT EXISTS probes (name TEXT PRIMARY KEY, definition BLOB NOT NULL);
 """,
+    3: HISTORY_SCHEMA,
 }
 
 
@@ -296,12 +301,22 @@ class SQLiteStoreBackend(Store):
     """``store = "sqlite"``: the default.
 
     store_args: ``path`` (default ``DATA_DIR/collector.sqlite3``), ``sync`` ("normal" or "full";
-    the collector passes its ``journal_sync`` unless given).
+    the collector passes its ``journal_sync`` unless given), ``history_raw``, ``history_1m``,
+    ``history_1h`` (the history tiers' retentions, collector/stores/history.py).
     """
 
     name = "sqlite"
 
-    def __init__(self, data_dir: Path, path: str = "", sync: str = "normal") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        path: str = "",
+        sync: str = "normal",
+        history_raw: Any = None,
+        history_1m: Any = None,
+        history_1h: Any = None,
+    ) -> None:
+        retention = retention_of(history_raw, history_1m, history_1h)
         self.path = Path(path) if path else Path(data_dir) / STORE_FILE
         if sync not in ("normal", "full"):
             raise StoreError(f'sqlite store: sync must be "normal" or "full", not {sync!r}')
@@ -319,9 +334,16 @@ class SQLiteStoreBackend(Store):
         self.audit = LockedAuditTable(SQLiteAuditTable(self.db), self.lock)
         self.nodes = SQLiteNodes(self.db, self.lock)
         self.snapshots = SQLiteSnapshots(self.db, self.lock)
+        tables = SQLiteHistoryTables(lambda: connect(self.path, sync))
+        self.history = TierHistory(tables, retention, f"sqlite:{self.path.name}")
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait for the history's queued writes (every other part writes at once)."""
+        return self.history.flush(timeout)
 
     def close(self) -> None:
-        """Close the connection."""
+        """Write the history's open buckets and queue, then close the connections."""
+        self.history.close()
         with self.lock:
             self.db.close()
 

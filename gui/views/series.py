@@ -4,16 +4,19 @@ Points come from two sources that overlap: the ``SystemStatsHistory`` answer
 fetched when a node is first plotted, and the live ``SystemStatsSummary``
 updates. Points are kept sorted by time and a time seen before is not added
 twice, so the two merge into one clean line whatever order they arrive in.
+For the longer time windows the answer comes from a tier of 1-minute or
+1-hour buckets (:class:`TierSeries`): min, avg and max per metric.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from messages import NodeSummary, SystemStats
+from messages import NodeSummary, SystemStats, SystemStatsHistory
 
-__all__ = ["MAX_POINTS", "METRICS", "NodeSeries", "from_sample", "from_summary"]
+__all__ = ["FIGURES", "MAX_POINTS", "METRICS", "NodeSeries", "TierSeries", "from_sample", "from_summary"]
 
 # Order of the values in a point.
 METRICS = ("cpu", "memory", "net_in", "net_out", "disk_read", "disk_write")
@@ -88,3 +91,42 @@ class NodeSeries:
         if excess > 0:
             del self.times[:excess]
             del self.values[:excess]
+
+
+# SystemStatsHistory's series names for each metric of METRICS.
+FIGURES = {
+    "cpu": "cpu_percent",
+    "memory": "mem_percent",
+    "net_in": "net_recv_rate",
+    "net_out": "net_send_rate",
+    "disk_read": "disk_read_rate",
+    "disk_write": "disk_write_rate",
+}
+
+
+@dataclass
+class TierSeries:
+    """One node's answer from a 1m or 1h tier: bucket starts and, per metric, min/avg/max columns."""
+
+    resolution: str
+    step: float
+    times: list[float] = field(default_factory=list)
+    columns: dict[str, tuple[list[float], list[float], list[float]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, history: SystemStatsHistory) -> TierSeries:
+        """The tier answer ``history`` (its ``series``) as lists per metric; a metric it lacks is left out."""
+        by_name = {series.name: series for series in history.series}
+        tier = cls(history.resolution, history.step)
+        for metric, name in FIGURES.items():
+            series = by_name.get(name)
+            if series is None:
+                continue
+            tier.times = tier.times or list(series.time)
+            if len(series.time) == len(tier.times):
+                tier.columns[metric] = (list(series.min), list(series.avg), list(series.max))
+        return tier
+
+    def end(self) -> float:
+        """Where the last bucket ends (0 when empty): live points after it extend the line."""
+        return self.times[-1] + self.step if self.times else 0.0

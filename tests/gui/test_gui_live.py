@@ -174,3 +174,22 @@ def assert_responsive(qtbot, seconds: float = 1.0) -> None:
     gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
     assert len(ticks) >= seconds / 0.02 / 2, f"only {len(ticks)} timer ticks in {seconds} s"
     assert max(gaps) < 0.25, f"the GUI thread stalled for {max(gaps):.2f} s"
+
+
+def test_longer_windows_ask_the_tiers_and_draw_min_max_bands(testbed: LiveBed, make_window, qtbot) -> None:
+    window = make_window(testbed.collector.clients)
+    qtbot.waitUntil(lambda: window.figures_shown() and len(window.listed_nodes()) == 2, timeout=WAIT_MS)
+    window.nodes.select_nodes(["gui-a"])
+    plots = window.plots
+    qtbot.waitUntil(lambda: plots.series["gui-a"].history_loaded, timeout=WAIT_MS)
+    assert plots.band_points("gui-a") == 0  # raw samples: no band
+    for index, resolution in ((1, "1m"), (4, "1h")):
+        plots.window_box.setCurrentIndex(index)
+        assert plots.history_params("gui-a")["resolution"] == resolution
+        qtbot.waitUntil(lambda r=resolution: getattr(plots.tiers.get("gui-a"), "resolution", "") == r, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: plots.band_points("gui-a", "cpu") >= 1, timeout=WAIT_MS)  # the open bucket at least
+        tier = plots.tiers["gui-a"]
+        mins, avgs, maxs = tier.columns["cpu"]
+        assert all(lo <= av <= hi for lo, av, hi in zip(mins, avgs, maxs, strict=True))
+        low, high = plots.plots["cpu"].viewRange()[0]
+        assert high - low == pytest.approx(plots.window_seconds(), rel=0.01)

@@ -11,7 +11,7 @@ from gui.client import Update
 from gui.views.events import EventsView, event_cells
 from gui.views.generic import GenericPanel
 from gui.views.nodes import LAST_SEEN_COLUMN, STATUS_COLUMN, NodesView
-from gui.views.plots import PlotsView
+from gui.views.plots import WINDOWS, PlotsView
 from gui.views.series import NodeSeries, from_sample, from_summary
 from gui.views.tree import MAX_CHILDREN, fill_tree, make_tree
 from gui.window import state_text
@@ -152,10 +152,11 @@ def test_plots_lines_per_node_and_history_request(qtbot) -> None:
     assert wanted == ["a", "b"]  # asked once per node
     names = [item.name() for item in view.plots["network"].listDataItems()]
     assert sorted(names) == ["a in", "a out", "b in", "b out"]
+    view.window_box.setCurrentIndex(1)
     view.window_box.setCurrentIndex(0)
-    assert view.window_seconds() == 60.0
+    assert view.window_seconds() == 300.0
     low, high = view.plots["cpu"].viewRange()[0]
-    assert high - low == pytest.approx(60.0, abs=1.0)
+    assert high - low == pytest.approx(300.0, abs=1.0)
 
 
 def test_plots_stop_scrolling_when_the_user_pans(qtbot) -> None:
@@ -170,7 +171,7 @@ def test_plots_stop_scrolling_when_the_user_pans(qtbot) -> None:
     view.add_summary(summary(a=11.0))
     assert cpu.viewRange()[0][1] == pytest.approx(NOW - 3000, abs=1.0)  # the user's range stays
     assert view.plots["disk"].viewRange()[0][1] == pytest.approx(NOW - 3000, abs=1.0)  # shared time axis
-    view.window_box.setCurrentIndex(0)
+    view.window_box.setCurrentIndex(1)
     assert view.following
     assert cpu.viewRange()[0][1] == pytest.approx(time.time(), abs=2.0)
 
@@ -312,3 +313,51 @@ def test_worker_refused_then_connected_then_answers(qtbot, fake_collector) -> No
     assert states[:2] == [REFUSED, CONNECTED]
     assert infos[0].alias == "fake-lab"
     assert answers == [("echo-1", {"echo": {"x": "1"}})]
+
+
+def tier_history(node: str, resolution: str, step: float, starts: list[float]) -> SystemStatsHistory:
+    answer = SystemStatsHistory(node=node, resolution=resolution, step=step)
+    names = ("cpu_percent", "mem_percent", "net_recv_rate", "net_send_rate", "disk_read_rate", "disk_write_rate")
+    for name in names:
+        answer.series.add(
+            name=name,
+            time=starts,
+            min=[1.0] * len(starts),
+            avg=[5.0] * len(starts),
+            max=[9.0] * len(starts),
+            count=[60.0] * len(starts),
+        )
+    return answer
+
+
+def test_tier_windows_ask_with_since_and_resolution_and_draw_bands(qtbot) -> None:
+    view = PlotsView()
+    qtbot.addWidget(view)
+    wanted: list[str] = []
+    view.history_wanted.connect(wanted.append)
+    view.add_summary(summary(a=50.0))
+    view.set_nodes(["a"])
+    assert wanted == ["a"] and view.history_params("a")["resolution"] == "raw"
+    assert [label for label, _, _ in WINDOWS] == [
+        "last 5 minutes",
+        "last hour",
+        "last 6 hours",
+        "last 24 hours",
+        "last 7 days",
+        "last 30 days",
+    ]
+    view.window_box.setCurrentIndex(4)  # 7 days: the 1-hour tier
+    assert wanted == ["a", "a"]
+    params = view.history_params("a")
+    assert params["resolution"] == "1h" and float(params["since"]) == pytest.approx(time.time() - 7 * 86400, abs=5)
+    starts = [NOW - 3600 * k - 3600 for k in range(5, 0, -1)]  # five buckets ending an hour before NOW
+    view.add_history(tier_history("a", "1h", 3600.0, starts))
+    assert view.band_points("a", "cpu") == 5 and view.band_points("a", "net_out") == 5
+    xs, ys = view.curves["a"]["cpu"].getData()
+    assert list(xs) == [*starts, NOW] and list(ys) == [5.0] * 5 + [50.0]  # bucket averages, then the live point
+    low, high = view.bands["a"]["cpu"][0].getData()[1], view.bands["a"]["cpu"][1].getData()[1]
+    assert list(low) == [1.0] * 5 and list(high) == [9.0] * 5
+    view.window_box.setCurrentIndex(0)  # back to raw samples: no band, asked once already
+    assert view.band_points("a") == 0 and wanted == ["a", "a"]
+    view.window_box.setCurrentIndex(4)
+    assert wanted == ["a", "a"]  # the 7-day answer was asked for once

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.addons import Report, Request, RequestError
+from collector.addons import NodeRecord, Report, Request, RequestError
 from collector.testing import StubCollector, attach
 from messages import Encoding, File, Files
 from messages.stream import CHUNK_BYTES as CHUNK
@@ -109,3 +109,32 @@ def test_request_errors(files: FilesModule) -> None:
         files.processREQUEST(Request("File", {"node": "n1", "filename": "nope"}))
     assert unknown.value.code == "not-found"
     assert files.processREQUEST(Request("FileStats", {})) == {"files": 0, "bytes": 0, "refused": 0}
+
+
+def test_a_site_qualified_node_stores_under_site_and_node(files: FilesModule) -> None:
+    send(files, "lab1:n1", File(name="logs/run.log", modtime=1700000000.0, data=b"top\n", size=4, last=True))
+    assert (files.root / "lab1" / "n1" / "logs" / "run.log").read_bytes() == b"top\n"  # type: ignore[operator]
+    answer = files.processREQUEST(Request("File", {"node": "lab1:n1", "filename": "logs/run.log"}))
+    assert answer.files[0].data == b"top\n"
+    assert files.listing("lab1:n1") == [{"node": "lab1:n1", "name": "logs/run.log", "size": 4, "modtime": 1700000000.0}]
+
+
+@pytest.mark.parametrize(
+    "node", ["../x:n1", "a.b:n1", "lab1:..", "lab1:../x", ":n1", "lab1:", "lab1:n1:x/y", "lab/1:n"]
+)
+def test_a_hostile_qualified_node_id_is_refused(files: FilesModule, tmp_path: Path, node: str) -> None:
+    before = sorted(tmp_path.rglob("*"))
+    send(files, node, File(name="x", modtime=1.0, data=b"evil", size=4, last=True))
+    assert files.refused == 1
+    assert [p for p in sorted(tmp_path.rglob("*")) if p not in before and p.is_file()] == []
+
+
+def test_restart_indexes_a_site_node_by_its_qualified_id(tmp_path: Path) -> None:
+    collector = StubCollector(tmp_path / "store")
+    collector.records["lab1:n1"] = NodeRecord("lab1:n1", site="lab1")
+    first = attach(FilesModule(), collector)
+    send(first, "lab1:n1", File(name="keep.csv", modtime=3.0, data=b"1,2", size=3, last=True))
+    send(first, "n2", File(name="sub/keep.csv", modtime=3.0, data=b"1,2", size=3, last=True))
+    second = attach(FilesModule(), collector)
+    assert second.listing() == first.listing()
+    assert {entry["node"] for entry in second.listing()} == {"lab1:n1", "n2"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -9,11 +10,12 @@ import pytest
 
 from collector.addons import Report, Request, RequestError, as_names
 from collector.settings import defaults
+from collector.stores import open_store
 from collector.testing import StubCollector, attach
 from messages import ConfigError, Encoding, SystemStats, SystemStatsHistory, SystemStatsSummary
 from messages.codec import decode_payload, encode_payload
 from modules.nodes import Nodes
-from modules.systemstats import DEFAULT_HISTORY, SystemStatsModule
+from modules.systemstats import DEFAULT_HISTORY, POINT_NAMES, SystemStatsModule, choose_resolution
 from tests.modules import report, sample
 
 
@@ -246,3 +248,149 @@ def test_nothing_is_published_while_no_distribution_takes_points(
     collector.distributing = False
     stats.processReport(report("n1", 1, sample(1000.0)))
     assert collector.published == [] and ask(stats, "SystemStats", node="n1").time == 1000.0
+
+
+# ---------------------------------------------------------------- history tiers (the store's history part)
+
+T0 = 1_700_000_040.0  # a whole minute
+
+
+def feed(module: SystemStatsModule, node: str, times: list[float], first_seq: int = 1) -> list[float]:
+    """One sample per time, cpu = a value that moves; returns the cpu values sent."""
+    cpus = [float((i * 7) % 23) for i in range(len(times))]
+    for seq, (t, cpu) in enumerate(zip(times, cpus, strict=True), start=first_seq):
+        module.processReport(report(node, seq, sample(t, cpu=cpu)))
+    return cpus
+
+
+def buckets(times: list[float], values: list[float], width: float) -> list[tuple[float, float, float, float]]:
+    found: dict[float, list[float]] = {}
+    for t, v in zip(times, values, strict=True):
+        found.setdefault(t - t % width, []).append(v)
+    return [(s, min(vs), sum(vs) / len(vs), max(vs), float(len(vs))) for s, vs in sorted(found.items())]
+
+
+def flat(rows: list[tuple[float, ...]]) -> list[float]:
+    return [x for row in rows for x in row]
+
+
+def series_rows(answer: SystemStatsHistory, name: str) -> list[tuple[float, float, float, float]]:
+    (one,) = [s for s in answer.series if s.name == name]
+    return list(zip(one.time, one.min, one.avg, one.max, one.count, strict=True))
+
+
+def test_minute_and_hour_tiers_carry_min_avg_max_of_every_figure(stats: SystemStatsModule) -> None:
+    times = [T0 + 5 * i for i in range(60)]  # five minutes
+    cpus = feed(stats, "n1", times)
+    minute = ask(stats, "SystemStatsHistory", node="n1", resolution="1m")
+    assert minute.resolution == "1m" and minute.step == 60.0 and not minute.samples
+    assert [s.name for s in minute.series] == sorted(POINT_NAMES)
+    assert flat(series_rows(minute, "cpu_percent")) == pytest.approx(flat(buckets(times, cpus, 60.0)))
+    assert series_rows(minute, "mem_percent") == [(T0 + 60 * i, 40.0, 40.0, 40.0, 12.0) for i in range(5)]
+    assert series_rows(minute, "net_recv_rate")[0][1:] == (300.0, 300.0, 300.0, 12.0)
+    hour = ask(stats, "SystemStatsHistory", node="n1", resolution="1h")
+    assert hour.step == 3600.0 and flat(series_rows(hour, "cpu_percent")) == pytest.approx(
+        flat(buckets(times, cpus, 3600.0))
+    )
+    window = ask(stats, "SystemStatsHistory", node="n1", resolution="1m", since=str(T0 + 60), until=str(T0 + 180))
+    assert [t for t, *_ in series_rows(window, "load1")] == [T0 + 120, T0 + 180]
+
+
+def test_raw_resolution_keeps_the_wire_contract(stats: SystemStatsModule) -> None:
+    feed(stats, "n1", [T0 + i for i in range(10)])
+    answer = ask(stats, "SystemStatsHistory", node="n1", resolution="raw", since=str(T0 + 6))
+    assert answer.resolution == "raw" and not answer.series
+    assert [s.time for s in answer.samples] == [T0 + 7, T0 + 8, T0 + 9]
+    assert answer.samples[-1] == ask(stats, "SystemStats", node="n1")  # whole samples, as sent
+    until = ask(stats, "SystemStatsHistory", node="n1", since=str(T0 + 2), until=str(T0 + 4))
+    assert until.resolution == "raw" and [s.time for s in until.samples] == [T0 + 3, T0 + 4]
+
+
+@pytest.mark.parametrize(
+    ("span", "tier"),
+    [(300, "raw"), (2000, "raw"), (3600, "1m"), (6 * 3600, "1m"), (86400, "1m"), (7 * 86400, "1h"), (30 * 86400, "1h")],
+)
+def test_auto_picks_the_finest_tier_with_at_most_2000_points(span: int, tier: str) -> None:
+    retention = {"raw": 3600.0, "1m": 30 * 86400.0, "1h": 2 * 365 * 86400.0}
+    assert choose_resolution(T0 - span, T0, retention) == tier
+
+
+def test_auto_skips_a_tier_whose_retention_no_longer_covers_since() -> None:
+    assert choose_resolution(T0 - 600, T0, {"raw": 300.0, "1m": 86400.0}) == "1m"
+    assert choose_resolution(T0 - 3600, T0, {"raw": 300.0, "1m": 600.0}) == "1h"
+
+
+def test_auto_request_measures_the_window_up_to_the_latest_sample(stats: SystemStatsModule) -> None:
+    feed(stats, "n1", [T0 + 10 * i for i in range(400)])  # 4000 s
+    latest = T0 + 3990
+    assert ask(stats, "SystemStatsHistory", node="n1", since=str(latest - 300)).resolution == "raw"
+    answer = ask(stats, "SystemStatsHistory", node="n1", since=str(latest - 3600))
+    assert answer.resolution == "1m" and len(answer.series[0].time) == 60
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"resolution": "5m"}, "resolution='5m' is not one of auto, raw, 1m, 1h"),
+        ({"since": "2000", "until": "1000"}, "must be after since"),
+        ({"since": "1000", "until": "1000"}, "must be after since"),
+        ({"until": "nan"}, "until="),
+        ({"until": "tomorrow"}, "until="),
+    ],
+)
+def test_bad_history_params_are_bad_request(stats: SystemStatsModule, params: dict[str, str], words: str) -> None:
+    feed(stats, "n1", [T0])
+    with pytest.raises(RequestError) as info:
+        ask(stats, "SystemStatsHistory", node="n1", **params)
+    assert info.value.code == "bad-request"
+    assert words in info.value.reason
+
+
+def test_snapshot_holds_one_sample_per_node_whatever_the_history(stats: SystemStatsModule) -> None:
+    for n in range(50):
+        feed(stats, f"node-{n}", [T0 + i for i in range(20)])
+    state = stats.snapshot()
+    assert len(state) == 50
+    assert all(t == T0 + 19 and isinstance(data, bytes) for t, data in state.values())
+
+
+def test_restore_takes_the_last_sample_of_an_earlier_snapshot(collector: StubCollector) -> None:
+    old = {"n1": [[T0, sample(T0).SerializeToString()], [T0 + 1, sample(T0 + 1, cpu=9.0).SerializeToString()]]}
+    fresh = attach(SystemStatsModule(), collector)
+    fresh.restore(old)
+    assert ask(fresh, "SystemStats", node="n1").cpu_percent == 9.0
+
+
+def test_history_outlives_the_module_in_a_sqlite_store(tmp_path: Path) -> None:
+    collector = StubCollector(tmp_path)
+    collector.store = open_store("sqlite", {}, tmp_path)
+    attach(Nodes(), collector)
+    first = attach(SystemStatsModule(), collector)
+    times = [T0 + 7 * i for i in range(40)]
+    cpus = feed(first, "n1", times[:25])
+    collector.store.close()  # the collector stops: open buckets are written
+    collector.store = open_store("sqlite", {}, tmp_path)
+    second = attach(SystemStatsModule(), collector)
+    cpus += feed(second, "n1", times[20:], first_seq=21)[5:]  # five samples sent again (a replay)
+    answer = ask(second, "SystemStatsHistory", node="n1", resolution="1m")
+    assert flat(series_rows(answer, "cpu_percent")) == pytest.approx(flat(buckets(times, cpus, 60.0)))
+    assert len(ask(second, "SystemStatsHistory", node="n1", resolution="raw", since="0").samples) == 40
+    collector.store.close()
+
+
+def test_tier_answers_written_in_wire_form_equal_the_api_built_message() -> None:
+    from array import array
+
+    from collector.stores.history import Series
+    from modules.systemstats import tier_answer
+
+    one = Series(
+        "cpu_percent", array("d", [60.0, 120.0]), [1.0, -2.5], array("d", [1.5, 0.0]), [2.0, 1e300], [3.0, 1.0]
+    )
+    empty = Series("naïve ✓", [], [], [], [], [])
+    built = SystemStatsHistory(node="n1", resolution="1m", step=60.0)
+    for s in (one, empty):
+        built.series.add(
+            name=s.name, time=list(s.time), min=list(s.min), avg=list(s.avg), max=list(s.max), count=list(s.count)
+        )
+    assert tier_answer("n1", "1m", [one, empty]) == built

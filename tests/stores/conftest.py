@@ -56,18 +56,18 @@ def pg_schema() -> Iterator[str]:
 
 
 @pytest.fixture
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], Store]]:
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Store]]:
     """Open stores of any backend (closed at teardown); PostgreSQL ones share one test schema."""
     opened: list[Store] = []
     schemas: list[str] = []
 
-    def make(backend: str) -> Store:
-        args: dict[str, object] = {}
+    def make(backend: str, **extra: object) -> Store:
+        args: dict[str, object] = dict(extra)
         if backend == "postgresql":
             if not schemas:
                 need_postgresql()
                 schemas.append(f"labscope_test_{uuid.uuid4().hex[:12]}")
-            args = {"dsn": PG_DSN, "schema": schemas[0]}
+            args.update(dsn=PG_DSN, schema=schemas[0])
         store = open_store(backend, args, tmp_path)
         opened.append(store)
         return store

@@ -80,6 +80,7 @@ def test_default_sqlite_store_keeps_events_across_a_restart(
         (["--store", "mongo"], "store 'mongo': not a backend name"),
         (["--store", "no_such_pkg.mod:Store"], "cannot import no_such_pkg.mod"),
         (["--store", "memory", "--store-arg", "colour=red"], "bad store_args"),
+        (["--store-arg", "history_1m=soon"], "store_args history_1m='soon': must be a positive number of seconds"),
     ],
 )
 def test_a_bad_store_is_one_line_and_exit_2(tmp_path: Path, flags: list[str], message: str) -> None:
