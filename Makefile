@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit e2e bench clean proto docs fuzz
+.PHONY: demo test lint unit e2e bench bench-peers clean proto docs fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,14 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/labscope bench --json bench-results.json --markdown bench-results.md
+
+# labscope's agent beside Glances and Prometheus node_exporter over the same minute (BENCHMARKS.md,
+# "Peers, side by side"); never part of `make test`. Installs the `peers` extra and Debian's exporter.
+PEERS_SECONDS ?= 60
+bench-peers: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[peers]'
+	command -v prometheus-node-exporter >/dev/null || apt-get install -y prometheus-node-exporter
+	$(BIN)/python -m labscope.bench_peers --seconds $(PEERS_SECONDS) --json bench-peers.json --markdown bench-peers.md
 
 proto: $(STAMP)
 	$(BIN)/python messages/generate.py

@@ -38,11 +38,13 @@ from messages.errors import AuthRefused
 from messages.handshake import HandshakeWatch
 from messages.keys import ClientKeys, add_curve_args, client_keys
 from messages.options import Parser, add_collector_arg, positive_float, run_command, setup_logging
+from node_agent.session import HELLO_BACKOFF_MAX
 
 log = logging.getLogger(__name__)
 
 PROG = "labscope simulate"
-HELLO_RETRY = 2.0  # seconds before an unanswered HELLO is sent again
+HELLO_RETRY = 2.0  # seconds before an unanswered HELLO is sent again; doubles with each retry
+HELLO_RETRY_MAX = HELLO_BACKOFF_MAX  # as a real agent: thousands of fixed-period retries would be a storm of their own
 WINDOW = 1000  # unacknowledged reports an agent keeps in flight at most
 FINAL_ACK_WAIT = 2.0  # seconds an agent waits at the end for the ACK of what it sent
 
@@ -193,13 +195,14 @@ class SimulatedAgent:
         gevent.sleep(random.uniform(0, min(period, 1.0)))  # spread the agents over the period
         self.hello()
         hello_sent = next_send = time.monotonic()
+        retry = HELLO_RETRY
         while (now := time.monotonic()) < stop.at:
             if now >= next_send:
                 if self.ready:
                     self.report_batch(batch)
-                elif now - hello_sent > HELLO_RETRY:
+                elif now - hello_sent > retry:
                     self.hello()
-                    hello_sent = now
+                    hello_sent, retry = now, min(retry * 2, HELLO_RETRY_MAX)
                 next_send = max(next_send + period, now)
             if self.ready:
                 self.heartbeat_if_idle()

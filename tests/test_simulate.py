@@ -97,3 +97,33 @@ def test_bad_arguments_exit_2() -> None:
     )
     assert done.returncode == 2
     assert "--agents" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.timeout(60)
+def test_an_unanswered_hello_is_retried_with_a_doubling_wait() -> None:
+    """A silent collector sees HELLOs 2 s (checked on the 1 s report tick: 3 s), then 4 s (5 s) apart, not every 3 s."""
+    import zmq
+
+    from messages import Kind
+    from messages.codec import unpack
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.linger = 0
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    sim = subprocess.Popen(
+        labscope_cmd("simulate", "--collector", f"tcp://127.0.0.1:{port}", "--agents", "1", "--duration", "10"),
+        stdout=subprocess.DEVNULL,
+    )
+    hellos = 0
+    try:
+        while sim.poll() is None or sock.poll(0):
+            if sock.poll(200):
+                _, frame = sock.recv_multipart()
+                hellos += sum(env.kind == Kind.HELLO for env in unpack(frame))
+        assert sim.wait(30) == 0
+    finally:
+        sim.kill()
+        sock.close()
+        ctx.term()
+    assert hellos == 3  # at about 0, 3 and 8 s; a fixed 2 s wait would have sent a fourth at 9 s

@@ -1,1 +1,0 @@
-"""Drop-in distributions for ``labscope bench`` (loaded with --distributions-dir, not imported)."""
