@@ -61,6 +61,7 @@ class Plan:
     catchup: float
     nats_url: str | None
     nats_binary: str | None
+    cpu_limit: float | None = None  # the sites' nats distribution's cpu_limit (None: its default)
 
 
 class Run:
@@ -130,6 +131,7 @@ class Run:
         config.write_text(
             f'[collector]\nsite = "{name}"\n\n[distributions.js]\ntype = "nats"\nmode = "reports"\n'
             f'url = "{self.url}"\nstream = "{self.stream}"\nprefix = "{self.prefix}"\n'
+            + (f"cpu_limit = {self.plan.cpu_limit}\n" if self.plan.cpu_limit is not None else "")
         )
         data_dir = self.folder / f"{name}-data"
         child = children.start(name, local_collector_args(data_dir, "--config", str(config), "--log-level", "warning"))
@@ -182,13 +184,15 @@ class Run:
             time.sleep(min(SAMPLE_EVERY, max(0.0, deadline - time.monotonic())))
 
     def _snapshot(self) -> dict[str, Any]:
+        """Counters and stream state, read downstream first (top, stream, sites) so that lags are never negative."""
+        top = counters(self.top_clients).get("ingest-reports", 0)
         messages, stored = stream_state(self.url, self.stream)
         return {
             "time": time.monotonic(),
-            "site_reports": sum(counters(ep).get("reports", 0) for ep in self.site_clients),
-            "top_reports": counters(self.top_clients).get("ingest-reports", 0),
+            "top_reports": top,
             "messages": messages,
             "bytes": stored,
+            "site_reports": sum(counters(ep).get("reports", 0) for ep in self.site_clients),
         }
 
     def _figures(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -201,10 +205,12 @@ class Run:
             "nodes_per_site": self.nodes,
             "nodes": self.total_nodes,
             "rate_per_node": self.plan.rate,
+            "cpu_limit": self.plan.cpu_limit,
             "offered_reports_per_s": self.total_nodes * self.plan.rate,
             "seconds": round(seconds, 1),
             "site": {
                 "reports_per_s": round((after["site_reports"] - before["site_reports"]) / seconds / self.plan.sites, 1),
+                "publish_lag_reports": after["site_reports"] - after["messages"],  # journaled, not yet in the stream
                 **self.sites.figures(self.nodes, seconds),
             },
             "stream": {
@@ -291,6 +297,12 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--nats", metavar="URL", help="use this NATS server (a fresh stream) instead of starting one")
     parser.add_argument("--nats-server", metavar="PATH", help="the nats-server binary to start (default: found)")
+    parser.add_argument(
+        "--cpu-limit",
+        type=float,
+        metavar="X",
+        help="cpu_limit of the sites' nats distribution (0 < X <= 1; default: the distribution's default)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON to FILE")
     parser.add_argument("--markdown", metavar="FILE", help="write the tables as markdown to FILE")
     return parser
@@ -313,7 +325,10 @@ def parse_plan(argv: list[str]) -> tuple[Plan, Any]:
         raise ConfigError(f"--catchup {args.catchup:g}: must be 0 (off) or more seconds")
     if args.nats and not args.nats.startswith("nats://"):
         raise ConfigError(f"--nats {args.nats}: give a URL like nats://127.0.0.1:4222")
+    if args.cpu_limit is not None and not 0 < args.cpu_limit <= 1:
+        raise ConfigError(f"--cpu-limit {args.cpu_limit:g}: must be above 0 and at most 1 (a share of one core)")
     plan = Plan(args.sites, nodes, args.rate, args.warmup, args.seconds, args.catchup, args.nats, args.nats_server)
+    plan.cpu_limit = args.cpu_limit
     return plan, args
 
 

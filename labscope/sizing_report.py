@@ -11,6 +11,8 @@ LIVE_COLUMNS = (
     ("site CPU %", lambda r: f"{r['site']['cpu_percent']:.1f}"),
     ("site RSS MB", lambda r: f"{r['site']['rss_peak_mb']:.0f}"),
     ("site KB/node", lambda r: f"{r['site']['rss_per_node_kb']:.0f}"),
+    ("stream /s", lambda r: f"{r['stream']['published_per_s']:,.0f}"),
+    ("site publish lag", lambda r: f"{r['site'].get('publish_lag_reports', 0):,}"),
     ("top /s", lambda r: f"{r['top']['reports_per_s']:,.0f}"),
     ("top lag", lambda r: f"{r['top']['lag_reports']:,}"),
     ("top CPU %", lambda r: f"{r['top']['cpu_percent']:.1f}"),

@@ -64,6 +64,7 @@ def test_a_tiny_run_measures_every_tier(tmp_path: Path) -> None:
         (("--nats", "http://127.0.0.1:4222"), "nats://"),
         (("--nats-server", "/nonexistent/nats-server"), "/nonexistent/nats-server"),
         (("--catchup", "-1"), "--catchup"),
+        (("--cpu-limit", "2"), "--cpu-limit"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], says: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,12 +99,18 @@ def test_the_markdown_has_a_row_per_run_in_both_tables() -> None:
         "sites": 2,
         "nodes_per_site": 500,
         "offered_reports_per_s": 1000.0,
-        "site": {"reports_per_s": 500.0, "cpu_percent": 9.0, "rss_peak_mb": 60.0, "rss_per_node_kb": 30.0}
+        "site": {
+            "reports_per_s": 500.0,
+            "publish_lag_reports": 7,
+            "cpu_percent": 9.0,
+            "rss_peak_mb": 60.0,
+            "rss_per_node_kb": 30.0,
+        }
         | {"store_bytes_per_node_day": 5e7},
         "top": {"reports_per_s": 1000.0, "lag_reports": 3, "cpu_percent": 20.0, "rss_peak_mb": 80.0}
         | {"rss_per_node_kb": 20.0, "store_bytes_per_node_day": 5e7},
         "nats": {},
-        "stream": {"bytes_per_message": 430.0, "bytes_per_node_day": 3.7e7},
+        "stream": {"bytes_per_message": 430.0, "bytes_per_node_day": 3.7e7, "published_per_s": 990.0},
         "simulator": {"cpu_percent": 30.0},
     }
     text = markdown({"date": "today", "machine": "here", "command": "sizing", "runs": [run, run]})
