@@ -203,7 +203,7 @@ class IngestFeed:
             return
         try:
             messages = await self._psub.fetch(BATCH, timeout=FETCH_WAIT)
-        except nats.errors.TimeoutError:
+        except (TimeoutError, nats.errors.TimeoutError):  # nothing new (nats-py raises either)
             return
         taken = await self._take(messages)
         if taken is not None:
@@ -214,7 +214,12 @@ class IngestFeed:
 
     async def _connect(self, nats: Any) -> None:
         self._nc = await nats.connect(
-            self.servers, connect_timeout=5, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="labscope-top"
+            self.servers,
+            connect_timeout=5,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            name="labscope-top",
+            **sites.client_callbacks(log, "ingest"),
         )
         self._js = self._nc.jetstream(timeout=10)
         for kind in ("heartbeat", "nodes"):
@@ -234,7 +239,8 @@ class IngestFeed:
             info = None
         if info is not None:
             floor = info.ack_floor.stream_seq if info.ack_floor else 0
-            start = max(start, floor + 1)
+            created_at = info.config.opt_start_seq or 1  # a consumer made at S reports floor 0 until its first ack
+            start = max(start, floor + 1, created_at)
             delivered = info.delivered.stream_seq if info.delivered else 0
             if delivered >= start:  # delivered and not acknowledged: they must come first, so start again there
                 await self._js.delete_consumer(self.stream, self.durable)

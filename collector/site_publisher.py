@@ -166,6 +166,7 @@ class SitePublisher:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 name=f"labscope-site-{self.site}",
+                **sites.client_callbacks(log, f"site {self.site}"),
             )
         except Exception as exc:  # NATS away: try again (the heartbeat is missed meanwhile: the top sees the site lost)
             self.failed += 1

@@ -20,6 +20,7 @@ Both are JSON (UTF-8), readable with ``nats sub 'labscope.*.nodes'``. See docs/s
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +30,7 @@ from messages.errors import ConfigError
 
 __all__ = [
     "NODE_FIELDS",
+    "client_callbacks",
     "SITE_PATTERN",
     "check_site",
     "heartbeat_message",
@@ -73,6 +75,21 @@ def split_qualified(node: str) -> tuple[str, str] | None:
 def servers(url: str) -> list[str]:
     """The server URLs of a comma-separated list (a NATS cluster's members, any order)."""
     return [part.strip() for part in url.split(",") if part.strip()]
+
+
+def client_callbacks(logger: logging.Logger, who: str) -> dict[str, Any]:
+    """nats-py connection callbacks that log one line each (its default logs a traceback per failed reconnect)."""
+
+    async def error(exc: Exception) -> None:
+        logger.debug("%s: NATS: %s: %s", who, type(exc).__name__, exc)
+
+    async def disconnected() -> None:
+        logger.info("%s: NATS connection lost; reconnecting", who)
+
+    async def reconnected() -> None:
+        logger.info("%s: NATS connection back", who)
+
+    return {"error_cb": error, "disconnected_cb": disconnected, "reconnected_cb": reconnected}
 
 
 def heartbeat_subject(prefix: str, site: str) -> str:

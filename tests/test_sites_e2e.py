@@ -111,6 +111,17 @@ class Sites:
             *extra,
         )
 
+    def acknowledged(self) -> int:
+        """The top's consumer's ack floor (0 while it cannot be read)."""
+
+        async def floor(js: Any) -> int:
+            return int((await js.consumer_info(self.stream, "top")).ack_floor.stream_seq)
+
+        try:
+            return int(self.cluster.run(floor))
+        except Exception:  # a leader election after the server was killed
+            return 0
+
     def stream_count(self) -> int:
         try:
             return int(self.cluster.stream_info(self.stream).state.messages)
@@ -201,6 +212,7 @@ def test_two_sites_reach_the_top_exactly_once_through_kill_9_and_a_lost_nats_ser
     assert all(seqs == sorted(set(seqs)) for seqs in at_site_b.values())
     info = cluster.stream_info(rig.stream)
     assert info.config.num_replicas == 3
+    wait_for(lambda: rig.acknowledged() == info.state.last_seq, timeout=20, what="the top acknowledging everything")
     stats = top.ask("CollectorStats")["counters"]
     print(
         len(expected),

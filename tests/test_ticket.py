@@ -64,6 +64,12 @@ SAME = [
     ('disable_modules = ["files"]', ["--disable-module", "files"]),
     ('store = "memory"', ["--store", "memory"]),
     ('observers = ["w.py:W", "lab.watch:Pager"]', ["--observer", "w.py:W", "--observer", "lab.watch:Pager"]),
+    ('site = "lab-1"', ["--site", "lab-1"]),
+    ("site_heartbeat = 0.5", ["--site-heartbeat", "0.5"]),
+    ('ingest_nats = "nats://a:4222,nats://b:4222"', ["--ingest-nats", "nats://a:4222,nats://b:4222"]),
+    ('ingest_stream = "LAB"', ["--ingest-stream", "LAB"]),
+    ('ingest_sites = ["a", "b"]', ["--ingest-sites", "a,b"]),
+    ("ingest_site_timeout = 30", ["--ingest-site-timeout", "30"]),
 ]
 
 

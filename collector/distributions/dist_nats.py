@@ -50,6 +50,7 @@ import re
 from typing import Any
 
 from collector import dist
+from collector.native import new_event_loop
 from collector.sites import servers
 
 MISSING = "type nats needs nats-py: pip install 'labscope[nats]'"
@@ -141,7 +142,7 @@ class NatsDistribution(dist.Distribution):
 
     def _run(self, coro: Any) -> Any:
         if self.loop is None:
-            self.loop = asyncio.new_event_loop()  # this thread's own loop (a gevent hub of its own, if patched)
+            self.loop = new_event_loop()  # this thread's own loop, on the real selector (collector/native.py)
         return self.loop.run_until_complete(asyncio.wait_for(coro, self.timeout))
 
     def isConnected(self) -> bool:
