@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -189,6 +190,7 @@ class Run:
         messages, stored = stream_state(self.url, self.stream)
         return {
             "time": time.monotonic(),
+            "load": os.getloadavg()[0],
             "top_reports": top,
             "messages": messages,
             "bytes": stored,
@@ -196,10 +198,11 @@ class Run:
         }
 
     def _figures(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        """The window's figures; per node-day at the planned rate, whatever rate each tier reached."""
         seconds = after["time"] - before["time"]
-        messages = after["messages"] - before["messages"]
-        per_message = (after["bytes"] - before["bytes"]) / max(messages, 1)
-        node_rate = messages / seconds / self.total_nodes  # reports per node per second, as stored
+        grew = {key: after[key] - before[key] for key in ("messages", "bytes", "site_reports", "top_reports")}
+        per_message = grew["bytes"] / max(grew["messages"], 1)
+        node_day = self.plan.rate * DAY  # reports one node makes in a day
         return {
             "sites": self.plan.sites,
             "nodes_per_site": self.nodes,
@@ -208,25 +211,26 @@ class Run:
             "cpu_limit": self.plan.cpu_limit,
             "offered_reports_per_s": self.total_nodes * self.plan.rate,
             "seconds": round(seconds, 1),
+            "load_average": [round(before["load"], 1), round(os.getloadavg()[0], 1)],  # a shared machine's noise
             "site": {
-                "reports_per_s": round((after["site_reports"] - before["site_reports"]) / seconds / self.plan.sites, 1),
+                "reports_per_s": round(grew["site_reports"] / seconds / self.plan.sites, 1),
                 "publish_lag_reports": after["site_reports"] - after["messages"],  # journaled, not yet in the stream
-                **self.sites.figures(self.nodes, seconds),
+                **self.sites.figures(self.nodes, grew["site_reports"], node_day),
             },
             "stream": {
-                "published_per_s": round(messages / seconds, 1),
+                "published_per_s": round(grew["messages"] / seconds, 1),
                 "bytes_per_message": round(per_message, 1),
-                "bytes_per_node_per_s": round(per_message * node_rate, 1),
-                "bytes_per_node_day": round(per_message * node_rate * DAY),
+                "bytes_per_node_per_s": round(per_message * self.plan.rate, 1),
+                "bytes_per_node_day": round(per_message * node_day),
                 "messages": after["messages"],
             },
-            "nats": self.nats.figures(self.total_nodes, seconds) if self.nats.members else {},
+            "nats": self.nats.figures(self.total_nodes, grew["messages"], node_day) if self.nats.members else {},
             "top": {
-                "reports_per_s": round((after["top_reports"] - before["top_reports"]) / seconds, 1),
+                "reports_per_s": round(grew["top_reports"] / seconds, 1),
                 "lag_reports": after["messages"] - after["top_reports"],
-                **self.top.figures(self.total_nodes, seconds),
+                **self.top.figures(self.total_nodes, grew["top_reports"], node_day),
             },
-            "simulator": simulator_figures(self.sims.figures(self.nodes, seconds)),
+            "simulator": simulator_figures(self.sims.figures(self.nodes, 0, 0)),
         }
 
     def _catchup(self, children: Children) -> dict[str, Any]:

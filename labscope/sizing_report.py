@@ -7,6 +7,7 @@ from typing import Any
 LIVE_COLUMNS = (
     ("sites x nodes", lambda r: f"{r['sites']} x {r['nodes_per_site']:,}"),
     ("offered /s", lambda r: f"{r['offered_reports_per_s']:,.0f}"),
+    ("load avg", lambda r: "-".join(f"{x:.0f}" for x in r.get("load_average", ()))),
     ("site /s (each)", lambda r: f"{r['site']['reports_per_s']:,.0f}"),
     ("site CPU %", lambda r: f"{r['site']['cpu_percent']:.1f}"),
     ("site RSS MB", lambda r: f"{r['site']['rss_peak_mb']:.0f}"),

@@ -241,16 +241,17 @@ class Tier:
         """Bytes on disk in the tier's folders."""
         return sum(folder_bytes(folder) for folder in self.folders)
 
-    def figures(self, nodes_each: int, seconds: float) -> dict[str, float]:
+    def figures(self, nodes_each: int, reports: int, node_day: float) -> dict[str, float]:
         """CPU, memory and store growth over the window: per process (the mean of the members) and per node.
 
-        ``nodes_each`` is how many nodes each member carries (a site its own, the top every site's).
+        ``nodes_each`` is how many nodes each member carries (a site its own, the top every site's);
+        ``reports`` how many reports the tier stored in the window, and ``node_day`` how many one
+        node makes in a day: the store's growth per report times that is its growth per node-day.
         """
-        nodes = nodes_each * max(len(self.members), 1)
         count = max(len(self.members), 1)
         peak = sum(m.peak_rss for m in self.members) / count
         baseline = sum(m.baseline_rss for m in self.members) / count
-        grown = self.store_bytes() - self.store_mark
+        per_report = (self.store_bytes() - self.store_mark) / max(reports, 1)
         return {
             "processes": len(self.members),
             "cpu_percent": round(sum(m.cpu_percent() for m in self.members) / count, 2),
@@ -258,5 +259,6 @@ class Tier:
             "rss_peak_mb": round(peak / 2**20, 2),
             "rss_per_node_kb": round((peak - baseline) / max(nodes_each, 1) / 1024, 2),
             "store_mb": round(self.store_bytes() / 2**20, 2),
-            "store_bytes_per_node_day": round(grown / max(nodes, 1) / seconds * 86400) if self.folders else 0,
+            "store_bytes_per_report": round(per_report, 1),
+            "store_bytes_per_node_day": round(per_report * node_day),
         }

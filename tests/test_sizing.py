@@ -87,10 +87,11 @@ def test_a_tier_counts_memory_per_node_and_store_growth(tmp_path: Path) -> None:
     (folder / "sub" / "b").write_bytes(b"y" * 500)
     member = tier.members[0]
     member.baseline_rss, member.peak_rss = 100 * 2**20, 110 * 2**20
-    figures = tier.figures(nodes_each=1024, seconds=86400)
+    figures = tier.figures(nodes_each=1024, reports=100, node_day=86400)
     assert folder_bytes(folder) == 1500
     assert figures["rss_per_node_kb"] == 10.0  # 10 MiB over 1024 nodes
-    assert figures["store_bytes_per_node_day"] == round(500 / 1024)
+    assert figures["store_bytes_per_report"] == 5.0  # 500 bytes grown for 100 reports
+    assert figures["store_bytes_per_node_day"] == 5 * 86400
     assert figures["rss_peak_mb"] == 110.0 and figures["processes"] == 1
 
 
