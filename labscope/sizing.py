@@ -41,7 +41,7 @@ from labscope.sizing_rig import (
     nats_server_binary,
     stream_state,
 )
-from messages.errors import ConfigError, LabscopeError
+from messages.errors import ConfigError
 from messages.options import Parser, positive_float, run_command
 
 PROG = "python -m labscope.sizing"
@@ -243,30 +243,32 @@ class Run:
         backlog = consumer_pending(self.url, self.stream, DURABLE) or 0
         started = time.monotonic()
         watched = self._start_top(children, "top-restarted")
-        samples = self._drain(children, watched, backlog)
+        samples, drained = self._drain(children, watched, backlog)
         first = next(((t, c) for t, c in samples if c > 0), samples[-1])
         last = samples[-1]
-        rate = (last[1] - first[1]) / max(last[0] - first[0], 1e-9)
+        rate = (last[1] - first[1]) / max(last[0] - first[0], 1e-9)  # with a backlog throughout: its ceiling
         return {
             "stopped_s": self.plan.catchup,
             "backlog_reports": backlog,
-            "drained_s": round(last[0] - started, 1),
+            "drained": drained,
+            "drained_s": round(last[0] - started, 1) if drained else None,
+            "left_reports": consumer_pending(self.url, self.stream, DURABLE),
             "reports_per_s": round(rate, 1),
             "rss_peak_mb": round(watched.peak_rss / 2**20, 2),
         }
 
-    def _drain(self, children: Children, watched: Watched, backlog: int) -> list[tuple[float, int]]:
-        """(time, ingested) samples from the top's restart until its consumer has caught up."""
+    def _drain(self, children: Children, watched: Watched, backlog: int) -> tuple[list[tuple[float, int]], bool]:
+        """(time, ingested) samples from the top's restart until its consumer has caught up (True), or a deadline."""
         threshold = max(2 * self.total_nodes * self.plan.rate, 100)  # what arrives live within ~2 s
-        deadline = time.monotonic() + max(60.0, backlog / 500)
+        deadline = time.monotonic() + max(60.0, 3 * self.plan.catchup)
         samples: list[tuple[float, int]] = []
         while time.monotonic() < deadline:
             self._wait(children, SAMPLE_EVERY, [watched])
             samples.append((time.monotonic(), counters(self.top_clients).get("ingest-reports", 0)))
             pending = consumer_pending(self.url, self.stream, DURABLE)
             if pending is not None and pending <= threshold and samples[-1][1] >= backlog:
-                return samples
-        raise LabscopeError(f"the top did not drain a backlog of {backlog} reports by the deadline")
+                return samples, True
+        return samples, False
 
     def _simulator_totals(self, child: Child) -> dict[str, Any]:
         try:

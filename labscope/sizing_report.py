@@ -31,10 +31,16 @@ BYTES_COLUMNS = (
     ("NATS store MB/node-day", lambda r: mb(r["nats"].get("store_bytes_per_node_day", 0)) if r["nats"] else "-"),
     ("site store MB/node-day", lambda r: mb(r["site"]["store_bytes_per_node_day"])),
     ("top store MB/node-day", lambda r: mb(r["top"]["store_bytes_per_node_day"])),
-    ("catch-up /s", lambda r: f"{r['catchup']['reports_per_s']:,.0f}" if "catchup" in r else "-"),
+    ("catch-up /s", lambda r: catchup_rate(r["catchup"]) if "catchup" in r else "-"),
     ("catch-up backlog", lambda r: f"{r['catchup']['backlog_reports']:,}" if "catchup" in r else "-"),
     ("catch-up top RSS MB", lambda r: f"{r['catchup']['rss_peak_mb']:.0f}" if "catchup" in r else "-"),
 )
+
+
+def catchup_rate(catchup: dict[str, Any]) -> str:
+    """The top's rate while it had a backlog, and whether it caught up."""
+    rate = f"{catchup['reports_per_s']:,.0f}"
+    return rate if catchup.get("drained", True) else f"{rate} (not caught up: {catchup['left_reports'] or 0:,} left)"
 
 
 def mb(value: float) -> str:
