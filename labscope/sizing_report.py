@@ -67,7 +67,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *table(runs, LIVE_COLUMNS),
         "",
-        "Bytes (stored per report, per node-day at the measured rate) and the top's catch-up:",
+        "Bytes (stored per report; per node-day = per report x reports a node makes a day at --rate) "
+        "and the top's catch-up (its rate with a backlog in front of it):",
         "",
         *table(runs, BYTES_COLUMNS),
     ]
