@@ -7,7 +7,8 @@ turns each into an :class:`Item` and appends the batch to :attr:`IngestFeed.hand
 fetching), then wakes the loop (``run_callback_threadsafe``). The loop
 (collector/ingest_link.py) applies the batch, commits its journal, and hands
 the batch back in :attr:`IngestFeed.committed`; only then does the thread
-acknowledge its messages to JetStream.
+acknowledge it to JetStream: one cumulative ack (``AckPolicy.ALL``) of its
+highest stream sequence, since batches are committed in order.
 
 Order. The consumer takes the whole stream, so the stream sequences it delivers
 follow each other. A message past the next expected one means an earlier one
@@ -17,6 +18,8 @@ drops the rest of that fetch and **re-anchors**: it deletes the durable consumer
 and creates it again at the first stream sequence not yet committed. It does the
 same at start-up when the consumer has messages delivered but not acknowledged
 (a top killed mid-batch), so nothing is ever applied ahead of an older message.
+A hole that shows again at the same place after re-reading is in the stream
+itself (aged out, deleted): counted as ``ingest-stream-gap``, and passed.
 Redeliveries are harmless: the loop drops reports at or below a node's last seq.
 
 The sites' heartbeats and node status arrive on core NATS subscriptions
@@ -54,6 +57,15 @@ ACK_WAIT = 60.0  # seconds JetStream waits for an ack before it delivers a messa
 RETRY = 1.0  # seconds between attempts to reach NATS or the stream
 
 _ENCODINGS = {name: int(Encoding.Value(name)) for name in Encoding.keys()}
+
+
+def _must_recreate(info: Any, start: int) -> bool:
+    """True when the consumer has messages delivered and not acknowledged (they must come first), or
+    acknowledges otherwise than cumulatively (made by hand, or by another version)."""
+    from nats.js.api import AckPolicy
+
+    delivered = info.delivered.stream_seq if info.delivered else 0
+    return bool(delivered >= start or info.config.ack_policy != AckPolicy.ALL)
 
 
 def check_installed() -> None:
@@ -139,12 +151,11 @@ class IngestFeed:
         self.committed: collections.deque[Taken] = collections.deque()
         self.status: collections.deque[tuple[str, dict[str, Any]]] = collections.deque(maxlen=10_000)
         self.counts = FeedCounts()
-        self.connected = False
         self.running = True
-        self._expected = 0  # the next stream sequence; 0: take the first one delivered
+        self._expected = 1  # the next stream sequence
+        self._hole_at = 0  # where the last hole showed (a second time there: a gap in the stream itself)
         self._committed_seq = 0  # every stream sequence up to this one is committed at the top
         self._reanchor = True  # (re)create the consumer at the first uncommitted sequence
-        self._floor = 1  # the first stream sequence the consumer was (re)created to deliver
         self._nc: Any = None
         self._js: Any = None
         self._psub: Any = None
@@ -193,7 +204,7 @@ class IngestFeed:
             await asyncio.sleep(POLL)
 
     async def _step(self, nats: Any) -> None:
-        """One turn: connect, anchor the consumer, acknowledge, and fetch one batch unless the loop is behind."""
+        """One turn: connect, anchor the consumer, and fetch one batch unless the loop is behind."""
         if self._nc is None:
             await self._connect(nats)
         if self._reanchor:
@@ -224,43 +235,53 @@ class IngestFeed:
         self._js = self._nc.jetstream(timeout=10)
         for kind in ("heartbeat", "nodes"):
             await self._nc.subscribe(f"{self.prefix}.*.{kind}", cb=self._on_status)
-        self.connected = True
         log.info("ingest: connected to %s; stream %s, consumer %s", ",".join(self.servers), self.stream, self.durable)
 
     async def _anchor(self) -> None:
         """Bind the durable consumer, first re-creating it at the first uncommitted sequence when needed."""
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
         from nats.js.errors import NotFoundError
 
-        start = self._committed_seq + 1
         try:
             info = await self._js.consumer_info(self.stream, self.durable)
         except NotFoundError:
             info = None
-        if info is not None:
-            floor = info.ack_floor.stream_seq if info.ack_floor else 0
-            created_at = info.config.opt_start_seq or 1  # a consumer made at S reports floor 0 until its first ack
-            start = max(start, floor + 1, created_at)
-            delivered = info.delivered.stream_seq if info.delivered else 0
-            if delivered >= start:  # delivered and not acknowledged: they must come first, so start again there
-                await self._js.delete_consumer(self.stream, self.durable)
-                self.counts.reanchors += 1
-                info = None
+        start = self._start_of(info)
+        if info is not None and _must_recreate(info, start):
+            await self._js.delete_consumer(self.stream, self.durable)
+            self.counts.reanchors += 1
+            info = None
         if info is None:
-            config = ConsumerConfig(
-                durable_name=self.durable,
-                ack_policy=AckPolicy.ALL,  # one ack per committed batch (nats-server 2.9 or later)
-                ack_wait=ACK_WAIT,
-                max_ack_pending=MAX_ACK_PENDING,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start > 1 else DeliverPolicy.ALL,
-                opt_start_seq=start if start > 1 else None,
-            )
-            await self._js.add_consumer(self.stream, config=config)
-            log.info("ingest: consumer %s reads stream %s from sequence %d", self.durable, self.stream, start)
+            await self._create_consumer(start)
+        if self._psub is not None:
+            try:
+                await self._psub.unsubscribe()
+            except Exception as exc:  # the connection it lived on is gone: nothing to release
+                log.debug("ingest: unsubscribing the old consumer's subscription: %s", exc)
         self._psub = await self._js.pull_subscribe_bind(self.durable, self.stream)
-        self._expected = 0
-        self._floor = start
+        self._expected = start
         self._reanchor = False
+
+    def _start_of(self, info: Any) -> int:
+        """The first stream sequence not committed here: after ours, the consumer's ack floor and its start."""
+        if info is None:
+            return self._committed_seq + 1
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        created_at = info.config.opt_start_seq or 1  # a consumer made at S reports floor 0 until its first ack
+        return max(self._committed_seq + 1, floor + 1, created_at)
+
+    async def _create_consumer(self, start: int) -> None:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=AckPolicy.ALL,  # one ack per committed batch (nats-server 2.9 or later)
+            ack_wait=ACK_WAIT,
+            max_ack_pending=MAX_ACK_PENDING,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start > 1 else DeliverPolicy.ALL,
+            opt_start_seq=start if start > 1 else None,
+        )
+        await self._js.add_consumer(self.stream, config=config)
+        log.info("ingest: consumer %s reads stream %s from sequence %d", self.durable, self.stream, start)
 
     # ------------------------------------------------------------ messages
 
@@ -269,10 +290,7 @@ class IngestFeed:
         taken = Taken([])
         for msg in messages:
             seq = msg.metadata.sequence.stream
-            if self._expected == 0 and seq > self._floor:
-                self.counts.stream_gap += seq - self._floor  # gone from the stream before we read it
-            elif self._expected and seq > self._expected:
-                log.warning("ingest: stream sequence %d arrived before %d; re-reading from there", seq, self._expected)
+            if seq > self._expected and not self._past_hole(seq):
                 self._reanchor = True
                 break
             self._expected = max(self._expected, seq + 1)
@@ -281,6 +299,21 @@ class IngestFeed:
             if seq > taken.last_stream_seq:
                 taken.last, taken.last_stream_seq = msg, seq
         return taken if taken.last is not None else None
+
+    def _past_hole(self, seq: int) -> bool:
+        """A message past the next expected one: True to take it (the hole is in the stream itself), False to re-anchor.
+
+        The first time a hole shows at a sequence, an earlier message may have been lost in transit:
+        re-anchor and read again from there. If the same hole shows again, the stream itself lacks
+        those messages (aged out, or deleted): count them as ``ingest-stream-gap`` and go on.
+        """
+        if self._hole_at != self._expected:
+            log.warning("ingest: stream sequence %d arrived before %d; reading again from there", seq, self._expected)
+            self._hole_at = self._expected
+            return False
+        self.counts.stream_gap += seq - self._expected
+        log.warning("ingest: stream sequences %d to %d are not in the stream any more", self._expected, seq - 1)
+        return True
 
     def _sort(self, msg: Any, taken: Taken) -> None:
         """Put one message's report into ``taken``; count (and leave) a message that holds none for us."""

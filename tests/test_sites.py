@@ -247,12 +247,15 @@ def test_the_feed_hands_over_in_stream_order_and_reanchors_on_a_hole() -> None:
     assert [i.seq for i in again.items] == [2, 4] and not feed._reanchor
     holed = take(feed, [Delivered(5), Delivered(7), Delivered(8)])  # 6 was delivered and lost in transit
     assert [i.seq for i in holed.items] == [5] and feed._reanchor and holed.last_stream_seq == 5
+    assert feed.counts.stream_gap == 0
 
 
-def test_the_feed_counts_a_stream_gap_after_anchoring() -> None:
+def test_a_hole_that_shows_again_after_the_reanchor_is_a_gap_in_the_stream() -> None:
     from collector.ingest import IngestFeed
 
     feed = IngestFeed(CollectorConfig(ingest_nats="nats://127.0.0.1:1"), wake=lambda: None)
-    feed._reanchor, feed._floor = False, 10
+    feed._reanchor, feed._expected = False, 10  # anchored at 10; 10 to 12 aged out of the stream
+    assert take(feed, [Delivered(13), Delivered(14)]) is None and feed._reanchor
+    feed._reanchor, feed._expected = False, 10  # anchored at 10 again: the same hole
     taken = take(feed, [Delivered(13), Delivered(14)])
-    assert [i.seq for i in taken.items] == [13, 14] and feed.counts.stream_gap == 3
+    assert [i.seq for i in taken.items] == [13, 14] and feed.counts.stream_gap == 3 and not feed._reanchor
