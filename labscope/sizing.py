@@ -80,6 +80,7 @@ class Run:
         self.site_agents: list[str] = []
         self.top_child: Child | None = None
         self.top_clients = ""
+        self.url = plan.nats_url or ""  # set to the started server's when there is no --nats
 
     @property
     def total_nodes(self) -> int:
@@ -296,7 +297,9 @@ def build_parser() -> Parser:
         "--nodes", default="500", metavar="N[,N...]", help="simulated nodes per site; one run per value (500)"
     )
     parser.add_argument("--rate", type=positive_float, default=1.0, metavar="R", help="reports/s per node (1)")
-    parser.add_argument("--warmup", type=positive_float, default=20.0, metavar="S", help="seconds before measuring")
+    parser.add_argument(
+        "--warmup", type=positive_float, default=20.0, metavar="S", help="seconds before measuring (20)"
+    )
     parser.add_argument("--seconds", type=positive_float, default=60.0, metavar="S", help="seconds measured (60)")
     parser.add_argument(
         "--catchup", type=float, default=20.0, metavar="S", help="seconds the top is stopped, then drains (20; 0: off)"
