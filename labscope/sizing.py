@@ -349,6 +349,10 @@ def say(line: str) -> None:
 def run(argv: list[str]) -> int:
     """Run every size of the plan, print the tables, write the files asked for."""
     plan, args = parse_plan(argv)
+    try:
+        import nats  # noqa: F401  (the command reads the stream's state with it)
+    except ImportError:
+        raise ConfigError("python -m labscope.sizing needs nats-py: pip install 'labscope[nats]'") from None
     if plan.nats_url is None:
         nats_server_binary(plan.nats_binary)  # refuse at once, not after the first collectors
     results = {
