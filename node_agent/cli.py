@@ -52,6 +52,7 @@ from messages.options import (
     positive_float,
     run_command,
     setup_logging,
+    shown,
 )
 from node_agent.agent import Agent, AgentConfig
 from node_agent.loader import load_probes
@@ -365,7 +366,7 @@ def _check_dirs(dirs: list[Path], what: str) -> None:
         problem = folder_problem(folder)
         if problem is not None:
             raise ConfigError(
-                f"{what} folder {folder}: {'no such directory' if problem == 'no such folder' else problem}"
+                f"{what} folder {shown(str(folder))}: {'no such directory' if problem == 'no such folder' else problem}"
             )
 
 

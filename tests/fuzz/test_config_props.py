@@ -177,6 +177,7 @@ def test_agent_config_files_give_a_config_or_one_line(tmp_path: Path, data: dict
 @example([("--serve-dir", "~\x00")])  # ValueError "embedded null byte" from expanduser() before the fix
 @example([("--probes-dir", "a" * 5000)])  # OSError "File name too long" from is_dir() before the fix (found in CI)
 @example([("--serve-dir", "a" * 5000)])  # OSError (file name too long) before the fix
+@example([("--probes-dir", "no\nsuch")])  # a two-line message before the fix (found by a helper's run)
 def test_agent_flags_give_a_config_or_a_usage_error(tmp_path: Path, flags: list[tuple[str, str]]) -> None:
     argv = ["--collector", "tcp://127.0.0.1:5555", "--data-dir", str(tmp_path / "agent")]
     argv += [f"{flag}={value}" for flag, value in flags]
