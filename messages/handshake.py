@@ -19,14 +19,14 @@ but :mod:`messages.keys`.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from messages.keys import NOT_CURVE, REFUSED_KEY, REQUIRES_CURVE, WRONG_SERVER_KEY
 
-__all__ = ["NO_DETAIL_LIMIT", "HandshakeWatch"]
+__all__ = ["NO_DETAIL_LIMIT", "HandshakeWatch", "monitor_event"]
 
 # CURVE handshakes that fail without a reason, in a row, before we call the collector's key wrong.
 NO_DETAIL_LIMIT = 3
@@ -36,6 +36,14 @@ _EVENTS = (
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
+
+
+def monitor_event(first_frame: bytes) -> int:
+    """The event id of a socket monitor message (its first frame: uint16 event, int32 value, native order).
+
+    Read here rather than with ``zmq.utils.monitor``, which imports asyncio: about 4 MB of the agent's memory.
+    """
+    return int(struct.unpack_from("=H", first_frame)[0])
 
 
 class HandshakeWatch:
@@ -59,10 +67,10 @@ class HandshakeWatch:
         monitor = self.monitor
         while monitor is not None:
             try:
-                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            self._take(int(event["event"]))
+            self._take(monitor_event(frames[0]))
         return self.refusal
 
     def _take(self, event: int) -> None:
