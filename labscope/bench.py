@@ -433,22 +433,14 @@ class Bench:
 def fill_history(data_dir: Path, node: str, days: int) -> float:
     """Record ``days`` of one sample a minute of ``node``'s seven figures into a new SQLite store; the last time."""
     from collector.stores import open_store  # the bench's only look inside the collector: to fill its store
+    from modules.systemstats import POINT_NAMES  # the seven figures systemstats records
 
-    names = (
-        "cpu_percent",
-        "mem_percent",
-        "load1",
-        "net_recv_rate",
-        "net_send_rate",
-        "disk_read_rate",
-        "disk_write_rate",
-    )
     end = (time.time() // 60) * 60 - 60
     store = open_store("sqlite", {}, data_dir)
     try:
         for minute in range(days * 1440):
             t = end - (days * 1440 - 1 - minute) * 60
-            store.history.record(node, names, t, [float((minute * k) % 97) for k in range(1, 8)])
+            store.history.record(node, POINT_NAMES, t, [float((minute * k) % 97) for k in range(1, 8)])
     finally:
         store.close()
     return end
