@@ -248,3 +248,31 @@ def stream_has(stream: Stream, count: int) -> bool:
         return stream.count() >= count
     except Exception:  # not created yet
         return False
+
+
+def test_a_created_stream_has_the_configured_limits(stream: Stream, tmp_path: Path) -> None:
+    dist = nats_dist(stream, "reports", tmp_path)
+    assert dist.limits == {"max_age": 7 * 86400.0}  # the default: a week, as long as journal_hold
+    dist.configure({**dist.config, "max_age": 90.0, "max_bytes": 5_000_000})
+    assert dist.connect()
+    dist.close()
+
+    async def config(js: Any) -> Any:
+        return (await js.stream_info(stream.name)).config
+
+    made = stream.run(stream._with_js(config))
+    assert (made.max_age, made.max_bytes) == (90.0, 5_000_000)
+
+
+def test_zero_leaves_a_stream_limit_off(stream: Stream, tmp_path: Path) -> None:
+    dist = nats_dist(stream, "reports", tmp_path)
+    dist.configure({**dist.config, "max_age": 0, "max_bytes": 0})
+    assert dist.limits == {}
+    assert dist.connect()
+    dist.close()
+
+    async def config(js: Any) -> Any:
+        return (await js.stream_info(stream.name)).config
+
+    made = stream.run(stream._with_js(config))
+    assert not made.max_age and made.max_bytes in (None, -1, 0)

@@ -36,6 +36,8 @@ Sample config block::
     # url = "nats://127.0.0.1:4222"
     # stream = "LABSCOPE"        # created (subjects PREFIX.*.*.>) when no stream takes the subjects
     # replicas = 1               # copies of a stream it creates (3 on a three-server cluster)
+    # max_age = 604800.0         # seconds a stream it creates keeps a message (0: for ever)
+    # max_bytes = 0              # bytes a stream it creates may hold, oldest dropped first (0: no limit)
     # prefix = "labscope"
     # subject = ""               # a template; default PREFIX.{site}.{node}.{type} (points: .{metric})
     # timeout = 5.0              # seconds for connecting and for each PubAck
@@ -97,6 +99,19 @@ def stream_subjects(prefix: str, default_subject: bool) -> list[str]:
     return [f"{prefix}.*.*.>" if default_subject else f"{prefix}.>"]
 
 
+DEFAULT_MAX_AGE = 7 * 86400.0  # a week: as long as the journal holds what it did not pass on (journal_hold)
+
+
+def stream_limits(max_age: float, max_bytes: int) -> dict[str, Any]:
+    """nats-py ``add_stream`` keywords for a created stream's limits; 0 leaves a limit off (JetStream: -1 / 0)."""
+    limits: dict[str, Any] = {}
+    if max_age > 0:
+        limits["max_age"] = max_age  # nats-py takes seconds
+    if max_bytes > 0:
+        limits["max_bytes"] = max_bytes
+    return limits
+
+
 class NatsDistribution(dist.Distribution):
     """Points or whole reports into JetStream; reports from the journal, exactly once."""
 
@@ -109,6 +124,10 @@ class NatsDistribution(dist.Distribution):
         "timeout": dist.Option(5.0, minimum=0.1, help="seconds for connecting and for each PubAck"),
         "journal_hold": dist.Option(DEFAULT_HOLD, minimum=0.0, help="seconds the journal keeps unsent reports"),
         "replicas": dist.Option(1, minimum=1, maximum=5, help="copies of the stream it creates (a cluster: 3)"),
+        "max_age": dist.Option(
+            DEFAULT_MAX_AGE, minimum=0.0, help="seconds a stream it creates keeps a message (0: for ever)"
+        ),
+        "max_bytes": dist.Option(0, minimum=0, help="bytes a stream it creates may hold, oldest first out (0: any)"),
         "nkeys_seed": dist.Option("", help="the NATS user's NKey seed file (docs/sites.md)"),
         "credentials": dist.Option("", help="or the NATS user's .creds file"),
     }
@@ -126,6 +145,7 @@ class NatsDistribution(dist.Distribution):
         self.duplicates = 0  # re-sends JetStream dropped (PubAck.duplicate)
         self.servers = [self.url]
         self.replicas = 1
+        self.limits: dict[str, Any] = {}  # max_age / max_bytes of a stream it creates
         self.own_subject = False
         self.nkeys_seed = ""
         self.credentials = ""
@@ -143,6 +163,7 @@ class NatsDistribution(dist.Distribution):
         self.own_subject = bool(config["subject"])
         self.timeout = float(config["timeout"])
         self.replicas = int(config["replicas"])
+        self.limits = stream_limits(float(config["max_age"]), int(config["max_bytes"]))
         self.servers = servers(self.url)
         self.nkeys_seed, self.credentials = str(config["nkeys_seed"]), str(config["credentials"])
         check_auth_files(self.nkeys_seed, self.credentials, "nats distribution")
@@ -176,8 +197,14 @@ class NatsDistribution(dist.Distribution):
             await self.js.stream_info(self.stream)
         except NotFoundError:
             subjects = stream_subjects(self.prefix, not self.own_subject)
-            await self.js.add_stream(name=self.stream, subjects=subjects, num_replicas=self.replicas)
-            self.log.info("nats: created stream %s (subjects %s, %d replicas)", self.stream, subjects, self.replicas)
+            await self.js.add_stream(name=self.stream, subjects=subjects, num_replicas=self.replicas, **self.limits)
+            self.log.info(
+                "nats: created stream %s (subjects %s, %d replicas, limits %s)",
+                self.stream,
+                subjects,
+                self.replicas,
+                self.limits or "none",
+            )
 
     # ------------------------------------------------------------ delivery
 
