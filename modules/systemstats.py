@@ -123,13 +123,15 @@ def point_values(data: bytes) -> tuple[float, ...]:
     return figures(SystemStats.FromString(data))
 
 
-def publish_points(collector: CollectorAPI, msg: Report, at: float) -> None:
+def publish_points(collector: CollectorAPI, msg: Report, at: float, figures: Figures | None = None) -> None:
     """Offer a report's seven headline figures (:data:`POINT_NAMES`) to the distributions.
 
     The figures are read from the payload in the distributions' threads
     (:class:`~collector.addons.Figures`): ingest pays for one small object.
+    Pass the sample's ``figures`` when another consumer (the history) takes
+    them too: the payload is then read once for both.
     """
-    collector.publish_many(msg.node, POINT_NAMES, Figures(point_values, msg.data), at)
+    collector.publish_many(msg.node, POINT_NAMES, figures or Figures(point_values, msg.data), at)
 
 
 def figures(stats: SystemStats) -> tuple[float, ...]:
@@ -272,13 +274,13 @@ class SystemStatsModule(Aggregator):
         if not isinstance(stats, SystemStats):  # the collector parsed it already, unless it came without a schema
             stats = msg.message(SystemStats)  # a bad payload raises here, before any state changes
         at = stats.time or msg.time
+        # read from the bytes once, off the loop, by whichever thread needs them first (history or distribution)
+        figures = Figures(point_values, msg.data)
         if self.collector.publishing():
-            publish_points(self.collector, msg, at)
+            publish_points(self.collector, msg, at, figures)
         latest = self._latest.get(msg.node)
         if latest is None or latest[0] != at:  # the same sample again (a resend) costs nothing more
-            # the figures are read from the bytes in the history's writer thread, off the loop
-            values = Figures(point_values, msg.data)
-            self.collector.store.history.record(msg.node, POINT_NAMES, at, values, KIND, msg.data)
+            self.collector.store.history.record(msg.node, POINT_NAMES, at, figures, KIND, msg.data)
         self._latest[msg.node] = (at, msg.data)
         self._dirty = True
 
