@@ -60,6 +60,7 @@ def test_the_page_shows_the_alias_and_the_live_nodes(procs: ProcessGroup, tmp_pa
     page.locator("#nodes tbody tr", has_text="web-b1").wait_for(timeout=20_000)
     page.locator("#nodes tbody tr", has_text="live").wait_for(timeout=20_000)
     page.locator("#live", has_text="live").wait_for(timeout=10_000)
+    page.locator("#modules tbody tr", has_text="systemstats").wait_for(timeout=10_000)  # polled after the stats
     text = page.inner_text("body")
     assert "browser-lab" in text and "web-b1" in text and "systemstats" in text and "lab.toml" in text
     shot = tmp_path / "web.png"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from collector.stores import Store
-from collector.stores.history import CHUNK_BUCKETS, Series
+from collector.stores.history import CHUNK_BUCKETS, Series, chunk_start
 from collector.stores.history_memory import NullHistory
 from tests.stores.conftest import BACKENDS
 
@@ -160,8 +160,10 @@ def test_old_rows_expire_by_retention_as_data_arrives(make_store: MakeStore, bac
         pytest.skip("the drop-in takes only its own store_arg")
     store = make_store(backend, history_raw=600, history_1m="2h", history_1h="1d")
     assert store.history.retention == {"raw": 600.0, "1m": 7200.0, "1h": 86400.0}
-    start = T0 - 2 * 86400
-    record(store, "n1", samples(start, 48 * 6, step=600.0))  # two days, one sample every 10 minutes
+    # Two days, one sample every 10 minutes, starting 40 hours into a 60-hour chunk of the 1h tier: the chunk's
+    # other 20 hours are past the day of retention when the data ends, so that chunk goes whatever the clock says.
+    start = chunk_start("1h", T0 - 2 * 86400 - 3600 * CHUNK_BUCKETS) + 40 * 3600
+    record(store, "n1", samples(start, 48 * 6, step=600.0))
     if isinstance(store.history, NullHistory):
         return
     newest = start + (48 * 6 - 1) * 600.0
@@ -171,7 +173,8 @@ def test_old_rows_expire_by_retention_as_data_arrives(make_store: MakeStore, bac
     assert minute.time[0] >= newest - 7200 - 60 * CHUNK_BUCKETS  # whole chunks go
     hour = by_name(store.history.query("n1", "1h"))["a"]
     assert hour.time[0] >= newest - 86400 - 3600 * CHUNK_BUCKETS
-    assert len(hour.time) < 48  # the oldest chunk went
+    assert hour.time[0] >= chunk_start("1h", start) + 3600 * CHUNK_BUCKETS  # the oldest chunk went
+    assert len(hour.time) == 48 - 20
     assert len(minute.time) <= (7200 + 60 * CHUNK_BUCKETS) / 600 + 1
 
 
