@@ -30,7 +30,7 @@ from collector.refusals import KEY_REMOVED, OPERATOR_ONLY, Refusals, safe_finger
 from collector.relay import Relay
 from collector.throttle import ClientLimits
 from messages import Envelope, Kind
-from messages.codec import envelope, kind_name, pack_one, unpack
+from messages.codec import envelope, envelope_frame, kind_name, pack_one, unpack
 from messages.errors import Code, ProtocolError
 from messages.limits import OutOfRangeError, credit_grant, credit_param
 from messages.stream import STALL_TIMEOUT, CreditAccount, Piece, Take, chunk_stream
@@ -61,8 +61,8 @@ class ClientSender:
         self._send((ident, pack_one(env), bulk), copy=False)
 
     def send_frame(self, ident: bytes, frame: bytes) -> None:
-        """Send one already serialized frame to a client."""
-        self._send((ident, frame))
+        """Send one already serialized frame to a client (a large one without copying it: pyzmq copies the small)."""
+        self._send((ident, frame), copy=False)
 
     def _send(self, parts: tuple[Any, ...], copy: bool = True) -> None:
         try:
@@ -276,18 +276,18 @@ class ClientLink:
             if isinstance(value, Iterator):
                 self._stream(ident, request_id, type, value, params)
                 return
-            reply = envelope(Kind.RESPONSE, type=type, payload=value, request_id=request_id)
+            # written straight as a frame: an answer of megabytes (a week of history) is copied once
+            frame = envelope_frame(Kind.RESPONSE, type=type, payload=value, request_id=request_id)
         except RequestError as exc:
-            reply = envelope(Kind.ERROR, type=type, request_id=request_id, error_code=exc.code, error=exc.reason)
-        except (TypeError, ValueError, OverflowError) as exc:  # the module returned something that cannot travel
-            reply = envelope(
-                Kind.ERROR,
-                type=type,
-                request_id=request_id,
-                error_code="module-error",
-                error=f"answer to {type} cannot be sent: {exc}",
+            frame = pack_one(
+                envelope(Kind.ERROR, type=type, request_id=request_id, error_code=exc.code, error=exc.reason)
             )
-        self._send(ident, reply)
+        except (TypeError, ValueError, OverflowError) as exc:  # the module returned something that cannot travel
+            words = f"answer to {type} cannot be sent: {exc}"
+            frame = pack_one(
+                envelope(Kind.ERROR, type=type, request_id=request_id, error_code="module-error", error=words)
+            )
+        self._send_frame(ident, frame)
 
     def _stream(
         self, ident: bytes, request_id: int, type: str, chunks: Iterator[bytes], params: dict[str, str]

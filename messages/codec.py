@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -22,10 +23,13 @@ from messages.labscope_pb2 import Batch, Encoding, Envelope, Kind
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
+    "Serialized",
     "check_protobuf_backend",
     "decode_payload",
     "encode_payload",
     "envelope",
+    "envelope_frame",
+    "field_key",
     "kind_name",
     "message_class",
     "pack",
@@ -37,21 +41,46 @@ DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 KIND_NAMES: dict[int, str] = {value: name for name, value in Kind.items()}
 VALID_KINDS = frozenset(v for v in Kind.values() if v != Kind.KIND_UNSPECIFIED)
+_BATCH_ENVELOPES = Batch.DESCRIPTOR.fields_by_name["envelopes"].number
+_ENVELOPE_PAYLOAD = Envelope.DESCRIPTOR.fields_by_name["payload"].number
 
 _MSGPACK_TYPES = (dict, list, tuple, str, int, float, bool)
+
+
+@dataclass(frozen=True)
+class Serialized:
+    """A protobuf message already in its wire form, sent as it is: no parse here, no re-serialization at the socket.
+
+    For answers of megabytes built straight as bytes (a week of history
+    buckets): the client decodes ``data`` as the message named ``schema`` (its
+    full name, e.g. ``labscope.SystemStatsHistory``), exactly as if the module
+    had returned that message. :meth:`message` parses it in process.
+    """
+
+    data: bytes
+    schema: str
+
+    def message(self) -> Message:
+        """The message itself, parsed (raises BadPayloadError when ``data`` is not one)."""
+        value = decode_payload(self.data, Encoding.PROTOBUF, self.schema)
+        if not isinstance(value, Message):
+            raise BadPayloadError(f"no protobuf message is named {self.schema!r}")
+        return value
 
 
 def encode_payload(value: Any) -> tuple[bytes, int, str]:
     """Encode a payload value as ``(bytes, Encoding, schema)``.
 
     None -> NONE; bytes-like -> RAW (untouched); a protobuf message -> PROTOBUF
-    with its full name as schema; dict, list, str, numbers -> MSGPACK.
-    Raises TypeError for anything else.
+    with its full name as schema; a :class:`Serialized` message -> PROTOBUF as
+    it is; dict, list, str, numbers -> MSGPACK. Raises TypeError for anything else.
     """
     if value is None:
         return b"", Encoding.NONE, ""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value), Encoding.RAW, ""
+    if isinstance(value, Serialized):
+        return value.data, Encoding.PROTOBUF, value.schema
     if isinstance(value, Message):
         return value.SerializeToString(), Encoding.PROTOBUF, value.DESCRIPTOR.full_name
     if isinstance(value, _MSGPACK_TYPES):
@@ -104,11 +133,37 @@ def envelope(kind: int, type: str = "", payload: Any = None, **fields: Any) -> E
     return Envelope(type=type, payload=data, schema=schema, **enums, **fields)
 
 
+def envelope_frame(kind: int, type: str = "", payload: Any = None, **fields: Any) -> bytes:
+    """A frame of one envelope, as ``pack_one(envelope(...))`` makes it, with the payload's bytes copied once.
+
+    An answer of megabytes would otherwise be copied into the Envelope, into
+    its serialization (grown as it is written) and into the frame: here the
+    Envelope is serialized without its payload and the payload field is
+    written after it (protobuf reads fields in any order).
+    """
+    data, encoding, schema = encode_payload(payload)
+    fields.setdefault("time", time.time())
+    enums: dict[str, Any] = {"kind": kind, "encoding": encoding}
+    head = Envelope(type=type, schema=schema, **enums, **fields).SerializeToString()
+    payload_key = field_key(_ENVELOPE_PAYLOAD, len(data)) if data else b""
+    size = len(head) + len(payload_key) + len(data)
+    return b"".join((field_key(_BATCH_ENVELOPES, size), head, payload_key, data))
+
+
 def pack(envelopes: Iterable[Envelope]) -> bytes:
-    """Serialize envelopes into one frame (a Batch)."""
-    batch = Batch()
-    batch.envelopes.extend(envelopes)
-    return batch.SerializeToString()
+    """Serialize envelopes into one frame (a Batch).
+
+    Written as the Batch's wire form (field 1, one length-delimited entry per
+    envelope) rather than through ``Batch.envelopes.extend``, which copies every
+    envelope before serializing it: the same bytes, faster, and a megabyte
+    payload is serialized once instead of copied twice (tests/fuzz/test_codec_props.py).
+    """
+    parts = []
+    for env in envelopes:
+        data = env.SerializeToString()
+        parts.append(field_key(_BATCH_ENVELOPES, len(data)))
+        parts.append(data)
+    return b"".join(parts)
 
 
 def pack_one(env: Envelope) -> bytes:
@@ -130,6 +185,22 @@ def unpack(frame: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Sequence[E
     if not envelopes:
         raise ProtocolError("empty", "frame carries no envelopes")
     return envelopes
+
+
+def field_key(field_number: int, length: int) -> bytes:
+    """The key and length (two varints) that open a length-delimited protobuf field of ``length`` bytes."""
+    return _varint(field_number << 3 | 2) + _varint(length)
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def kind_name(kind: int) -> str:

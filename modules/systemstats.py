@@ -72,6 +72,7 @@ from messages import (
     SystemStatsHistory,
     SystemStatsSummary,
 )
+from messages.codec import Serialized, field_key
 
 __all__ = ["POINT_NAMES", "SystemStatsModule", "choose_resolution", "point_values", "publish_points", "summarize"]
 
@@ -80,6 +81,7 @@ AUTO_POINTS = 2000  # auto resolution: at most about this many points per series
 RESOLUTIONS = ("auto", "raw", "1m", "1h")
 STEP = {"raw": 1.0, "1m": 60.0, "1h": 3600.0}  # raw: agents sample at most once a second
 KIND = "SystemStats"  # the raw payloads' kind in the store's history
+HISTORY_SCHEMA = SystemStatsHistory.DESCRIPTOR.full_name
 
 
 def parse(report_time: float, data: bytes) -> SystemStats:
@@ -156,63 +158,55 @@ def choose_resolution(since: float, until: float, retention: dict[str, float]) -
     return "1h"
 
 
-def tier_answer(node: str, tier: str, series: list[Any]) -> SystemStatsHistory:
-    """A 1m/1h answer: one HistorySeries per figure, made from the store's columns.
+def tier_answer(node: str, tier: str, series: list[Any]) -> Serialized:
+    """A 1m/1h answer in wire form: one HistorySeries per figure, made from the store's columns.
 
-    A week of 1-minute buckets is 70k points per column set: setting them
-    through the protobuf API costs ~10 ms, while the packed wire form of a
-    ``repeated double`` is the column's own little-endian bytes, which the
-    parser takes at memory speed. So the series are written in that form
-    (docs/protocol.md: field numbers of HistorySeries) and parsed once.
+    A week of 1-minute buckets is 70k points per column set (2.8 MB): setting
+    them through the protobuf API costs ~10 ms, and parsing the result only to
+    serialize it again at the socket costs as much. The packed wire form of a
+    ``repeated double`` is the column's own little-endian bytes, so the answer
+    is written in that form (docs/protocol.md: field numbers of HistorySeries),
+    joined once from the columns' memory, and sent as it is; clients parse it
+    as any SystemStatsHistory.
     """
-    head = SystemStatsHistory(node=node, resolution=tier, step=STEP[tier]).SerializeToString()
-    return SystemStatsHistory.FromString(head + b"".join(_series_field(one) for one in series))
+    parts: list[Any] = [SystemStatsHistory(node=node, resolution=tier, step=STEP[tier]).SerializeToString()]
+    for one in series:
+        fields = _series_fields(one)
+        parts.append(field_key(5, sum(len(part) for part in fields)))
+        parts.extend(fields)
+    return Serialized(b"".join(parts), HISTORY_SCHEMA)
 
 
-def _series_field(one: Any) -> bytes:
-    """SystemStatsHistory field 5 holding one HistorySeries (name, time, min, avg, max, count: fields 1-6)."""
+def _series_fields(one: Any) -> list[Any]:
+    """One HistorySeries' fields (name, time, min, avg, max, count: fields 1-6) as buffers, in wire order."""
     name = str(one.name).encode()
-    body = b"".join(
-        (_tag(1, len(name)), name, *(_doubles(n, column) for n, column in enumerate(_columns(one), start=2)))
-    )
-    return _tag(5, len(body)) + body
+    fields: list[Any] = [field_key(1, len(name)), name]
+    for number, column in enumerate((one.time, one.min, one.avg, one.max, one.count), start=2):
+        data = _little_endian(column)
+        if len(data):
+            fields += [field_key(number, len(data)), data]
+    return fields
 
 
-def _columns(one: Any) -> tuple[Any, ...]:
-    return (one.time, one.min, one.avg, one.max, one.count)
-
-
-def _doubles(field_number: int, values: Any) -> bytes:
-    packed = values if isinstance(values, array) else array("d", values)
+def _little_endian(values: Any) -> memoryview:
+    """A column's doubles as little-endian bytes (the packed wire form), without a copy where they already are."""
+    packed = values if isinstance(values, array) and values.typecode == "d" else array("d", values)
     if sys.byteorder == "big":  # pragma: no cover - the wire form is little-endian
         packed = array("d", packed)
         packed.byteswap()
-    data = packed.tobytes()
-    return _tag(field_number, len(data)) + data if data else b""
-
-
-def _tag(field_number: int, length: int) -> bytes:
-    """A length-delimited field's key and length (two varints)."""
-    return _varint(field_number << 3 | 2) + _varint(length)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return memoryview(packed).cast("B")
 
 
 def read_history(
     history: Any, node: str, tier: str, since: float | None, until: float | None, limit: int
-) -> SystemStatsHistory:
-    """The answer from the store's history: ``limit`` raw samples at most, or the tier's series (any thread)."""
+) -> tuple[SystemStatsHistory | Serialized, bool]:
+    """The answer from the store's history (``limit`` raw samples at most, or the tier's series), and whether
+    it holds anything (any thread)."""
     if tier == "raw":
         rows = history.samples(node, KIND, since, until, limit)
-        return SystemStatsHistory(node=node, resolution="raw", samples=[parse(t, data) for t, data in rows])
-    return tier_answer(node, tier, history.query(node, tier, since, until, POINT_NAMES))
+        return SystemStatsHistory(node=node, resolution="raw", samples=[parse(t, data) for t, data in rows]), bool(rows)
+    series = history.query(node, tier, since, until, POINT_NAMES)
+    return tier_answer(node, tier, series), bool(series)
 
 
 class SystemStatsModule(Aggregator):
@@ -284,7 +278,7 @@ class SystemStatsModule(Aggregator):
         self._latest[msg.node] = (at, msg.data)
         self._dirty = True
 
-    def processREQUEST(self, msg: Request) -> SystemStats | SystemStatsHistory:
+    def processREQUEST(self, msg: Request) -> SystemStats | SystemStatsHistory | Serialized:
         """``SystemStats node=ID`` or ``SystemStatsHistory node=ID [since] [until] [resolution]``."""
         if not msg.node:
             raise RequestError(Code.BAD_REQUEST, f"{msg.type} needs the parameter node=ID")
@@ -295,13 +289,13 @@ class SystemStatsModule(Aggregator):
             raise RequestError(Code.NOT_FOUND, f"no SystemStats from node {msg.node!r}")
         return parse(*latest)
 
-    def _history(self, msg: Request, node: str) -> SystemStatsHistory:
+    def _history(self, msg: Request, node: str) -> SystemStatsHistory | Serialized:
         since, until, tier = self._window(msg, node)
         history = self.collector.store.history
         limit = self.history_length() if since is None else 1_000_000_000
         # read and built in a worker thread: a week of buckets is megabytes, an hour of samples thousands
-        answer = self.collector.run_in_thread(read_history, history, node, tier, since, until, limit)
-        if not (answer.samples or answer.series) and node not in self._latest:
+        answer, found = self.collector.run_in_thread(read_history, history, node, tier, since, until, limit)
+        if not found and node not in self._latest:
             raise RequestError(Code.NOT_FOUND, f"no SystemStats from node {msg.node!r}")
         return answer
 

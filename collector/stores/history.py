@@ -266,23 +266,36 @@ def raw_series(rows: list[tuple[float, str, bytes]], wanted: set[str]) -> list[S
 
 
 def chunk_series(
-    rows: list[tuple[str, float, bytes]], wanted: set[str], lo: float, hi: float
+    rows: list[tuple[str, float, bytes]], wanted: set[str], lo: float, hi: float, span: float
 ) -> dict[str, list[array[float]]]:
-    """The columns (start, min, avg, max, count) of chunk rows, by series, with lo < start <= hi."""
-    found: dict[str, list[array[float]]] = {}
-    for series, _, data in rows:
+    """The columns (start, min, avg, max, count) of chunk rows of ``span`` seconds, by series, lo < start <= hi.
+
+    Chunks wholly inside the window (most of them: only the edges are not) are
+    kept as they are stored, and each column is cut from them and built once
+    at the end; the edge chunks are decoded bucket by bucket.
+    """
+    found: dict[str, list[bytes]] = {}
+    for series, start, data in rows:
         if wanted and series not in wanted:
             continue
-        columns = found.get(series)
-        if columns is None:
-            columns = found[series] = [array("d") for _ in range(5)]
-        n, v = _columns(data)
-        if n and lo < v[0] and v[n - 1] <= hi:  # the whole chunk is inside: copy the columns as they are
-            for i, column in enumerate(columns):
-                column.extend(v[i * n : (i + 1) * n])
-            continue
-        for i in range(n):
-            if lo < v[i] <= hi:
-                for c, column in enumerate(columns):
-                    column.append(v[c * n + i])
-    return found
+        if not (lo < start and start + span <= hi):
+            data = _inside(data, len(data) // 48, lo, hi)
+        found.setdefault(series, []).append(data)
+    return {series: _cut_columns(chunks) for series, chunks in found.items()}
+
+
+def _inside(data: bytes, n: int, lo: float, hi: float) -> bytes:
+    """A chunk row reduced to its buckets with lo < start <= hi (same layout)."""
+    _, v = _columns(data)
+    inside = [i for i in range(n) if lo < v[i] <= hi]
+    return encode_values([v[c * n + i] for c in range(6) for i in inside])
+
+
+def _cut_columns(chunks: list[bytes]) -> list[array[float]]:
+    """The five columns of a series' chunk rows, in row order."""
+    sizes = [len(data) // 6 for data in chunks]
+    views = [memoryview(data) for data in chunks]
+    return [
+        decode_values(b"".join([view[c * size : (c + 1) * size] for view, size in zip(views, sizes, strict=True)]))
+        for c in range(5)
+    ]

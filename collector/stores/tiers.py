@@ -148,7 +148,7 @@ class TierHistory:
         if tier == "raw":
             return raw_series(self.tables.read_raw(node, lo, hi), wanted)
         span = WIDTH[tier] * CHUNK_BUCKETS
-        found = chunk_series(self.tables.read_chunks(tier, node, lo - span, hi), wanted, lo, hi)
+        found = chunk_series(self.tables.read_chunks(tier, node, lo - span, hi), wanted, lo, hi, span)
         self._add_open(found, node, tier, wanted, lo, hi)
         return [Series(name, *columns) for name, columns in sorted(found.items())]
 

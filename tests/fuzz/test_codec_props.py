@@ -13,7 +13,16 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from messages import Batch, Encoding, Envelope, Kind, SystemStats
-from messages.codec import decode_payload, encode_payload, pack, pack_one, unpack
+from messages.codec import (
+    Serialized,
+    decode_payload,
+    encode_payload,
+    envelope,
+    envelope_frame,
+    pack,
+    pack_one,
+    unpack,
+)
 from messages.errors import BadPayloadError, ProtocolError
 from messages.stream import two_part_header
 from tests.fuzz.strategies import ENCODINGS, EXAMPLES, HOSTILE, envelopes
@@ -108,6 +117,44 @@ def test_protobuf_payloads_round_trip(time: float, cpu: float, per_cpu: list[flo
     data, encoding, schema = encode_payload(stats)
     decoded = decode_payload(data, encoding, schema)
     assert decoded.SerializeToString() == stats.SerializeToString()
+
+
+@EXAMPLES
+@given(st.lists(envelopes(), max_size=5))
+def test_pack_writes_the_batch_protobuf_writes(envs: list[Envelope]) -> None:
+    """The same Batch; not always the same bytes, as protobuf writes a map's entries (params) in no set order."""
+    assert Batch.FromString(pack(envs)) == Batch(envelopes=envs)
+
+
+@pytest.mark.parametrize("size", [0, 100, 200, 20_000, 3_000_000])
+def test_pack_frames_payloads_of_every_length_class(size: int) -> None:
+    """Lengths that take one to four varint bytes, up to a week of history buckets (2.8 MB)."""
+    env = envelope(Kind.RESPONSE, "x", payload=bytes(range(256)) * (size // 256) + b"z" * (size % 256), request_id=7)
+    assert pack_one(env) == Batch(envelopes=[env]).SerializeToString()
+    assert list(unpack(pack_one(env))) == [env]
+
+
+@pytest.mark.parametrize(
+    "payload", [None, b"", b"raw", {"a": [1, 2]}, SystemStats(cpu_percent=5.0), b"\x00" * 3_000_000]
+)
+def test_envelope_frame_is_the_frame_of_the_envelope(payload: object) -> None:
+    fields = {"request_id": 9, "time": 1.5, "params": {"k": "v"}, "error": "é"}
+    framed = unpack(envelope_frame(Kind.RESPONSE, "SystemStatsHistory", payload, **fields))
+    assert list(framed) == [envelope(Kind.RESPONSE, "SystemStatsHistory", payload, **fields)]
+
+
+@EXAMPLES
+@given(st.floats(), st.lists(st.floats(), max_size=8))
+def test_serialized_messages_travel_as_the_message_would(cpu: float, per_cpu: list[float]) -> None:
+    stats = SystemStats(cpu_percent=cpu, cpu_percent_per_cpu=per_cpu)
+    wire = Serialized(stats.SerializeToString(), "labscope.SystemStats")
+    assert encode_payload(wire) == encode_payload(stats)
+    assert wire.message().SerializeToString() == stats.SerializeToString()
+
+
+def test_a_serialized_message_of_an_unknown_schema_does_not_parse() -> None:
+    with pytest.raises(BadPayloadError):
+        Serialized(b"", "labscope.NoSuchMessage").message()
 
 
 def test_unknown_encoding_is_a_bad_payload() -> None:

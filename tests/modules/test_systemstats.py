@@ -13,7 +13,7 @@ from collector.settings import defaults
 from collector.stores import open_store
 from collector.testing import StubCollector, attach
 from messages import ConfigError, Encoding, SystemStats, SystemStatsHistory, SystemStatsSummary
-from messages.codec import decode_payload, encode_payload
+from messages.codec import Serialized, decode_payload, encode_payload
 from modules.nodes import Nodes
 from modules.systemstats import DEFAULT_HISTORY, POINT_NAMES, SystemStatsModule, choose_resolution
 from tests.modules import report, sample
@@ -34,8 +34,9 @@ def stats(collector: StubCollector) -> SystemStatsModule:
 
 
 def ask(module: SystemStatsModule, type: str, **params: str) -> Any:
-    """Send the module a request as the collector would."""
-    return module.processREQUEST(Request(type, params))
+    """Send the module a request as the collector would; an answer in wire form comes back parsed, as clients get it."""
+    answer = module.processREQUEST(Request(type, params))
+    return answer.message() if isinstance(answer, Serialized) else answer
 
 
 def test_declares_its_types() -> None:
@@ -393,4 +394,6 @@ def test_tier_answers_written_in_wire_form_equal_the_api_built_message() -> None
         built.series.add(
             name=s.name, time=list(s.time), min=list(s.min), avg=list(s.avg), max=list(s.max), count=list(s.count)
         )
-    assert tier_answer("n1", "1m", [one, empty]) == built
+    answer = tier_answer("n1", "1m", [one, empty])
+    assert answer.schema == "labscope.SystemStatsHistory" and answer.message() == built
+    assert encode_payload(answer) == (answer.data, Encoding.PROTOBUF, "labscope.SystemStatsHistory")
