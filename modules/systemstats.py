@@ -133,7 +133,7 @@ def publish_points(collector: CollectorAPI, msg: Report, at: float, figures: Fig
     Pass the sample's ``figures`` when another consumer (the history) takes
     them too: the payload is then read once for both.
     """
-    collector.publish_many(msg.node, POINT_NAMES, figures or Figures(point_values, msg.data), at)
+    collector.publish_many(msg.node, POINT_NAMES, Figures(point_values, msg.data) if figures is None else figures, at)
 
 
 def figures(stats: SystemStats) -> tuple[float, ...]:

@@ -8,14 +8,21 @@ from typing import Any
 import msgpack
 import pytest
 
-from collector.addons import Report, Request, RequestError, as_names
+from collector.addons import Figures, Report, Request, RequestError, as_names
 from collector.settings import defaults
 from collector.stores import open_store
 from collector.testing import StubCollector, attach
 from messages import ConfigError, Encoding, SystemStats, SystemStatsHistory, SystemStatsSummary
 from messages.codec import Serialized, decode_payload, encode_payload
 from modules.nodes import Nodes
-from modules.systemstats import DEFAULT_HISTORY, POINT_NAMES, SystemStatsModule, choose_resolution
+from modules.systemstats import (
+    DEFAULT_HISTORY,
+    POINT_NAMES,
+    SystemStatsModule,
+    choose_resolution,
+    point_values,
+    publish_points,
+)
 from tests.modules import report, sample
 
 
@@ -241,6 +248,26 @@ def test_each_sample_publishes_seven_points_for_the_distributions(
     }
     assert {p.time for p in collector.published if p.node == "n1"} == {1000.0}
     assert {p.time for p in collector.published if p.node == "n2"} == {1234.0}
+
+
+def test_publishing_a_sample_leaves_its_figures_to_be_read_off_the_loop() -> None:
+    """Regression: ``figures or Figures(...)`` asked the Figures its length, parsing every payload on the loop."""
+    reads: list[bytes] = []
+    taken: list[Any] = []
+
+    def read(data: bytes) -> Any:
+        reads.append(data)
+        return point_values(data)
+
+    class Distributions:
+        def publish_many(self, node: str, names: Any, values: Any, time: float | None = None) -> None:
+            taken.append(values)
+
+    msg = report("n1", 1, sample(1000.0))
+    figures = Figures(read, msg.data)
+    publish_points(Distributions(), msg, 1000.0, figures)  # type: ignore[arg-type]
+    assert taken == [figures] and taken[0] is figures and reads == []
+    assert list(figures) == list(point_values(msg.data)) and reads == [msg.data]  # read once, when a thread asks
 
 
 def test_nothing_is_published_while_no_distribution_takes_points(
