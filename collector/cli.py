@@ -26,11 +26,9 @@ def _run(argv: list[str]) -> int:
     from collector.config import parse_args
     from collector.embed import Collector
     from messages.codec import check_protobuf_backend
-    from messages.heap import keep_freed_heap
     from messages.options import setup_logging
 
     ticket = parse_args(argv)
     setup_logging(ticket.log_level)
     check_protobuf_backend(logging.getLogger("collector"))
-    keep_freed_heap()  # answers of megabytes reuse the heap instead of faulting fresh pages in (messages/heap.py)
     return Collector(ticket).run()

@@ -69,8 +69,8 @@ class Response:
     @classmethod
     def from_envelope(cls, env: Envelope) -> Response:
         """Decode a RESPONSE envelope; raises ProtocolError when the payload does not decode."""
-        payload = decode_payload(env.payload, env.encoding, env.schema)
-        return cls(env.type, payload, env.payload, env.encoding, env.schema)
+        data = env.payload  # each read of a bytes field is a copy: a week of history is megabytes
+        return cls(env.type, decode_payload(data, env.encoding, env.schema), data, env.encoding, env.schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +87,8 @@ class Update:
     @classmethod
     def from_envelope(cls, env: Envelope) -> Update:
         """Decode an UPDATE envelope; raises ProtocolError when the payload does not decode."""
-        payload = decode_payload(env.payload, env.encoding, env.schema)
-        return cls(env.type, env.time, payload, env.payload, env.encoding, env.schema)
+        data = env.payload  # read once: each read of a bytes field is a copy
+        return cls(env.type, env.time, decode_payload(data, env.encoding, env.schema), data, env.encoding, env.schema)
 
 
 class Client:

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 from messages.errors import ConfigError, LabscopeError
-from messages.heap import keep_freed_heap
 from messages.keys import add_curve_args, client_keys
 from messages.options import Parser, add_collector_arg, folder_problem, positive_float, run_command, setup_logging
 
@@ -91,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
         raise LabscopeError(
             f"the GUI needs PySide6-Essentials and pyqtgraph ({exc}); install them with: pip install 'labscope[gui]'"
         ) from None
-    keep_freed_heap()  # a 30-day window is megabytes of history: reuse the heap (messages/heap.py)
     return app.run(args.collector, args.screenshot, args.timeout, keys)
 
 

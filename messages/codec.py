@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -47,18 +46,27 @@ _ENVELOPE_PAYLOAD = Envelope.DESCRIPTOR.fields_by_name["payload"].number
 _MSGPACK_TYPES = (dict, list, tuple, str, int, float, bool)
 
 
-@dataclass(frozen=True)
 class Serialized:
     """A protobuf message already in its wire form, sent as it is: no parse here, no re-serialization at the socket.
 
     For answers of megabytes built straight as bytes (a week of history
-    buckets): the client decodes ``data`` as the message named ``schema`` (its
+    buckets): the client decodes them as the message named ``schema`` (its
     full name, e.g. ``labscope.SystemStatsHistory``), exactly as if the module
-    had returned that message. :meth:`message` parses it in process.
+    had returned that message. ``data`` is the bytes, or the buffers that make
+    them in order: the collector then copies them once, into the frame
+    (:func:`envelope_frame`). :meth:`message` parses them in process.
     """
 
-    data: bytes
-    schema: str
+    __slots__ = ("parts", "schema")
+
+    def __init__(self, data: bytes | Sequence[bytes | memoryview], schema: str) -> None:
+        self.parts: tuple[bytes | memoryview, ...] = (data,) if isinstance(data, bytes) else tuple(data)
+        self.schema = schema
+
+    @property
+    def data(self) -> bytes:
+        """The message's bytes, joined."""
+        return self.parts[0] if len(self.parts) == 1 and isinstance(self.parts[0], bytes) else b"".join(self.parts)
 
     def message(self) -> Message:
         """The message itself, parsed (raises BadPayloadError when ``data`` is not one)."""
@@ -66,6 +74,9 @@ class Serialized:
         if not isinstance(value, Message):
             raise BadPayloadError(f"no protobuf message is named {self.schema!r}")
         return value
+
+    def __repr__(self) -> str:
+        return f"Serialized({sum(len(part) for part in self.parts)} bytes of {self.schema})"
 
 
 def encode_payload(value: Any) -> tuple[bytes, int, str]:
@@ -141,13 +152,20 @@ def envelope_frame(kind: int, type: str = "", payload: Any = None, **fields: Any
     Envelope is serialized without its payload and the payload field is
     written after it (protobuf reads fields in any order).
     """
-    data, encoding, schema = encode_payload(payload)
+    encoding: int
+    parts: tuple[bytes | memoryview, ...]
+    if isinstance(payload, Serialized):
+        parts, encoding, schema = payload.parts, Encoding.PROTOBUF, payload.schema
+    else:
+        data, encoding, schema = encode_payload(payload)
+        parts = (data,)
     fields.setdefault("time", time.time())
     enums: dict[str, Any] = {"kind": kind, "encoding": encoding}
     head = Envelope(type=type, schema=schema, **enums, **fields).SerializeToString()
-    payload_key = field_key(_ENVELOPE_PAYLOAD, len(data)) if data else b""
-    size = len(head) + len(payload_key) + len(data)
-    return b"".join((field_key(_BATCH_ENVELOPES, size), head, payload_key, data))
+    length = sum(len(part) for part in parts)
+    payload_key = field_key(_ENVELOPE_PAYLOAD, length) if length else b""
+    size = len(head) + len(payload_key) + length
+    return b"".join((field_key(_BATCH_ENVELOPES, size), head, payload_key, *parts))
 
 
 def pack(envelopes: Iterable[Envelope]) -> bytes:

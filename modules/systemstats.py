@@ -165,16 +165,16 @@ def tier_answer(node: str, tier: str, series: list[Any]) -> Serialized:
     them through the protobuf API costs ~10 ms, and parsing the result only to
     serialize it again at the socket costs as much. The packed wire form of a
     ``repeated double`` is the column's own little-endian bytes, so the answer
-    is written in that form (docs/protocol.md: field numbers of HistorySeries),
-    joined once from the columns' memory, and sent as it is; clients parse it
-    as any SystemStatsHistory.
+    is written in that form (docs/protocol.md: field numbers of HistorySeries)
+    as buffers over the columns' memory, joined once into the frame that
+    carries it; clients parse it as any SystemStatsHistory.
     """
     parts: list[Any] = [SystemStatsHistory(node=node, resolution=tier, step=STEP[tier]).SerializeToString()]
     for one in series:
         fields = _series_fields(one)
         parts.append(field_key(5, sum(len(part) for part in fields)))
         parts.extend(fields)
-    return Serialized(b"".join(parts), HISTORY_SCHEMA)
+    return Serialized(parts, HISTORY_SCHEMA)  # joined once, into the frame that carries it
 
 
 def _series_fields(one: Any) -> list[Any]:

@@ -143,6 +143,16 @@ def test_envelope_frame_is_the_frame_of_the_envelope(payload: object) -> None:
     assert list(framed) == [envelope(Kind.RESPONSE, "SystemStatsHistory", payload, **fields)]
 
 
+def test_a_serialized_message_in_parts_is_framed_as_the_message() -> None:
+    stats = SystemStats(cpu_percent=5.0, load1=0.5, cpu_percent_per_cpu=[1.0, 2.0])
+    data = stats.SerializeToString()
+    wire = Serialized([data[:3], memoryview(data)[3:7], data[7:]], "labscope.SystemStats")
+    assert wire.data == data and wire.message() == stats
+    fields = {"request_id": 3, "time": 2.5}
+    framed = unpack(envelope_frame(Kind.RESPONSE, "SystemStats", wire, **fields))
+    assert list(framed) == [envelope(Kind.RESPONSE, "SystemStats", stats, **fields)]
+
+
 @EXAMPLES
 @given(st.floats(), st.lists(st.floats(), max_size=8))
 def test_serialized_messages_travel_as_the_message_would(cpu: float, per_cpu: list[float]) -> None:
