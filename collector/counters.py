@@ -122,6 +122,16 @@ COUNTERS: dict[str, tuple[str, str]] = {
         DISTRIBUTIONS,
         "reports a durable distribution had not passed on when the journal pruned them past journal_hold",
     ),
+    "history-dropped": (
+        MODULES,
+        "samples the store's history part lost (its writer's queue full, or a batch the backend failed to write "
+        "three times; docs/stores.md)",
+    ),
+    "history-late": (
+        MODULES,
+        "values older than their series' open bucket (a late sample counts once per series): kept in the raw tier, "
+        "left out of the 1m/1h buckets",
+    ),
     "observer-errors": (OBSERVERS, "exceptions observers raised (docs/observers.md), all observers together"),
     "observer-slow": (OBSERVERS, "observer calls that took longer than a second (the collector went on meanwhile)"),
     "observer-dropped": (

@@ -450,6 +450,7 @@ class Collector:
         """The ``CollectorStats`` answer: counters, nodes, modules and distributions."""
         self.dists.count(self.counters)
         self.observers.count(self.counters)
+        self._count_history()
         return {
             "uptime": time.time() - self.started,
             "counters": self.counters.snapshot(),
@@ -461,6 +462,15 @@ class Collector:
             "bad_reports": self._bad_reports(),
             "distributions": self.dists.stats(),
         }
+
+    def _count_history(self) -> None:
+        """Set ``history-dropped`` and ``history-late`` from the store's history part, once they counted."""
+        history = self.store.history  # a drop-in store's history may keep no such figures
+        dropped, late = int(getattr(history, "dropped", 0)), int(getattr(history, "late", 0))
+        if dropped:
+            self.counters["history-dropped"] = dropped
+        if late:
+            self.counters["history-late"] = late
 
     def health(self) -> dict[str, float]:
         """The collector's own figures, published as ``collector/METRIC`` points."""

@@ -24,6 +24,7 @@ from collector.server import Collector
 from collector.store import BATCH_COLUMNS, SQLiteStore, row_batch
 from messages import Batch, Envelope, Kind, NodeInfo, SystemStats
 from messages.codec import decode_payload, envelope, pack
+from modules.systemstats import POINT_NAMES
 from tests.wire import Client, Peer
 
 STORE = "collector.sqlite3"
@@ -188,3 +189,21 @@ def test_node_requests_are_relayed_both_ways(start_collector, green) -> None:
     agent.send(Kind.BYE, node=NODE)  # the node leaves instead of answering: the request fails now, not in 30 s
     lost = client.expect(lambda e: e.request_id == 42, what="the failed request")
     assert (lost.kind, lost.error_code) == (Kind.ERROR, "node-lost")
+
+
+def test_history_counts_what_it_left_out_of_the_buckets(start_collector, green) -> None:
+    """A sample older than its series' open bucket is counted in CollectorStats (history-late), never silently."""
+    collector = start_collector()
+    eps = endpoints(collector)
+    agent, client = Peer(green, eps["agents"]), Client(green, eps["clients"])
+    hello(agent)
+    times = (1001.0, 1130.0, 1005.0)  # the third belongs to a minute the second already closed
+    reports = [
+        envelope(Kind.REPORT, "SystemStats", SystemStats(time=t, cpu_percent=1.0), node=NODE, seq=seq, time=t)
+        for seq, t in enumerate(times, start=1)
+    ]
+    send_reports(agent, reports, per_frame=1)
+    acked(agent, 3)
+    assert collector.store.history.flush(5.0)
+    counters = client.answer("CollectorStats")["counters"]
+    assert counters["history-late"] == len(POINT_NAMES) and "history-dropped" not in counters  # once per series
