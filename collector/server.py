@@ -465,12 +465,11 @@ class Collector:
 
     def _count_history(self) -> None:
         """Set ``history-dropped`` and ``history-late`` from the store's history part, once they counted."""
-        history = self.store.history  # a drop-in store's history may keep no such figures
-        dropped, late = int(getattr(history, "dropped", 0)), int(getattr(history, "late", 0))
-        if dropped:
-            self.counters["history-dropped"] = dropped
-        if late:
-            self.counters["history-late"] = late
+        history = self.store.history
+        if history.dropped:
+            self.counters["history-dropped"] = history.dropped
+        if history.late:
+            self.counters["history-late"] = history.late
 
     def health(self) -> dict[str, float]:
         """The collector's own figures, published as ``collector/METRIC`` points."""

@@ -137,11 +137,7 @@ def envelope(kind: int, type: str = "", payload: Any = None, **fields: Any) -> E
     ``fields`` are other Envelope fields (node, seq, request_id, params, ...);
     ``time`` defaults to now.
     """
-    data, encoding, schema = encode_payload(payload)
-    fields.setdefault("time", time.time())
-    # The generated stubs type enum fields as their wrapper classes; plain ints are what upb takes.
-    enums: dict[str, Any] = {"kind": kind, "encoding": encoding}
-    return Envelope(type=type, payload=data, schema=schema, **enums, **fields)
+    return _envelope(kind, type, *encode_payload(payload), fields)
 
 
 def envelope_frame(kind: int, type: str = "", payload: Any = None, **fields: Any) -> bytes:
@@ -150,22 +146,26 @@ def envelope_frame(kind: int, type: str = "", payload: Any = None, **fields: Any
     An answer of megabytes would otherwise be copied into the Envelope, into
     its serialization (grown as it is written) and into the frame: here the
     Envelope is serialized without its payload and the payload field is
-    written after it (protobuf reads fields in any order).
+    written after it (protobuf reads fields in any order). A
+    :class:`Serialized` payload's buffers are joined straight into the frame.
     """
-    encoding: int
-    parts: tuple[bytes | memoryview, ...]
     if isinstance(payload, Serialized):
-        parts, encoding, schema = payload.parts, Encoding.PROTOBUF, payload.schema
+        parts, encoding, schema = payload.parts, int(Encoding.PROTOBUF), payload.schema
     else:
         data, encoding, schema = encode_payload(payload)
         parts = (data,)
-    fields.setdefault("time", time.time())
-    enums: dict[str, Any] = {"kind": kind, "encoding": encoding}
-    head = Envelope(type=type, schema=schema, **enums, **fields).SerializeToString()
+    head = _envelope(kind, type, b"", encoding, schema, fields).SerializeToString()
     length = sum(len(part) for part in parts)
     payload_key = field_key(_ENVELOPE_PAYLOAD, length) if length else b""
     size = len(head) + len(payload_key) + length
     return b"".join((field_key(_BATCH_ENVELOPES, size), head, payload_key, *parts))
+
+
+def _envelope(kind: int, type: str, data: bytes, encoding: int, schema: str, fields: dict[str, Any]) -> Envelope:
+    fields.setdefault("time", time.time())
+    # The generated stubs type enum fields as their wrapper classes; plain ints are what upb takes.
+    enums: dict[str, Any] = {"kind": kind, "encoding": encoding}
+    return Envelope(type=type, payload=data, schema=schema, **enums, **fields)
 
 
 def pack(envelopes: Iterable[Envelope]) -> bytes:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from gui.client import Client
@@ -27,6 +26,7 @@ from messages.errors import LabscopeError, RequestFailed
 from messages.keys import client_keys, generate
 from tests.conftest import CollectorProcess, ProcessGroup, labscope_cmd, wait_for
 from tests.nats_cluster import NatsCluster, needed_module
+from tests.test_files_e2e import sample_rss
 
 needed_module("nats")
 nkeys = needed_module("nkeys")
@@ -167,25 +167,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _peak_rss(popen: subprocess.Popen[str], pids: dict[str, int], timeout: float) -> dict[str, int]:
-    """Peak RSS of each process while ``popen`` runs, sampled every 20 ms."""
-    watched = {name: psutil.Process(pid) for name, pid in pids.items()}
-    peaks = dict.fromkeys(pids, 0)
-    deadline = time.monotonic() + timeout
-    while popen.poll() is None:
-        assert time.monotonic() < deadline, "fetch did not finish in time"
-        for name, proc in watched.items():
-            try:
-                peaks[name] = max(peaks[name], proc.memory_info().rss)
-            except psutil.Error:
-                pass
-        try:
-            popen.wait(0.02)
-        except subprocess.TimeoutExpired:
-            pass
-    return peaks
-
-
 @pytest.mark.timeout(180)
 def test_a_200_mib_fetch_through_the_top_is_exact_and_every_process_stays_under_150_mib(tree: Tree) -> None:
     source = tree.serve / "big.bin"
@@ -196,7 +177,7 @@ def test_a_200_mib_fetch_through_the_top_is_exact_and_every_process_stays_under_
     started = time.monotonic()
     popen = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pids = {"site": tree.site.popen.pid, "top": tree.top.popen.pid, "agent": tree.agent.pid, "fetch": popen.pid}
-    peaks = _peak_rss(popen, pids, timeout=150)
+    peaks = sample_rss(popen, pids, timeout=150)
     _, stderr = popen.communicate(timeout=10)
     print(
         f"200 MiB through the top in {time.monotonic() - started:.1f} s; peak RSS MiB:",

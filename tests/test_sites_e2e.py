@@ -45,8 +45,16 @@ class Tier:
     def start(self) -> CollectorProcess:
         """Start the collector on the tier's ports and data dir."""
         ports = ("--listen-agents", self.agents, "--listen-clients", self.clients)
-        self.collector = self.procs.collector(*ports, *MODULES, *self.extra, data_dir=self.data_dir, timeout=40)
+        self.collector = self.procs.collector(*ports, *MODULES, *self.extra, data_dir=self.data_dir, **self.where())
         return self.collector
+
+    def where(self) -> dict[str, Any]:
+        """How the collector is started: the seconds it may take (a namespaced tier adds its namespace)."""
+        return {"timeout": 40}
+
+    def client(self) -> Client:
+        """A client of the tier's collector (a namespaced tier's connects from inside its namespace)."""
+        return Client(self.clients)
 
     def kill(self) -> None:
         """kill -9 the collector."""
@@ -56,8 +64,8 @@ class Tier:
     def ask(self, type: str, **params: str) -> Any:
         """One request's payload; None while the collector does not answer."""
         try:
-            with Client(self.clients) as client:
-                return client.request(type, timeout=5, **params).payload
+            with self.client() as client:
+                return client.request(type, params, timeout=5).payload
         except LabscopeError:
             return None
 

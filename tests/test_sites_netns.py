@@ -29,12 +29,12 @@ from typing import Any
 import pytest
 import zmq
 
+import tests.test_sites_e2e
 from gui.client import Client
-from messages.errors import LabscopeError
-from tests.conftest import CollectorProcess, ProcessGroup, labscope_cmd, wait_for
+from tests.conftest import ProcessGroup, labscope_cmd, wait_for
 from tests.nats_cluster import NatsCluster, needed_module
 from tests.netns import Namespace, Netns, netns
-from tests.test_reliability import FAST_PROBES, MODULES, agent_last_seq, free_port
+from tests.test_reliability import FAST_PROBES, agent_last_seq
 
 __all__ = ["netns"]  # the fixture, imported for pytest
 
@@ -62,37 +62,21 @@ def namespace_context(ns: Namespace) -> zmq.Context[Any]:
     return ns.call(make)
 
 
-class Tier:
+class Tier(tests.test_sites_e2e.Tier):
     """A collector inside a namespace, on fixed ports and its own data dir, so it can be killed and started again."""
 
     def __init__(self, procs: ProcessGroup, ns: Namespace, name: str, *extra: str) -> None:
-        self.procs, self.ns, self.name, self.extra = procs, ns, name, extra
-        self.agents = f"tcp://127.0.0.1:{free_port()}"
-        self.clients = f"tcp://127.0.0.1:{free_port()}"
-        self.data_dir = procs.tmp_path / f"{name}-data"
+        self.ns = ns
         self.context = namespace_context(ns)
-        self.collector: CollectorProcess = self.start()
+        super().__init__(procs, name, *extra)
 
-    def start(self) -> CollectorProcess:
-        """Start the collector inside its namespace on the tier's ports and data dir."""
-        ports = ("--listen-agents", self.agents, "--listen-clients", self.clients)
-        self.collector = self.procs.collector(
-            *ports, *MODULES, *self.extra, data_dir=self.data_dir, timeout=60, inside=self.ns
-        )
-        return self.collector
+    def where(self) -> dict[str, Any]:
+        """Started inside the tier's namespace, with more time (the cluster is three servers away)."""
+        return {"timeout": 60, "inside": self.ns}
 
-    def kill(self) -> None:
-        """kill -9 the collector."""
-        self.collector.popen.send_signal(signal.SIGKILL)
-        self.collector.popen.wait(10)
-
-    def ask(self, type: str, **params: str) -> Any:
-        """One request's payload, asked from inside the tier's namespace; None while it does not answer."""
-        try:
-            with Client(self.clients, context=self.context) as client:
-                return client.request(type, params, timeout=5).payload
-        except LabscopeError:
-            return None
+    def client(self) -> Client:
+        """A client whose ZeroMQ I/O threads live in the tier's namespace."""
+        return Client(self.clients, context=self.context)
 
     def seqs(self) -> dict[str, list[int]]:
         """The ``counter`` module's seqs per node."""

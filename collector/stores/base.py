@@ -192,6 +192,8 @@ class History(Protocol):
 
     durable: bool
     retention: dict[str, float]
+    late: int  # values left out of the buckets (their series' bucket had closed); CollectorStats history-late
+    dropped: int  # samples lost (queue full, or a batch that failed to write); CollectorStats history-dropped
 
     def record(
         self,
