@@ -4,7 +4,10 @@ A DEALER whose handshake fails hears nothing, ever: the reason is only on the
 socket's monitor (libzmq 4.3.5, measured)::
 
     unknown client key (ZAP says 400)      HANDSHAKE_FAILED_AUTH
-    plain client, CURVE collector          HANDSHAKE_FAILED_PROTOCOL (ZMTP mechanism mismatch)
+    plain client, CURVE collector          HANDSHAKE_FAILED_PROTOCOL (ZMTP mechanism mismatch), or,
+                                           from another process, as often HANDSHAKE_FAILED_NO_DETAIL
+                                           (EPIPE: the collector hung up before the client read its
+                                           greeting), again on every reconnect
     CURVE client, plain collector          HANDSHAKE_FAILED_PROTOCOL (ZMTP mechanism mismatch)
     CURVE client, wrong collector key      HANDSHAKE_FAILED_NO_DETAIL, again on every reconnect
     accepted                               HANDSHAKE_SUCCEEDED
@@ -80,12 +83,13 @@ class HandshakeWatch:
             self.refusal = REFUSED_KEY
         elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
             self.refusal = NOT_CURVE if self.curve else REQUIRES_CURVE
-        elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and self.curve:
-            # A plain client sees a few of these before the mismatch; a CURVE client with the wrong
-            # collector key sees only these (the collector cannot read its HELLO and hangs up).
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            # A CURVE client with the wrong collector key sees only these (the collector cannot read
+            # its HELLO and hangs up); so may a plain client of a CURVE collector, when the collector
+            # hangs up before the client has read the mechanism it asks for (a race of two processes).
             self._no_detail += 1
             if self._no_detail >= NO_DETAIL_LIMIT:
-                self.refusal = WRONG_SERVER_KEY
+                self.refusal = WRONG_SERVER_KEY if self.curve else REQUIRES_CURVE
 
     def close(self) -> None:
         """Stop monitoring and close the monitor socket; safe to call twice."""

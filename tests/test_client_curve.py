@@ -76,6 +76,20 @@ def test_a_plain_client_is_told_the_collector_requires_curve(
         assert server.seen == []
 
 
+@pytest.mark.parametrize("call", ["hello", "request"])
+def test_a_plain_client_in_another_context_is_told_the_collector_requires_curve(tmp_path: Path, call: str) -> None:
+    # Its own context (own I/O thread), as a `labscope query` process is: the collector often hangs up
+    # before the client reads the mechanism it asks for, and the client sees only HANDSHAKE_FAILED_NO_DETAIL.
+    server_context, client_context = zmq.Context(), zmq.Context()
+    try:
+        with curve_server(server_context, tmp_path / "srv") as server:
+            with Client(server.endpoint, context=client_context) as client:
+                assert refused(client, call).reason == REQUIRES_CURVE
+    finally:
+        client_context.term()
+        server_context.term()
+
+
 def test_a_curve_client_of_a_plain_collector_is_told_to_drop_the_keys(zmq_context: zmq.Context, tmp_path: Path) -> None:
     with curve_server(zmq_context, tmp_path / "srv", curve=False) as server:
         mine = generate(tmp_path / "me", "viewer")
