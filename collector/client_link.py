@@ -33,7 +33,7 @@ from messages import Envelope, Kind
 from messages.codec import envelope, envelope_frame, kind_name, pack_one, unpack
 from messages.errors import Code, ProtocolError
 from messages.limits import OutOfRangeError, credit_grant, credit_param
-from messages.stream import STALL_TIMEOUT, CreditAccount, Piece, Take, chunk_stream
+from messages.stream import STALL_TIMEOUT, CreditAccount, Piece, Take, chunk_stream, digest_param
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ class ClientLink:
         stream = Stream(credit_param(params))
         self.streams[(ident, request_id)] = stream
         try:
-            for piece in chunk_stream(chunks):
+            for piece in chunk_stream(chunks, digest=digest_param(params)):
                 if not self._chunk(ident, stream, type, request_id, piece):
                     return
         except Exception as exc:  # the module's iterator failed halfway: tell the client, keep serving

@@ -43,7 +43,7 @@ from messages.errors import CHECKSUM, AuthRefused, ClientTimeout, ProtocolError,
 from messages.handshake import HandshakeWatch
 from messages.keys import ClientKeys
 from messages.options import check_endpoint
-from messages.stream import DEFAULT_CREDIT, Digest, two_part_header
+from messages.stream import SHA256, Digest, UnknownDigestError, request_digest, two_part_header
 
 __all__ = ["AuthRefused", "Client", "ClientTimeout", "RequestFailed", "Response", "SubscriptionRefused", "Update"]
 
@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE = 10.0  # seconds; used until the collector's HELLO tells us its own
 DEFAULT_HEARTBEAT = 1.0
 MAX_BUFFERED_UPDATES = 10_000
+# Chunks a stream may have in flight (the protocol's default is 8, its most 64): at most 32 MiB per
+# stream in each process, and a pipeline deep enough that the agent, the collector and the client
+# rarely wait for each other on two shared cores (8 -> 32: stream_ratio 0.46 -> 0.52, BENCHMARKS.md).
+STREAM_CREDIT = 32
 # Bounded so that a flood of updates cannot starve the check for a response.
 _MAX_FRAMES_PER_DRAIN = 1000
 
@@ -161,13 +165,15 @@ class Client:
         return Response.from_envelope(answer)
 
     def stream(
-        self, type: str, params: dict[str, str] | None = None, credit: int = DEFAULT_CREDIT, timeout: float = 30.0
+        self, type: str, params: dict[str, str] | None = None, credit: int = STREAM_CREDIT, timeout: float = 30.0
     ) -> Iterator[bytes]:
         """Send REQUEST ``type`` and yield the answer's bytes as they arrive.
 
         A streamed answer (CHUNKs) is yielded chunk by chunk, granting one
-        credit per chunk consumed, and checked against the size and SHA-256 of
-        its final chunk; a one-piece RESPONSE is yielded whole. Raises
+        credit per chunk consumed, and checked against the size and digest of
+        its final chunk (the REQUEST asks for XXH3-128 when xxhash is
+        installed; a sender without it answers with SHA-256, and the first
+        chunk says which); a one-piece RESPONSE is yielded whole. Raises
         RequestFailed (ERROR answer, or ``checksum`` when the bytes do not
         match) and ClientTimeout (nothing for ``timeout`` s). Closing the
         generator early cancels the stream.
@@ -178,7 +184,7 @@ class Client:
                 yield piece if isinstance(piece, bytes) else bytes(piece)
 
     def stream_views(
-        self, type: str, params: dict[str, str] | None = None, credit: int = DEFAULT_CREDIT, timeout: float = 30.0
+        self, type: str, params: dict[str, str] | None = None, credit: int = STREAM_CREDIT, timeout: float = 30.0
     ) -> Generator[bytes | memoryview, None, None]:
         """Like :meth:`stream`, without copying: a two-part chunk comes as a memoryview of the message.
 
@@ -186,9 +192,8 @@ class Client:
         a 2-core machine the saved copy is about a tenth of a stream's CPU.
         """
         request_id = next(self._ids)
-        self._send(
-            envelope(Kind.REQUEST, type, request_id=request_id, params={**(params or {}), "credit": str(credit)})
-        )
+        asked = {**_digest_wanted(), **(params or {}), "credit": str(credit)}
+        self._send(envelope(Kind.REQUEST, type, request_id=request_id, params=asked))
         receipt = _Receipt(type)
         try:
             yield from self._chunks(request_id, receipt, timeout)
@@ -480,12 +485,18 @@ class Client:
 _STREAM_KINDS = (Kind.RESPONSE, Kind.ERROR, Kind.CHUNK)
 
 
+def _digest_wanted() -> dict[str, str]:
+    """A stream REQUEST's ``digest`` param: the fastest this client checks (none needed for SHA-256, the default)."""
+    name = request_digest()
+    return {} if name == SHA256 else {"digest": name}
+
+
 class _Receipt:
     """What a stream delivered so far: size and digest (a :class:`~messages.stream.Digest`), whether it is complete."""
 
     def __init__(self, type: str) -> None:
         self.type = type
-        self.digest = Digest()
+        self.digest = Digest()  # replaced by the one the first chunk announces
         self.finished = False
 
     def take(self, env: Envelope, bulk: memoryview | None = None) -> bytes | memoryview:
@@ -496,6 +507,8 @@ class _Receipt:
         if env.kind == Kind.RESPONSE:
             self.finished = True
             return bytes(env.payload)
+        if env.seq == 0:
+            self.digest = self._announced(env)
         # Read the payload once: each access to a bytes field makes a new copy.
         data: bytes | memoryview = env.payload if bulk is None else bulk
         self.digest.update(data)
@@ -505,6 +518,13 @@ class _Receipt:
             if failure is not None:
                 raise RequestFailed(CHECKSUM, failure, self.type)
         return data
+
+    def _announced(self, env: Envelope) -> Digest:
+        """The digest the first chunk names; RequestFailed ``checksum`` when this process cannot compute it."""
+        try:
+            return Digest.announced(env.params)
+        except UnknownDigestError as exc:
+            raise RequestFailed(CHECKSUM, str(exc), self.type) from None
 
 
 def _answers(env: Envelope, request_id: int) -> bool:

@@ -69,6 +69,11 @@ class NodeFileHandler(Handler):
                     required=True,
                 ),
                 Param("credit", f"chunks the client takes at once (default {DEFAULT_CREDIT}, at most {MAX_CREDIT})"),
+                Param(
+                    "digest",
+                    "the digest the client would rather check: xxh3_128 (when this agent has xxhash) "
+                    "or sha256 (the default, and the answer to any other name)",
+                ),
             ),
         ),
     }

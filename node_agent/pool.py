@@ -29,7 +29,7 @@ from typing import Any
 from messages import Envelope, Kind
 from messages.codec import envelope, pack_one
 from messages.limits import OutOfRangeError, credit_grant, credit_param
-from messages.stream import STALL_TIMEOUT, TWO_PART_MIN, CreditAccount, Piece, Take, chunk_stream
+from messages.stream import STALL_TIMEOUT, TWO_PART_MIN, CreditAccount, Piece, Take, chunk_stream, digest_param
 from node_agent.addons import Handler, NodeRequest, RequestError
 
 __all__ = ["Credit", "Exchange", "RequestPool", "Outgoing", "TwoPart"]
@@ -191,7 +191,7 @@ class Exchange:
         if not self._claim():
             return False
         try:
-            for piece in chunk_stream(chunks, size):
+            for piece in chunk_stream(chunks, size, digest=digest_param(self.params)):
                 if not self._chunk(piece):
                     return False
         except Exception as exc:

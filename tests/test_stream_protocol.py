@@ -14,20 +14,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from messages import Envelope, Kind
 from messages.codec import envelope, pack, pack_one
 from messages.limits import DEFAULT_CREDIT, MAX_CREDIT
 from messages.stream import (
     CHUNK_BYTES,
+    SHA256,
     STALL_TIMEOUT,
     TWO_PART_MIN,
+    XXH3_128,
     CreditAccount,
     Digest,
     Piece,
     Take,
+    UnknownDigestError,
     chunk_stream,
+    digest_param,
     pieces,
+    request_digest,
     two_part_header,
 )
 from tests.conftest import REPO
@@ -126,6 +132,57 @@ def test_check_refuses_a_size_that_is_no_plain_decimal(size: str) -> None:
 def test_check_skips_what_the_sender_left_out() -> None:
     assert received(b"payload").check({}) is None
     assert received(b"payload").check({"size": "7"}) is None
+
+
+# ------------------------------------------------------------------------- the digest a stream is checked with
+
+
+def test_the_fast_digest_is_xxh3_128_of_the_bytes() -> None:
+    digest = Digest(XXH3_128)
+    digest.update(b"hello ")
+    digest.update(memoryview(b"world"))
+    assert digest.params() == {"size": "11", "xxh3_128": xxhash.xxh3_128(b"hello world").hexdigest()}
+    assert digest.announcement() == {"digest": "xxh3_128"} and Digest().announcement() == {}
+
+
+def test_a_requester_with_xxhash_asks_for_it() -> None:
+    assert request_digest() == XXH3_128  # the test environment installs labscope[fast]
+
+
+@pytest.mark.parametrize(
+    ("params", "used"),
+    [({}, SHA256), ({"digest": "xxh3_128"}, XXH3_128), ({"digest": "sha256"}, SHA256), ({"digest": "md5"}, SHA256)],
+)
+def test_a_sender_uses_the_asked_digest_when_it_has_it_else_sha256(params: dict[str, str], used: str) -> None:
+    assert digest_param(params) == used
+
+
+def test_a_receiver_takes_the_digest_the_first_chunk_names() -> None:
+    assert Digest.announced({}).name == SHA256
+    assert Digest.announced({"digest": "xxh3_128", "size": "3"}).name == XXH3_128
+    with pytest.raises(UnknownDigestError, match="with 'crc-1', which this process cannot compute"):
+        Digest.announced({"digest": "crc-1"})
+
+
+def test_a_wrong_fast_digest_is_named() -> None:
+    got = Digest(XXH3_128)
+    got.update(b"payload")
+    sent = Digest(XXH3_128)
+    sent.update(b"pay1oad")
+    assert got.check(sent.params()) == "the XXH3-128 digest of the bytes received does not match the sender's"
+    # Announced, so required: a trailer without it (say, only a SHA-256) is refused, not taken unchecked.
+    assert (
+        got.check({"size": "7", "sha256": "0" * 64}) == "the final chunk carries no xxh3_128, which the first announced"
+    )
+
+
+def test_a_fast_stream_names_its_digest_on_the_first_chunk() -> None:
+    data = [b"A" * 5, b"B" * 5, b"C" * 3]
+    got = list(chunk_stream(data, size=13, digest=XXH3_128))
+    trailer = {"size": "13", "xxh3_128": xxhash.xxh3_128(b"".join(data)).hexdigest()}
+    assert [p.params for p in got] == [{"digest": "xxh3_128", "size": "13"}, {}, trailer]
+    (only,) = chunk_stream([b"ten bytes!"], size=10, digest=XXH3_128)
+    assert only.params == {"digest": "xxh3_128", "size": "10", "xxh3_128": xxhash.xxh3_128(b"ten bytes!").hexdigest()}
 
 
 # ------------------------------------------------------------------------- chunker
@@ -271,4 +328,5 @@ def imports_of(path: Path) -> set[str]:
 
 
 def test_the_stream_module_stands_on_messages_and_protobuf_alone() -> None:
-    assert imports_of(REPO / "messages" / "stream.py") <= {"messages", "google"}
+    # And xxhash, the optional fast digest (labscope[fast]): imported only when installed.
+    assert imports_of(REPO / "messages" / "stream.py") <= {"messages", "google", "xxhash"}

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import xxhash
 import zmq
 
 from gui.client import Client as LibClient
@@ -168,6 +169,52 @@ def test_client_library_refuses_a_two_part_chunk_that_does_not_match(
     thread.join(10)
 
 
+FAST = xxhash.xxh3_128(b"hello").hexdigest()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("first", "trailer", "failure"),
+    [
+        ({"digest": "xxh3_128"}, {"xxh3_128": FAST}, None),
+        ({"digest": "xxh3_128"}, {"xxh3_128": xxhash.xxh3_128(b"jello").hexdigest()}, "XXH3-128 digest of the"),
+        ({"digest": "xxh3_128"}, {"sha256": hashlib.sha256(b"hello").hexdigest()}, "carries no xxh3_128"),
+        ({"digest": "crc-1"}, {"crc-1": "0"}, "'crc-1', which this process cannot compute"),
+    ],
+)
+def test_client_library_asks_for_the_fast_digest_and_checks_the_one_announced(
+    collector: CollectorProcess, zmq_context: zmq.Context, first: dict[str, str], trailer: dict[str, str], failure: str
+) -> None:
+    asked: list[dict[str, str]] = []
+
+    def play_agent() -> None:
+        peer = Peer(zmq_context, collector.agents)
+        try:
+            hello(peer)
+            request = peer.expect(lambda e: e.kind == Kind.REQUEST, what="forwarded REQUEST")
+            asked.append(dict(request.params))
+            params = {**first, **trailer, "size": "5"}
+            peer.socket.send_multipart([chunk_header(request.request_id, 0, True, **params), b"hello"])
+        finally:
+            peer.close(linger_ms=10_000)
+
+    thread = threading.Thread(target=play_agent, daemon=True)
+    thread.start()
+    with LibClient(collector.clients, context=zmq_context) as client:
+        deadline = time.monotonic() + 10
+        while "n1" not in str(client.request("NodeList").payload):
+            assert time.monotonic() < deadline, "the played agent never said hello"
+        stream = client.stream("NodeFile", {"node": "n1", "path": "x"}, timeout=10)
+        if failure is None:
+            assert b"".join(stream) == b"hello"
+        else:
+            with pytest.raises(Exception, match=failure) as raised:
+                list(stream)
+            assert getattr(raised.value, "code", "") == "checksum"
+    thread.join(10)
+    assert asked and asked[0]["digest"] == "xxh3_128" and asked[0]["credit"] == "32"
+
+
 def pool_frames(pool: RequestPool, count: int) -> list[bytes]:
     frames: list[bytes] = []
     deadline = time.monotonic() + 5
@@ -196,6 +243,20 @@ def test_pool_sends_large_chunks_as_two_parts(tmp_path: Path) -> None:
     assert [h.payload for h in headers[:2]] == [b"", b""]
     assert b"".join([f.bulk for f in frames[:2] if isinstance(f, TwoPart)] + [headers[2].payload]) == data
     assert headers[2].last and headers[2].params["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_pool_checks_with_the_digest_the_request_asks_for(tmp_path: Path) -> None:
+    (tmp_path / "f.bin").write_bytes(data := os.urandom(TWO_PART_MIN + 10))
+    pool = RequestPool("n1", {"NodeFile": NodeFileHandler(ServeDirs([tmp_path]), chunk=TWO_PART_MIN)}, two_part=True)
+    try:
+        pool.submit(envelope(Kind.REQUEST, "NodeFile", request_id=9, params={"path": "f.bin", "digest": "xxh3_128"}))
+        frames = pool_frames(pool, 2)
+    finally:
+        pool.close()
+    headers = [unpack(f)[0] for f in frames]
+    assert headers[0].params["digest"] == "xxh3_128" and "digest" not in headers[1].params
+    assert headers[1].last and headers[1].params["xxh3_128"] == xxhash.xxh3_128(data).hexdigest()
+    assert "sha256" not in headers[1].params
 
 
 def test_link_sends_a_two_part_frame_as_two_parts(zmq_context: zmq.Context) -> None:
