@@ -64,7 +64,8 @@ class Fanout:
         self.points = [r for r in runners if r.section.mode == POINTS]
         self.reports = [r for r in runners if r.section.mode == REPORTS and not r.durable]  # durable: read the journal
         self._codes: dict[str, tuple[Put, ...]] = {}
-        self._samples: dict[tuple[str, tuple[str, ...]], tuple[tuple[Put, Picked], ...]] = {}
+        self._samples: dict[str, dict[tuple[str, ...], tuple[tuple[Put, Picked], ...]]] = {}  # node -> names ->
+        self._sample_routes = 0  # (node, names) routes in _samples
         self._report_codes: dict[str, tuple[Put, ...]] = {}
 
     def publish(self, code: str, value: Any, time: float | None, node: str | None) -> None:
@@ -77,20 +78,35 @@ class Fanout:
             for put in targets:
                 put(item)
 
-    def publish_many(self, node: str, names: Sequence[str], values: Sequence[Any], time: float | None) -> None:
-        """Put one sample ``(None, node, names, values, time, picked)`` into each distribution taking some of it."""
-        names = tuple(names)
-        key = (node, names)
-        targets = self._samples.get(key)
+    def publish_many(self, node: str, names: Sequence[str], values: Sequence[Any], time: float | None = None) -> None:
+        """Put one sample ``(None, node, names, values, time, picked)`` into each distribution taking some of it.
+
+        Hot path (once per report of a module that publishes): no isinstance on the ``Figures``
+        ABC, and the route cache keyed by the node, then by the names.
+        """
+        if type(names) is not tuple:
+            names = tuple(names)
+        by_names = self._samples.get(node)
+        targets = None if by_names is None else by_names.get(names)
         if targets is None:
-            targets = _cached(self._samples, key, self._route_sample(node, names))
+            targets = self._cache_sample(node, names)
         if targets:
-            if not isinstance(values, Figures):  # read later, in the distributions' threads
+            if type(values) is not Figures:  # Figures are read later, in the distributions' threads
                 values = tuple(values)
             at = _now() if time is None else time
             whole = (None, node, names, values, at, None)  # one entry shared by every distribution taking it all
             for put, picked in targets:
                 put(whole if picked is None else (None, node, names, values, at, picked))
+
+    def _cache_sample(self, node: str, names: tuple[str, ...]) -> tuple[tuple[Put, Picked], ...]:
+        """Route one (node, names) and keep it; the whole cache starts over past ROUTE_CACHE_MAX entries."""
+        self._sample_routes += 1
+        if self._sample_routes > ROUTE_CACHE_MAX:
+            self._samples.clear()
+            self._sample_routes = 1
+        targets = self._route_sample(node, names)
+        self._samples.setdefault(node, {})[names] = targets
+        return targets
 
     def _route_sample(self, node: str, names: tuple[str, ...]) -> tuple[tuple[Put, Picked], ...]:
         found: list[tuple[Put, Picked]] = []

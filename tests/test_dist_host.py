@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from collector.addons import Report
+from collector import dist_host
+from collector.addons import Figures, Report
 from collector.config import CollectorConfig, DistSection, dist_sections, parse_args
 from collector.counters import Counters
 from collector.dist import DistCore, Distribution
@@ -257,6 +258,26 @@ def test_a_sample_is_one_entry_with_the_names_each_distribution_takes() -> None:
     assert len(none.queue) == 0
 
 
+def test_sample_routes_are_cached_per_node_and_names_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dist_host, "ROUTE_CACHE_MAX", 3)
+    every, n1 = runner("every"), runner("n1", "n1/*")
+    fanout = Fanout([every, n1])
+    for node in ("n1", "n2", "n3", "n1", "n4", "n5", "n1"):
+        fanout.publish_many(node, ["cpu", "mem"], [1.0, 2.0], 9.0)  # lists: kept as tuples
+    assert [item[1] for item in every.queue.items] == ["n1", "n2", "n3", "n1", "n4", "n5", "n1"]
+    assert [item[1] for item in n1.queue.items] == ["n1", "n1", "n1"]
+    assert {type(item[2]) for item in every.queue.items} == {tuple} == {type(item[3]) for item in every.queue.items}
+    assert sum(len(by_names) for by_names in fanout._samples.values()) <= 3
+
+
+def test_figures_reach_the_queue_unread() -> None:
+    every = runner("every")
+    read: list[bytes] = []
+    figures = Figures(lambda data: read.append(data) or (1.0,), b"payload")
+    Fanout([every]).publish_many("n1", ("cpu",), figures, 9.0)
+    assert every.queue.items[0][3] is figures and read == []
+
+
 def test_reports_are_routed_by_node_and_type() -> None:
     every, stats = runner("every", mode="reports"), runner("stats", "*/SystemStats", mode="reports")
     fanout = Fanout([every, stats, runner("points")])
@@ -277,8 +298,10 @@ def test_the_module_host_costs_nothing_without_distributions(tmp_path: Path) -> 
     assert host.publishing()
     host.publish("n1/x", 2.0)
     host.publish("collector/up", 1, time=3.0, node="collector")
-    assert [item[:2] for item in every.queue.items] == [("n1/x", 2.0), ("collector/up", 1)]
+    host.publish_many("n1", ("y",), (4.0,), 5.0)
+    assert [item[:2] for item in every.queue.items] == [("n1/x", 2.0), ("collector/up", 1), (None, "n1")]
     assert every.queue.items[1][2:] == (3.0, "collector")
+    assert every.queue.items[2][2:] == (("y",), (4.0,), 5.0, None)
 
 
 # ---------------------------------------------------------------- events and counters
