@@ -2,8 +2,10 @@
 
 The probe runs every second on every node, so it does only the psutil work a
 sample needs: CPU percentages are non-blocking (primed at construction), the
-list of mounted filesystems is cached for a minute, and the network total is
-summed from the per-NIC counters instead of being read twice.
+list of mounted filesystems is cached for a minute, and the network and disk
+totals are summed from the per-NIC and per-device counters instead of being
+read twice (the whole devices among those, as psutil counts its own disk total,
+are looked up in /sys/block once a minute, not on every sample).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import os
 import platform
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from operator import attrgetter
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import psutil
@@ -22,7 +26,7 @@ import messages
 from messages import DiskIO, DiskUsage, NetIO, NodeInfo, SystemStats
 from node_agent.addons import Probe
 
-__all__ = ["SystemStatsProbe", "node_info", "rate"]
+__all__ = ["SystemStatsProbe", "disk_total", "node_info", "rate", "whole_disks"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,9 @@ PARTITIONS_TTL = 60.0
 
 _NET_FIELDS = ("bytes_sent", "bytes_recv", "packets_sent", "packets_recv", "errin", "errout", "dropin", "dropout")
 _DISK_FIELDS = ("read_bytes", "write_bytes", "read_count", "write_count")
+_disk_values = attrgetter(*_DISK_FIELDS)
+_net_values = attrgetter(*_NET_FIELDS)
+SYS_BLOCK = Path("/sys/block")  # Linux lists whole devices here, partitions only beneath them
 
 
 class _Mount(NamedTuple):
@@ -85,6 +92,9 @@ class SystemStatsProbe(Probe):
         self._prev_clock: float | None = None
         self._prev_disk: dict[str, tuple[int, int]] = {}
         self._prev_net: dict[str, tuple[int, int]] = {}
+        self._whole: frozenset[str] | None = None  # the whole devices among the disks last seen
+        self._whole_of: frozenset[str] = frozenset()  # the disk names _whole was worked out for
+        self._whole_at = float("-inf")
 
     def getReport(self, now: float) -> SystemStats:
         """A SystemStats sample taken now (``now`` is its epoch time)."""
@@ -96,7 +106,7 @@ class SystemStatsProbe(Probe):
         stats.load1, stats.load5, stats.load15 = _loadavg()
         _fill_memory(stats)
         stats.disks.extend(self._disk_usage(clock))
-        self._fill_disk_io(stats, elapsed)
+        self._fill_disk_io(stats, elapsed, clock)
         self._fill_net_io(stats, elapsed)
         return stats
 
@@ -124,16 +134,29 @@ class SystemStatsProbe(Probe):
             )
         return result
 
-    def _fill_disk_io(self, stats: SystemStats, elapsed: float) -> None:
-        per_disk, total = _disk_counters()
+    def _fill_disk_io(self, stats: SystemStats, elapsed: float, clock: float) -> None:
+        per_disk = {name: _disk_values(counters) for name, counters in _disk_counters().items()}
+        if not per_disk:
+            self._prev_disk = {}
+            return
         previous, self._prev_disk = self._prev_disk, {}
         for name in sorted(per_disk):
             stats.disk_io.append(self._disk_entry(name, per_disk[name], previous, elapsed))
-        if total is not None:
-            stats.disk_io_total.CopyFrom(self._disk_entry("total", total, previous, elapsed))
+        total = disk_total(per_disk, self._whole_disks(per_disk, clock))
+        stats.disk_io_total.CopyFrom(self._disk_entry("total", total, previous, elapsed))
 
-    def _disk_entry(self, name: str, counters: Any, previous: Mapping[str, tuple[int, int]], elapsed: float) -> DiskIO:
-        entry = DiskIO(name=name, **{f: getattr(counters, f) for f in _DISK_FIELDS})
+    def _whole_disks(self, per_disk: Mapping[str, Any], clock: float) -> frozenset[str] | None:
+        """The whole devices among ``per_disk`` (looked up again when the names change, or after the TTL)."""
+        if clock - self._whole_at >= self._partitions_ttl or self._whole_of != per_disk.keys():
+            self._whole_of = frozenset(per_disk)
+            self._whole = whole_disks(self._whole_of)
+            self._whole_at = clock
+        return self._whole
+
+    def _disk_entry(
+        self, name: str, values: Sequence[int], previous: Mapping[str, tuple[int, int]], elapsed: float
+    ) -> DiskIO:
+        entry = DiskIO(name=name, **dict(zip(_DISK_FIELDS, values, strict=True)))
         prev = previous.get(name)
         entry.read_rate = rate(entry.read_bytes, None if prev is None else prev[0], elapsed)
         entry.write_rate = rate(entry.write_bytes, None if prev is None else prev[1], elapsed)
@@ -143,15 +166,12 @@ class SystemStatsProbe(Probe):
     def _fill_net_io(self, stats: SystemStats, elapsed: float) -> None:
         per_nic = _net_counters()
         previous, self._prev_net = self._prev_net, {}
-        total = NetIO(name="total")
+        sums = [0] * len(_NET_FIELDS)
         for name in sorted(per_nic):
-            entry = self._net_entry(
-                NetIO(name=name, **{f: getattr(per_nic[name], f) for f in _NET_FIELDS}), previous, elapsed
-            )
-            stats.net_io.append(entry)
-            for field in _NET_FIELDS:
-                setattr(total, field, getattr(total, field) + getattr(entry, field))
-        stats.net_io_total.CopyFrom(self._net_entry(total, previous, elapsed))
+            values = _net_values(per_nic[name])
+            stats.net_io.append(self._net_entry(_net_io(name, values), previous, elapsed))
+            sums = [a + b for a, b in zip(sums, values, strict=True)]
+        stats.net_io_total.CopyFrom(self._net_entry(_net_io("total", sums), previous, elapsed))
 
     def _net_entry(self, entry: NetIO, previous: Mapping[str, tuple[int, int]], elapsed: float) -> NetIO:
         prev = previous.get(entry.name)
@@ -159,6 +179,30 @@ class SystemStatsProbe(Probe):
         entry.recv_rate = rate(entry.bytes_recv, None if prev is None else prev[1], elapsed)
         self._prev_net[entry.name] = (entry.bytes_sent, entry.bytes_recv)
         return entry
+
+
+def whole_disks(names: Iterable[str], sys_block: Path = SYS_BLOCK) -> frozenset[str] | None:
+    """The whole devices among ``names`` (sda, nvme0n1, loop0: not sda1), as psutil sums its disk total.
+
+    Linux lists them in /sys/block (a slash in a name is ``!`` there); None where there is no such
+    folder (other systems list only whole disks).
+    """
+    if not sys_block.is_dir():
+        return None
+    return frozenset(name for name in names if (sys_block / name.replace("/", "!")).exists())
+
+
+def disk_total(per_disk: Mapping[str, Sequence[int]], whole: frozenset[str] | None) -> list[int]:
+    """The sums of :data:`_DISK_FIELDS` over the whole devices of ``per_disk`` (every one when ``whole`` is None)."""
+    sums = [0] * len(_DISK_FIELDS)
+    for name, values in per_disk.items():
+        if whole is None or name in whole:
+            sums = [a + b for a, b in zip(sums, values, strict=True)]
+    return sums
+
+
+def _net_io(name: str, values: Sequence[int]) -> NetIO:
+    return NetIO(name=name, **dict(zip(_NET_FIELDS, values, strict=True)))
 
 
 def _loadavg() -> tuple[float, float, float]:
@@ -190,17 +234,13 @@ def _list_mounts() -> list[_Mount]:
     return [_Mount(p.mountpoint, p.device, p.fstype) for p in parts]
 
 
-def _disk_counters() -> tuple[dict[str, Any], Any]:
-    """Per-device counters and psutil's own total (whole disks only, no partitions)."""
+def _disk_counters() -> dict[str, Any]:
+    """Per-device counters (psutil corrects wrapped ones); empty where there are none."""
     try:
-        per_disk = psutil.disk_io_counters(perdisk=True) or {}
-        # nowrap=False: both calls would otherwise share one wrap cache whose
-        # key sets differ, which defeats psutil's wrap correction for both.
-        total = psutil.disk_io_counters(perdisk=False, nowrap=False)
+        return psutil.disk_io_counters(perdisk=True) or {}
     except (OSError, NotImplementedError, RuntimeError) as exc:
         log.debug("no disk I/O counters: %s", exc)
-        return {}, None
-    return per_disk, total
+        return {}
 
 
 def _net_counters() -> dict[str, Any]:

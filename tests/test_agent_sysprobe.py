@@ -11,7 +11,7 @@ import pytest
 
 import messages
 from messages import SystemStats
-from node_agent.sysprobe import SystemStatsProbe, node_info, rate
+from node_agent.sysprobe import SystemStatsProbe, disk_total, node_info, rate, whole_disks
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,33 @@ def test_disk_io_total_is_psutil_total(samples):
     assert stats.disk_io_total.name == "total"
     # Counters only grow: the probe's figure is at most the later psutil reading.
     assert 0 < stats.disk_io_total.read_bytes <= total.read_bytes
+
+
+def test_disk_io_total_sums_whole_devices_as_psutil_does():
+    probe = SystemStatsProbe()
+    before = psutil.disk_io_counters(nowrap=False)
+    if before is None:
+        pytest.skip("no disk I/O counters on this machine")
+    total = probe.getReport(time.time()).disk_io_total
+    after = psutil.disk_io_counters(nowrap=False)
+    # Counted once each (partitions left out), read between psutil's two readings of its own total.
+    for field in ("read_bytes", "write_bytes", "read_count", "write_count"):
+        assert getattr(before, field) <= getattr(total, field) <= getattr(after, field), field
+
+
+def test_whole_disks_are_those_listed_in_sys_block(tmp_path):
+    for name in ("sda", "nvme0n1", "cciss!c0d0"):
+        (tmp_path / name).mkdir()
+    names = ["sda", "sda1", "nvme0n1", "nvme0n1p2", "cciss/c0d0", "cciss/c0d0p1"]
+    assert whole_disks(names, tmp_path) == {"sda", "nvme0n1", "cciss/c0d0"}
+    assert whole_disks(names, tmp_path / "missing") is None
+
+
+def test_disk_total_adds_the_whole_devices_only():
+    per_disk = {"sda": (1, 2, 3, 4), "sda1": (1, 2, 3, 4), "sdb": (10, 20, 30, 40)}
+    assert disk_total(per_disk, frozenset({"sda", "sdb"})) == [11, 22, 33, 44]
+    assert disk_total(per_disk, None) == [12, 24, 36, 48]
+    assert disk_total({}, None) == [0, 0, 0, 0]
 
 
 def test_disk_usage_per_mount(samples):
