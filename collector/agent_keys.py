@@ -9,7 +9,6 @@ node) is refused from its next frame on.
 
 from __future__ import annotations
 
-from collections.abc import Container
 from dataclasses import dataclass
 
 from collector.keyring import KeyEntry, KeyRing
@@ -55,10 +54,6 @@ class AgentKeys:
     def bind(self, ident: bytes, public: str, node: str) -> None:
         """Bind the connection ``ident`` to ``public`` after its accepted HELLO for ``node``."""
         self.bound[ident] = Binding(public, node)
-
-    def prune(self, live: Container[bytes]) -> None:
-        """Forget the bindings of connections that no longer have a session (called at each HELLO)."""
-        self.bound = {ident: b for ident, b in self.bound.items() if ident in live}
 
     def forget(self, ident: bytes) -> None:
         """Drop the binding of a connection that said BYE."""

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 DRAIN_LIMIT = 512  # frames per pass before yielding to other greenlets
 NOBLOCK = zmq.NOBLOCK
 REPORT = int(Kind.REPORT)
+ACK = int(Kind.ACK)  # Kind.ACK is a Python-level enum lookup: one per agent per pass at scale
 RCVMORE = int(zmq.RCVMORE)
 IDLE_WAIT = 0.25  # seconds parked on the FD before housekeeping runs anyway
 
@@ -350,9 +351,11 @@ class AgentLink:
         if info.node not in self.registry.records and len(self.registry.records) >= self.config.max_nodes:
             self._refuse_node(ident, info)
             return
+        replaced = self.registry.ident_of(info.node)
         record, joined = self.registry.hello(ident, info, env.seq, now)
         if self.keys is not None:
-            self.keys.prune(self._sessions)
+            if replaced is not None and replaced not in self._sessions:
+                self.keys.forget(replaced)  # the node's old connection lost its session: and its binding
             self.keys.bind(ident, self._key, record.node)
         if backlog is not None:
             self._set_backlog(record, backlog)
@@ -453,7 +456,7 @@ class AgentLink:
         self.mailbox.items.clear()
         if self.journal.commit():
             for ident, record in self._acks.items():
-                self._reply(ident, envelope(Kind.ACK, node=record.node, seq=record.last_seq))
+                self._reply(ident, envelope(ACK, node=record.node, seq=record.last_seq))
             self._acks.clear()
         for ident, envelopes in self._replies.items():
             try:

@@ -44,6 +44,9 @@ _BATCH_ENVELOPES = Batch.DESCRIPTOR.fields_by_name["envelopes"].number
 _ENVELOPE_PAYLOAD = Envelope.DESCRIPTOR.fields_by_name["payload"].number
 
 _MSGPACK_TYPES = (dict, list, tuple, str, int, float, bool)
+# Plain ints: every Encoding.X (and Kind.X) is a Python-level __getattr__ of protobuf's enum wrapper,
+# about a microsecond each, and these run once per envelope built or read.
+_NONE, _RAW, _MSGPACK, _PROTOBUF = (int(Encoding.Value(name)) for name in ("NONE", "RAW", "MSGPACK", "PROTOBUF"))
 
 
 class Serialized:
@@ -87,15 +90,15 @@ def encode_payload(value: Any) -> tuple[bytes, int, str]:
     it is; dict, list, str, numbers -> MSGPACK. Raises TypeError for anything else.
     """
     if value is None:
-        return b"", Encoding.NONE, ""
+        return b"", _NONE, ""
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value), Encoding.RAW, ""
+        return bytes(value), _RAW, ""
     if isinstance(value, Serialized):
-        return value.data, Encoding.PROTOBUF, value.schema
+        return value.data, _PROTOBUF, value.schema
     if isinstance(value, Message):
-        return value.SerializeToString(), Encoding.PROTOBUF, value.DESCRIPTOR.full_name
+        return value.SerializeToString(), _PROTOBUF, value.DESCRIPTOR.full_name
     if isinstance(value, _MSGPACK_TYPES):
-        return msgpack.packb(value, use_bin_type=True), Encoding.MSGPACK, ""
+        return msgpack.packb(value, use_bin_type=True), _MSGPACK, ""
     raise TypeError(f"cannot send a {type(value).__name__}: return a protobuf message, bytes, dict or list")
 
 
@@ -114,14 +117,14 @@ def decode_payload(payload: bytes, encoding: int, schema: str = "") -> Any:
     Raises BadPayloadError (a ProtocolError, code ``bad-payload``) when the bytes do not decode
     or the encoding is unknown.
     """
-    if encoding == Encoding.NONE:
+    if encoding == _NONE:
         return None
-    if encoding == Encoding.RAW:
+    if encoding == _RAW:
         return payload
     try:
-        if encoding == Encoding.MSGPACK:
+        if encoding == _MSGPACK:
             return msgpack.unpackb(payload, raw=False, strict_map_key=False)
-        if encoding == Encoding.PROTOBUF:
+        if encoding == _PROTOBUF:
             cls = message_class(schema)
             return payload if cls is None else cls.FromString(payload)
     except (ValueError, TypeError, DecodeError, msgpack.UnpackException) as exc:
@@ -150,7 +153,7 @@ def envelope_frame(kind: int, type: str = "", payload: Any = None, **fields: Any
     :class:`Serialized` payload's buffers are joined straight into the frame.
     """
     if isinstance(payload, Serialized):
-        parts, encoding, schema = payload.parts, int(Encoding.PROTOBUF), payload.schema
+        parts, encoding, schema = payload.parts, _PROTOBUF, payload.schema
     else:
         data, encoding, schema = encode_payload(payload)
         parts = (data,)

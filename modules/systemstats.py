@@ -82,6 +82,7 @@ RESOLUTIONS = ("auto", "raw", "1m", "1h")
 STEP = {"raw": 1.0, "1m": 60.0, "1h": 3600.0}  # raw: agents sample at most once a second
 KIND = "SystemStats"  # the raw payloads' kind in the store's history
 HISTORY_SCHEMA = SystemStatsHistory.DESCRIPTOR.full_name
+HOSTNAMES_TTL = 30.0  # seconds a hostname answer is used (a join asks again at once)
 
 
 def parse(report_time: float, data: bytes) -> SystemStats:
@@ -257,6 +258,8 @@ class SystemStatsModule(Aggregator):
         # the module's whole memory, whatever the number of samples. History lives in the store.
         self._latest: dict[str, tuple[float, bytes]] = {}
         self._dirty = False
+        self._hosts: dict[str, str] | None = None  # every node's hostname, asked again after a join
+        self._hosts_at = 0.0  # monotonic time of that answer
 
     def history_length(self) -> int:
         """Raw samples answered without ``since`` (``[modules.systemstats] history``, >= 1)."""
@@ -330,12 +333,21 @@ class SystemStatsModule(Aggregator):
         )
 
     def _hostnames(self) -> dict[str, str]:
-        """Every node's hostname, from the ``nodes`` module (hence ``depends``): one request per summary."""
-        node_list: NodeList = self.collector.request("NodeList")
-        return {status.node: status.hostname for status in node_list.nodes}
+        """Every node's hostname, from the ``nodes`` module (hence ``depends``).
+
+        Asked again after a node (re)joined, and every HOSTNAMES_TTL seconds: a NodeList of thousands
+        of nodes a second was a tenth of the summary's cost.
+        """
+        clock = time.monotonic()
+        if self._hosts is None or clock - self._hosts_at >= HOSTNAMES_TTL:
+            node_list: NodeList = self.collector.request("NodeList")
+            self._hosts = {status.node: status.hostname for status in node_list.nodes}
+            self._hosts_at = clock
+        return self._hosts
 
     def on_node_joined(self, node: NodeRecord) -> None:
-        """A (re)joined node may bring a new hostname: push the summary again."""
+        """A (re)joined node may bring a new hostname: ask for them again, push the summary again."""
+        self._hosts = None
         if node.node in self._latest:
             self._dirty = True
 

@@ -1,4 +1,6 @@
-"""The ``sqlite`` store (the default): every part in ``DATA_DIR/collector.sqlite3``, beside the journal.
+"""The ``sqlite`` store (the default): every part but the history in ``DATA_DIR/collector.sqlite3``, beside the journal.
+
+The history has ``DATA_DIR/collector-history.sqlite3`` (see :class:`SQLiteStoreBackend`).
 
 It opens the same file as the report journal (collector/store.py) with a
 connection of its own, so the tables of earlier versions (``nodes``,
@@ -12,6 +14,7 @@ writes).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -37,10 +40,22 @@ from collector.stores.history_sql import SQLiteHistoryTables
 from collector.stores.rows import EVENT_COLUMNS, NODE_COLUMNS, event_of_row, event_row, node_of_row, node_row
 from collector.stores.tiers import TierHistory
 
-__all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "STORE_FILE", "SQLiteSnapshots", "SQLiteStoreBackend", "connect"]
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "MIGRATIONS",
+    "STORE_FILE",
+    "SQLiteSnapshots",
+    "SQLiteStoreBackend",
+    "connect",
+    "history_file",
+    "move_history",
+]
+
+log = logging.getLogger(__name__)
 
 STORE_FILE = "collector.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
+HISTORY_TABLES = ("history_chunks", "history_raw")
 
 # Version -> SQL. 1 is the layout before the Store interface (nodes, snapshots, audit); never edit a
 # released step, add the next one.
@@ -302,7 +317,12 @@ class SQLiteStoreBackend(Store):
 
     store_args: ``path`` (default ``DATA_DIR/collector.sqlite3``), ``sync`` ("normal" or "full";
     the collector passes its ``journal_sync`` unless given), ``history_raw``, ``history_1m``,
-    ``history_1h`` (the history tiers' retentions, collector/stores/history.py).
+    ``history_1h`` (the history tiers' retentions, collector/stores/history.py),
+    ``history_path`` (default: beside ``path``, ``NAME-history.sqlite3``).
+
+    The history has a file of its own: SQLite lets one connection write a file at a time, and the
+    history's writer thread, writing thousands of samples a second, made the journal's commits on
+    the loop wait for its transactions (seconds at 5000 nodes, and nodes were declared lost).
     """
 
     name = "sqlite"
@@ -315,9 +335,11 @@ class SQLiteStoreBackend(Store):
         history_raw: Any = None,
         history_1m: Any = None,
         history_1h: Any = None,
+        history_path: str = "",
     ) -> None:
         retention = retention_of(history_raw, history_1m, history_1h)
         self.path = Path(path) if path else Path(data_dir) / STORE_FILE
+        self.history_path = Path(history_path) if history_path else history_file(self.path)
         if sync not in ("normal", "full"):
             raise StoreError(f'sqlite store: sync must be "normal" or "full", not {sync!r}')
         try:
@@ -326,6 +348,17 @@ class SQLiteStoreBackend(Store):
             self.version = migrate(self.db)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"sqlite store {self.path}: {exc}; check the folder (free space, permissions)") from None
+        try:
+            self.history_path.parent.mkdir(parents=True, exist_ok=True)
+            open_history_file(self.history_path, sync)
+            same = self.history_path.resolve() == self.path.resolve()  # history_path = path: the layout before
+            moved = 0 if same else move_history(self.db, self.history_path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"sqlite store history {self.history_path}: {exc}; check the folder (free space, permissions)"
+            ) from None
+        if moved:
+            log.info("moved %d history rows from %s into %s", moved, self.path.name, self.history_path.name)
         self.lock = threading.RLock()
         self.events = SQLiteEvents(self.db, self.lock)
         self.metadata = SQLiteMetadata(self.db, self.lock)
@@ -334,8 +367,8 @@ class SQLiteStoreBackend(Store):
         self.audit = LockedAuditTable(SQLiteAuditTable(self.db), self.lock)
         self.nodes = SQLiteNodes(self.db, self.lock)
         self.snapshots = SQLiteSnapshots(self.db, self.lock)
-        tables = SQLiteHistoryTables(lambda: connect(self.path, sync))
-        self.history = TierHistory(tables, retention, f"sqlite:{self.path.name}")
+        tables = SQLiteHistoryTables(lambda: connect(self.history_path, sync))
+        self.history = TierHistory(tables, retention, f"sqlite:{self.history_path.name}")
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait for the history's queued writes (every other part writes at once)."""
@@ -349,4 +382,45 @@ class SQLiteStoreBackend(Store):
 
     def describe(self) -> str:
         """One line for the log."""
-        return f"sqlite {self.path} (schema version {self.version})"
+        return f"sqlite {self.path} (schema version {self.version}), history in {self.history_path.name}"
+
+
+def history_file(path: Path) -> Path:
+    """The history's file beside the store's: ``collector.sqlite3`` -> ``collector-history.sqlite3``."""
+    return path.with_name(f"{path.stem}-history{path.suffix}")
+
+
+def open_history_file(path: Path, sync: str) -> None:
+    """Create the history's file and tables when missing."""
+    db = connect(path, sync)
+    try:
+        db.executescript(HISTORY_SCHEMA)
+    finally:
+        db.close()
+
+
+def move_history(db: sqlite3.Connection, history: Path) -> int:
+    """Move history tables an earlier version kept in the store's own file into ``history``; rows moved.
+
+    Copies are ``INSERT OR IGNORE`` (a move cut short by a crash is done again, rows written to the
+    new file since win), then the old tables are dropped. Nothing to move: nothing done.
+    """
+    names = ", ".join(f"'{name}'" for name in HISTORY_TABLES)
+    old = [row[0] for row in db.execute(f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({names})")]
+    if not old:
+        return 0
+    db.execute("ATTACH DATABASE ? AS moved_history", (str(history),))
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            moved = 0
+            for table in sorted(old):
+                moved += db.execute(f"INSERT OR IGNORE INTO moved_history.{table} SELECT * FROM main.{table}").rowcount
+                db.execute(f"DROP TABLE main.{table}")
+        except sqlite3.Error:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    finally:
+        db.execute("DETACH DATABASE moved_history")
+    return moved

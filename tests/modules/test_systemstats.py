@@ -14,6 +14,7 @@ from collector.stores import open_store
 from collector.testing import StubCollector, attach
 from messages import ConfigError, Encoding, SystemStats, SystemStatsHistory, SystemStatsSummary
 from messages.codec import Serialized, decode_payload, encode_payload
+from modules import systemstats
 from modules.nodes import Nodes
 from modules.systemstats import (
     DEFAULT_HISTORY,
@@ -193,6 +194,27 @@ def test_lost_node_keeps_its_data_and_rejoin_refreshes_hostname(
     summary = stats.getUpdateMessage()
     assert summary is not None
     assert summary.nodes[0].hostname == "alpha-renamed"
+
+
+def test_hostnames_are_asked_again_only_after_a_join_or_their_ttl(
+    stats: SystemStatsModule, collector: StubCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    real_request = collector.request
+    monkeypatch.setattr(collector, "request", lambda type, *a, **k: asked.append(type) or real_request(type, *a, **k))
+    for seq in (1, 2, 3):
+        stats.processReport(report("n1", seq, sample(1000.0 + seq)))
+        assert stats.getUpdateMessage() is not None
+    assert asked == ["NodeList"]  # thousands of nodes: one NodeList, not one a second
+    collector.add_node("n3", hostname="gamma")
+    stats.on_node_joined(collector.records["n3"])
+    stats.processReport(report("n3", 1, sample(1004.0)))
+    assert [s.hostname for s in stats.getUpdateMessage().nodes] == ["alpha", "gamma"]
+    assert asked == ["NodeList", "NodeList"]
+    monkeypatch.setattr(systemstats, "HOSTNAMES_TTL", 0.0)
+    stats.processReport(report("n1", 4, sample(1005.0)))
+    stats.getUpdateMessage()
+    assert asked == ["NodeList"] * 3
 
 
 def test_rejoin_of_node_without_data_pushes_nothing(stats: SystemStatsModule, collector: StubCollector) -> None:

@@ -70,3 +70,43 @@ def test_a_snapshot_of_another_journal_is_not_restored(tmp_path: Path) -> None:
     assert fresh.epoch != first.epoch and fresh.load_snapshot("m") is None
     for store in (first, again, fresh):
         store.close()
+
+
+def test_the_history_has_a_file_of_its_own_so_the_journal_never_waits_for_its_writer(tmp_path: Path) -> None:
+    journal = SQLiteStore(tmp_path / "collector.sqlite3")
+    store = SQLiteStoreBackend(tmp_path)
+    try:
+        assert store.history_path == tmp_path / "collector-history.sqlite3" and store.history_path.exists()
+        tables = store.history.tables
+        with tables._transaction():  # the history's writer holds its file's write lock, as during a big pass
+            journal.append("n1", 1, 1, b"report")
+            assert journal.commit([]) == 1  # with one shared file: "database is locked" after 10 s
+            store.events.append({"time": 9.0, "node": "n1", "kind": "k", "message": "m", "attrs": {}})
+        store.history.record("n1", ("cpu",), 60.0, (5.0,))
+        assert [list(s.avg) for s in store.history.query("n1", "1m")] == [[5.0]]
+    finally:
+        store.close()
+        journal.close()
+
+
+def test_history_an_earlier_version_kept_in_the_store_file_is_moved_once(tmp_path: Path) -> None:
+    first = SQLiteStoreBackend(tmp_path, history_path=str(tmp_path / "collector.sqlite3"))  # the old layout
+    first.history.record("n1", ("cpu",), 60.0, (5.0,))
+    first.history.record("n1", ("cpu",), 61.0, (7.0,))
+    first.close()
+    store = SQLiteStoreBackend(tmp_path)
+    try:
+        (series,) = store.history.query("n1", "1m")
+        assert (series.name, list(series.avg), list(series.count)) == ("cpu", [6.0], [2.0])
+        assert len(store.history.query("n1", "raw")[0].time) == 2
+        main = sqlite3.connect(tmp_path / "collector.sqlite3")
+        tables = {row[0] for row in main.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        main.close()
+        assert not tables & {"history_raw", "history_chunks"}
+    finally:
+        store.close()
+    again = SQLiteStoreBackend(tmp_path)  # nothing left to move: the same answer
+    try:
+        assert [list(s.avg) for s in again.history.query("n1", "1m")] == [[6.0]]
+    finally:
+        again.close()
