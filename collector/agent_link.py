@@ -127,6 +127,9 @@ class AgentLink:
         drain = self._drain if self.keys is None else self._drain_curve
         while self.running:
             handled = drain()
+            behind = handled >= DRAIN_LIMIT  # fewer: the drain emptied the socket, every frame waiting was read
+            if not behind:
+                self.liveness.caught_up(time.time())
             self.counters["ingest-passes"] += 1
             self.counters["reports"] += self.reports
             self.reports = 0
@@ -137,7 +140,7 @@ class AgentLink:
                     # view of what was applied, and need not wait for the disk (the ACK does).
                     gevent.sleep(0)
             self._flush()
-            self._housekeeping()
+            self._housekeeping(behind)
             if handled >= DRAIN_LIMIT or int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 self.busy = True
                 gevent.sleep(0)  # busy: let requests and updates run between passes
@@ -466,12 +469,13 @@ class AgentLink:
                 self.throttled.warning("send-failed", "could not answer an agent: %s", exc)
         self._replies.clear()
 
-    def _housekeeping(self) -> None:
-        """Between passes: lost nodes, timed-out node requests, and the journal's checkpoint."""
+    def _housekeeping(self, behind: bool = False) -> None:
+        """Between passes: lost nodes (``behind``: the pass left frames waiting), timed-out node requests, the
+        journal's checkpoint."""
         monotonic = time.monotonic()
         if not self.liveness.due(monotonic):
             return
-        for record in self.liveness.expire():
+        for record in self.liveness.expire(behind=behind):
             self._left(record)
         self.relay.expire()
         self.journal.maybe_checkpoint(monotonic)

@@ -51,6 +51,10 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "stale-answer": (AGENTS, "agents' RESPONSE / ERROR / CHUNK for no pending request: dropped"),
     "send-failed": (AGENTS, "frames to agents that could not be sent (peer gone or its queue full)"),
     "nodes-lost": (AGENTS, "nodes declared lost after node_timeout of silence"),
+    "liveness-deferred": (
+        AGENTS,
+        "lost-node checks that measured silence only up to when ingest last read every frame waiting (it was behind)",
+    ),
     "ingest-passes": (AGENTS, "passes of the ingest loop (each ends with one journal commit and the ACKs)"),
     "out-of-range": (AGENTS, "envelopes refused for a number outside its bounds (answered ERROR out-of-range)"),
     "nodes-refused": (AGENTS, "HELLOs of new nodes refused because max_nodes nodes are known (answered ERROR busy)"),
