@@ -56,6 +56,9 @@ MAX_BUFFERED_UPDATES = 10_000
 # stream in each process, and a pipeline deep enough that the agent, the collector and the client
 # rarely wait for each other on two shared cores (8 -> 32: stream_ratio 0.46 -> 0.52, BENCHMARKS.md).
 STREAM_CREDIT = 32
+# A stream's consumed chunks are granted back in this many CREDITs per window (32 -> one CREDIT per 8
+# chunks): each CREDIT crosses the collector to the agent, so fewer of them leave more CPU to the bytes.
+CREDIT_GRANTS = 4
 # Bounded so that a flood of updates cannot starve the check for a response.
 _MAX_FRAMES_PER_DRAIN = 1000
 
@@ -169,8 +172,9 @@ class Client:
     ) -> Iterator[bytes]:
         """Send REQUEST ``type`` and yield the answer's bytes as they arrive.
 
-        A streamed answer (CHUNKs) is yielded chunk by chunk, granting one
-        credit per chunk consumed, and checked against the size and digest of
+        A streamed answer (CHUNKs) is yielded chunk by chunk, granting the
+        chunks consumed back in CREDITs of ``credit // 4`` (of 1 below a credit
+        of 8), and checked against the size and digest of
         its final chunk (the REQUEST asks for XXH3-128 when xxhash is
         installed; a sender without it answers with SHA-256, and the first
         chunk says which); a one-piece RESPONSE is yielded whole. Raises
@@ -196,12 +200,16 @@ class Client:
         self._send(envelope(Kind.REQUEST, type, request_id=request_id, params=asked))
         receipt = _Receipt(type)
         try:
-            yield from self._chunks(request_id, receipt, timeout)
+            yield from self._chunks(request_id, receipt, timeout, max(1, credit // CREDIT_GRANTS))
         finally:
             if not receipt.finished:
                 self._send(envelope(Kind.CREDIT, request_id=request_id, params={"cancel": "1"}))
 
-    def _chunks(self, request_id: int, receipt: _Receipt, timeout: float) -> Iterator[bytes | memoryview]:
+    def _chunks(
+        self, request_id: int, receipt: _Receipt, timeout: float, grant: int = 1
+    ) -> Iterator[bytes | memoryview]:
+        """The stream's pieces; one CREDIT for every ``grant`` chunks consumed (none after the final one)."""
+        owed = 0
         while not receipt.finished:
             reply = self._wait(lambda e: e.request_id == request_id and e.kind in _STREAM_KINDS, timeout)
             if reply is None:
@@ -211,7 +219,10 @@ class Client:
             if data:
                 yield data
             if not receipt.finished and env.kind == Kind.CHUNK:
-                self._send(envelope(Kind.CREDIT, request_id=request_id, seq=1))
+                owed += 1
+                if owed >= grant:
+                    self._send(envelope(Kind.CREDIT, request_id=request_id, seq=owed))
+                    owed = 0
 
     def subscribe(self, types: Iterable[str]) -> None:
         """Take a lease on update ``types`` (``*`` = all), replacing the previous set.

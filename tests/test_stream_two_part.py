@@ -15,7 +15,7 @@ import xxhash
 import zmq
 
 from gui.client import Client as LibClient
-from messages import Kind, NodeInfo
+from messages import Envelope, Kind, NodeInfo
 from messages.codec import envelope, pack, pack_one, unpack
 from messages.stream import TWO_PART_MIN
 from node_agent.handlers import NodeFileHandler
@@ -213,6 +213,52 @@ def test_client_library_asks_for_the_fast_digest_and_checks_the_one_announced(
             assert getattr(raised.value, "code", "") == "checksum"
     thread.join(10)
     assert asked and asked[0]["digest"] == "xxh3_128" and asked[0]["credit"] == "32"
+
+
+@pytest.mark.e2e
+def test_client_library_grants_credit_a_quarter_window_at_a_time(
+    collector: CollectorProcess, zmq_context: zmq.Context
+) -> None:
+    pieces = [bytes([n]) * 70_000 for n in range(10)]
+    grants: list[int] = []
+    failures: list[BaseException] = []
+
+    def is_credit(env: Envelope) -> bool:
+        return env.kind == Kind.CREDIT
+
+    def play_agent() -> None:
+        peer = Peer(zmq_context, collector.agents)
+        try:
+            hello(peer)
+            rid = peer.expect(lambda e: e.kind == Kind.REQUEST, what="forwarded REQUEST").request_id
+            credit = 8
+            for seq, piece in enumerate(pieces):
+                while credit == 0:
+                    grants.append(peer.expect(is_credit, what="CREDIT").seq)
+                    credit += grants[-1]
+                last = seq == len(pieces) - 1
+                params = {"size": "700000", "sha256": hashlib.sha256(b"".join(pieces)).hexdigest()} if last else {}
+                peer.socket.send_multipart([chunk_header(rid, seq, last, **params), piece])
+                credit -= 1
+            while (late := peer.poll_for(is_credit, 0.5)) is not None:  # sent before the final chunk arrived
+                grants.append(late.seq)
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+        finally:
+            peer.close(linger_ms=10_000)
+
+    thread = threading.Thread(target=play_agent, daemon=True)
+    thread.start()
+    with LibClient(collector.clients, context=zmq_context) as client:
+        deadline = time.monotonic() + 10
+        while "n1" not in str(client.request("NodeList").payload):
+            assert time.monotonic() < deadline, "the played agent never said hello"
+        views = list(client.stream_views("NodeFile", {"node": "n1", "path": "x"}, credit=8, timeout=10))
+        thread.join(10)  # with the client open: its last CREDITs still reach the agent
+    assert not failures and b"".join(views) == b"".join(pieces)
+    # CREDITs of 2 (8 // 4), not one per chunk. The agent needed one to send its last two chunks; later
+    # ones may reach the collector after it relayed the final chunk, which ends the stream there.
+    assert grants and set(grants) == {2}
 
 
 def pool_frames(pool: RequestPool, count: int) -> list[bytes]:
