@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 # Everything, as CI runs it: lint, then every test (unit and e2e).
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
