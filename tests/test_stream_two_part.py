@@ -7,7 +7,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,6 +56,19 @@ def chunk_header(rid: int, seq: int, last: bool = False, **params: str) -> bytes
 def recv_parts(sock: zmq.Socket) -> list[bytes]:
     assert sock.poll(POLL_MS, zmq.POLLIN), "nothing arrived in time"
     return sock.recv_multipart()
+
+
+def start(play: Callable[[], None]) -> threading.Thread:
+    """Run a played agent in a thread of its own."""
+    thread = threading.Thread(target=play, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_for_played_agent(client: LibClient) -> None:
+    deadline = time.monotonic() + 10
+    while "n1" not in str(client.request("NodeList").payload):
+        assert time.monotonic() < deadline, "the played agent never said hello"
 
 
 @pytest.mark.e2e
@@ -134,8 +147,7 @@ def test_client_library_streams_two_part_chunks_and_checks_them(
         finally:
             peer.close(linger_ms=10_000)  # linger 0 would drop the last chunks still queued (a flaky timeout)
 
-    thread = threading.Thread(target=play_agent, daemon=True)
-    thread.start()
+    thread = start(play_agent)
     assert ready.wait(10)
     with LibClient(collector.clients, context=zmq_context) as client:
         views = list(client.stream_views("NodeFile", {"node": "n1", "path": "x"}, credit=2, timeout=10))
@@ -158,12 +170,9 @@ def test_client_library_refuses_a_two_part_chunk_that_does_not_match(
         finally:
             peer.close(linger_ms=10_000)  # linger 0 would drop the last chunks still queued (a flaky timeout)
 
-    thread = threading.Thread(target=play_agent, daemon=True)
-    thread.start()
+    thread = start(play_agent)
     with LibClient(collector.clients, context=zmq_context) as client:
-        deadline = time.monotonic() + 10
-        while "n1" not in str(client.request("NodeList").payload):
-            assert time.monotonic() < deadline, "the played agent never said hello"
+        wait_for_played_agent(client)
         with pytest.raises(Exception, match="checksum"):
             list(client.stream("NodeFile", {"node": "n1", "path": "x"}, timeout=10))
     thread.join(10)
@@ -198,12 +207,9 @@ def test_client_library_asks_for_the_fast_digest_and_checks_the_one_announced(
         finally:
             peer.close(linger_ms=10_000)
 
-    thread = threading.Thread(target=play_agent, daemon=True)
-    thread.start()
+    thread = start(play_agent)
     with LibClient(collector.clients, context=zmq_context) as client:
-        deadline = time.monotonic() + 10
-        while "n1" not in str(client.request("NodeList").payload):
-            assert time.monotonic() < deadline, "the played agent never said hello"
+        wait_for_played_agent(client)
         stream = client.stream("NodeFile", {"node": "n1", "path": "x"}, timeout=10)
         if failure is None:
             assert b"".join(stream) == b"hello"
@@ -247,12 +253,9 @@ def test_client_library_grants_credit_a_quarter_window_at_a_time(
         finally:
             peer.close(linger_ms=10_000)
 
-    thread = threading.Thread(target=play_agent, daemon=True)
-    thread.start()
+    thread = start(play_agent)
     with LibClient(collector.clients, context=zmq_context) as client:
-        deadline = time.monotonic() + 10
-        while "n1" not in str(client.request("NodeList").payload):
-            assert time.monotonic() < deadline, "the played agent never said hello"
+        wait_for_played_agent(client)
         views = list(client.stream_views("NodeFile", {"node": "n1", "path": "x"}, credit=8, timeout=10))
         thread.join(10)  # with the client open: its last CREDITs still reach the agent
     assert not failures and b"".join(views) == b"".join(pieces)
