@@ -141,7 +141,7 @@ class AgentLink:
                     gevent.sleep(0)
             self._flush()
             self._housekeeping(behind)
-            if handled >= DRAIN_LIMIT or int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            if behind or int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 self.busy = True
                 gevent.sleep(0)  # busy: let requests and updates run between passes
                 continue
@@ -469,7 +469,7 @@ class AgentLink:
                 self.throttled.warning("send-failed", "could not answer an agent: %s", exc)
         self._replies.clear()
 
-    def _housekeeping(self, behind: bool = False) -> None:
+    def _housekeeping(self, behind: bool) -> None:
         """Between passes: lost nodes (``behind``: the pass left frames waiting), timed-out node requests, the
         journal's checkpoint."""
         monotonic = time.monotonic()

@@ -450,6 +450,8 @@ class ModuleHost:
         self._reports = fanout if reports else None
         if points:
             self.publish_many = fanout.publish_many  # type: ignore[method-assign]
+        else:
+            vars(self).pop("publish_many", None)  # back to the method, which offers to nobody
 
     def node_joined(self, record: NodeRecord) -> None:
         """Tell every module, in start order, that a node joined; emit a ``joined`` event."""

@@ -37,9 +37,8 @@ class NodeRegistry:
         record = self.records.get(info.node)
         if record is None or record.status != "live" or record.info.instance == info.instance:
             return False
-        other = self.idents.get(info.node)
-        session = None if other is None or other == ident else self.sessions.get(other)
-        return session is not None and session.record is record
+        session = self._session_of(info.node)
+        return session is not None and session.ident != ident and session.record is record
 
     def hello(self, ident: bytes, info: NodeInfo, first_seq: int, now: float) -> tuple[NodeRecord, bool]:
         """Register a HELLO; returns the node's record and whether it (re)joined.
@@ -67,13 +66,17 @@ class NodeRegistry:
         record.status = "live"
         return record, joined
 
-    def _forget_node_sessions(self, node: str) -> None:
-        # A node has at most one session, its ``idents`` entry (hello() keeps it so): no scan of every
-        # session at each HELLO, which made 5000 agents saying HELLO at once cost 25 million steps.
+    def _session_of(self, node: str) -> Session | None:
+        """The node's session, or None. A node has at most one, on its ``idents`` connection (hello()
+        keeps it so): no scan of every session, which made 5000 agents saying HELLO cost 25 million steps."""
         ident = self.idents.get(node)
         session = None if ident is None else self.sessions.get(ident)
-        if session is not None and session.record.node == node:
-            del self.sessions[ident]  # type: ignore[arg-type]  # ident is not None when session is not
+        return session if session is not None and session.record.node == node else None
+
+    def _forget_node_sessions(self, node: str) -> None:
+        session = self._session_of(node)
+        if session is not None:
+            del self.sessions[session.ident]
 
     def restore(self, records: list[NodeRecord]) -> None:
         """Take back the nodes a previous run recorded (all ``lost`` until they say HELLO)."""

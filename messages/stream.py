@@ -248,7 +248,7 @@ def chunk_stream(
         running.update(piece)
         held = piece
     trailer = running.params()
-    yield Piece(seq, held or b"", True, {**running.announcement(), **trailer} if seq == 0 else trailer)
+    yield Piece(seq, held or b"", True, {**first, **trailer} if seq == 0 else trailer)
 
 
 def two_part_header(frame: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Envelope | None:

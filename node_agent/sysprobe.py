@@ -166,12 +166,12 @@ class SystemStatsProbe(Probe):
     def _fill_net_io(self, stats: SystemStats, elapsed: float) -> None:
         per_nic = _net_counters()
         previous, self._prev_net = self._prev_net, {}
-        sums = [0] * len(_NET_FIELDS)
-        for name in sorted(per_nic):
-            values = _net_values(per_nic[name])
+        names = sorted(per_nic)
+        rows = [_net_values(per_nic[name]) for name in names]
+        for name, values in zip(names, rows, strict=True):
             stats.net_io.append(self._net_entry(_net_io(name, values), previous, elapsed))
-            sums = [a + b for a, b in zip(sums, values, strict=True)]
-        stats.net_io_total.CopyFrom(self._net_entry(_net_io("total", sums), previous, elapsed))
+        total = _net_io("total", _sums(rows, len(_NET_FIELDS)))
+        stats.net_io_total.CopyFrom(self._net_entry(total, previous, elapsed))
 
     def _net_entry(self, entry: NetIO, previous: Mapping[str, tuple[int, int]], elapsed: float) -> NetIO:
         prev = previous.get(entry.name)
@@ -194,11 +194,13 @@ def whole_disks(names: Iterable[str], sys_block: Path = SYS_BLOCK) -> frozenset[
 
 def disk_total(per_disk: Mapping[str, Sequence[int]], whole: frozenset[str] | None) -> list[int]:
     """The sums of :data:`_DISK_FIELDS` over the whole devices of ``per_disk`` (every one when ``whole`` is None)."""
-    sums = [0] * len(_DISK_FIELDS)
-    for name, values in per_disk.items():
-        if whole is None or name in whole:
-            sums = [a + b for a, b in zip(sums, values, strict=True)]
-    return sums
+    rows = [values for name, values in per_disk.items() if whole is None or name in whole]
+    return _sums(rows, len(_DISK_FIELDS))
+
+
+def _sums(rows: Sequence[Sequence[int]], width: int) -> list[int]:
+    """Column sums of ``rows`` (``width`` zeros when there are none)."""
+    return [sum(column) for column in zip(*rows, strict=True)] if rows else [0] * width
 
 
 def _net_io(name: str, values: Sequence[int]) -> NetIO:

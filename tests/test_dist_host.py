@@ -302,6 +302,9 @@ def test_the_module_host_costs_nothing_without_distributions(tmp_path: Path) -> 
     assert [item[:2] for item in every.queue.items] == [("n1/x", 2.0), ("collector/up", 1), (None, "n1")]
     assert every.queue.items[1][2:] == (3.0, "collector")
     assert every.queue.items[2][2:] == (("y",), (4.0,), 5.0, None)
+    host.attach_distributions(fanout, points=False, reports=False)  # detached: the points go nowhere again
+    host.publish_many("n1", ("y",), (6.0,), 7.0)
+    assert len(every.queue.items) == 3 and not host.publishing()
 
 
 # ---------------------------------------------------------------- events and counters
