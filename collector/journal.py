@@ -71,6 +71,14 @@ class Journal:
         else:
             pending[1].append(batch)
 
+    def add_frame(self, node: str, seq: int, body: bytes) -> None:
+        """Keep one frame ``body`` that is a single new report, ``seq`` of ``node`` (the hot path's :meth:`add`)."""
+        pending = self._rows.get(node)
+        if pending is None:
+            self._rows[node] = (seq, [body])
+        else:
+            pending[1].append(body)
+
     def commit(self) -> bool:
         """Journal this pass's reports and node states in one transaction; False when the disk refused."""
         if self.idle:

@@ -200,12 +200,32 @@ def unpack(frame: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Sequence[E
     if len(frame) > max_bytes:
         raise ProtocolError("oversized", f"frame of {len(frame)} bytes exceeds the {max_bytes}-byte limit")
     try:
-        envelopes = Batch.FromString(frame).envelopes
+        # list(): upb's repeated field iterates at ~0.3 us an element, a list of it at a tenth of that
+        envelopes = list(Batch.FromString(frame).envelopes)
     except DecodeError as exc:
         raise ProtocolError("bad-frame", f"frame is not a labscope Batch: {exc}") from exc
     if not envelopes:
         raise ProtocolError("empty", "frame carries no envelopes")
     return envelopes
+
+
+def is_single(frame: bytes) -> bool:
+    """True when ``frame`` is a Batch of exactly one envelope shorter than :data:`SINGLE_LIMIT` bytes.
+
+    Such frames can be parsed together: the bytes of several Batches one after
+    the other are one Batch of all their envelopes, in order.
+    """
+    size = len(frame)
+    return size < SINGLE_LIMIT and frame.startswith(SINGLE_HEADS[size])
+
+
+def unpack_singles(frames: list[bytes]) -> list[Envelope] | None:
+    """The envelopes of frames that each hold one (see :func:`is_single`), parsed in one call; None when
+    any of them does not parse (parse them one by one to find which)."""
+    try:
+        return list(Batch.FromString(b"".join(frames)).envelopes)
+    except DecodeError:
+        return None
 
 
 def field_key(field_number: int, length: int) -> bytes:
@@ -222,6 +242,25 @@ def _varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+def _single_heads(limit: int) -> list[bytes]:
+    """For each frame length below ``limit``, the bytes a frame of exactly one envelope starts with.
+
+    Lengths no such frame can have (the varint's size jumps) get a head no frame starts with.
+    """
+    heads = [b"\xff"] * limit  # 0xff is never a Batch's first byte
+    for size in range(limit):
+        head = field_key(_BATCH_ENVELOPES, size)
+        if len(head) + size < limit:
+            heads[len(head) + size] = head
+    return heads
+
+
+SINGLE_LIMIT = 4096  # frames shorter than this are checked for "one envelope" by their first bytes
+
+
+SINGLE_HEADS = _single_heads(SINGLE_LIMIT)
 
 
 def kind_name(kind: int) -> str:

@@ -271,14 +271,18 @@ class SystemStatsModule(Aggregator):
         if not isinstance(stats, SystemStats):  # the collector parsed it already, unless it came without a schema
             stats = msg.message(SystemStats)  # a bad payload raises here, before any state changes
         at = stats.time or msg.time
-        # read from the bytes once, off the loop, by whichever thread needs them first (history or distribution)
-        figures = Figures(point_values, msg.data)
-        if self.collector.publishing():
-            publish_points(self.collector, msg, at, figures)
-        latest = self._latest.get(msg.node)
-        if latest is None or latest[0] != at:  # the same sample again (a resend) costs nothing more
-            self.collector.store.history.record(msg.node, POINT_NAMES, at, figures, KIND, msg.data)
-        self._latest[msg.node] = (at, msg.data)
+        node, data = msg.node, msg.data
+        latest = self._latest.get(node)
+        fresh = latest is None or latest[0] != at  # the same sample again (a resend) is not history again
+        publishing = self.collector.publishing()
+        if fresh or publishing:
+            # read from the bytes once, off the loop, by whichever thread needs them first (history or distribution)
+            figures = Figures(point_values, data)
+            if publishing:
+                publish_points(self.collector, msg, at, figures)
+            if fresh:
+                self.collector.store.history.record(node, POINT_NAMES, at, figures, KIND, data)
+        self._latest[node] = (at, data)
         self._dirty = True
 
     def processREQUEST(self, msg: Request) -> SystemStats | SystemStatsHistory | Serialized:

@@ -14,6 +14,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq.green
@@ -40,17 +41,18 @@ def green() -> Iterator[zmq.green.Context]:
 
 
 @pytest.fixture
-def start_collector(tmp_path: Path) -> Iterator[Callable[[], Collector]]:
+def start_collector(tmp_path: Path) -> Iterator[Callable[..., Collector]]:
     """Start collectors on ``tmp_path/data`` in this process; each is stopped at teardown."""
     started: list[Collector] = []
 
-    def start() -> Collector:
+    def start(**settings: Any) -> Collector:
         config = CollectorConfig(
             listen_agents="tcp://127.0.0.1:*",
             listen_clients="tcp://127.0.0.1:*",
             data_dir=tmp_path / "data",
             alias="in-process",
             node_timeout=30.0,
+            **settings,
         )
         collector = Collector(config)
         started.append(collector)
@@ -207,3 +209,46 @@ def test_history_counts_what_it_left_out_of_the_buckets(start_collector, green) 
     assert collector.store.history.flush(5.0)
     counters = client.answer("CollectorStats")["counters"]
     assert counters["history-late"] == len(POINT_NAMES) and "history-dropped" not in counters  # once per series
+
+
+def test_a_burst_of_frames_is_handled_in_the_order_it_came(start_collector, green) -> None:
+    """Frames of one envelope are parsed together; what they hold still happens in the order it was sent.
+
+    The burst is sent before the collector's loop runs again, so it is read in one pass: the HELLO
+    comes first (no hello-required), a malformed frame and an oversized one are dropped alone, and
+    the frames of several envelopes and the two-part CHUNK between them keep their places.
+    """
+    collector = start_collector(max_frame_bytes=2048)
+    eps = endpoints(collector)
+    agent, client = Peer(green, eps["agents"]), Client(green, eps["clients"])
+    info = NodeInfo(node=NODE, hostname="h", instance="i1")
+    reports = [stats_report(seq) for seq in range(1, 8)]
+    big = SystemStats(time=1006.0, cpu_percent_per_cpu=[0.5] * 400)  # 3.2 KB: one envelope, over the limit
+    padded = envelope(Kind.REPORT, "SystemStats", big, node=NODE, seq=6)
+    inner = reports[0].SerializeToString()
+    garbage = pack([reports[0]])[: -len(inner)] + b"\xff" * len(inner)  # one envelope's head, then no protobuf
+    burst = [
+        pack([envelope(Kind.HELLO, "NodeInfo", info, node=NODE, seq=1)]),
+        pack([reports[0]]),
+        garbage,
+        pack([reports[1]]),
+        pack(reports[2:4]),
+        pack([reports[4]]),
+        pack([padded]),  # over max_frame_bytes: dropped, so seq 6 is a gap
+        pack([reports[6]]),
+    ]
+    chunk = [pack([envelope(Kind.CHUNK, request_id=99)]), b"bulk"]  # an answer nobody waits for: stale-answer
+    for frame in burst[:5]:
+        agent.socket.send(frame)
+    agent.socket.send_multipart(chunk)
+    for frame in burst[5:]:
+        agent.socket.send(frame)
+    acked(agent, 7)
+    rows = journal(collector.config.data_dir)
+    assert [env.seq for _, _, envs in rows for env in envs] == [1, 2, 3, 4, 5, 7]
+    counters = client.answer("CollectorStats")["counters"]
+    assert (counters["bad-frame"], counters["oversized"], counters["gap-reports"]) == (1, 1, 1)
+    assert counters["stale-answer"] == 1 and "hello-required" not in counters
+    assert counters["envelopes"] == 8  # the HELLO, six reports, the CHUNK; not the two dropped frames
+    latest = client.answer("SystemStats", node=NODE)
+    assert isinstance(latest, SystemStats) and latest.cpu_percent == 7.0

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from messages import Batch, Encoding, Envelope, Kind, SystemStats
 from messages.codec import (
+    SINGLE_LIMIT,
     Serialized,
     decode_payload,
     encode_payload,
     envelope,
     envelope_frame,
+    is_single,
     pack,
     pack_one,
     unpack,
+    unpack_singles,
 )
 from messages.errors import BadPayloadError, ProtocolError
 from messages.stream import two_part_header
@@ -177,3 +180,54 @@ def test_batch_of_no_envelopes_is_empty() -> None:
     with pytest.raises(ProtocolError) as caught:
         unpack(Batch().SerializeToString())
     assert caught.value.code == "empty"
+
+
+# ------------------------------------------------------------ frames of one envelope, parsed together
+
+
+@EXAMPLES
+@given(st.lists(envelopes(), min_size=1, max_size=4))
+def test_a_frame_is_single_exactly_when_it_holds_one_envelope(envs: list[Envelope]) -> None:
+    frame = pack(envs)
+    assert is_single(frame) == (len(envs) == 1 and len(frame) < SINGLE_LIMIT)
+
+
+def test_every_frame_length_up_to_the_limit_is_told_single_by_its_first_bytes() -> None:
+    # The envelope's length prefix grows from one to two bytes at 128: the lengths either side of that jump.
+    for size in range(0, SINGLE_LIMIT + 8):
+        frame = pack([Envelope(payload=b"x" * size)])
+        assert is_single(frame) == (len(frame) < SINGLE_LIMIT), size
+        assert not is_single(frame + b"\x0a\x00")  # a second (empty) envelope after it
+        assert not is_single(frame[:-1])
+
+
+def test_a_length_written_with_a_needless_extra_byte_is_not_single() -> None:
+    # Protobuf allows a varint padded with 0x80 bytes; such a frame still parses, one by one.
+    inner = Envelope(kind=Kind.REPORT, node="n1", seq=1).SerializeToString()
+    padded = b"\x0a" + bytes((len(inner) | 0x80, 0x00)) + inner
+    assert not is_single(padded)
+    assert list(unpack(padded)) == [Envelope.FromString(inner)]
+
+
+@EXAMPLES
+@given(st.lists(envelopes(), min_size=1, max_size=6))
+def test_single_frames_parsed_together_are_the_frames_parsed_one_by_one(envs: list[Envelope]) -> None:
+    frames = [pack([env]) for env in envs]
+    assume(all(len(frame) < SINGLE_LIMIT for frame in frames))
+    assert all(is_single(frame) for frame in frames)
+    assert unpack_singles(frames) == [env for frame in frames for env in unpack(frame)]
+
+
+@EXAMPLES
+@given(st.lists(envelopes(), min_size=2, max_size=5), st.data())
+def test_one_bad_single_frame_makes_the_joined_parse_give_up(envs: list[Envelope], data: st.DataObject) -> None:
+    frames = [pack([env]) for env in envs]
+    bad = data.draw(st.integers(0, len(frames) - 1))
+    inner = envs[bad].SerializeToString()
+    assume(inner and len(frames[bad]) < SINGLE_LIMIT)
+    # the same one-envelope head, then bytes that never parse (a varint that never ends)
+    frames[bad] = frames[bad][: len(frames[bad]) - len(inner)] + b"\xff" * len(inner)
+    assert is_single(frames[bad])
+    with pytest.raises(ProtocolError):
+        unpack(frames[bad])
+    assert unpack_singles(frames) is None
