@@ -24,6 +24,7 @@ from collector.addons import NodeRecord, Report
 from collector.agent_keys import AgentKeys
 from collector.core import Core
 from collector.counters import ThrottledLog
+from collector.host import NOTHING_CHECKED
 from collector.journal import Journal
 from collector.liveness import LivenessClock
 from collector.observer import DUPLICATE, REFUSED
@@ -201,16 +202,18 @@ class AgentLink:
 
     def _on_singles(self, idents: list[bytes], bodies: list[bytes], now: float) -> None:
         """Handle frames of one envelope each (``bodies``, from ``idents``), in order, parsed in one call."""
-        envelopes = unpack_singles(bodies)
-        if envelopes is None:  # one of them is bad: each on its own, so that only that one is dropped
+        parsed = unpack_singles(bodies)
+        if parsed is None:  # one of them is bad: each on its own, so that only that one is dropped
             for ident, body in zip(idents, bodies, strict=True):
                 self._on_frame(ident, body, now)
             return
+        envelopes, joined = parsed
         self.counters["envelopes"] += len(envelopes)
+        checked = self.host.check_payloads(envelopes, bodies, joined)
         on_report, add = self._on_report, self.journal.add_frame
         for ident, body, env in zip(idents, bodies, envelopes, strict=True):
             if env.kind == REPORT:
-                record = on_report(ident, env, now)
+                record = on_report(ident, env, now, checked)
                 if record is not None:
                     add(record.node, record.last_seq, body)
             else:
@@ -318,8 +321,13 @@ class AgentLink:
 
     # ------------------------------------------------------------ handlers
 
-    def _on_report(self, ident: bytes, env: Envelope, now: float) -> NodeRecord | None:
-        """Apply one report; its node's record when it was new (and so must be journaled), else None."""
+    def _on_report(
+        self, ident: bytes, env: Envelope, now: float, checked: frozenset[str] = NOTHING_CHECKED
+    ) -> NodeRecord | None:
+        """Apply one report; its node's record when it was new (and so must be journaled), else None.
+
+        ``checked``: schemas whose payloads are known to parse (ModuleHost.check_payloads).
+        """
         # Hot path: one call per report; locals and no per-report counters on purpose.
         session = self._sessions.get(ident)
         node = env.node
@@ -347,7 +355,7 @@ class AgentLink:
             self.counters["gap-reports"] += seq - last - 1
         record.last_seq = seq
         self.reports += 1
-        if not self._deliver(Report(node, env.type, seq, at, env.payload, env.encoding, env.schema)):
+        if not self._deliver(Report(node, env.type, seq, at, env.payload, env.encoding, env.schema), checked):
             self._bad("unrouted", "no module takes report type %r (from node %s)", env.type, node)
         return record
 

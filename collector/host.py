@@ -29,10 +29,11 @@ from collector.registry import NodeRegistry
 from collector.store import Store
 from collector.stores.base import Store as Parts
 from collector.stores.memory import MemoryStore
-from messages import Encoding, Event
+from messages import Encoding, Envelope, Event
 from messages.codec import message_class
 from messages.errors import BadPayloadError, Code, ConfigError
 from messages.logs import ThrottledLog
+from messages.payloads import batch_checker
 
 R = TypeVar("R")
 
@@ -49,6 +50,7 @@ RESERVED_UPDATES = ("Distributions",)
 PROTOBUF = Encoding.PROTOBUF
 # What a module raises when a report's payload is bad (not the module's fault): counted as bad-report.
 BAD_PAYLOAD = (BadPayloadError, DecodeError)
+NOTHING_CHECKED: frozenset[str] = frozenset()  # deliver's default: parse every payload of a known schema
 
 
 class Fanout(Protocol):
@@ -325,11 +327,34 @@ class ModuleHost:
                 hook=hook,
             )
 
-    def deliver(self, report: Report) -> bool:
+    def check_payloads(self, envelopes: Sequence[Envelope], bodies: Sequence[bytes], joined: bytes) -> frozenset[str]:
+        """The schemas whose payloads all parse among one-envelope frames: one parse per schema.
+
+        ``bodies`` are the frames, ``joined`` their bytes one after the other and ``envelopes``
+        what they hold (:func:`messages.codec.unpack_singles`). Hand the answer to :meth:`deliver`,
+        which then parses none of those payloads again (messages/payloads.py says why that is the
+        same check). Any schema whose group holds a bad payload is left out: its reports are
+        parsed one by one, and only the bad one is a ``bad-report``.
+        """
+        schemas = {env.schema for env in envelopes}
+        if len(schemas) == 1:
+            return frozenset(schemas) if self._payloads_parse(next(iter(schemas)), joined) else NOTHING_CHECKED
+        groups: dict[str, list[bytes]] = {}
+        for env, body in zip(envelopes, bodies, strict=True):
+            groups.setdefault(env.schema, []).append(body)
+        return frozenset(schema for schema, group in groups.items() if self._payloads_parse(schema, b"".join(group)))
+
+    def _payloads_parse(self, schema: str, joined: bytes) -> bool:
+        cls = self._schema_class(schema)
+        return cls is not None and batch_checker(cls)(joined)
+
+    def deliver(self, report: Report, checked: frozenset[str] = NOTHING_CHECKED) -> bool:
         """Hand a report to every module whose reporttype matches; False when none does.
 
         A payload that does not decode (see :meth:`payload_error`) reaches no
-        module: it is counted as a ``bad-report`` and raises one Event.
+        module: it is counted as a ``bad-report`` and raises one Event. A payload
+        of a schema in ``checked`` (:meth:`check_payloads`) is known to parse: it
+        is not parsed here, and the first module to read it parses it.
         Distributions in ``mode = "reports"`` get every applied report, routed
         or not, bad or not (as the journal keeps them).
         """
@@ -338,7 +363,7 @@ class ModuleHost:
         targets = self.report_routes.get(report.type)
         if not targets:
             return False
-        if report.encoding == PROTOBUF:
+        if report.encoding == PROTOBUF and report.schema not in checked:
             # Hot path: the known schema's class from a dict and one parse, inline (payload_error says why).
             cls = self._schemas.get(report.schema)
             try:
@@ -369,19 +394,25 @@ class ModuleHost:
         Only payloads that name a schema this collector knows are checked here;
         modules check the rest when they read them.
         """
-        if report.encoding != PROTOBUF or not report.schema:
+        if report.encoding != PROTOBUF:
             return None
-        cls = self._schemas.get(report.schema)
+        cls = self._schema_class(report.schema)
         if cls is None:
-            cls = message_class(report.schema)
-            if cls is None:
-                return None
-            self._schemas[report.schema] = cls
+            return None
         try:
             report.parsed = cls.FromString(report.data)
         except DecodeError as exc:
             return f"payload does not parse as {report.schema}: {exc}"
         return None
+
+    def _schema_class(self, schema: str) -> type[Message] | None:
+        """The protobuf class of a schema this collector knows (kept once found), or None."""
+        cls = self._schemas.get(schema)
+        if cls is None and schema:
+            cls = message_class(schema)
+            if cls is not None:
+                self._schemas[schema] = cls
+        return cls
 
     def _bad_report(self, report: Report, reason: str, replaying: bool = False) -> None:
         """Count a report whose payload does not decode; it was acknowledged and never applied."""

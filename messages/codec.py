@@ -219,11 +219,12 @@ def is_single(frame: bytes) -> bool:
     return size < SINGLE_LIMIT and frame.startswith(SINGLE_HEADS[size])
 
 
-def unpack_singles(frames: list[bytes]) -> list[Envelope] | None:
-    """The envelopes of frames that each hold one (see :func:`is_single`), parsed in one call; None when
-    any of them does not parse (parse them one by one to find which)."""
+def unpack_singles(frames: list[bytes]) -> tuple[list[Envelope], bytes] | None:
+    """The envelopes of frames that each hold one (see :func:`is_single`), parsed in one call, and the
+    frames' bytes joined; None when any of them does not parse (parse them one by one to find which)."""
+    joined = b"".join(frames)
     try:
-        return list(Batch.FromString(b"".join(frames)).envelopes)
+        return list(Batch.FromString(joined).envelopes), joined
     except DecodeError:
         return None
 

@@ -28,6 +28,10 @@ per sample: ``NODE/cpu_percent``, ``NODE/mem_percent``, ``NODE/load1``,
 ``NODE/net_recv_rate``, ``NODE/net_send_rate``, ``NODE/disk_read_rate`` and
 ``NODE/disk_write_rate`` (bytes/s), stamped with the sample's time.
 
+A sample's time is its report's (``Report.time``; the agent stamps both from
+one clock reading), or the sample's own ``SystemStats.time`` when the report
+carries none: so the loop never parses a payload the collector has checked.
+
 It pushes the ``SystemStatsSummary`` update (one ``NodeSummary`` per node,
 sorted by node id) when a sample arrived or a node (re)joined since the last
 push. A lost node's data is kept: views show lost nodes with their last values.
@@ -66,6 +70,7 @@ from collector.addons import (
 )
 from messages import (
     Code,
+    Encoding,
     NodeList,
     NodeSummary,
     SystemStats,
@@ -81,6 +86,8 @@ AUTO_POINTS = 2000  # auto resolution: at most about this many points per series
 RESOLUTIONS = ("auto", "raw", "1m", "1h")
 STEP = {"raw": 1.0, "1m": 60.0, "1h": 3600.0}  # raw: agents sample at most once a second
 KIND = "SystemStats"  # the raw payloads' kind in the store's history
+SCHEMA = SystemStats.DESCRIPTOR.full_name
+PROTOBUF = Encoding.PROTOBUF
 HISTORY_SCHEMA = SystemStatsHistory.DESCRIPTOR.full_name
 HOSTNAMES_TTL = 30.0  # seconds a hostname answer is used (a join asks again at once)
 
@@ -267,10 +274,11 @@ class SystemStatsModule(Aggregator):
 
     def processReport(self, msg: Report) -> None:
         """Keep the latest sample and record it into the history; runs for every report, so it never logs."""
-        stats = msg.parsed
-        if not isinstance(stats, SystemStats):  # the collector parsed it already, unless it came without a schema
+        if msg.time and msg.schema == SCHEMA and msg.encoding == PROTOBUF:
+            at = msg.time  # the collector checked the payload before any module saw it: nothing to parse
+        else:
             stats = msg.message(SystemStats)  # a bad payload raises here, before any state changes
-        at = stats.time or msg.time
+            at = msg.time or stats.time
         node, data = msg.node, msg.data
         latest = self._latest.get(node)
         fresh = latest is None or latest[0] != at  # the same sample again (a resend) is not history again

@@ -23,7 +23,7 @@ from collector.config import CollectorConfig
 from collector.segments import SegmentReader, segment_folder
 from collector.server import Collector
 from collector.store import BATCH_COLUMNS, SQLiteStore, row_batch
-from messages import Batch, Envelope, Kind, NodeInfo, SystemStats
+from messages import Batch, Envelope, Kind, NodeInfo, Samples, SystemStats
 from messages.codec import decode_payload, envelope, pack
 from modules.systemstats import POINT_NAMES
 from tests.wire import Client, Peer
@@ -252,3 +252,24 @@ def test_a_burst_of_frames_is_handled_in_the_order_it_came(start_collector, gree
     assert counters["envelopes"] == 8  # the HELLO, six reports, the CHUNK; not the two dropped frames
     latest = client.answer("SystemStats", node=NODE)
     assert isinstance(latest, SystemStats) and latest.cpu_percent == 7.0
+
+
+def test_one_bad_payload_among_a_pass_of_reports_is_the_only_bad_report(start_collector, green) -> None:
+    """A pass's payloads are checked together; when one is bad, only that report is dropped (bad-report)."""
+    collector = start_collector()
+    eps = endpoints(collector)
+    agent, client = Peer(green, eps["agents"]), Client(green, eps["clients"])
+    hello(agent)
+    reports = [stats_report(seq) for seq in range(1, 9)]
+    reports[4].payload = b"\xff\xff\xff"  # seq 5: declares SystemStats, is not one
+    samples = envelope(Kind.REPORT, "Samples", Samples(time=1009.0, values=[1.0, 2.0]), node=NODE, seq=9, time=1009.0)
+    send_reports(agent, [*reports, samples], per_frame=1)  # two schemas in one pass: checked apart
+    acked(agent, 9)
+    counters = client.answer("CollectorStats")["counters"]
+    assert counters["bad-report"] == 1 and counters["bad-report:SystemStats"] == 1
+    assert client.node(NODE).bad_reports == 1
+    latest = client.answer("SystemStats", node=NODE)
+    assert isinstance(latest, SystemStats) and latest.cpu_percent == 8.0
+    raw = client.answer("SystemStatsHistory", node=NODE, since="1000", resolution="raw")
+    assert [stats.cpu_percent for stats in raw.samples] == [1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0]
+    assert "bad-report:Samples" not in counters and counters["reports"] == 9

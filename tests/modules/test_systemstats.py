@@ -84,6 +84,27 @@ def test_missing_time_falls_back_to_report_time(stats: SystemStatsModule) -> Non
     assert ask(stats, "SystemStats", node="n1").time == 1234.5
 
 
+def test_a_sample_is_filed_at_its_reports_time_or_its_own_when_the_report_has_none(
+    stats: SystemStatsModule, collector: StubCollector
+) -> None:
+    stats.processReport(report("n1", 1, sample(1000.0), time=1010.0))  # the report's time wins
+    stats.processReport(report("n2", 1, sample(2000.0), time=0.0))  # no report time: the sample's own
+    assert stats.snapshot()["n1"][0] == 1010.0 and stats.snapshot()["n2"][0] == 2000.0
+    assert ask(stats, "SystemStats", node="n1").time == 1000.0  # the answer is the sample exactly as sent
+    history = ask(stats, "SystemStatsHistory", node="n1", since="1009", resolution="raw")
+    assert [s.time for s in history.samples] == [1000.0] and history.samples[0] == sample(1000.0)
+
+
+def test_a_checked_payload_is_not_parsed_again(stats: SystemStatsModule) -> None:
+    """What the collector delivered under the SystemStats schema it checked first (ModuleHost.check_payloads)."""
+    msg = report("n1", 1, sample(1000.0))
+    stats.processReport(msg)
+    assert msg.parsed is None  # nothing parsed on the loop; the bytes are kept
+    unchecked = Report("n1", "SystemStats", 2, 0.0, sample(1001.0).SerializeToString())  # no schema: a probe's bytes
+    stats.processReport(unchecked)
+    assert isinstance(unchecked.parsed, SystemStats) and stats.snapshot()["n1"][0] == 1001.0
+
+
 @pytest.mark.parametrize("type", ["SystemStats", "SystemStatsHistory"])
 def test_missing_node_is_bad_request(stats: SystemStatsModule, type: str) -> None:
     stats.processReport(report("n1", 1, sample(1000.0)))
