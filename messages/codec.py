@@ -22,6 +22,8 @@ from messages.labscope_pb2 import Batch, Encoding, Envelope, Kind
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
+    "SINGLE_HEADS",
+    "SINGLE_LIMIT",
     "Serialized",
     "check_protobuf_backend",
     "decode_payload",
@@ -29,11 +31,13 @@ __all__ = [
     "envelope",
     "envelope_frame",
     "field_key",
+    "is_single",
     "kind_name",
     "message_class",
     "pack",
     "pack_one",
     "unpack",
+    "unpack_singles",
 ]
 
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
