@@ -161,7 +161,7 @@ class SQLiteStore(Store):
             self.epoch = self._epoch()
             self.last_id = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0]
             self.segments = SegmentWriter(segment_folder(path), self.last_id + 1, sync == "full")
-            self.checkpointer = WalCheckpointer(path)
+            self.checkpointer = WalCheckpointer(path, upkeep=self.segments.release_cache)
         except (sqlite3.Error, OSError) as exc:
             raise LabscopeError(f"store {path}: {exc}; check the --data-dir (free space, permissions)") from None
         self.path = path

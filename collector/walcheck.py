@@ -9,13 +9,16 @@ the 99.9th percentile of a commit was 60 and 9.5 ms with SQLite's own
 checkpoints, 7.5 and 6.6 ms without. The journal's connection turns
 ``wal_autocheckpoint`` off, and this thread runs a PASSIVE checkpoint on a
 connection of its own every ``interval``: a passive checkpoint never blocks a
-writer, and its fsyncs release the interpreter lock.
+writer, and its fsyncs release the interpreter lock. After each checkpoint it
+runs ``upkeep`` (the journal's segments drop their written pages from the page
+cache: collector/segments.py).
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from collector.counters import ThrottledLog
@@ -31,12 +34,18 @@ CHECKPOINT_INTERVAL = 0.1  # seconds; ~1000 WAL pages at the busiest (a few page
 class WalCheckpointer:
     """Checkpoints the WAL of the SQLite file at ``path`` every ``interval`` seconds until :meth:`stop`."""
 
-    def __init__(self, path: Path, interval: float = CHECKPOINT_INTERVAL) -> None:
-        """Open the thread's connection (raises sqlite3.Error); :meth:`start` starts the thread."""
+    def __init__(
+        self, path: Path, interval: float = CHECKPOINT_INTERVAL, upkeep: Callable[[], None] = lambda: None
+    ) -> None:
+        """Open the thread's connection (raises sqlite3.Error); :meth:`start` starts the thread.
+
+        ``upkeep`` runs in the thread after every checkpoint; it must not raise.
+        """
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA busy_timeout=1000")
         self.path = path
         self.interval = interval
+        self.upkeep = upkeep
         self.checkpoints = 0  # passive checkpoints run (those with nothing to copy included)
         self._stop = Gate()
         self._stopped = Gate()
@@ -55,6 +64,7 @@ class WalCheckpointer:
         try:
             while not self._stop.wait(self.interval):
                 self._checkpoint()
+                self.upkeep()
             self._checkpoint()
         finally:
             self.db.close()

@@ -158,3 +158,71 @@ def test_the_wal_is_checkpointed_by_its_own_thread_not_by_a_commit(tmp_path: Pat
         time.sleep(0.05)  # the main file grows only when a checkpoint copies the WAL's pages into it
     assert path.stat().st_size > before and store.checkpointer.checkpoints > 0
     store.close()
+
+
+def cached_bytes(path: Path) -> int:
+    """How many of the file's bytes are in the page cache now (mincore(2) of a mapping of it)."""
+    import ctypes
+    import mmap
+
+    size = path.stat().st_size
+    page = mmap.PAGESIZE
+    pages = (size + page - 1) // page
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert address not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        vector = ctypes.create_string_buffer(pages)
+        try:
+            assert libc.mincore(address, size, vector) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return sum(byte & 1 for byte in vector.raw) * page
+
+
+def test_the_written_pages_leave_the_page_cache_but_the_newest(tmp_path: Path) -> None:
+    writer = SegmentWriter(tmp_path / "journal", 1, sync=False)
+    chunk = os.urandom(1 << 20)
+    for row in range(12):  # 12 MiB in 1 MiB rows
+        writer.write(row + 1, [chunk])
+    path = segment_path(tmp_path / "journal", 1)
+    assert cached_bytes(path) >= 11 << 20  # just written: all of it cached
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())  # written back, so the kernel may drop the pages at once
+    writer.release_cache(keep=4 << 20)
+    assert cached_bytes(path) <= 4 << 20
+    assert cached_bytes(path) >= 3 << 20  # the newest bytes stay: the durable feeds read them soon
+    writer.close()
+    reader = SegmentReader(tmp_path / "journal")
+    assert reader.read(1, 5 << 20, 1 << 20) == chunk  # dropped from the cache, still on disk
+    reader.close()
+
+
+def test_the_upkeep_thread_keeps_the_journals_page_cache_from_growing(tmp_path: Path) -> None:
+    """40 MB journaled in five passes: what stays cached is about the newest CACHE_KEEP bytes, not 40 MB."""
+    store = SQLiteStore(tmp_path / "collector.sqlite3")
+    folder = segment_folder(tmp_path / "collector.sqlite3")
+    try:
+        for first in range(1, 5 * 130, 130):  # five passes of 130 reports of 64 KB
+            envs = [
+                envelope(Kind.REPORT, "Probe", os.urandom(64_000), node=NODE, seq=seq)
+                for seq in range(first, first + 130)
+            ]
+            store.append(NODE, first, first + 129, pack(envs))
+            store.commit([record(NODE, first + 129)])
+        path = segment_path(folder, segment_ids(folder)[0])
+        assert path.stat().st_size > 40_000_000
+        deadline = time.monotonic() + 20
+        while (cached := cached_bytes(path)) > 12 << 20:  # every 0.1 s: writeback first, then the drop
+            assert time.monotonic() < deadline, f"{cached} bytes of the journal still cached"
+            time.sleep(0.1)
+        assert [seq for _, seq in replayed(store)] == list(range(1, 651))  # dropped from the cache, read from disk
+    finally:
+        store.close()
