@@ -200,51 +200,77 @@ class AgentLink:
         self.counters["frames"] += handled
         return handled
 
-    def _on_singles(self, idents: list[bytes], bodies: list[bytes], now: float) -> None:
-        """Handle frames of one envelope each (``bodies``, from ``idents``), in order, parsed in one call."""
+    def _on_singles(
+        self, idents: list[bytes], bodies: list[bytes], now: float, senders: list[str] | None = None
+    ) -> None:
+        """Handle frames of one envelope each (``bodies``, from ``idents``), in order, parsed in one call.
+
+        With CURVE, ``senders`` holds each frame's key: a HELLO is checked against the key it came with.
+        """
         parsed = unpack_singles(bodies)
         if parsed is None:  # one of them is bad: each on its own, so that only that one is dropped
-            for ident, body in zip(idents, bodies, strict=True):
+            for at, (ident, body) in enumerate(zip(idents, bodies, strict=True)):
+                if senders is not None:
+                    self._key = senders[at]
                 self._on_frame(ident, body, now)
             return
         envelopes, joined = parsed
         self.counters["envelopes"] += len(envelopes)
         checked = self.host.check_payloads(envelopes, bodies, joined)
         on_report, add = self._on_report, self.journal.add_frame
-        for ident, body, env in zip(idents, bodies, envelopes, strict=True):
+        for at, (ident, body, env) in enumerate(zip(idents, bodies, envelopes, strict=True)):
             if env.kind == REPORT:
                 record = on_report(ident, env, now, checked)
                 if record is not None:
                     add(record.node, record.last_seq, body)
             else:
+                if senders is not None:
+                    self._key = senders[at]
                 self._on_other(ident, env, now)
 
     def _drain_curve(self) -> int:
         """:meth:`_drain` for CURVE: the identity part comes uncopied, to read the key that sent the frame."""
         recv, keys = self.sock.recv, self.keys
         assert keys is not None
+        heads, limit = SINGLE_HEADS, min(SINGLE_LIMIT, self.config.max_frame_bytes + 1)
+        idents: list[bytes] = []
+        bodies: list[bytes] = []
+        senders: list[str] = []  # each waiting frame's key: a HELLO among them is checked against its own
         now = time.time()
-        for handled in range(DRAIN_LIMIT):
+        handled = 0
+        while handled < DRAIN_LIMIT:
             try:
                 frame = recv(NOBLOCK, copy=False)
             except zmq.Again:
-                self.counters["frames"] += handled
-                return handled
+                break
+            handled += 1
             ident, key = frame.bytes, str(frame.get("User-Id"))
-            body = recv(NOBLOCK, copy=False)
+            part = recv(NOBLOCK, copy=False)
             refusal = keys.check(ident, key)
             if refusal:
-                if body.more:
+                if part.more:
                     self._discard_rest()
                 self._forbid(ident, key, refusal)
                 continue
-            self._key = key
-            if body.more:
-                self._on_parts(ident, body.bytes, now)
+            body = part.bytes
+            size = len(body)
+            if size < limit and not part.more and body.startswith(heads[size]):
+                idents.append(ident)
+                bodies.append(body)
+                senders.append(key)
                 continue
-            self._on_frame(ident, body.bytes, now)
-        self.counters["frames"] += DRAIN_LIMIT
-        return DRAIN_LIMIT
+            if idents:
+                self._on_singles(idents, bodies, now, senders)
+                idents, bodies, senders = [], [], []
+            self._key = key
+            if part.more:
+                self._on_parts(ident, body, now)
+            else:
+                self._on_frame(ident, body, now)
+        if idents:
+            self._on_singles(idents, bodies, now, senders)
+        self.counters["frames"] += handled
+        return handled
 
     def _discard_rest(self) -> None:
         while self.sock.get(RCVMORE):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,8 @@ from collector.server import Collector
 from collector.store import BATCH_COLUMNS, SQLiteStore, row_batch
 from messages import Batch, Envelope, Kind, NodeInfo, Samples, SystemStats
 from messages.codec import decode_payload, envelope, pack
+from messages.errors import Code
+from messages.keys import ClientKeys, generate
 from modules.systemstats import POINT_NAMES
 from tests.wire import Client, Peer
 
@@ -273,3 +276,30 @@ def test_one_bad_payload_among_a_pass_of_reports_is_the_only_bad_report(start_co
     raw = client.answer("SystemStatsHistory", node=NODE, since="1000", resolution="raw")
     assert [stats.cpu_percent for stats in raw.samples] == [1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0]
     assert "bad-report:Samples" not in counters and counters["reports"] == 9
+
+
+def test_with_curve_each_hello_of_a_pass_is_checked_against_its_own_key(start_collector, green, tmp_path) -> None:
+    """Two agents' HELLOs parsed together: each may claim only its own node, by the key it came with."""
+    secrets, allow = tmp_path / "secrets", tmp_path / "allow-agents"
+    allow.mkdir()
+    server = generate(secrets, "collector")
+    peers = {}
+    for node in ("a1", "b2"):
+        cert = generate(secrets, node, (node,))
+        assert cert.secret is not None
+        shutil.copy(secrets / f"{node}.key", allow)
+        peers[node] = ClientKeys(server.public, cert.public, cert.secret, node)
+    collector = start_collector(curve_secret=secrets / "collector.key_secret", allow_agents=allow)
+    eps = endpoints(collector)
+    a, b = (Peer(green, eps["agents"], peers[node]) for node in ("a1", "b2"))
+    for peer in (a, b):  # CURVE handshakes first: then the frames below come in one burst
+        peer.send(Kind.HEARTBEAT, node="x")
+        peer.expect(lambda e: e.kind == Kind.ERROR, what="hello-required")
+    for peer, node in ((a, "a1"), (b, "b2")):
+        peer.socket.send(pack([envelope(Kind.HELLO, "NodeInfo", NodeInfo(node=node, hostname="h"), node=node, seq=1)]))
+    for seq in (1, 2):
+        for peer, node in ((a, "a1"), (b, "b2")):
+            peer.socket.send(pack([envelope(Kind.REPORT, "Probe", b"x", node=node, seq=seq)]))
+    for peer in (a, b):
+        assert peer.expect(lambda e: e.kind == Kind.ACK and e.seq == 2, what="ACK 2").kind == Kind.ACK
+    assert not [e for e in a.seen + b.seen if e.error_code == Code.FORBIDDEN]
