@@ -101,7 +101,10 @@ class Report:
         """
         if self.parsed is not None:
             return self.parsed
-        return decode_payload(self.data, self.encoding, self.schema)
+        value = decode_payload(self.data, self.encoding, self.schema)
+        if isinstance(value, Message):
+            self.parsed = value  # parsed once, shared with every later module (message() too)
+        return value
 
     def message(self, cls: type[M]) -> M:
         """The payload as a ``cls`` protobuf message (parsed once; read it, never change it).

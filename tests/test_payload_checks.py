@@ -80,3 +80,16 @@ def test_other_envelope_fields_are_left_alone() -> None:
     assert check(pack([error]) + pack([stats]))
     # a HELLO's payload is checked as the schema too (its group is the caller's to choose): the same answer
     assert check(pack([hello]) + pack([stats])) == parses(SystemStats, hello.payload)
+
+
+def test_a_checked_payload_is_parsed_once_by_the_first_module_that_reads_it() -> None:
+    from collector.addons import Report
+    from messages import Encoding
+
+    data = SystemStats(time=5.0, cpu_percent=3.0).SerializeToString()
+    first = Report("n1", "SystemStats", 1, 5.0, data, Encoding.PROTOBUF, "labscope.SystemStats")
+    assert first.parsed is None  # checked by the collector, not parsed
+    decoded = first.decode()
+    assert decoded.cpu_percent == 3.0 and first.parsed is decoded and first.message(SystemStats) is decoded
+    second = Report("n1", "SystemStats", 2, 5.0, data, Encoding.PROTOBUF, "labscope.SystemStats")
+    assert second.message(SystemStats) is second.decode()
