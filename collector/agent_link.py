@@ -217,13 +217,21 @@ class AgentLink:
         envelopes, joined = parsed
         self.counters["envelopes"] += len(envelopes)
         checked = self.host.check_payloads(envelopes, bodies, joined)
-        on_report, add = self._on_report, self.journal.add_frame
+        sender, apply, add = self._sender, self._apply_report, self.journal.add_frame
+        last_ident, current = b"", None  # the sender of the last report, and its record
         for at, (ident, body, env) in enumerate(zip(idents, bodies, envelopes, strict=True)):
             if env.kind == REPORT:
-                record = on_report(ident, env, now, checked)
+                node = env.node
+                if ident != last_ident or current is None or node != current.node:
+                    # a run of reports from one connection and node is checked and marked heard once
+                    last_ident, current = ident, sender(ident, node, now)
+                    if current is None:
+                        continue
+                record = apply(ident, current, env, checked)
                 if record is not None:
-                    add(record.node, record.last_seq, body)
+                    add(node, record.last_seq, body)
             else:
+                last_ident, current = b"", None  # a HELLO or a BYE may change who the connection is
                 if senders is not None:
                     self._key = senders[at]
                 self._on_other(ident, env, now)
@@ -354,16 +362,15 @@ class AgentLink:
 
         ``checked``: schemas whose payloads are known to parse (ModuleHost.check_payloads).
         """
-        # Hot path: one call per report; locals and no per-report counters on purpose.
+        record = self._sender(ident, env.node, now)
+        return None if record is None else self._apply_report(ident, record, env, checked)
+
+    def _sender(self, ident: bytes, node: str, now: float) -> NodeRecord | None:
+        """The record of the node a report from ``ident`` names, marked heard now; None (and hello-required)
+        when that connection has not said HELLO as that node."""
         session = self._sessions.get(ident)
-        node = env.node
         if session is None or session.record.node != node:
             self._hello_required(ident)
-            return None
-        seq, at = env.seq, env.time
-        # Inline for speed; _refuse_report's checks (messages/limits.py) say the same and give the reason.
-        if not (0 < seq <= MAX_SEQ and 0.0 <= at <= MAX_TIME):
-            self._refuse_report(ident, env)
             return None
         record = session.record
         if record.status != "live":
@@ -371,16 +378,29 @@ class AgentLink:
         record.last_seen = now
         self._acks[ident] = record
         self._touched[node] = record
+        return record
+
+    def _apply_report(
+        self, ident: bytes, record: NodeRecord, env: Envelope, checked: frozenset[str]
+    ) -> NodeRecord | None:
+        """Apply one report of ``record``'s node (its sender checked); the record when it was new, else None."""
+        # Hot path: one call per report; locals and no per-report counters on purpose.
+        seq, at = env.seq, env.time
+        # Inline for speed; _refuse_report's checks (messages/limits.py) say the same and give the reason.
+        if not (0 < seq <= MAX_SEQ and 0.0 <= at <= MAX_TIME):
+            self._refuse_report(ident, env)
+            return None
         last = record.last_seq
         if seq <= last:
             self.counters["duplicates"] += 1
-            self._duplicates[node] += 1
+            self._duplicates[record.node] += 1
             return None
         if seq != last + 1:
             record.gaps = min(MAX_SEQ, record.gaps + seq - last - 1)  # an SQLite INTEGER, whatever the gaps
             self.counters["gap-reports"] += seq - last - 1
         record.last_seq = seq
         self.reports += 1
+        node = record.node
         if not self._deliver(Report(node, env.type, seq, at, env.payload, env.encoding, env.schema), checked):
             self._bad("unrouted", "no module takes report type %r (from node %s)", env.type, node)
         return record

@@ -219,7 +219,8 @@ def test_a_burst_of_frames_is_handled_in_the_order_it_came(start_collector, gree
 
     The burst is sent before the collector's loop runs again, so it is read in one pass: the HELLO
     comes first (no hello-required), a malformed frame and an oversized one are dropped alone, and
-    the frames of several envelopes and the two-part CHUNK between them keep their places.
+    the frames of several envelopes and the two-part CHUNK between them keep their places, and a
+    report naming another node than the connection's is refused alone.
     """
     collector = start_collector(max_frame_bytes=2048)
     eps = endpoints(collector)
@@ -235,24 +236,25 @@ def test_a_burst_of_frames_is_handled_in_the_order_it_came(start_collector, gree
         pack([reports[0]]),
         garbage,
         pack([reports[1]]),
+        pack([envelope(Kind.REPORT, "SystemStats", SystemStats(), node="n2", seq=1)]),  # not this connection's node
         pack(reports[2:4]),
         pack([reports[4]]),
         pack([padded]),  # over max_frame_bytes: dropped, so seq 6 is a gap
         pack([reports[6]]),
     ]
     chunk = [pack([envelope(Kind.CHUNK, request_id=99)]), b"bulk"]  # an answer nobody waits for: stale-answer
-    for frame in burst[:5]:
+    for frame in burst[:6]:
         agent.socket.send(frame)
     agent.socket.send_multipart(chunk)
-    for frame in burst[5:]:
+    for frame in burst[6:]:
         agent.socket.send(frame)
     acked(agent, 7)
     rows = journal(collector.config.data_dir)
     assert [env.seq for _, _, envs in rows for env in envs] == [1, 2, 3, 4, 5, 7]
     counters = client.answer("CollectorStats")["counters"]
     assert (counters["bad-frame"], counters["oversized"], counters["gap-reports"]) == (1, 1, 1)
-    assert counters["stale-answer"] == 1 and "hello-required" not in counters
-    assert counters["envelopes"] == 8  # the HELLO, six reports, the CHUNK; not the two dropped frames
+    assert counters["stale-answer"] == 1 and counters["hello-required"] == 1  # the report for n2
+    assert counters["envelopes"] == 9  # the HELLO, seven reports, the CHUNK; not the two dropped frames
     latest = client.answer("SystemStats", node=NODE)
     assert isinstance(latest, SystemStats) and latest.cpu_percent == 7.0
 
