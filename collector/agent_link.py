@@ -207,16 +207,15 @@ class AgentLink:
 
         With CURVE, ``senders`` holds each frame's key: a HELLO is checked against the key it came with.
         """
-        parsed = unpack_singles(bodies)
-        if parsed is None:  # one of them is bad: each on its own, so that only that one is dropped
+        envelopes = unpack_singles(bodies)
+        if envelopes is None:  # one of them is bad: each on its own, so that only that one is dropped
             for at, (ident, body) in enumerate(zip(idents, bodies, strict=True)):
                 if senders is not None:
                     self._key = senders[at]
                 self._on_frame(ident, body, now)
             return
-        envelopes, joined = parsed
         self.counters["envelopes"] += len(envelopes)
-        checked = self.host.check_payloads(envelopes, bodies, joined)
+        checked = self.host.check_payloads(envelopes, bodies)
         sender, apply, add = self._sender, self._apply_report, self.journal.add_frame
         last_ident, current = b"", None  # the sender of the last report, and its record
         for at, (ident, body, env) in enumerate(zip(idents, bodies, envelopes, strict=True)):

@@ -223,12 +223,11 @@ def is_single(frame: bytes) -> bool:
     return size < SINGLE_LIMIT and frame.startswith(SINGLE_HEADS[size])
 
 
-def unpack_singles(frames: list[bytes]) -> tuple[list[Envelope], bytes] | None:
-    """The envelopes of frames that each hold one (see :func:`is_single`), parsed in one call, and the
-    frames' bytes joined; None when any of them does not parse (parse them one by one to find which)."""
-    joined = b"".join(frames)
+def unpack_singles(frames: list[bytes]) -> list[Envelope] | None:
+    """The envelopes of frames that each hold one (see :func:`is_single`), parsed in one call; None when
+    any of them does not parse (parse them one by one to find which)."""
     try:
-        return list(Batch.FromString(joined).envelopes), joined
+        return list(Batch.FromString(b"".join(frames)).envelopes)
     except DecodeError:
         return None
 
