@@ -67,21 +67,15 @@ def _payload_batch_class(cls: type[Message]) -> type[Message]:
         pass
     file = descriptor_pb2.FileDescriptorProto(name=f"labscope_checks/{name}.proto", package=PACKAGE, syntax="proto3")
     file.dependency.append(cls.DESCRIPTOR.file.name)
-    payload = file.message_type.add(name=f"{name}Payload")
-    payload.field.add(
-        name="payload",
-        number=_PAYLOAD,
-        label=_FIELD.LABEL_OPTIONAL,
-        type=_FIELD.TYPE_MESSAGE,
-        type_name=f".{full_name}",
-    )
-    batch = file.message_type.add(name=f"{name}Batch")
-    batch.field.add(
-        name="envelopes",
-        number=_ENVELOPES,
-        label=_FIELD.LABEL_REPEATED,
-        type=_FIELD.TYPE_MESSAGE,
-        type_name=f".{PACKAGE}.{name}Payload",
-    )
+    _add_message(file, f"{name}Payload", "payload", _PAYLOAD, _FIELD.LABEL_OPTIONAL, f".{full_name}")
+    _add_message(file, f"{name}Batch", "envelopes", _ENVELOPES, _FIELD.LABEL_REPEATED, f".{PACKAGE}.{name}Payload")
     pool.AddSerializedFile(file.SerializeToString())
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.{name}Batch"))
+
+
+def _add_message(
+    file: descriptor_pb2.FileDescriptorProto, name: str, field: str, number: int, label: int, type_name: str
+) -> None:
+    """Add ``message name { [repeated] type_name field = number; }`` to ``file``."""
+    message = file.message_type.add(name=name)
+    message.field.add(name=field, number=number, label=label, type=_FIELD.TYPE_MESSAGE, type_name=type_name)
