@@ -108,6 +108,8 @@ class AgentLink:
         self._acks: dict[bytes, NodeRecord] = {}
         self._replies: dict[bytes, list[Envelope]] = {}
         self._told: set[bytes] = set()
+        # frames shorter than this may be one envelope (messages.codec.is_single) and parsed together
+        self._single_limit = min(SINGLE_LIMIT, self.config.max_frame_bytes + 1)
         self._duplicates: collections.Counter[str] = collections.Counter()  # node -> duplicates in this pass
         self._backlogged: set[str] = set()  # nodes whose backlog is over backlog_alert (told the observers)
         self._handlers: dict[int, Callable[[bytes, Envelope, float], None]] = {
@@ -170,7 +172,7 @@ class AgentLink:
         # Frames of one envelope (nearly all of them) wait in ``idents``/``bodies`` and are
         # parsed together: one upb parse of their joined bytes instead of one per frame.
         recv = self.sock.recv
-        heads, limit = SINGLE_HEADS, min(SINGLE_LIMIT, self.config.max_frame_bytes + 1)
+        heads, limit = SINGLE_HEADS, self._single_limit  # messages.codec.is_single, inline
         idents: list[bytes] = []
         bodies: list[bytes] = []
         now = time.time()
@@ -187,18 +189,43 @@ class AgentLink:
             if size < limit and not frame.more and body.startswith(heads[size]):
                 idents.append(ident)
                 bodies.append(body)
-                continue
-            if idents:  # what came before this frame is handled before it
-                self._on_singles(idents, bodies, now)
-                idents, bodies = [], []
-            if frame.more:
-                self._on_parts(ident, body, now)
             else:
-                self._on_frame(ident, body, now)
-        if idents:
-            self._on_singles(idents, bodies, now)
+                self._on_other_frame(ident, body, frame.more, now, idents, bodies)
+        self._on_waiting(idents, bodies, now)
         self.counters["frames"] += handled
         return handled
+
+    def _on_other_frame(
+        self,
+        ident: bytes,
+        body: bytes,
+        more: bool,
+        now: float,
+        idents: list[bytes],
+        bodies: list[bytes],
+        senders: list[str] | None = None,
+        key: str = "",
+    ) -> None:
+        """A frame that is not one envelope (or the first part of several): the one-envelope frames waiting
+        in ``idents``/``bodies`` (and, with CURVE, their ``senders``) came before it, so they are handled,
+        and emptied, first. With CURVE, ``key`` is the key this frame came with."""
+        self._on_waiting(idents, bodies, now, senders)
+        self._key = key
+        if more:
+            self._on_parts(ident, body, now)
+        else:
+            self._on_frame(ident, body, now)
+
+    def _on_waiting(
+        self, idents: list[bytes], bodies: list[bytes], now: float, senders: list[str] | None = None
+    ) -> None:
+        """Handle the one-envelope frames waiting (:meth:`_on_singles`) and empty the lists."""
+        if idents:
+            self._on_singles(idents, bodies, now, senders)
+            idents.clear()
+            bodies.clear()
+            if senders is not None:
+                senders.clear()
 
     def _on_singles(
         self, idents: list[bytes], bodies: list[bytes], now: float, senders: list[str] | None = None
@@ -239,7 +266,7 @@ class AgentLink:
         """:meth:`_drain` for CURVE: the identity part comes uncopied, to read the key that sent the frame."""
         recv, keys = self.sock.recv, self.keys
         assert keys is not None
-        heads, limit = SINGLE_HEADS, min(SINGLE_LIMIT, self.config.max_frame_bytes + 1)
+        heads, limit = SINGLE_HEADS, self._single_limit
         idents: list[bytes] = []
         bodies: list[bytes] = []
         senders: list[str] = []  # each waiting frame's key: a HELLO among them is checked against its own
@@ -257,6 +284,7 @@ class AgentLink:
             if refusal:
                 if part.more:
                     self._discard_rest()
+                self._on_waiting(idents, bodies, now, senders)  # the frames before it first
                 self._forbid(ident, key, refusal)
                 continue
             body = part.bytes
@@ -265,17 +293,9 @@ class AgentLink:
                 idents.append(ident)
                 bodies.append(body)
                 senders.append(key)
-                continue
-            if idents:
-                self._on_singles(idents, bodies, now, senders)
-                idents, bodies, senders = [], [], []
-            self._key = key
-            if part.more:
-                self._on_parts(ident, body, now)
             else:
-                self._on_frame(ident, body, now)
-        if idents:
-            self._on_singles(idents, bodies, now, senders)
+                self._on_other_frame(ident, body, part.more, now, idents, bodies, senders, key)
+        self._on_waiting(idents, bodies, now, senders)
         self.counters["frames"] += handled
         return handled
 

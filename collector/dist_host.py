@@ -66,7 +66,6 @@ class Fanout:
         self._codes: dict[str, tuple[Put, ...]] = {}
         self._samples: dict[str, dict[tuple[str, ...], tuple[tuple[Put, Picked], ...]]] = {}  # node -> names ->
         self._sample_routes = 0  # (node, names) routes in _samples
-        self._last: dict[str, tuple[tuple[str, ...], tuple[tuple[Put, Picked], ...]]] = {}  # node -> its last names
         self._report_codes: dict[str, tuple[Put, ...]] = {}
 
     def publish(self, code: str, value: Any, time: float | None, node: str | None) -> None:
@@ -83,16 +82,14 @@ class Fanout:
         """Put one sample ``(None, node, names, values, time, picked)`` into each distribution taking some of it.
 
         Hot path (once per report of a module that publishes): no isinstance on the ``Figures``
-        ABC, and the route cache keyed by the node, then by the names (not even hashed when a
-        node publishes the same tuple of names as last time, as modules do with a constant).
+        ABC, and the route cache keyed by the node, then by the names.
         """
-        last = self._last.get(node)
-        if last is not None and last[0] is names:  # the node's names as last time: the same tuple, no hashing
-            targets = last[1]
-        else:
-            if type(names) is not tuple:
-                names = tuple(names)
-            targets = self._sample_targets(node, names)
+        if type(names) is not tuple:
+            names = tuple(names)
+        by_names = self._samples.get(node)
+        targets = None if by_names is None else by_names.get(names)
+        if targets is None:
+            targets = self._cache_sample(node, names)
         if targets:
             if type(values) is not Figures:  # Figures are read later, in the distributions' threads
                 values = tuple(values)
@@ -101,21 +98,11 @@ class Fanout:
             for put, picked in targets:
                 put(whole if picked is None else (None, node, names, values, at, picked))
 
-    def _sample_targets(self, node: str, names: tuple[str, ...]) -> tuple[tuple[Put, Picked], ...]:
-        """The routes of one (node, names), cached, and kept as the node's last."""
-        by_names = self._samples.get(node)
-        targets = None if by_names is None else by_names.get(names)
-        if targets is None:
-            targets = self._cache_sample(node, names)
-        self._last[node] = (names, targets)
-        return targets
-
     def _cache_sample(self, node: str, names: tuple[str, ...]) -> tuple[tuple[Put, Picked], ...]:
         """Route one (node, names) and keep it; the whole cache starts over past ROUTE_CACHE_MAX entries."""
         self._sample_routes += 1
         if self._sample_routes > ROUTE_CACHE_MAX:
             self._samples.clear()
-            self._last.clear()
             self._sample_routes = 1
         targets = self._route_sample(node, names)
         self._samples.setdefault(node, {})[names] = targets

@@ -63,16 +63,10 @@ class Journal:
     def add(self, applied: list[Envelope], body: bytes, whole: bool) -> None:
         """Keep one frame's new reports (all from one node); ``whole``: they are the entire frame ``body``."""
         # The common frame is all new reports: journal its bytes as they came (no re-encoding).
-        batch = body if whole else pack(applied)
-        node = applied[0].node
-        pending = self._rows.get(node)
-        if pending is None:
-            self._rows[node] = (applied[0].seq, [batch])
-        else:
-            pending[1].append(batch)
+        self.add_frame(applied[0].node, applied[0].seq, body if whole else pack(applied))
 
     def add_frame(self, node: str, seq: int, body: bytes) -> None:
-        """Keep one frame ``body`` that is a single new report, ``seq`` of ``node`` (the hot path's :meth:`add`)."""
+        """Keep the bytes of new reports of ``node``, the first of them ``seq`` (one frame's, as they came)."""
         pending = self._rows.get(node)
         if pending is None:
             self._rows[node] = (seq, [body])

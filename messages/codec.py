@@ -262,8 +262,6 @@ def _single_heads(limit: int) -> list[bytes]:
 
 
 SINGLE_LIMIT = 4096  # frames shorter than this are checked for "one envelope" by their first bytes
-
-
 SINGLE_HEADS = _single_heads(SINGLE_LIMIT)
 
 

@@ -287,7 +287,7 @@ class SystemStatsModule(Aggregator):
             # read from the bytes once, off the loop, by whichever thread needs them first (history or distribution)
             figures = Figures(point_values, data)
             if publishing:
-                self.collector.publish_many(node, POINT_NAMES, figures, at)  # publish_points, inline
+                publish_points(self.collector, msg, at, figures)
             if fresh:
                 self.collector.store.history.record(node, POINT_NAMES, at, figures, KIND, data)
         self._latest[node] = (at, data)
