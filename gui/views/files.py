@@ -194,6 +194,7 @@ class FilesView(QtWidgets.QWidget):
         self._listed = False  # whether any FileList arrived: "asking" and "no files" read differently
         self._last_dir = ""  # the next save dialog opens where the previous file went
         self._what = ""  # the running transfer, as the status line names it
+        self._outcome = False  # the status line says how the last transfer ended: a list refresh leaves it
         self._make_widgets()
         self.pages = QtWidgets.QStackedWidget(self)
         self.pages.addWidget(self.notice)
@@ -291,7 +292,7 @@ class FilesView(QtWidgets.QWidget):
         if entries != self.entries:
             self.entries = entries
             self._fill()
-        elif not self.active:
+        elif not self.active and not self._outcome:
             self._describe()
 
     def _ask_all(self) -> None:
@@ -340,7 +341,7 @@ class FilesView(QtWidgets.QWidget):
         if keep is not None:
             self.select_file(keep.node, keep.name)
         self.scope.setText(f"Files of {', '.join(self.selected)}" if self.selected else "Files of every node")
-        if not self.active:
+        if not self.active and not self._outcome:
             self._describe()
         self._sync_buttons()
 
@@ -423,7 +424,7 @@ class FilesView(QtWidgets.QWidget):
         if self.active is not None:
             self._say(f"Wait until {self._what} is saved (or cancel it).")
             return False
-        self.active, self._what = spec, what
+        self.active, self._what, self._outcome = spec, what, False
         self._set_progress(0, spec.size)
         self._say(f"Fetching {what} into {spec.target} ...")
         self._sync_buttons()
@@ -447,6 +448,7 @@ class FilesView(QtWidgets.QWidget):
         self.active = None
         self._set_progress(1, 1)
         self._say(f"Saved {self._what} to {path} ({human_size(size)}, SHA-256 {digest[:16]}...).", OK_COLOUR)
+        self._outcome = True
         self._sync_buttons()
 
     def transfer_failed(self, tag: str, reason: str) -> None:
@@ -456,6 +458,7 @@ class FilesView(QtWidgets.QWidget):
         self.active = None
         self._set_progress(0, 1)
         self._say(f"Could not fetch {self._what}: {reason}. Nothing was saved.", ERROR_COLOUR)
+        self._outcome = True
         self._sync_buttons()
 
     def _set_progress(self, done: int, total: int) -> None:

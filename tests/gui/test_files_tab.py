@@ -268,6 +268,12 @@ def test_save_asks_for_a_path_and_emits_one_transfer_at_a_time(qtbot) -> None:
     assert view.percent() == 50
     view.transfer_done("transfer:1", "/somewhere/a.csv", 2000, "ab" * 32)
     assert view.percent() == 100 and view.active is None and view.save.isEnabled()
+    listing = [{"node": "n1", "name": "dir/a.csv", "size": 2000, "modtime": 1.0}]
+    view.set_file_list(listing)  # the list refreshed right after: the outcome stays on the status line
+    view.set_file_list([*listing, {"node": "n1", "name": "b", "size": 1, "modtime": 2.0}])
+    assert view.status.text().startswith("Saved n1:dir/a.csv to /somewhere/a.csv"), view.status.text()
+    view.save.click()  # the next save says what it does again
+    assert view.status.text().startswith("Fetching")
 
 
 def test_node_path_dialog_and_list_shapes(qtbot) -> None:
