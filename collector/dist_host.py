@@ -2,9 +2,9 @@
 
 :class:`DistributionHost` builds one :class:`~collector.dist_runner.Runner` per
 ``[distributions.NAME]`` section (collector/dist_loader.py finds the class),
-hands the module host a :class:`Fanout` that puts data points and reports
-into the queues of the runners whose ``codes`` globs match (matched once per
-code, then cached), turns what the runners' threads report into Events on the
+hands the module host a :class:`Fanout` that gathers a pass's data points
+and reports and puts them into the queues of the runners whose ``codes``
+globs match (matched once per code, then cached), turns what the runners' threads report into Events on the
 loop, and answers ``Distributions``.
 """
 
@@ -29,12 +29,22 @@ from collector.dist_journal import CURSOR_FILE, JournalFeed
 from collector.dist_runner import Notify, ReportFeed, Runner
 from messages.errors import ConfigError
 
-__all__ = ["ROUTE_CACHE_MAX", "DistributionHost", "DistributionsView", "EmitEvent", "Fanout", "Put", "matches"]
+__all__ = [
+    "ROUTE_CACHE_MAX",
+    "DistributionHost",
+    "DistributionsView",
+    "EmitEvent",
+    "Fanout",
+    "PointRoute",
+    "ReportRoute",
+    "Schedule",
+    "matches",
+]
 
 log = logging.getLogger(__name__)
 
-Put = Callable[[Any], None]
-Picked = tuple[int, ...] | None  # which names of a sample a distribution takes (None: all of them)
+Picked = tuple[int, ...]  # which names of a sample a distribution takes
+Schedule = Callable[[Callable[[], None]], Any]  # runs a function once the loop runs its callbacks
 EmitEvent = Callable[..., None]  # ModuleHost.emit_event(kind, node, severity, message, **attrs)
 
 # Distinct codes (and samples) whose routes are cached before the cache starts over: codes are
@@ -51,81 +61,147 @@ def matches(code: str, patterns: tuple[str, ...]) -> bool:
 
 
 class Fanout:
-    """Routes data points, samples and reports to the runners whose ``codes`` match, on the loop.
+    """Routes data points, samples and reports to the runners whose ``codes`` match.
 
-    Each code's (each sample's) routes are worked out once and cached, so a
-    point costs a dictionary lookup, one tuple and one queue put per
-    distribution that takes it. A sample published with ``publish_many`` is
-    one queue entry per distribution (its points are made in the
-    distribution's thread), which is what keeps ingest fast.
+    On the loop, a point, a sample or a report costs one tuple appended to the
+    pass's list (a report: the report itself). The list is handed on when the
+    loop next runs its callbacks, which is once the ingest pass (or whichever
+    greenlet published) has yielded: whole, one list shared by every
+    distribution whose ``codes`` include ``"*"``, and filtered for the others
+    (:class:`PointRoute`, :class:`ReportRoute`, each route worked out once per
+    code and cached). A sample published with ``publish_many`` is one item
+    whose points are made in the distribution's thread, which is what keeps
+    ingest fast.
     """
 
-    def __init__(self, runners: list[Runner]) -> None:
+    def __init__(self, runners: list[Runner], schedule: Schedule | None = None) -> None:
         self.points = [r for r in runners if r.section.mode == POINTS]
         self.reports = [r for r in runners if r.section.mode == REPORTS and not r.durable]  # durable: read the journal
-        self._codes: dict[str, tuple[Put, ...]] = {}
-        self._samples: dict[str, dict[tuple[str, ...], tuple[tuple[Put, Picked], ...]]] = {}  # node -> names ->
-        self._sample_routes = 0  # (node, names) routes in _samples
-        self._report_codes: dict[str, tuple[Put, ...]] = {}
+        self._point_routes = [PointRoute(r) for r in self.points]
+        self._report_routes = [ReportRoute(r) for r in self.reports]
+        self._points: list[Any] = []  # this pass's points and samples
+        self._weight = 0  # the data points in them
+        self._reports: list[Report] = []  # this pass's applied reports
+        self._armed = False  # a flush is scheduled
+        self._schedule = schedule
 
     def publish(self, code: str, value: Any, time: float | None, node: str | None) -> None:
-        """Put ``(code, value, time, node)`` into the queue of every points distribution that takes ``code``."""
-        targets = self._codes.get(code)
-        if targets is None:
-            targets = _cached(self._codes, code, tuple(r.put for r in self.points if matches(code, r.section.codes)))
-        if targets:
-            item = (code, value, _now() if time is None else time, node)
-            for put in targets:
-                put(item)
+        """Offer ``(code, value, time, node)`` to every points distribution that takes ``code``."""
+        self._points.append((code, value, _now() if time is None else time, node))
+        self._weight += 1
+        if not self._armed:
+            self._arm()
 
     def publish_many(self, node: str, names: Sequence[str], values: Sequence[Any], time: float | None = None) -> None:
-        """Put one sample ``(None, node, names, values, time, picked)`` into each distribution taking some of it.
+        """Offer one sample ``(None, node, names, values, time, None)``; its points are made in the threads.
 
-        Hot path (once per report of a module that publishes): no isinstance on the ``Figures``
-        ABC, and the route cache keyed by the node, then by the names.
+        Hot path (once per report of a module that publishes): no isinstance on
+        the ``Figures`` ABC, no routing here; lists become tuples, so a module
+        may reuse them.
         """
         if type(names) is not tuple:
             names = tuple(names)
-        by_names = self._samples.get(node)
-        targets = None if by_names is None else by_names.get(names)
-        if targets is None:
-            targets = self._cache_sample(node, names)
-        if targets:
-            if type(values) is not Figures:  # Figures are read later, in the distributions' threads
-                values = tuple(values)
-            at = _now() if time is None else time
-            whole = (None, node, names, values, at, None)  # one entry shared by every distribution taking it all
-            for put, picked in targets:
-                put(whole if picked is None else (None, node, names, values, at, picked))
-
-    def _cache_sample(self, node: str, names: tuple[str, ...]) -> tuple[tuple[Put, Picked], ...]:
-        """Route one (node, names) and keep it; the whole cache starts over past ROUTE_CACHE_MAX entries."""
-        self._sample_routes += 1
-        if self._sample_routes > ROUTE_CACHE_MAX:
-            self._samples.clear()
-            self._sample_routes = 1
-        targets = self._route_sample(node, names)
-        self._samples.setdefault(node, {})[names] = targets
-        return targets
-
-    def _route_sample(self, node: str, names: tuple[str, ...]) -> tuple[tuple[Put, Picked], ...]:
-        found: list[tuple[Put, Picked]] = []
-        for runner in self.points:
-            picked = tuple(i for i, name in enumerate(names) if matches(f"{node}/{name}", runner.section.codes))
-            if picked:
-                found.append((runner.put, None if len(picked) == len(names) else picked))
-        return tuple(found)
+        if type(values) is not Figures:  # Figures are read later, in the distributions' threads
+            values = tuple(values)
+        self._points.append((None, node, names, values, _now() if time is None else time, None))
+        self._weight += len(names)
+        if not self._armed:
+            self._arm()
 
     def feed(self, report: Report) -> None:
-        """Put an applied report into every reports distribution whose ``codes`` match ``NODE/TYPE``."""
-        code = f"{report.node}/{report.type}"
-        targets = self._report_codes.get(code)
-        if targets is None:
-            targets = _cached(
-                self._report_codes, code, tuple(r.put for r in self.reports if matches(code, r.section.codes))
-            )
-        for put in targets:
-            put(report)
+        """Offer an applied report to every reports distribution whose ``codes`` match ``NODE/TYPE``."""
+        self._reports.append(report)
+        if not self._armed:
+            self._arm()
+
+    def _arm(self) -> None:
+        self._armed = True
+        schedule = self._schedule or gevent.get_hub().loop.run_callback
+        schedule(self.flush)
+
+    def flush(self) -> None:
+        """Hand what was offered since the last flush to the queues (runs as a loop callback; call it at stop)."""
+        self._armed = False
+        points, self._points = self._points, []
+        weight, self._weight = self._weight, 0
+        reports, self._reports = self._reports, []
+        if points:
+            for route in self._point_routes:
+                route.put(points, weight)
+        if reports:
+            for by_type in self._report_routes:
+                by_type.put(reports)
+
+
+class PointRoute:
+    """One points distribution's share of a pass: all of it when its ``codes`` hold ``"*"``, else what matches.
+
+    A point is taken when its code matches; a sample when ``NODE/NAME`` of
+    some of its names does (the item then says which: ``picked``). Each
+    code's (each node and names') answer is cached, up to ROUTE_CACHE_MAX.
+    """
+
+    def __init__(self, runner: Runner) -> None:
+        self.put_many = runner.put_many
+        self.codes = runner.section.codes
+        self.everything = "*" in self.codes
+        self._taken: dict[Any, Picked | bool] = {}
+
+    def put(self, items: list[Any], points: int) -> None:
+        """Queue the items (``points`` data points in all) this one takes (the list itself when it takes all)."""
+        if self.everything:
+            self.put_many(items, points)
+            return
+        mine = [kept for kept in map(self._pick, items) if kept is not None]
+        if mine:
+            self.put_many(mine)
+
+    def _pick(self, item: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        code = item[0]
+        key = code if code is not None else (item[1], item[2])
+        taken = self._taken.get(key)
+        if taken is None:
+            taken = _cached(self._taken, key, self._route(item))
+        if taken is True:
+            return item
+        if not taken:
+            return None
+        return (*item[:5], taken)
+
+    def _route(self, item: tuple[Any, ...]) -> Picked | bool:
+        """True: all of it; False: none of it; a tuple: the indexes of the sample's names taken."""
+        if item[0] is not None:
+            return matches(item[0], self.codes)
+        node, names = item[1], item[2]
+        picked = tuple(i for i, name in enumerate(names) if matches(f"{node}/{name}", self.codes))
+        if not picked:
+            return False
+        return True if len(picked) == len(names) else picked
+
+
+class ReportRoute:
+    """One reports distribution's share of a pass: the reports whose ``NODE/TYPE`` match its ``codes``."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.put_many = runner.put_many
+        self.codes = runner.section.codes
+        self.everything = "*" in self.codes
+        self._taken: dict[str, bool] = {}
+
+    def put(self, reports: list[Report]) -> None:
+        """Queue the reports this distribution takes."""
+        if self.everything:
+            self.put_many(reports)
+            return
+        mine = [report for report in reports if self._takes(f"{report.node}/{report.type}")]
+        if mine:
+            self.put_many(mine)
+
+    def _takes(self, code: str) -> bool:
+        taken = self._taken.get(code)
+        if taken is None:
+            taken = _cached(self._taken, code, matches(code, self.codes))
+        return taken
 
 
 class DistributionsView(Aggregator):
@@ -151,6 +227,7 @@ class DistributionHost:
         self.runners: list[Runner] = []
         self._notices: deque[tuple[str, str, str, DistSection]] = deque()
         self._wake_loop: Callable[[], None] | None = None
+        self._fanout: Fanout | None = None
 
     # ------------------------------------------------------------ start/stop
 
@@ -208,10 +285,15 @@ class DistributionHost:
                 "reads reports from the journal; it needs journal = true"
             )
         hold = float(values.get("journal_hold", self.config.retention))
-        codes = section.codes
-        return JournalFeed(
-            self.config.data_dir / STORE_FILE, core.data_dir() / CURSOR_FILE, lambda code: matches(code, codes), hold
-        )
+        taken: dict[str, bool] = {}  # NODE/TYPE -> taken: a report costs a lookup, not a glob match
+
+        def takes(code: str) -> bool:
+            found = taken.get(code)
+            if found is None:
+                found = _cached(taken, code, matches(code, section.codes))
+            return found
+
+        return JournalFeed(self.config.data_dir / STORE_FILE, core.data_dir() / CURSOR_FILE, takes, hold)
 
     def journal_holds(self) -> list[tuple[int, float]]:
         """``(row id, seconds)`` per durable distribution: rows the journal keeps for them (collector/journal.py)."""
@@ -241,6 +323,8 @@ class DistributionHost:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Ask every distribution to deliver what it can and close; wait up to ``timeout`` s in all."""
+        if self._fanout is not None:
+            self._fanout.flush()  # what the last pass offered
         for runner in self.runners:
             runner.stop()
         deadline = time.monotonic() + timeout
@@ -251,8 +335,9 @@ class DistributionHost:
     # ------------------------------------------------------------ routing
 
     def fanout(self) -> Fanout:
-        """What the module host hands data points and applied reports to."""
-        return Fanout([r for r in self.runners if r.dist is not None])
+        """What the module host hands data points and applied reports to (flushed at :meth:`stop`)."""
+        self._fanout = Fanout([r for r in self.runners if r.dist is not None])
+        return self._fanout
 
     # ------------------------------------------------------------ events
 

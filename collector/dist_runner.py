@@ -7,10 +7,11 @@ the containment of every exception a distribution raises.
 
 Two threads meet here, and only through :class:`DistQueue`:
 
-- the collector's gevent loop *puts* raw items (a point tuple, or a
-  ``Report``) and never blocks doing so: a put is a ``deque`` append (with
-  ``maxlen`` doing drop-oldest inside it), a counter and, when the thread is
-  idle, the release of a native lock;
+- the collector's gevent loop *puts* raw items (point and sample tuples, or
+  reports), a pass's worth at once, and never blocks doing so: a put
+  appends the pass's list under a native lock held for a few counters (and
+  for dropping the oldest beyond ``queue_max``) and, when the thread is idle,
+  releases another;
 - the distribution's thread *takes* them in batches and calls the
   distribution (``sendData``/``sendReport``, ``sendUpdate``,
   ``updateBatchComplete``), one call at a time.
@@ -64,6 +65,7 @@ __all__ = [
     "RunnerStats",
     "Signal",
     "backoff",
+    "weight",
 ]
 
 log = logging.getLogger(__name__)
@@ -122,78 +124,154 @@ class Signal:
 class DistQueue:
     """A distribution's bounded input queue: the loop puts (never blocking), the thread takes.
 
-    An item is a point ``(code, value, time, node)``, a sample ``(None, node,
+    An entry is a point ``(code, value, time, node)``, a sample ``(None, node,
     names, values, time, picked)`` from ``publish_many`` (one entry for all
-    its points), or a ``Report``. ``on_full = "drop-oldest"``: a
-    ``deque(maxlen)`` drops the oldest entry inside the append; what it
-    dropped is ``offered - taken - len``, exact without a lock on the put
-    path. ``"collapse"``: when the queue overflows it keeps only the newest
+    its points), a ``Report`` or a ``ReportItem``. The loop puts a whole
+    pass's entries at once (:meth:`put_many`, one list shared by every
+    distribution that takes all of them); the queue keeps those lists as they
+    are and reads past what the thread has taken, so a put costs the same for
+    one entry as for a thousand.
+
+    ``maxlen`` (``queue_max``) and every count (``offered``, ``taken``, the
+    drops, ``len()``) are in **data points**, the unit ``sent`` is counted in
+    too: a sample counts the points it holds (:func:`weight`), a point or a
+    report one. ``on_full = "drop-oldest"``: the oldest entries beyond
+    ``maxlen`` are dropped at the put (a list wholly dropped is let go at
+    once). ``"collapse"``: when the queue overflows it keeps only the newest
     entry per code (:func:`collapse_key`); if more than half of ``maxlen``
-    distinct codes remain, the oldest of them are dropped down to half, so a
-    collapse runs at most once every ``maxlen / 2`` puts.
+    remains, the oldest are dropped down to half, so a collapse runs at most
+    once every ``maxlen / 2`` points. Every drop is counted, exactly.
     """
 
     def __init__(self, maxlen: int, on_full: str = "drop-oldest", wake: Signal | None = None) -> None:
         self.maxlen = maxlen
         self.collapsing = on_full == "collapse"
-        self.items: deque[Any] = deque() if self.collapsing else deque(maxlen=maxlen)
+        self._lists: deque[tuple[list[Any], int]] = deque()  # (entries, their points); never changed once put
+        self._head = 0  # entries of the first list already taken or dropped
+        self._head_points = 0  # and their points
+        self._count = 0  # points waiting
         self.lock = _allocate_lock()
         self.wake = wake or Signal()
-        self.idle = False  # the thread waits for items: a put must wake it
+        self.idle = False  # the thread waits for entries: a put must wake it
         self.offered = 0
         self.taken = 0
         self.collapsed = 0
-        self.overflowed = 0  # collapse mode: dropped as the oldest beyond half of maxlen
-        self.put: Callable[[Any], None] = self._put_collapse if self.collapsing else self._put
+        self.overflowed = 0  # beyond maxlen (drop-oldest), or beyond half of it after a collapse
 
     def __len__(self) -> int:
-        return len(self.items)
+        return self._count
 
-    def _put(self, item: Any) -> None:
-        self.items.append(item)
-        self.offered += 1
+    @property
+    def items(self) -> list[Any]:
+        """The waiting entries, oldest first (a copy: for tests and inspection)."""
+        with self.lock:
+            return self._waiting()
+
+    def put(self, item: Any) -> None:
+        """Queue one entry."""
+        self.put_many([item])
+
+    def put_many(self, items: list[Any], points: int = -1) -> None:
+        """Queue ``items`` holding ``points`` data points (-1: count them); drops the oldest beyond maxlen.
+
+        The list is kept as it is: the caller never changes it again.
+        """
+        if not items:
+            return
+        if points < 0:
+            points = sum(map(weight, items))
+        with self.lock:
+            self._lists.append((items, points))
+            self._count += points
+            self.offered += points
+            if self._count > self.maxlen:
+                if self.collapsing:
+                    self._collapse()
+                else:
+                    self._drop_oldest(self._count - self.maxlen)
         if self.idle:
             self.wake.set()
 
-    def _put_collapse(self, item: Any) -> None:
-        self.items.append(item)
-        self.offered += 1
-        if len(self.items) > self.maxlen:
-            self._collapse()
-        if self.idle:
-            self.wake.set()
+    def _drop_oldest(self, excess: int) -> None:
+        """Drop at least ``excess`` points, oldest first (a sample goes whole)."""
+        lists = self._lists
+        while excess > 0:
+            items, points = lists[0]
+            left = points - self._head_points
+            if left <= excess:
+                lists.popleft()
+                self._head = self._head_points = 0
+                dropped = left
+            else:
+                dropped = 0
+                while dropped < excess:
+                    dropped += weight(items[self._head])
+                    self._head += 1
+                self._head_points += dropped
+            excess -= dropped
+            self._count -= dropped
+            self.overflowed += dropped
 
     def _collapse(self) -> None:
-        with self.lock:
-            items = self.items
-            newest: dict[Any, Any] = {}
-            for item in reversed(items):
-                newest.setdefault(collapse_key(item), item)
-            kept = list(newest.values())
-            kept.reverse()  # oldest first, each code where its newest value was
-            self.collapsed += len(items) - len(kept)
-            room = max(1, self.maxlen // 2)
-            if len(kept) > room:
-                self.overflowed += len(kept) - room
-                kept = kept[-room:]
-            items.clear()
-            items.extend(kept)
+        waiting = self._waiting()
+        newest: dict[Any, Any] = {}
+        for item in reversed(waiting):
+            newest.setdefault(collapse_key(item), item)
+        kept = list(newest.values())
+        kept.reverse()  # oldest first, each code where its newest value was
+        kept_points = sum(map(weight, kept))
+        self.collapsed += self._count - kept_points
+        room, cut = max(1, self.maxlen // 2), 0
+        while kept_points > room and cut < len(kept) - 1:
+            points = weight(kept[cut])
+            kept_points -= points
+            self.overflowed += points
+            cut += 1
+        kept = kept[cut:]
+        self._lists.clear()
+        self._lists.append((kept, kept_points))
+        self._head = self._head_points = 0
+        self._count = kept_points
+
+    def _waiting(self) -> list[Any]:
+        found: list[Any] = []
+        for at, (kept, _) in enumerate(self._lists):
+            found.extend(kept[self._head :] if at == 0 else kept)
+        return found
 
     def take(self, limit: int) -> list[Any]:
-        """Up to ``limit`` items, oldest first (the thread's side)."""
+        """Up to ``limit`` entries, oldest first (the thread's side)."""
+        batch: list[Any] = []
         with self.lock:
-            items = self.items
-            count = min(limit, len(items))
-            batch = [items.popleft() for _ in range(count)]
-            self.taken += count
+            lists = self._lists
+            while lists and len(batch) < limit:
+                first, points = lists[0]
+                head = self._head
+                part = first[head : head + limit - len(batch)]
+                batch.extend(part)
+                self._head = head + len(part)
+                if self._head >= len(first):
+                    lists.popleft()
+                    self._head = self._head_points = 0
+                else:
+                    self._head_points += sum(map(weight, part))
+            taken = sum(map(weight, batch))
+            self._count -= taken
+            self.taken += taken
         return batch
 
     def dropped(self) -> dict[str, int]:
-        """Items dropped so far by the queue, by reason (``queue-full``, ``collapsed``)."""
+        """Points dropped so far by the queue, by reason (``queue-full``, ``collapsed``)."""
         with self.lock:
-            if self.collapsing:
-                return {"queue-full": self.overflowed, "collapsed": self.collapsed}
-            return {"queue-full": self.offered - self.taken - len(self.items), "collapsed": 0}
+            return {"queue-full": self.overflowed, "collapsed": self.collapsed}
+
+
+def weight(item: Any) -> int:
+    """The data points a queue entry holds: a sample's names (those ``picked``), else 1."""
+    if type(item) is tuple and item[0] is None:
+        picked = item[5]
+        return len(item[2] if picked is None else picked)
+    return 1
 
 
 def collapse_key(item: Any) -> Any:
@@ -263,6 +341,7 @@ class Runner:
         self.wake = Signal()
         self.queue = DistQueue(section.queue_max, section.on_full, self.wake)
         self.put = self.queue.put
+        self.put_many = self.queue.put_many
         self.stats = RunnerStats()
         self.outbox: deque[Any] = deque()  # queued by the distribution, not yet delivered
         self.attempts = 0  # exceptions in a row on outbox[0]
@@ -368,10 +447,10 @@ class Runner:
     def _step(self) -> None:
         if not self._ready():
             return
+        started = time.thread_time()  # a durable feed's reading counts as the distribution's CPU too
         if not self._has_work():
             self._idle()
             return
-        started = time.thread_time()
         self._batch()
         self._throttle(time.thread_time() - started)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import gevent
 import pytest
 
 from collector import dist_host
@@ -239,20 +240,51 @@ def codes_in(r: Runner) -> list[Any]:
     return [item[0] if item[0] is not None else (item[1], item[2], item[5]) for item in r.queue.items]
 
 
+def loop_turn() -> None:
+    """Let the loop run its callbacks once, as it does when an ingest pass yields: the Fanout flushes then."""
+    gevent.sleep(0)
+
+
 def test_points_go_only_where_the_codes_match() -> None:
     every, cpu, node = runner("every"), runner("cpu", "*/cpu_percent"), runner("node", "n1/*", "collector/*")
     fanout = Fanout([every, cpu, node])
     for code in ("n1/cpu_percent", "n2/cpu_percent", "n2/up", "collector/nodes_live"):
         fanout.publish(code, 1.0, 5.0, None)
+    assert len(every.queue) == 0  # offered during the pass, queued when the loop turns
+    loop_turn()
     assert codes_in(every) == ["n1/cpu_percent", "n2/cpu_percent", "n2/up", "collector/nodes_live"]
     assert codes_in(cpu) == ["n1/cpu_percent", "n2/cpu_percent"]
     assert codes_in(node) == ["n1/cpu_percent", "collector/nodes_live"]
     assert matches("N1/x", ("n1/*",)) is False  # case-sensitive
 
 
+def test_a_pass_is_one_list_shared_by_the_distributions_that_take_everything() -> None:
+    first, second, narrow = runner("first"), runner("second", "n9/*", "*"), runner("narrow", "n1/*")
+    fanout = Fanout([first, second, narrow])
+    for node in ("n1", "n2", "n1"):
+        fanout.publish_many(node, ("cpu", "mem"), (1.0, 2.0), 2.0)
+    loop_turn()
+    fanout.publish("n3/up", 1, 3.0, None)
+    loop_turn()
+    assert [(len(kept), points) for kept, points in first.queue._lists] == [(3, 6), (1, 1)]
+    assert all(a[0] is b[0] for a, b in zip(first.queue._lists, second.queue._lists, strict=True))
+    assert [item[1] for item in narrow.queue.items] == ["n1", "n1"] and len(narrow.queue._lists) == 1
+    assert (first.queue.offered, narrow.queue.offered) == (7, 4) == (len(first.queue), len(narrow.queue))
+
+
+def test_what_the_last_pass_offered_is_queued_at_stop(tmp_path: Path) -> None:
+    host, _ = host_for(tmp_path, '[distributions.a]\ntype = "custom"\n')
+    host.load()
+    fanout = host.fanout()
+    fanout.publish("n1/x", 1.0, 2.0, None)  # no loop turn before the stop
+    host.stop(timeout=0.1)
+    assert codes_in(host.runners[0]) == ["n1/x"]
+
+
 def test_a_sample_is_one_entry_with_the_names_each_distribution_takes() -> None:
     every, cpu, none = runner("every"), runner("cpu", "*/cpu"), runner("none", "*/disk")
     Fanout([every, cpu, none]).publish_many("n1", ("cpu", "mem"), (1.0, 2.0), 9.0)
+    loop_turn()
     assert list(every.queue.items) == [(None, "n1", ("cpu", "mem"), (1.0, 2.0), 9.0, None)]
     assert list(cpu.queue.items) == [(None, "n1", ("cpu", "mem"), (1.0, 2.0), 9.0, (0,))]
     assert len(none.queue) == 0
@@ -264,10 +296,12 @@ def test_sample_routes_are_cached_per_node_and_names_and_bounded(monkeypatch: py
     fanout = Fanout([every, n1])
     for node in ("n1", "n2", "n3", "n1", "n4", "n5", "n1"):
         fanout.publish_many(node, ["cpu", "mem"], [1.0, 2.0], 9.0)  # lists: kept as tuples
+        loop_turn()
     assert [item[1] for item in every.queue.items] == ["n1", "n2", "n3", "n1", "n4", "n5", "n1"]
     assert [item[1] for item in n1.queue.items] == ["n1", "n1", "n1"]
     assert {type(item[2]) for item in every.queue.items} == {tuple} == {type(item[3]) for item in every.queue.items}
-    assert sum(len(by_names) for by_names in fanout._samples.values()) <= 3
+    routes = fanout._point_routes
+    assert routes[0].everything and not routes[1].everything and 0 < len(routes[1]._taken) <= 3
 
 
 def test_figures_reach_the_queue_unread() -> None:
@@ -275,6 +309,7 @@ def test_figures_reach_the_queue_unread() -> None:
     read: list[bytes] = []
     figures = Figures(lambda data: read.append(data) or (1.0,), b"payload")
     Fanout([every]).publish_many("n1", ("cpu",), figures, 9.0)
+    loop_turn()
     assert every.queue.items[0][3] is figures and read == []
 
 
@@ -284,6 +319,7 @@ def test_reports_are_routed_by_node_and_type() -> None:
     reports = [Report("n1", "SystemStats", 1, 0.0, b""), Report("n1", "Event", 2, 0.0, b"")]
     for report in reports:
         fanout.feed(report)
+    loop_turn()
     assert list(every.queue.items) == reports and list(stats.queue.items) == reports[:1]
 
 
@@ -299,11 +335,13 @@ def test_the_module_host_costs_nothing_without_distributions(tmp_path: Path) -> 
     host.publish("n1/x", 2.0)
     host.publish("collector/up", 1, time=3.0, node="collector")
     host.publish_many("n1", ("y",), (4.0,), 5.0)
+    loop_turn()
     assert [item[:2] for item in every.queue.items] == [("n1/x", 2.0), ("collector/up", 1), (None, "n1")]
     assert every.queue.items[1][2:] == (3.0, "collector")
     assert every.queue.items[2][2:] == (("y",), (4.0,), 5.0, None)
     host.attach_distributions(fanout, points=False, reports=False)  # detached: the points go nowhere again
     host.publish_many("n1", ("y",), (6.0,), 7.0)
+    loop_turn()
     assert len(every.queue.items) == 3 and not host.publishing()
 
 

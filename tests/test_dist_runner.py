@@ -106,6 +106,40 @@ def test_drop_oldest_keeps_the_newest_and_counts_exactly() -> None:
     assert queue.dropped() == {"queue-full": 7, "collapsed": 0} and len(queue) == 2
 
 
+def test_drop_oldest_counts_items_not_lists_and_cuts_into_a_list() -> None:
+    queue = DistQueue(5)
+    queue.put_many([point(f"a/{i}") for i in range(3)])
+    queue.put_many([point(f"b/{i}") for i in range(4)])  # two of the first list go
+    assert [item[0] for item in queue.items] == ["a/2", "b/0", "b/1", "b/2", "b/3"]
+    assert [item[0] for item in queue.take(2)] == ["a/2", "b/0"]  # across the lists
+    queue.put_many([point(f"c/{i}") for i in range(6)])  # more than queue_max at once: its newest five stay
+    assert [item[0] for item in queue.items] == [f"c/{i}" for i in range(1, 6)]
+    assert queue.dropped() == {"queue-full": 2 + 3 + 1, "collapsed": 0}
+    assert queue.offered == 13 == queue.taken + len(queue) + queue.dropped()["queue-full"]
+    assert queue.take(100) and len(queue) == 0 and queue.take(1) == []
+
+
+def test_collapse_works_across_the_lists_a_pass_put() -> None:
+    queue = DistQueue(4, "collapse")
+    queue.put_many([point("a", 1), point("b", 1)])
+    queue.take(1)
+    queue.put_many([point("a", 2), point("b", 2), point("a", 3)])  # four waiting: within queue_max
+    assert len(queue) == 4 and queue.dropped() == {"queue-full": 0, "collapsed": 0}
+    queue.put_many([point("b", 3)])
+    assert [(item[0], item[1]) for item in queue.items] == [("a", 3), ("b", 3)]
+    assert queue.dropped() == {"queue-full": 0, "collapsed": 3} and len(queue) == 2
+
+
+def test_the_queue_counts_data_points_a_sample_as_many_as_it_holds() -> None:
+    queue = DistQueue(10)
+    samples = [(None, f"n{i}", ("cpu", "mem", "load"), (1.0, 2.0, 3.0), 1.0, None) for i in range(3)]
+    queue.put_many([*samples, (None, "n9", ("cpu", "mem", "load"), (1.0, 2.0, 3.0), 1.0, (2,)), point("n/x")])
+    assert queue.offered == 3 * 3 + 1 + 1
+    assert [item[0] or item[1] for item in queue.items] == ["n1", "n2", "n9", "n/x"]  # n0 went whole: 3 points
+    assert queue.dropped()["queue-full"] == 3 and len(queue) == 8
+    assert [item[1] for item in queue.take(2)] == ["n1", "n2"] and len(queue) == 2 and queue.taken == 6
+
+
 def test_collapse_keeps_only_the_newest_value_per_code() -> None:
     queue = DistQueue(4, "collapse")
     for code, value in (("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3)):
@@ -126,11 +160,11 @@ def test_a_sample_collapses_with_the_newer_sample_of_the_same_node_and_names() -
     n1 = [(None, "n1", ("cpu", "mem"), (float(i), 2.0), float(i), None) for i in range(4)]
     other = (None, "n2", ("cpu", "mem"), (5.0, 6.0), 2.0, None)
     assert collapse_key(n1[0]) == collapse_key(n1[3]) != collapse_key(other)
-    queue = DistQueue(4, "collapse")
+    queue = DistQueue(8, "collapse")  # counted in points: four samples of two
     for item in (n1[0], other, *n1[1:]):
         queue.put(item)
     assert list(queue.items) == [other, n1[3]]
-    assert queue.dropped() == {"queue-full": 0, "collapsed": 3}
+    assert queue.dropped() == {"queue-full": 0, "collapsed": 3 * 2} and len(queue) == 4
 
 
 def test_backoff_doubles_from_half_a_second_to_thirty() -> None:
