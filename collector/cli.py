@@ -25,10 +25,12 @@ def main(argv: list[str]) -> int:
 def _run(argv: list[str]) -> int:
     from collector.config import parse_args
     from collector.embed import Collector
+    from collector.gctune import freeze_startup, tune_for_ingest
     from messages.codec import check_protobuf_backend
     from messages.options import setup_logging
 
     ticket = parse_args(argv)
     setup_logging(ticket.log_level)
     check_protobuf_backend(logging.getLogger("collector"))
-    return Collector(ticket).run()
+    tune_for_ingest()
+    return Collector(ticket).run(ready=freeze_startup)

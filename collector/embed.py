@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 import gevent
@@ -127,15 +128,19 @@ class Collector:
 
     # ------------------------------------------------------------ main program
 
-    def run(self) -> int:
-        """Run the collector in this thread until stopped (SIGINT/SIGTERM in the main thread); the exit status."""
+    def run(self, ready: Callable[[], None] | None = None) -> int:
+        """Run the collector in this thread until stopped (SIGINT/SIGTERM in the main thread); the exit status.
+
+        ``ready`` is called once, as soon as the collector is up (``labscope collector`` freezes
+        its start-up objects for the garbage collector then: collector/gctune.py).
+        """
         self._started = True
         try:
-            return self._serve(signals=threading.current_thread() is threading.main_thread())
+            return self._serve(signals=threading.current_thread() is threading.main_thread(), ready=ready)
         finally:
             self._finished.open()
 
-    def _serve(self, signals: bool) -> int:
+    def _serve(self, signals: bool, ready: Callable[[], None] | None = None) -> int:
         self.server = server = Server(self.ticket)
         try:
             server.start()
@@ -146,6 +151,8 @@ class Collector:
         if self._cancelled:
             server.stop()  # start() gave up waiting: serve_forever() returns at once and shuts down
         self._ready.open()
+        if ready is not None:
+            ready()
         self.exit_status = server.serve_forever(signals=signals)
         return self.exit_status
 

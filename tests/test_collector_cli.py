@@ -7,8 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import zmq
 
+from collector import gctune
 from tests.conftest import ProcessGroup, labscope_cmd, wait_for
+from tests.wire import Client
 
 pytestmark = pytest.mark.e2e
 
@@ -151,4 +154,27 @@ def test_observers_named_in_the_config_are_found_from_its_folder(tmp_path: Path,
     collector = procs.collector("--config", str(config))
     marker = tmp_path / "conf" / "started.txt"
     assert wait_for(lambda: marker.exists() and marker.read_text(), 10, what="started.txt") == collector.agents
+    assert collector.stop() == 0
+
+
+GC_PROBE = """
+import gc
+from collector.addons import Aggregator
+class GcProbe(Aggregator):
+    requesttypes = "GcProbe"
+    def processREQUEST(self, msg):
+        return {"threshold": list(gc.get_threshold()), "frozen": gc.get_freeze_count()}
+"""
+
+
+def test_the_command_line_collector_tunes_its_garbage_collector(
+    tmp_path: Path, procs: ProcessGroup, zmq_context: zmq.Context
+) -> None:
+    write(tmp_path / "mods", "gc_probe.py", GC_PROBE)
+    collector = procs.collector("--modules-dir", str(tmp_path / "mods"))
+    client = Client(zmq_context, collector.clients)
+    answer = client.answer("GcProbe")
+    client.close()
+    assert answer["threshold"] == [gctune.YOUNG, gctune.MIDDLE, gctune.OLD]
+    assert answer["frozen"] > 10_000  # what start-up made: modules, classes, config
     assert collector.stop() == 0
