@@ -44,6 +44,7 @@ __all__ = [
     "CollectorAPI",
     "ExcInfo",
     "Figures",
+    "ReadFigures",
     "NodeRecord",
     "Option",
     "Param",
@@ -61,6 +62,9 @@ R = TypeVar("R")
 
 # What ``on_shutdown`` gets when ``main`` ended with an exception: a ``sys.exc_info()`` tuple.
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+ReadFigures = Callable[[bytes], Sequence[Any]]  # what makes a sample's values from its bytes (Figures)
 
 
 class Report:
@@ -256,6 +260,17 @@ class CollectorAPI(Protocol):
         makes its points in its own thread): use it for the figures of one report.
         ``values`` is copied (a tuple is kept as it is); a :class:`Figures` is
         kept and read in the distribution's thread, which is cheaper still.
+        """
+        ...
+
+    def publish_read(
+        self, node: str, names: Sequence[str], read: ReadFigures, data: bytes, time: float | None = None
+    ) -> None:
+        """:meth:`publish_many` with ``values = Figures(read, data)``, without making the object on the loop.
+
+        For a module that publishes every report's figures and keeps nothing
+        else of them: ``read(data)`` runs in each distribution's thread that
+        takes the sample (see :class:`Figures` for what ``read`` must be).
         """
         ...
 

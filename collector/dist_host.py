@@ -21,7 +21,7 @@ from typing import Any
 import gevent
 
 from collector import dist_loader
-from collector.addons import Aggregator, Figures, Report
+from collector.addons import Aggregator, Figures, ReadFigures, Report
 from collector.config import CollectorConfig, DistSection
 from collector.counters import Counters
 from collector.dist import JOURNAL_FEED, POINTS, REPORTS, DistCore, Distribution
@@ -108,6 +108,20 @@ class Fanout:
         if not self._armed:
             self._arm()
 
+    def publish_read(
+        self, node: str, names: Sequence[str], read: ReadFigures, data: bytes, time: float | None = None
+    ) -> None:
+        """Offer one sample ``(None, node, names, data, time, None, read)``: ``publish_many`` without a ``Figures``.
+
+        The distributions' threads make the ``Figures(read, data)`` (collector/dist_runner.py).
+        """
+        if type(names) is not tuple:
+            names = tuple(names)
+        self._points.append((None, node, names, data, _now() if time is None else time, None, read))
+        self._weight += len(names)
+        if not self._armed:
+            self._arm()
+
     def feed(self, report: Report) -> None:
         """Offer an applied report to every reports distribution whose ``codes`` match ``NODE/TYPE``."""
         self._reports.append(report)
@@ -166,7 +180,7 @@ class PointRoute:
             return item
         if not taken:
             return None
-        return (*item[:5], taken)
+        return (*item[:5], taken, *item[6:])
 
     def _route(self, item: tuple[Any, ...]) -> Picked | bool:
         """True: all of it; False: none of it; a tuple: the indexes of the sample's names taken."""

@@ -48,7 +48,7 @@ from typing import Any, Protocol
 
 from gevent import monkey
 
-from collector.addons import Report
+from collector.addons import Figures, Report
 from collector.config import DistSection
 from collector.dist import POINTS, DataPoint, Distribution, ReportItem
 from messages.logs import ThrottledLog
@@ -126,7 +126,8 @@ class DistQueue:
 
     An entry is a point ``(code, value, time, node)``, a sample ``(None, node,
     names, values, time, picked)`` from ``publish_many`` (one entry for all
-    its points), a ``Report`` or a ``ReportItem``. The loop puts a whole
+    its points; ``publish_read`` adds the read function after ``picked`` and
+    puts the data in place of the values), a ``Report`` or a ``ReportItem``. The loop puts a whole
     pass's entries at once (:meth:`put_many`, one list shared by every
     distribution that takes all of them); the queue keeps those lists as they
     are and reads past what the thread has taken, so a put costs the same for
@@ -600,7 +601,9 @@ class Runner:
 
     def _convert_sample(self, raw: tuple[Any, ...]) -> None:
         """One ``publish_many`` entry: its points ``NODE/NAME``, one sendData each."""
-        _, node, names, values, at, picked = raw
+        _, node, names, values, at, picked = raw[:6]
+        if len(raw) > 6:  # from publish_read: values is the data the read function takes
+            values = Figures(raw[6], values)
         try:
             count = min(len(names), len(values))  # a Figures reads its bytes here
         except Exception as exc:  # a module's read function failed: the sample's points are lost, counted

@@ -20,7 +20,7 @@ import msgpack
 from google.protobuf.message import DecodeError, Message
 
 from collector import loader, settings
-from collector.addons import Aggregator, NodeRecord, Report, Request, RequestError
+from collector.addons import Aggregator, NodeRecord, ReadFigures, Report, Request, RequestError
 from collector.config import CollectorConfig
 from collector.counters import Counters
 from collector.lifecycle import Lifecycle, accepts_exc_info
@@ -64,6 +64,11 @@ class Fanout(Protocol):
 
     def publish_many(self, node: str, names: Sequence[str], values: Sequence[Any], time: float | None = None) -> None:
         """Offer the points ``NODE/NAME`` of one sample."""
+
+    def publish_read(
+        self, node: str, names: Sequence[str], read: ReadFigures, data: bytes, time: float | None = None
+    ) -> None:
+        """Offer the points ``NODE/NAME`` of one sample whose values ``read(data)`` gives."""
 
     def feed(self, report: Report) -> None:
         """Offer one applied report."""
@@ -489,8 +494,10 @@ class ModuleHost:
         self._reports = fanout if reports else None
         if points:
             self.publish_many = fanout.publish_many  # type: ignore[method-assign]
+            self.publish_read = fanout.publish_read  # type: ignore[method-assign]
         else:
-            vars(self).pop("publish_many", None)  # back to the method, which offers to nobody
+            vars(self).pop("publish_many", None)  # back to the methods, which offer to nobody
+            vars(self).pop("publish_read", None)
 
     def node_joined(self, record: NodeRecord) -> None:
         """Tell every module, in start order, that a node joined; emit a ``joined`` event."""
@@ -568,6 +575,13 @@ class ModuleHost:
         """Offer one sample's points ``NODE/NAME`` to the distributions (see CollectorAPI.publish_many)."""
         if self._points is not None:
             self._points.publish_many(node, names, values, time)
+
+    def publish_read(
+        self, node: str, names: Sequence[str], read: ReadFigures, data: bytes, time: float | None = None
+    ) -> None:
+        """Offer one sample's points, read from ``data`` in the distributions' threads (CollectorAPI.publish_read)."""
+        if self._points is not None:
+            self._points.publish_read(node, names, read, data, time)
 
     def publishing(self) -> bool:
         """True when at least one distribution takes data points."""

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from collector import settings
-from collector.addons import Aggregator, NodeRecord, Request, RequestError, as_names
+from collector.addons import Aggregator, NodeRecord, ReadFigures, Request, RequestError, as_names
 from collector.dist import DataPoint
 from collector.lifecycle import Lifecycle, accepts_exc_info
 from collector.stores.base import Store
@@ -110,6 +110,12 @@ class StubCollector:
         self.published.extend(
             DataPoint(f"{node}/{name}", value, when, node) for name, value in zip(names, values, strict=False)
         )
+
+    def publish_read(
+        self, node: str, names: Sequence[str], read: ReadFigures, data: bytes, time: float | None = None
+    ) -> None:
+        """Record each point of the sample ``read(data)`` gives, as :meth:`publish_many` does."""
+        self.publish_many(node, names, read(data), time)
 
     def publishing(self) -> bool:
         """:attr:`distributing` (True by default, so modules publish and tests see it)."""

@@ -283,13 +283,14 @@ class SystemStatsModule(Aggregator):
         latest = self._latest.get(node)
         fresh = latest is None or latest[0] != at  # the same sample again (a resend) is not history again
         publishing = self.collector.publishing()
-        if fresh or publishing:
+        if fresh:
             # read from the bytes once, off the loop, by whichever thread needs them first (history or distribution)
             figures = Figures(point_values, data)
             if publishing:  # publish_points(), inline: this runs for every report
                 self.collector.publish_many(node, POINT_NAMES, figures, at)
-            if fresh:
-                self.collector.store.history.record(node, POINT_NAMES, at, figures, KIND, data)
+            self.collector.store.history.record(node, POINT_NAMES, at, figures, KIND, data)
+        elif publishing:  # a resend, or reports sharing one time: nothing to share the figures with
+            self.collector.publish_read(node, POINT_NAMES, point_values, data, at)
         self._latest[node] = (at, data)
         self._dirty = True
 

@@ -313,6 +313,21 @@ def test_figures_reach_the_queue_unread() -> None:
     assert every.queue.items[0][3] is figures and read == []
 
 
+def test_a_published_read_keeps_its_bytes_and_function_to_the_queue_and_through_a_filter() -> None:
+    every, cpu = runner("every"), runner("cpu", "*/cpu")
+    read: list[bytes] = []
+
+    def values(data: bytes) -> tuple[float, ...]:
+        read.append(data)
+        return (1.0, 2.0)
+
+    Fanout([every, cpu]).publish_read("n1", ["cpu", "mem"], values, b"payload", 9.0)
+    loop_turn()
+    assert every.queue.items == [(None, "n1", ("cpu", "mem"), b"payload", 9.0, None, values)]
+    assert cpu.queue.items == [(None, "n1", ("cpu", "mem"), b"payload", 9.0, (0,), values)]
+    assert (len(every.queue), len(cpu.queue), read) == (2, 1, [])
+
+
 def test_reports_are_routed_by_node_and_type() -> None:
     every, stats = runner("every", mode="reports"), runner("stats", "*/SystemStats", mode="reports")
     fanout = Fanout([every, stats, runner("points")])

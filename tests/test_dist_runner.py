@@ -14,6 +14,7 @@ import pytest
 from collector.addons import Figures, Report
 from collector.config import DistSection
 from collector.dist import DataPoint, DistCore, Distribution, ReportItem
+from collector.dist_host import Fanout
 from collector.dist_runner import MAX_ATTEMPTS, DistQueue, Runner, Signal, backoff, collapse_key
 from messages import Encoding
 from tests.conftest import REPO, wait_for
@@ -224,6 +225,22 @@ def test_figures_are_read_from_their_bytes_once_in_the_distributions_thread(run:
     wait_for(lambda: len(dist.sent) == 2, 10, what="two points")
     assert [(p.code, p.value) for p in dist.sent] == [("n1/cpu", 1.0), ("n1/load", 3.0)]
     assert len(reads) == 1 and reads[0][0] == b"1,2,3" and reads[0][1] in dist.threads
+
+
+def test_a_published_read_is_made_into_points_in_the_distributions_thread(run: Any) -> None:
+    reads: list[int] = []
+
+    def read(data: bytes) -> tuple[float, ...]:
+        reads.append(threading.get_ident())
+        return tuple(float(part) for part in data.split(b","))
+
+    runner, dist, _ = run()
+    fanout = Fanout([runner])
+    fanout.publish_read("n1", ["cpu", "mem"], read, b"4,5", 8.0)
+    fanout.flush()  # what the loop's next turn does
+    wait_for(lambda: len(dist.sent) == 2, 10, what="two points")
+    assert [(p.code, p.value, p.time) for p in dist.sent] == [("n1/cpu", 4.0, 8.0), ("n1/mem", 5.0, 8.0)]
+    assert len(reads) == 1 and reads[0] in dist.threads
 
 
 def test_figures_whose_read_raises_drop_the_sample_and_count_it(run: Any) -> None:

@@ -313,6 +313,17 @@ def test_publishing_a_sample_leaves_its_figures_to_be_read_off_the_loop() -> Non
     assert list(figures) == list(point_values(msg.data)) and reads == [msg.data]  # read once, when a thread asks
 
 
+def test_a_sample_sent_again_is_published_again_but_not_filed_again(
+    stats: SystemStatsModule, collector: StubCollector
+) -> None:
+    stats.processReport(report("n1", 1, sample(1000.0, cpu=33.0)))
+    stats.processReport(report("n1", 2, sample(1000.0, cpu=33.0)))  # the same time: through publish_read
+    cpu = [p for p in collector.published if p.code == "n1/cpu_percent"]
+    assert [(p.value, p.time) for p in cpu] == [(33.0, 1000.0), (33.0, 1000.0)]
+    history = ask(stats, "SystemStatsHistory", node="n1")
+    assert [s.time for s in history.samples] == [1000.0]
+
+
 def test_nothing_is_published_while_no_distribution_takes_points(
     stats: SystemStatsModule, collector: StubCollector
 ) -> None:
