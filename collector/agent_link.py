@@ -100,7 +100,7 @@ class AgentLink:
         self.liveness = LivenessClock(self.registry, self.counters, self.config.node_timeout)
         self.throttled = ThrottledLog(log)
         self.running = True
-        self.busy = False  # the last pass left frames waiting: the distributions' threads hold back (cpu_limit)
+        self.busy = False  # the last pass was a full one (ingest saturated): the distributions hold back (cpu_limit)
         self.reports = 0  # reports applied in this pass, added to the counters once per pass
         self._sessions = self.registry.sessions
         self._deliver = self.host.deliver
@@ -142,11 +142,10 @@ class AgentLink:
                     gevent.sleep(0)
             self._flush()
             self._housekeeping(behind)
+            self.busy = behind
             if behind or int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                self.busy = True
-                gevent.sleep(0)  # busy: let requests and updates run between passes
+                gevent.sleep(0)  # frames waiting: let requests and updates run between passes
                 continue
-            self.busy = False
             self._idle(watcher)
 
     def _idle(self, watcher: Any) -> None:

@@ -135,7 +135,7 @@ class DistSection:
     queue_max: int = 100_000
     on_full: str = "drop-oldest"
     batch_max: int = 1000
-    cpu_limit: float = 0.05
+    cpu_limit: float = 0.02
     values: dict[str, Any] = field(default_factory=dict)
 
 
@@ -146,7 +146,7 @@ DIST_DEFAULTS: dict[str, Any] = {
     "queue_max": 100_000,
     "on_full": "drop-oldest",
     "batch_max": 1000,
-    "cpu_limit": 0.05,
+    "cpu_limit": 0.02,
 }
 
 

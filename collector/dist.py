@@ -52,7 +52,7 @@ Sample config block (TOML, in the collector's ``--config`` file)::
     # queue_max = 100000         # items queued at most while the destination is slow or away
     # on_full = "drop-oldest"    # or "collapse": keep only the newest value per code
     # batch_max = 1000           # items per batch, then updateBatchComplete()
-    # cpu_limit = 0.05           # share of one core its thread may use while ingest is busy
+    # cpu_limit = 0.02           # share of one core its thread may use while ingest is saturated
     # any key of the type's own (its ``options``)
 """
 
