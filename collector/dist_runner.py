@@ -138,7 +138,7 @@ class DistQueue:
     too: a sample counts the points it holds (:func:`weight`), a point or a
     report one. ``on_full = "drop-oldest"``: the oldest entries beyond
     ``maxlen`` are dropped at the put (a list wholly dropped is let go at
-    once). ``"collapse"``: when the queue overflows it keeps only the newest
+    once), but never the newest entry. ``"collapse"``: when the queue overflows it keeps only the newest
     entry per code (:func:`collapse_key`); if more than half of ``maxlen``
     remains, the oldest are dropped down to half, so a collapse runs at most
     once every ``maxlen / 2`` points. Every drop is counted, exactly.
@@ -194,8 +194,13 @@ class DistQueue:
             self.wake.set()
 
     def _drop_oldest(self, excess: int) -> None:
-        """Drop at least ``excess`` points, oldest first (a sample goes whole)."""
+        """Drop at least ``excess`` points, oldest first (a sample goes whole); the newest entry always stays.
+
+        So a ``queue_max`` smaller than one sample still passes the newest sample on.
+        """
         lists = self._lists
+        newest = lists[-1][0]
+        excess = min(excess, self._count - weight(newest[-1]))
         while excess > 0:
             items, points = lists[0]
             left = points - self._head_points

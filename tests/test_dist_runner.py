@@ -141,6 +141,16 @@ def test_the_queue_counts_data_points_a_sample_as_many_as_it_holds() -> None:
     assert [item[1] for item in queue.take(2)] == ["n1", "n2"] and len(queue) == 2 and queue.taken == 6
 
 
+def test_the_newest_entry_stays_even_when_it_alone_is_more_than_queue_max() -> None:
+    queue = DistQueue(3)
+    sample = (None, "n1", ("a", "b", "c", "d", "e"), (1, 2, 3, 4, 5), 1.0, None)
+    queue.put(point("n/x"))
+    queue.put(sample)
+    assert queue.items == [sample] and len(queue) == 5 and queue.dropped()["queue-full"] == 1
+    queue.put(point("n/y"))
+    assert queue.items == [point("n/y")] and queue.dropped()["queue-full"] == 6
+
+
 def test_collapse_keeps_only_the_newest_value_per_code() -> None:
     queue = DistQueue(4, "collapse")
     for code, value in (("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3)):
