@@ -4,8 +4,8 @@
 ``[distributions.NAME]`` section (collector/dist_loader.py finds the class),
 hands the module host a :class:`Fanout` that gathers a pass's data points
 and reports and puts them into the queues of the runners whose ``codes``
-globs match (matched once per code, then cached), turns what the runners' threads report into Events on the
-loop, and answers ``Distributions``.
+globs match (matched once per code, then cached), turns what the runners'
+threads report into Events on the loop, and answers ``Distributions``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from messages.errors import ConfigError
 
 __all__ = [
     "ROUTE_CACHE_MAX",
+    "CodeMatcher",
     "DistributionHost",
     "DistributionsView",
     "EmitEvent",
@@ -193,14 +194,28 @@ class PointRoute:
         return True if len(picked) == len(names) else picked
 
 
+class CodeMatcher:
+    """``matcher(code)``: does ``code`` match one of ``codes``? Each code's answer is cached (ROUTE_CACHE_MAX)."""
+
+    def __init__(self, codes: tuple[str, ...]) -> None:
+        self.codes = codes
+        self._taken: dict[str, bool] = {}
+
+    def __call__(self, code: str) -> bool:
+        """True when ``code`` matches (a lookup after the first time)."""
+        taken = self._taken.get(code)
+        if taken is None:
+            taken = _cached(self._taken, code, matches(code, self.codes))
+        return taken
+
+
 class ReportRoute:
     """One reports distribution's share of a pass: the reports whose ``NODE/TYPE`` match its ``codes``."""
 
     def __init__(self, runner: Runner) -> None:
         self.put_many = runner.put_many
-        self.codes = runner.section.codes
-        self.everything = "*" in self.codes
-        self._taken: dict[str, bool] = {}
+        self.everything = "*" in runner.section.codes
+        self._takes = CodeMatcher(runner.section.codes)
 
     def put(self, reports: list[Report]) -> None:
         """Queue the reports this distribution takes."""
@@ -210,12 +225,6 @@ class ReportRoute:
         mine = [report for report in reports if self._takes(f"{report.node}/{report.type}")]
         if mine:
             self.put_many(mine)
-
-    def _takes(self, code: str) -> bool:
-        taken = self._taken.get(code)
-        if taken is None:
-            taken = _cached(self._taken, code, matches(code, self.codes))
-        return taken
 
 
 class DistributionsView(Aggregator):
@@ -299,14 +308,7 @@ class DistributionHost:
                 "reads reports from the journal; it needs journal = true"
             )
         hold = float(values.get("journal_hold", self.config.retention))
-        taken: dict[str, bool] = {}  # NODE/TYPE -> taken: a report costs a lookup, not a glob match
-
-        def takes(code: str) -> bool:
-            found = taken.get(code)
-            if found is None:
-                found = _cached(taken, code, matches(code, section.codes))
-            return found
-
+        takes = CodeMatcher(section.codes)  # NODE/TYPE: a report costs a lookup, not a glob match
         return JournalFeed(self.config.data_dir / STORE_FILE, core.data_dir() / CURSOR_FILE, takes, hold)
 
     def journal_holds(self) -> list[tuple[int, float]]:

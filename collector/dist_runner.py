@@ -250,18 +250,20 @@ class DistQueue:
         batch: list[Any] = []
         with self.lock:
             lists = self._lists
+            taken = 0
             while lists and len(batch) < limit:
-                first, points = lists[0]
+                first = lists[0][0]
                 head = self._head
                 part = first[head : head + limit - len(batch)]
                 batch.extend(part)
+                points = sum(map(weight, part))
+                taken += points
                 self._head = head + len(part)
                 if self._head >= len(first):
                     lists.popleft()
                     self._head = self._head_points = 0
                 else:
-                    self._head_points += sum(map(weight, part))
-            taken = sum(map(weight, batch))
+                    self._head_points += points
             self._count -= taken
             self.taken += taken
         return batch
