@@ -39,6 +39,7 @@ from messages.stream import two_part_header
 log = logging.getLogger(__name__)
 
 DRAIN_LIMIT = 512  # frames per pass before yielding to other greenlets
+SATURATION_HOLD = 0.5  # seconds after a full pass during which ingest still counts as saturated
 NOBLOCK = zmq.NOBLOCK
 REPORT = int(Kind.REPORT)
 ACK = int(Kind.ACK)  # Kind.ACK is a Python-level enum lookup: one per agent per pass at scale
@@ -100,7 +101,7 @@ class AgentLink:
         self.liveness = LivenessClock(self.registry, self.counters, self.config.node_timeout)
         self.throttled = ThrottledLog(log)
         self.running = True
-        self.busy = False  # the last pass was a full one (ingest saturated): the distributions hold back (cpu_limit)
+        self.saturated_at = -SATURATION_HOLD  # monotonic time of the last full pass (ingest saturated)
         self.reports = 0  # reports applied in this pass, added to the counters once per pass
         self._sessions = self.registry.sessions
         self._deliver = self.host.deliver
@@ -142,11 +143,21 @@ class AgentLink:
                     gevent.sleep(0)
             self._flush()
             self._housekeeping(behind)
-            self.busy = behind
+            if behind:
+                self.saturated_at = time.monotonic()
             if behind or int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 gevent.sleep(0)  # frames waiting: let requests and updates run between passes
                 continue
             self._idle(watcher)
+
+    def saturated(self) -> bool:
+        """True while ingest is saturated: a pass read all it may within the last SATURATION_HOLD s.
+
+        The distributions' threads hold back to their ``cpu_limit`` meanwhile. Held for a moment, not
+        only for the pass after a full one: passes alternate between full and not under a flood, and a
+        thread that looked at the wrong moment ran flat out.
+        """
+        return time.monotonic() - self.saturated_at < SATURATION_HOLD
 
     def _idle(self, watcher: Any) -> None:
         """Park until the socket may be readable, another greenlet queued a message, or IDLE_WAIT."""

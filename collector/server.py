@@ -205,7 +205,7 @@ class Collector:
         self.agents = agents = AgentLink(
             agent_sock, core, self.journal, relay, mailbox, self.updates.notify_ingest, keys, self.refusals
         )
-        self.dists.set_pressure(lambda: agents.busy)
+        self.dists.set_pressure(agents.saturated)
         self._start_tiers(self.journal, relay)
         if self.curve is not None:
             self._spawn(self.curve.zap.run)

@@ -13,6 +13,7 @@ import gc
 import json
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from typing import Any
 import pytest
 import zmq.green
 
-from collector.config import CollectorConfig
+from collector.agent_link import DRAIN_LIMIT, SATURATION_HOLD
+from collector.config import CollectorConfig, DistSection
 from collector.segments import SegmentReader, segment_folder
 from collector.server import Collector
 from collector.store import BATCH_COLUMNS, SQLiteStore, row_batch
@@ -305,3 +307,27 @@ def test_with_curve_each_hello_of_a_pass_is_checked_against_its_own_key(start_co
     for peer in (a, b):
         assert peer.expect(lambda e: e.kind == Kind.ACK and e.seq == 2, what="ACK 2").kind == Kind.ACK
     assert not [e for e in a.seen + b.seen if e.error_code == Code.FORBIDDEN]
+
+
+def test_a_full_pass_marks_ingest_saturated_for_a_moment(start_collector, green) -> None:
+    """A pass that reads all a pass may (DRAIN_LIMIT frames) marks ingest saturated for SATURATION_HOLD s.
+
+    The distributions' threads are handed ``agents.saturated`` as their pressure: while it is True they
+    keep to their ``cpu_limit``. A burst smaller than a pass leaves it alone.
+    """
+    collector = start_collector(distributions=[DistSection("seedlike", "custom")])
+    agents = collector.agents
+    assert [runner.pressure for runner in collector.dists.runners] == [agents.saturated]
+    agent = Peer(green, endpoints(collector)["agents"])
+    hello(agent)
+    before = agents.saturated_at
+    send_reports(agent, [stats_report(seq) for seq in range(1, 11)], per_frame=1)
+    acked(agent, 10)
+    assert agents.saturated_at == before and not agents.saturated()
+    send_reports(agent, [stats_report(seq) for seq in range(11, 12 + DRAIN_LIMIT)], per_frame=1)
+    acked(agent, 11 + DRAIN_LIMIT)
+    assert agents.saturated_at > before
+    agents.saturated_at = time.monotonic()
+    assert agents.saturated()
+    agents.saturated_at = time.monotonic() - SATURATION_HOLD - 0.01
+    assert not agents.saturated()
