@@ -151,6 +151,10 @@ class JournalFeed:
             save_cursor(self.cursor_path, cursor)
             self.cursor = cursor
 
+    def rewind(self) -> None:
+        """Read again from the saved cursor: what was read after it was not delivered (a failed batch)."""
+        self.position = self.cursor
+
     def close(self) -> None:
         """Close the read connection and the segment files."""
         self.reader.close()

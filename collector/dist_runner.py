@@ -194,6 +194,12 @@ class DistQueue:
         if self.idle:
             self.wake.set()
 
+    def discard(self) -> None:
+        """Let every waiting entry go uncounted: a durable feed reads them again (see ``Runner._rewind``)."""
+        with self.lock:
+            self._lists.clear()
+            self._head = self._head_points = self._count = 0
+
     def _drop_oldest(self, excess: int) -> None:
         """Drop at least ``excess`` points, oldest first (a sample goes whole); the newest entry always stays.
 
@@ -298,8 +304,10 @@ class ReportFeed(Protocol):
     calls its ``fill(put, want)``, which puts ``ReportItem``s with
     ``journal_id`` set (never more than ``want``, so nothing is ever dropped),
     and it advances and saves its cursor in :meth:`delivered`. An idle runner
-    waits ``idle_wait`` seconds before it looks again. ``durable``,
-    ``idle_wait`` and ``fill`` are optional (a feed without them is fed by the loop).
+    waits ``idle_wait`` seconds before it looks again. When a batch fails
+    (``updateBatchComplete`` raised), the runner calls its ``rewind()``: the
+    next ``fill`` starts again after the saved cursor. ``durable``,
+    ``idle_wait``, ``fill`` and ``rewind`` are optional (a feed without them is fed by the loop).
     """
 
     def delivered(self, last: ReportItem) -> None:
@@ -554,7 +562,7 @@ class Runner:
         deadline = time.thread_time() + SLICE if self.pressure() else float("inf")
         delivered, complete = self._deliver(self.section.batch_max, deadline)
         if delivered or complete:
-            self._complete(clean=complete)
+            self._complete(complete, delivered)
 
     def _deliver(self, limit: int, deadline: float = float("inf")) -> tuple[int, bool]:
         """(payloads delivered, True when everything taken was delivered); stops at ``deadline`` (thread CPU).
@@ -645,12 +653,29 @@ class Runner:
             self.error("sendReport", exc)
             self.stats.dropped_error += 1
 
-    def _complete(self, clean: bool) -> None:
+    def _complete(self, clean: bool, delivered: int) -> None:
         ok, _ = self._call("updateBatchComplete")
         if not ok:
             self._failed(self.stats.last_error)
+            self._rewind(delivered)
         elif clean and self.last_report is not None and not self.outbox:
             self.feed.delivered(self.last_report)
+
+    def _rewind(self, delivered: int) -> None:
+        """After a failed batch, a durable feed starts again at its cursor: the batch counts as not sent.
+
+        What waits in the queue and the outbox is read again from the journal, so it goes uncounted;
+        what the failed batch had already delivered is sent again (a distribution that is exactly
+        once, like ``nats``, drops it by its message id).
+        """
+        rewind = getattr(self.feed, "rewind", None)
+        if rewind is None:
+            return
+        rewind()
+        self.queue.discard()
+        self.outbox.clear()
+        self.last_report = None
+        self.stats.sent -= delivered
 
     # ------------------------------------------------------------ shutdown
 

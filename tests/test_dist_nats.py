@@ -30,7 +30,9 @@ from tests.conftest import ProcessGroup, wait_for
 
 nats = pytest.importorskip("nats", reason="nats-py missing: pip install 'labscope[nats]'")
 
-from collector.distributions.dist_nats import NatsDistribution  # noqa: E402
+from nats.errors import MaxPayloadError  # noqa: E402
+
+from collector.distributions.dist_nats import BatchNotAckedError, NatsDistribution  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.e2e]  # may start nats-server
 
@@ -161,7 +163,9 @@ def test_a_report_carries_its_headers_and_a_resend_is_dropped(stream: Stream, tm
     assert dist.connect()
     report = ReportItem("n1", 7, "Samples", 5.5, Encoding.MSGPACK, "", b"\x81\xa1a\x01", journal_id=3)
     assert dist.sendUpdate(report)
+    dist.updateBatchComplete()
     assert dist.sendUpdate(report)  # the re-send after a crash: JetStream drops it by Nats-Msg-Id
+    dist.updateBatchComplete()
     assert dist.duplicates == 1
     dist.close()
     (msg,) = stream.messages()
@@ -176,6 +180,44 @@ def test_a_report_carries_its_headers_and_a_resend_is_dropped(stream: Stream, tm
         "Labscope-Encoding": "MSGPACK",
         "Labscope-Schema": "",
     }
+
+
+def test_a_batch_is_published_at_once_in_order(stream: Stream, tmp_path: Path) -> None:
+    """sendUpdate keeps; updateBatchComplete publishes the whole batch and waits for every PubAck."""
+    dist = nats_dist(stream, "reports", tmp_path)
+    assert dist.connect()
+    reports = [ReportItem("n1", seq, "T", 1.0, Encoding.RAW, "", str(seq).encode(), 1) for seq in range(1, 301)]
+    for report in reports:
+        assert dist.sendUpdate(report)
+    assert stream.count() == 0  # nothing published before the batch completes
+    dist.updateBatchComplete()
+    assert [int(m.headers["Labscope-Seq"]) for m in stream.messages()] == list(range(1, 301))
+    for report in reports[:5]:  # the start of the batch again, as after a failed batch's rewind
+        assert dist.sendUpdate(report)
+    dist.updateBatchComplete()
+    assert dist.duplicates == 5 and stream.count() == 300
+    dist.close()
+
+
+def test_a_batch_not_acknowledged_raises_and_disconnects(stream: Stream, tmp_path: Path) -> None:
+    dist = nats_dist(stream, "reports", tmp_path)
+    assert dist.connect()
+    stream.run(stream._with_js(lambda js: js.delete_stream(stream.name)))  # nothing takes the subjects now
+    assert dist.sendUpdate(ReportItem("n1", 1, "T", 1.0, Encoding.RAW, "", b"x", 1))
+    with pytest.raises(BatchNotAckedError, match="1 messages not all acknowledged"):
+        dist.updateBatchComplete()
+    assert not dist.isConnected() and dist.batch == []
+    dist.close()
+
+
+def test_a_payload_the_server_never_takes_raises_at_once(stream: Stream, tmp_path: Path) -> None:
+    dist = nats_dist(stream, "reports", tmp_path)
+    assert dist.connect()
+    too_big = dist.nc.max_payload + 1
+    with pytest.raises(MaxPayloadError):
+        dist.sendUpdate(ReportItem("n1", 1, "T", 1.0, Encoding.RAW, "", b"x" * too_big, 1))
+    assert dist.batch == []
+    dist.close()
 
 
 def test_a_server_that_is_away_is_not_connected(tmp_path: Path) -> None:

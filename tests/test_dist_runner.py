@@ -454,6 +454,69 @@ def test_reports_mode_gets_report_items_and_the_feed_hears_of_delivery(run: Any)
         assert runner.join(10)
 
 
+class ListFeed:
+    """A durable feed over a list of reports: a position, a saved cursor, a rewind."""
+
+    durable = True
+    idle_wait = 0.05
+
+    def __init__(self, reports: list[ReportItem]) -> None:
+        self.reports = reports
+        self.position = 0  # reports read into the queue
+        self.cursor = 0  # reports delivered
+        self.reads = 0
+
+    def fill(self, put: Any, want: int) -> int:
+        taken = self.reports[self.position : self.position + want]
+        for item in taken:
+            put(item)
+        self.position += len(taken)
+        self.reads += len(taken)
+        return len(taken)
+
+    def delivered(self, last: ReportItem) -> None:
+        self.cursor = last.seq
+
+    def rewind(self) -> None:
+        self.position = self.cursor
+
+
+def test_a_failed_batch_rewinds_a_durable_feed_to_its_cursor() -> None:
+    """A batch whose updateBatchComplete raises is read again from the cursor and counts as not sent."""
+
+    class Batching(Recorder):
+        def __init__(self, core: DistCore) -> None:
+            super().__init__(core)
+            self.kept: list[Any] = []
+            self.fail_batches = 1
+
+        def sendUpdate(self, payload: Any) -> bool:
+            self.kept.append(payload)
+            return True
+
+        def updateBatchComplete(self) -> None:
+            kept, self.kept = self.kept, []
+            if self.fail_batches:
+                self.fail_batches -= 1
+                raise ConnectionError(f"{len(kept)} not acknowledged")
+            self.sent.extend(kept)
+
+    reports = [ReportItem("n1", seq, "T", 1.0, Encoding.RAW, "", b"x", journal_id=1) for seq in range(1, 26)]
+    feed = ListFeed(reports)
+    sec = section(mode="reports", batch_max=10)
+    dist = Batching(DistCore(sec.name, sec.type, sec.mode))
+    runner = Runner(sec, dist, Notices(), feed=feed)
+    runner.start()
+    try:
+        wait_for(lambda: feed.cursor == 25, 15, what="every report delivered after the failed batch")
+        assert [item.seq for item in dist.sent] == list(range(1, 26))  # the failed ten again, none twice
+        assert feed.reads == 35 and runner.stats.sent == 25
+        assert runner.stats.errors_by_method == {"updateBatchComplete": 1} and dist.connects == 2
+    finally:
+        runner.stop()
+        assert runner.join(10)
+
+
 # ---------------------------------------------------------------- real threads in a patched process
 
 PATCHED = """

@@ -23,6 +23,16 @@ A site (the collector's ``site`` key, docs/sites.md) uses its site name in the
 subjects, ``SITE:NODE:SEQ`` as the message id and adds ``Labscope-Site``.
 ``url`` may list a cluster's servers, comma-separated.
 
+Delivery is batched: ``sendUpdate`` keeps the message, ``updateBatchComplete``
+publishes the batch without waiting between messages and then waits for every
+PubAck at once (one round trip a batch, not one a message: ~20 µs of CPU a
+report instead of ~170). A batch that is not acknowledged in full within
+``timeout`` raises: the runner counts the error and reconnects, and a durable
+feed reads again from its saved cursor, so what the failed batch had already
+put in the stream is sent again and dropped by JetStream as a duplicate. In
+points mode a failed batch's points are lost (counted as an error of
+``updateBatchComplete``, with how many in the message), as a live feed's are.
+
 nats-py is asyncio: the distribution runs its own event loop in its own thread
 (the runner's), driven one call at a time with ``run_until_complete``; it never
 touches the collector's gevent loop. ``isConnected()`` gives the loop a turn,
@@ -40,7 +50,7 @@ Sample config block::
     # max_bytes = 0              # bytes a stream it creates may hold, oldest dropped first (0: no limit)
     # prefix = "labscope"
     # subject = ""               # a template; default PREFIX.{site}.{node}.{type} (points: .{metric})
-    # timeout = 5.0              # seconds for connecting and for each PubAck
+    # timeout = 5.0              # seconds for connecting and for each batch's PubAcks
     # journal_hold = 604800.0    # reports mode: seconds the journal keeps what was not passed on yet
     # nkeys_seed = ""            # the NATS user's NKey seed file, or
     # credentials = ""           # its .creds file (docs/sites.md, "Commands down the tree")
@@ -66,9 +76,23 @@ try:
 except ImportError:  # the extra is missing: configure() says so in one line
     nats = None  # type: ignore[assignment]
 
-__all__ = ["DEFAULT_HOLD", "MISSING", "NatsDistribution", "headers", "stream_subjects", "token"]
+__all__ = [
+    "DEFAULT_HOLD",
+    "MISSING",
+    "BatchNotAckedError",
+    "NatsDistribution",
+    "headers",
+    "stream_subjects",
+    "token",
+]
 
 DEFAULT_HOLD = 7 * 86400.0
+
+
+class BatchNotAckedError(RuntimeError):
+    """A batch JetStream did not acknowledge in full (the runner counts it and reconnects)."""
+
+
 _BAD = re.compile(r"[./*>\s]")
 
 
@@ -121,7 +145,7 @@ class NatsDistribution(dist.Distribution):
         "stream": dist.Option("LABSCOPE", help="the JetStream stream (created when absent)"),
         "prefix": dist.Option("labscope", help="the first subject token; the stream takes PREFIX.*.*.>"),
         "subject": dist.Option("", help="subject template ({prefix} {site} {node} {type} {metric})"),
-        "timeout": dist.Option(5.0, minimum=0.1, help="seconds for connecting and for each PubAck"),
+        "timeout": dist.Option(5.0, minimum=0.1, help="seconds for connecting and for each batch's PubAcks"),
         "journal_hold": dist.Option(DEFAULT_HOLD, minimum=0.0, help="seconds the journal keeps unsent reports"),
         "replicas": dist.Option(1, minimum=1, maximum=5, help="copies of the stream it creates (a cluster: 3)"),
         "max_age": dist.Option(
@@ -143,6 +167,7 @@ class NatsDistribution(dist.Distribution):
         self.nc: Any = None
         self.js: Any = None
         self.duplicates = 0  # re-sends JetStream dropped (PubAck.duplicate)
+        self.batch: list[tuple[str, bytes, dict[str, str]]] = []  # kept by sendUpdate, published per batch
         self.servers = [self.url]
         self.replicas = 1
         self.limits: dict[str, Any] = {}  # max_age / max_bytes of a stream it creates
@@ -221,33 +246,49 @@ class NatsDistribution(dist.Distribution):
         )
 
     def sendUpdate(self, payload: Any) -> bool:
-        """Publish one payload and wait for its PubAck: True only once JetStream has it."""
+        """Keep one payload for the batch (published in :meth:`updateBatchComplete`); False when not connected.
+
+        A message larger than the server takes raises ``MaxPayloadError`` here: it could never be
+        delivered, so the runner drops it after three tries (counted) instead of stalling the rest.
+        """
         if self.js is None:
             return False
         if isinstance(payload, dist.ReportItem):
             data, head = payload.payload, headers(payload, self.core.site)
         else:
             data, head = str(payload.value).encode(), {"Labscope-Time": repr(payload.time)}
-        try:
-            ack = self._run(self.js.publish(self.subject_of(payload), data, headers=head))
-        except MaxPayloadError:
-            raise  # never fits: the runner drops it after three tries (counted) instead of stalling the rest
-        except Exception as exc:  # timeout, connection lost: not delivered, the runner retries after connect()
-            self.log.debug("nats publish failed: %s: %s", type(exc).__name__, exc)
-            self._drop()
-            return False
-        if ack.duplicate:
-            self.duplicates += 1
+        if len(data) > self.nc.max_payload:
+            raise MaxPayloadError(f"{len(data)} bytes, the server takes at most {self.nc.max_payload}")
+        self.batch.append((self.subject_of(payload), data, head))
         return True
 
+    def updateBatchComplete(self) -> None:
+        """Publish the kept batch and wait for every PubAck; raises when any is missing (see the module doc)."""
+        batch, self.batch = self.batch, []
+        if not batch:
+            return
+        try:
+            acks = self._run(self._publish(batch))
+        except Exception as exc:  # timeout, connection lost, an API error: the whole batch counts as failed
+            self._drop()
+            missing = f"{len(batch)} messages not all acknowledged"
+            raise BatchNotAckedError(f"{missing}: {type(exc).__name__}: {exc}") from exc
+        self.duplicates += sum(1 for ack in acks if ack.duplicate)
+
+    async def _publish(self, batch: list[tuple[str, bytes, dict[str, str]]]) -> list[Any]:
+        publish = self.js.publish_async
+        pending = [await publish(subject, data, headers=head) for subject, data, head in batch]
+        return list(await asyncio.gather(*pending))
+
     def close(self) -> None:
-        """Close the connection and the event loop."""
+        """Close the connection and the event loop (the runner has completed the last batch)."""
         self._drop()
         if self.loop is not None:
             self.loop.close()
             self.loop = None
 
     def _drop(self) -> None:
+        self.batch = []
         nc, self.nc, self.js = self.nc, None, None
         if nc is not None and self.loop is not None:
             try:
