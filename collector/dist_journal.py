@@ -87,8 +87,20 @@ class JournalFeed:
 
     # ------------------------------------------------------------ the thread's side
 
-    def fill(self, put: Callable[[Any], None], want: int) -> int:
-        """Put up to ``want`` reports after the position into the queue (``put``); returns how many."""
+    def fill(self, put_many: Callable[[list[Any]], None], want: int) -> int:
+        """Queue up to ``want`` reports after the position (one ``put_many`` of them all); returns how many.
+
+        What was read before a failure (the journal unreadable for a moment) is still queued: the
+        position has moved past it.
+        """
+        items: list[Any] = []
+        try:
+            return self._read(items.append, want)
+        finally:
+            if items:
+                put_many(items)
+
+    def _read(self, put: Callable[[Any], None], want: int) -> int:
         db = self._open()
         if db is None:
             return 0

@@ -301,7 +301,7 @@ class ReportFeed(Protocol):
     The memory feed (:class:`MemoryFeed`) is the collector putting each report
     as it is applied. A durable feed (``durable = True``; collector/dist_journal.py)
     is read by the runner's thread itself: when the queue is empty the runner
-    calls its ``fill(put, want)``, which puts ``ReportItem``s with
+    calls its ``fill(put_many, want)``, which queues a list of ``ReportItem``s with
     ``journal_id`` set (never more than ``want``, so nothing is ever dropped),
     and it advances and saves its cursor in :meth:`delivered`. An idle runner
     waits ``idle_wait`` seconds before it looks again. When a batch fails
@@ -354,7 +354,7 @@ class Runner:
         self.feed: ReportFeed = feed or MemoryFeed()
         self.durable = bool(getattr(self.feed, "durable", False))  # reads its reports itself: the loop puts none
         self.idle_wait = float(getattr(self.feed, "idle_wait", IDLE_WAIT))
-        self._fill: Callable[[Callable[[Any], None], int], int] | None = getattr(self.feed, "fill", None)
+        self._fill: Callable[[Callable[[list[Any]], None], int], int] | None = getattr(self.feed, "fill", None)
         self.wake = Signal()
         self.queue = DistQueue(section.queue_max, section.on_full, self.wake)
         self.put = self.queue.put
@@ -477,7 +477,7 @@ class Runner:
         if self._fill is None:
             return False
         try:
-            return bool(self._fill(self.queue.put, self.section.batch_max))
+            return bool(self._fill(self.queue.put_many, self.section.batch_max))
         except Exception as exc:  # e.g. the journal unreadable for a moment: counted, tried again
             self.error("feed", exc)
             return False

@@ -466,10 +466,10 @@ class ListFeed:
         self.cursor = 0  # reports delivered
         self.reads = 0
 
-    def fill(self, put: Any, want: int) -> int:
+    def fill(self, put_many: Any, want: int) -> int:
         taken = self.reports[self.position : self.position + want]
-        for item in taken:
-            put(item)
+        if taken:
+            put_many(taken)
         self.position += len(taken)
         self.reads += len(taken)
         return len(taken)
