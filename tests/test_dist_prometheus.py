@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -259,3 +263,73 @@ def test_a_bad_listen_stops_the_collector_with_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     line = error_line(done)
     assert "[distributions.prom]" in line and "expected HOST:PORT" in line
+
+
+PROMETHEUS = "/usr/bin/prometheus"  # Debian's package
+
+
+def prometheus_binary() -> str:
+    """Debian's Prometheus; skips in one line without it, fails instead under CI=true."""
+    found = shutil.which("prometheus") or (PROMETHEUS if Path(PROMETHEUS).exists() else None)
+    if found is None:
+        reason = f"{PROMETHEUS} missing (apt-get install prometheus)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true does not skip")
+        pytest.skip(reason)
+    return found
+
+
+def prometheus_query(web: int, query: str) -> list[dict[str, Any]]:
+    """An instant query to the Prometheus server's HTTP API; its result vector (empty before it answers)."""
+    url = f"http://127.0.0.1:{web}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return list(json.loads(answer.read())["data"]["result"])
+    except urllib.error.URLError:
+        return []  # not listening yet, or not ready (503)
+
+
+@pytest.mark.e2e
+def test_a_real_prometheus_server_scrapes_the_endpoint(procs: ProcessGroup, zmq_context: Any, tmp_path: Path) -> None:
+    """Debian's Prometheus scrapes the collector every second: it takes the page; a lost node's figures go stale."""
+    binary = prometheus_binary()
+    port, web = free_port(), free_port()
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[distributions.prom]\ntype = "prometheus"\nlisten = "127.0.0.1:{port}"\n')
+    collector = procs.collector("--config", str(config), "--node-timeout", "120")  # n1 is lost only by its BYE
+    scrape_config = tmp_path / "prometheus.yml"
+    scrape_config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"scrape_configs:\n  - job_name: labscope\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+    )
+    server, _ = procs._spawn(
+        [
+            binary,
+            f"--config.file={scrape_config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+        ],
+        "prometheus",
+    )
+    agent = Peer(zmq_context, collector.agents)  # plays agent n1
+    try:
+        agent.send(Kind.HELLO, "NodeInfo", NodeInfo(node="n1", hostname="h", instance="i1"), node="n1", seq=1)
+        agent.expect(lambda e: e.kind == Kind.ACK, what="the ACK of the HELLO")
+        agent.send(Kind.REPORT, "SystemStats", SystemStats(time=1000.0, cpu_percent=37.5), node="n1", seq=2)
+        agent.expect(lambda e: e.kind == Kind.ACK and e.seq >= 2, what="the ACK of report 2")
+        cpu = wait_for(
+            lambda: prometheus_query(web, 'labscope_node_cpu_percent{node="n1"}'), 30, what="n1's cpu in Prometheus"
+        )
+        assert [(s["metric"]["job"], float(s["value"][1])) for s in cpu] == [("labscope", 37.5)]
+        (up,) = prometheus_query(web, 'up{job="labscope"}')
+        assert float(up["value"][1]) == 1  # the scrape succeeded: Prometheus took the whole page
+        agent.send(Kind.BYE, node="n1")
+        wait_for(
+            lambda: not prometheus_query(web, 'labscope_node_cpu_percent{node="n1"}'), 30, what="n1's cpu gone stale"
+        )
+        (down,) = prometheus_query(web, 'labscope_node_up{node="n1"}')
+        assert float(down["value"][1]) == 0
+    finally:
+        agent.close()
+        server.terminate()
+    assert collector.stop() == 0
