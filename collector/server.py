@@ -18,7 +18,6 @@ from typing import IO, Any
 import gevent
 import gevent.event
 import zmq
-import zmq.green
 
 from collector import dist_host
 from collector.addons import NodeRecord
@@ -45,6 +44,7 @@ from collector.stores.base import StoreError
 from collector.stores.memory import MemoryStore
 from collector.updates import UpdateScheduler
 from collector.zap import AGENTS_DOMAIN, CLIENTS_DOMAIN, serve_curve
+from collector.zmq_context import new_context
 from messages import CollectorInfo, __version__
 from messages.errors import LabscopeError
 from messages.specs import PERIODIC, Payload, RequestSpec, UpdateSpec
@@ -162,7 +162,7 @@ class Collector:
                 replayed,
             )
         self._start_distributions()  # after the replay: what was replayed was distributed before the restart
-        self.context = zmq.green.Context()
+        self.context = new_context()  # zero-copy receive off: a backlog does not pin decoder buffers
         self.curve = start_curve(self.config, self.context, self.refusals)  # ZAP first: it guards the binds below
         agent_sock = self._bind(zmq.Socket(self.context, zmq.ROUTER), self.config.listen_agents, AGENTS_DOMAIN)
         client_sock = self._bind(self.context.socket(zmq.ROUTER), self.config.listen_clients, CLIENTS_DOMAIN)

@@ -26,6 +26,7 @@ from collector.config import CollectorConfig, DistSection
 from collector.segments import SegmentReader, segment_folder
 from collector.server import Collector
 from collector.store import BATCH_COLUMNS, SQLiteStore, row_batch
+from collector.zmq_context import ZERO_COPY_RECV
 from messages import Batch, Envelope, Kind, NodeInfo, Samples, SystemStats
 from messages.codec import decode_payload, envelope, pack
 from messages.errors import Code
@@ -331,3 +332,11 @@ def test_a_full_pass_marks_ingest_saturated_for_a_moment(start_collector, green)
     assert agents.saturated()
     agents.saturated_at = time.monotonic() - SATURATION_HOLD - 0.01
     assert not agents.saturated()
+
+
+def test_the_collectors_sockets_copy_what_they_receive(start_collector) -> None:
+    """libzmq's zero-copy receive is off: a backlog in thousands of pipes pins no 8 KB decoder buffers."""
+    collector = start_collector()
+    assert collector.context.get(ZERO_COPY_RECV) == 0
+    with zmq.green.Context() as plain:
+        assert plain.get(ZERO_COPY_RECV) == 1  # libzmq's default, which the collector turns off
