@@ -14,7 +14,7 @@ Reference counting frees nearly everything ingest makes; the collector
 therefore collects the young generation every :data:`YOUNG` allocations,
 and freezes what start-up made (modules, classes, config: alive for the
 whole run) so that full collections never walk it again. Cycles are still
-collected: less often, never never. Only the command-line collector does
+collected, only less often. Only the command-line collector does
 this; an embedded one leaves its host program's settings alone.
 """
 

@@ -56,7 +56,6 @@ from typing import Any
 
 from collector.addons import (
     Aggregator,
-    CollectorAPI,
     Figures,
     NodeRecord,
     Option,
@@ -79,7 +78,7 @@ from messages import (
 )
 from messages.codec import Serialized, field_key
 
-__all__ = ["POINT_NAMES", "SystemStatsModule", "choose_resolution", "point_values", "publish_points", "summarize"]
+__all__ = ["POINT_NAMES", "SystemStatsModule", "choose_resolution", "point_values", "summarize"]
 
 DEFAULT_HISTORY = 300
 AUTO_POINTS = 2000  # auto resolution: at most about this many points per series
@@ -131,17 +130,6 @@ POINT_NAMES = (
 def point_values(data: bytes) -> tuple[float, ...]:
     """The figures :data:`POINT_NAMES` of one ``SystemStats`` payload (run in the distributions' threads)."""
     return figures(SystemStats.FromString(data))
-
-
-def publish_points(collector: CollectorAPI, msg: Report, at: float, figures: Figures | None = None) -> None:
-    """Offer a report's seven headline figures (:data:`POINT_NAMES`) to the distributions.
-
-    The figures are read from the payload in the distributions' threads
-    (:class:`~collector.addons.Figures`): ingest pays for one small object.
-    Pass the sample's ``figures`` when another consumer (the history) takes
-    them too: the payload is then read once for both.
-    """
-    collector.publish_many(msg.node, POINT_NAMES, Figures(point_values, msg.data) if figures is None else figures, at)
 
 
 def figures(stats: SystemStats) -> tuple[float, ...]:
@@ -286,7 +274,7 @@ class SystemStatsModule(Aggregator):
         if fresh:
             # read from the bytes once, off the loop, by whichever thread needs them first (history or distribution)
             figures = Figures(point_values, data)
-            if publishing:  # publish_points(), inline: this runs for every report
+            if publishing:
                 self.collector.publish_many(node, POINT_NAMES, figures, at)
             self.collector.store.history.record(node, POINT_NAMES, at, figures, KIND, data)
         elif publishing:  # a resend, or reports sharing one time: nothing to share the figures with

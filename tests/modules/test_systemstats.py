@@ -22,7 +22,6 @@ from modules.systemstats import (
     SystemStatsModule,
     choose_resolution,
     point_values,
-    publish_points,
 )
 from tests.modules import report, sample
 
@@ -293,7 +292,9 @@ def test_each_sample_publishes_seven_points_for_the_distributions(
     assert {p.time for p in collector.published if p.node == "n2"} == {1234.0}
 
 
-def test_publishing_a_sample_leaves_its_figures_to_be_read_off_the_loop() -> None:
+def test_publishing_a_sample_leaves_its_figures_to_be_read_off_the_loop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Regression: ``figures or Figures(...)`` asked the Figures its length, parsing every payload on the loop."""
     reads: list[bytes] = []
     taken: list[Any] = []
@@ -302,15 +303,20 @@ def test_publishing_a_sample_leaves_its_figures_to_be_read_off_the_loop() -> Non
         reads.append(data)
         return point_values(data)
 
-    class Distributions:
+    class Distributions(StubCollector):
         def publish_many(self, node: str, names: Any, values: Any, time: float | None = None) -> None:
             taken.append(values)
 
+    monkeypatch.setattr(systemstats, "point_values", read)
+    stub = Distributions()
+    stub.store = open_store("null", {}, tmp_path)  # no history writer thread to read the figures meanwhile
+    stub.add_node("n1", hostname="alpha")
+    attach(Nodes(), stub)
+    module = attach(SystemStatsModule(), stub)
     msg = report("n1", 1, sample(1000.0))
-    figures = Figures(read, msg.data)
-    publish_points(Distributions(), msg, 1000.0, figures)  # type: ignore[arg-type]
-    assert taken == [figures] and taken[0] is figures and reads == []
-    assert list(figures) == list(point_values(msg.data)) and reads == [msg.data]  # read once, when a thread asks
+    module.processReport(msg)
+    assert len(taken) == 1 and type(taken[0]) is Figures and reads == []
+    assert list(taken[0]) == list(point_values(msg.data)) and reads == [msg.data]  # read once, when a thread asks
 
 
 def test_a_sample_sent_again_is_published_again_but_not_filed_again(
