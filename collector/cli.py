@@ -26,6 +26,7 @@ def _run(argv: list[str]) -> int:
     from collector.config import parse_args
     from collector.embed import Collector
     from collector.gctune import freeze_startup, tune_for_ingest
+    from collector.malloc_tune import keep_chunk_buffers
     from messages.codec import check_protobuf_backend
     from messages.options import setup_logging
 
@@ -33,4 +34,5 @@ def _run(argv: list[str]) -> int:
     setup_logging(ticket.log_level)
     check_protobuf_backend(logging.getLogger("collector"))
     tune_for_ingest()
+    keep_chunk_buffers()
     return Collector(ticket).run(ready=freeze_startup)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import platform
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import zmq
 
-from collector import gctune
+from collector import gctune, malloc_tune
 from tests.conftest import ProcessGroup, labscope_cmd, wait_for
 from tests.wire import Client
 
@@ -178,3 +180,77 @@ def test_the_command_line_collector_tunes_its_garbage_collector(
     assert answer["threshold"] == [gctune.YOUNG, gctune.MIDDLE, gctune.OLD]
     assert answer["frozen"] > 10_000  # what start-up made: modules, classes, config
     assert collector.stop() == 0
+
+
+HEAP_PROBE = """
+import ctypes
+from collector.addons import Aggregator
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+
+def mapped_by_malloc(size):
+    # How many mmapped chunks one malloc of ``size`` bytes added (0: it came from a heap).
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(size)
+    mapped = libc.mallinfo2().hblks - before
+    libc.free(block)
+    return mapped
+
+class HeapProbe(Aggregator):
+    requesttypes = "HeapProbe"
+    def processREQUEST(self, msg):
+        return {"mapped": mapped_by_malloc(3 * 2**20)}
+"""
+
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc tuning is for glibc only")
+
+
+def heap_probe_answer(tmp_path: Path, procs: ProcessGroup, zmq_context: zmq.Context) -> int:
+    """How many mmapped chunks a 3 MiB malloc adds inside a real command-line collector."""
+    write(tmp_path / "mods", "heap_probe.py", HEAP_PROBE)
+    collector = procs.collector("--modules-dir", str(tmp_path / "mods"))
+    client = Client(zmq_context, collector.clients)
+    mapped = int(client.answer("HeapProbe")["mapped"])
+    client.close()
+    assert collector.stop() == 0
+    return mapped
+
+
+@glibc_only
+def test_the_command_line_collector_serves_chunk_sized_buffers_from_its_heap(
+    tmp_path: Path, procs: ProcessGroup, zmq_context: zmq.Context
+) -> None:
+    assert 3 * 2**20 < malloc_tune.MMAP_THRESHOLD
+    probe = write(tmp_path / "mods", "heap_probe.py", HEAP_PROBE)
+    plain = f"import runpy; print(runpy.run_path({str(probe)!r})['mapped_by_malloc'](3 * 2**20))"
+    done = subprocess.run([sys.executable, "-c", plain], capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout.strip() == "1"  # glibc's default: a block that large is mmapped (and faulted in afresh)
+    assert heap_probe_answer(tmp_path, procs, zmq_context) == 0
+
+
+@glibc_only
+def test_an_operators_own_malloc_threshold_is_left_alone(
+    tmp_path: Path, procs: ProcessGroup, zmq_context: zmq.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", str(2**20))
+    assert malloc_tune.operator_chose()
+    assert heap_probe_answer(tmp_path, procs, zmq_context) == 1
+
+
+def test_only_the_environments_malloc_knobs_count_as_an_operators_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    assert not malloc_tune.operator_chose()
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.rtld.optional_static_tls=512")
+    assert not malloc_tune.operator_chose()
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1048576")
+    assert malloc_tune.operator_chose()
+    assert not malloc_tune.keep_chunk_buffers()  # the operator's choice stands: nothing is set
