@@ -32,6 +32,7 @@ nats = pytest.importorskip("nats", reason="nats-py missing: pip install 'labscop
 
 from nats.errors import MaxPayloadError  # noqa: E402
 
+from collector.distributions import dist_nats  # noqa: E402
 from collector.distributions.dist_nats import BatchNotAckedError, NatsDistribution  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.e2e]  # may start nats-server
@@ -208,6 +209,43 @@ def test_a_batch_not_acknowledged_raises_and_disconnects(stream: Stream, tmp_pat
         dist.updateBatchComplete()
     assert not dist.isConnected() and dist.batch == []
     dist.close()
+
+
+def test_points_of_a_failed_batch_are_published_first_once_connected_again(stream: Stream, tmp_path: Path) -> None:
+    dist = nats_dist(stream, "points", tmp_path)
+    assert dist.connect()
+    stream.run(stream._with_js(lambda js: js.delete_stream(stream.name)))  # nothing takes the subjects now
+    for at in (1.0, 2.0):
+        assert dist.sendUpdate(DataPoint("n1/cpu_percent", at * 10, at, "n1"))
+    with pytest.raises(BatchNotAckedError, match=r"2 messages not all acknowledged \(kept to publish again: 2\)"):
+        dist.updateBatchComplete()
+    assert not dist.isConnected() and not dist.sendUpdate(DataPoint("n1/cpu_percent", 0.0, 2.5, "n1"))
+    assert dist.connect()  # makes the stream again
+    assert dist.sendUpdate(DataPoint("n1/cpu_percent", 30.0, 3.0, "n1"))
+    dist.updateBatchComplete()
+    assert dist.kept == [] and dist.lost == 0
+    dist.close()
+    assert [(m.data, m.headers["Labscope-Time"]) for m in stream.messages()] == [
+        (b"10.0", "1.0"),
+        (b"20.0", "2.0"),
+        (b"30.0", "3.0"),
+    ]
+
+
+def test_kept_points_are_bounded_and_counted_when_dropped(
+    stream: Stream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dist_nats, "KEEP_MAX", 2)
+    dist = nats_dist(stream, "points", tmp_path)
+    assert dist.connect()
+    stream.run(stream._with_js(lambda js: js.delete_stream(stream.name)))
+    for at in (1.0, 2.0, 3.0):
+        assert dist.sendUpdate(DataPoint("n1/cpu_percent", at, at, "n1"))
+    with pytest.raises(BatchNotAckedError, match=r"kept to publish again: 2; dropped, oldest first: 1"):
+        dist.updateBatchComplete()
+    assert [head["Labscope-Time"] for _, _, head in dist.kept] == ["2.0", "3.0"] and dist.lost == 1
+    dist.close()  # never connected again: the kept points are lost now, and counted
+    assert dist.kept == [] and dist.lost == 3
 
 
 def test_a_payload_the_server_never_takes_raises_at_once(stream: Stream, tmp_path: Path) -> None:

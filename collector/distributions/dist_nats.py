@@ -30,8 +30,12 @@ report, the journal's reading included, instead of ~170). A batch that is not ac
 ``timeout`` raises: the runner counts the error and reconnects, and a durable
 feed reads again from its saved cursor, so what the failed batch had already
 put in the stream is sent again and dropped by JetStream as a duplicate. In
-points mode a failed batch's points are lost (counted as an error of
-``updateBatchComplete``, with how many in the message), as a live feed's are.
+points mode the distribution keeps a failed batch and publishes it first in the
+next one, once connected again: at least once (what of it had reached the
+stream arrives twice, with the same ``Labscope-Time``), never silently lost.
+It keeps at most :data:`KEEP_MAX` points; older ones are dropped, said in the
+error and counted in ``lost``. Points still kept at ``close()`` are lost
+(logged).
 
 nats-py is asyncio: the distribution runs its own event loop in its own thread
 (the runner's), driven one call at a time with ``run_until_complete``; it never
@@ -80,6 +84,7 @@ __all__ = [
     "DEFAULT_HOLD",
     "MISSING",
     "BatchNotAckedError",
+    "KEEP_MAX",
     "NatsDistribution",
     "headers",
     "stream_subjects",
@@ -87,6 +92,9 @@ __all__ = [
 ]
 
 DEFAULT_HOLD = 7 * 86400.0
+
+
+KEEP_MAX = 65_536  # points of failed batches kept to publish again (points mode)
 
 
 class BatchNotAckedError(RuntimeError):
@@ -168,6 +176,8 @@ class NatsDistribution(dist.Distribution):
         self.js: Any = None
         self.duplicates = 0  # re-sends JetStream dropped (PubAck.duplicate)
         self.batch: list[tuple[str, bytes, dict[str, str]]] = []  # kept by sendUpdate, published per batch
+        self.kept: list[tuple[str, bytes, dict[str, str]]] = []  # points mode: failed batches, published first
+        self.lost = 0  # points mode: kept points dropped beyond KEEP_MAX
         self.servers = [self.url]
         self.replicas = 1
         self.limits: dict[str, Any] = {}  # max_age / max_bytes of a stream it creates
@@ -264,18 +274,28 @@ class NatsDistribution(dist.Distribution):
 
     def updateBatchComplete(self) -> None:
         """Publish the kept batch and wait for every PubAck; raises when any is missing (see the module doc)."""
-        batch, self.batch = self.batch, []
+        batch, self.batch, self.kept = self.kept + self.batch, [], []
         if not batch:
             return
         if self.js is None:  # the connection went while the batch was kept
-            raise BatchNotAckedError(f"{len(batch)} messages not published: not connected")
+            raise BatchNotAckedError(f"{len(batch)} messages not published: not connected{self._keep(batch)}")
         try:
             acks = self._run(self._publish(batch))
         except Exception as exc:  # timeout, connection lost, an API error: the whole batch counts as failed
             self._drop()
-            missing = f"{len(batch)} messages not all acknowledged"
+            missing = f"{len(batch)} messages not all acknowledged{self._keep(batch)}"
             raise BatchNotAckedError(f"{missing}: {type(exc).__name__}: {exc}") from exc
         self.duplicates += sum(1 for ack in acks if ack.duplicate)
+
+    def _keep(self, batch: list[tuple[str, bytes, dict[str, str]]]) -> str:
+        """Points mode: keep a failed batch (the newest :data:`KEEP_MAX`) to publish first next time; what to say."""
+        if self.core.mode != dist.POINTS:
+            return ""  # reports: the durable feed reads the batch again from its cursor
+        dropped = max(0, len(batch) - KEEP_MAX)
+        self.kept, self.lost = batch[dropped:], self.lost + dropped
+        return f" (kept to publish again: {len(self.kept)}" + (
+            f"; dropped, oldest first: {dropped})" if dropped else ")"
+        )
 
     async def _publish(self, batch: list[tuple[str, bytes, dict[str, str]]]) -> list[Any]:
         publish = self.js.publish_async
@@ -284,6 +304,9 @@ class NatsDistribution(dist.Distribution):
 
     def close(self) -> None:
         """Close the connection and the event loop (the runner has completed the last batch)."""
+        if self.kept:
+            self.log.warning("nats: %d points of failed batches not published at close: lost", len(self.kept))
+            self.lost, self.kept = self.lost + len(self.kept), []
         self._drop()
         if self.loop is not None:
             self.loop.close()
