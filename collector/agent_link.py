@@ -38,6 +38,12 @@ from messages.stream import two_part_header
 
 log = logging.getLogger(__name__)
 
+# A top collector's node ids with a ':' are its sites' (SITE:NODE, docs/sites.md): a local agent may not take one.
+QUALIFIED_AT_TOP = (
+    "node id {node!r} holds ':', which a top collector keeps for its sites' nodes (SITE:NODE); "
+    "give this agent a --node-id without ':'"
+)
+
 DRAIN_LIMIT = 512  # frames per pass before yielding to other greenlets
 SATURATION_HOLD = 0.5  # seconds after a full pass during which ingest still counts as saturated
 NOBLOCK = zmq.NOBLOCK
@@ -453,6 +459,9 @@ class AgentLink:
             backlog = backlog_param(env.params)
         except OutOfRangeError as exc:
             self._refuse(ident, env, Code.OUT_OF_RANGE, str(exc))
+            return
+        if self.config.ingest_nats and ":" in info.node:
+            self._refuse(ident, env, Code.BAD_HELLO, QUALIFIED_AT_TOP.format(node=info.node))
             return
         if self.keys is not None and not self.keys.may_claim(self._key, info.node):
             self._forbid(ident, self._key, WRONG_NODE, node=info.node)

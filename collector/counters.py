@@ -46,7 +46,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "oversized": (AGENTS, "frames larger than max_frame_bytes: dropped"),
     "unknown-kind": (AGENTS, "envelopes of kind 0 or a kind the agents endpoint does not take: dropped"),
     "hello-required": (AGENTS, "envelopes from a connection that has not said HELLO (answered hello-required)"),
-    "bad-hello": (AGENTS, "HELLOs without a NodeInfo naming a node (answered bad-hello)"),
+    "bad-hello": (AGENTS, "HELLOs without a NodeInfo naming a node, or a SITE:NODE id at a top (answered bad-hello)"),
     "duplicate-node": (AGENTS, "HELLOs refused because the node id is live through another agent"),
     "stale-answer": (AGENTS, "agents' RESPONSE / ERROR / CHUNK for no pending request: dropped"),
     "send-failed": (AGENTS, "frames to agents that could not be sent (peer gone or its queue full)"),

@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
 from gui.client import Client
+from messages import Kind, NodeInfo
 from messages.errors import LabscopeError
 from tests.conftest import CollectorProcess, ProcessGroup, labscope_cmd, wait_for
 from tests.nats_cluster import NatsCluster, needed_module
 from tests.test_reliability import FAST_PROBES, MODULES, agent_last_seq, free_port
+from tests.wire import Peer
 
 needed_module("nats")
 
@@ -250,3 +253,22 @@ def test_a_silent_site_shows_its_nodes_lost_at_the_top(procs: ProcessGroup, clus
     wait_for(lambda: node_list(top) == live, timeout=40, what="site a's node live again at the top")
     events = top.ask("Events")
     assert events is not None
+
+
+def test_a_top_refuses_a_local_agent_that_takes_a_site_nodes_id(
+    procs: ProcessGroup, cluster: NatsCluster, zmq_context: zmq.Context
+) -> None:
+    top = Sites(procs, cluster).top()
+    agent = Peer(zmq_context, top.agents)
+    try:
+        for node, answer in (("a:n1", Kind.ERROR), ("n1", Kind.ACK)):
+            agent.send(Kind.HELLO, "NodeInfo", NodeInfo(node=node, instance="x"), node=node, seq=1)
+            reply = agent.expect(lambda e: e.kind in (Kind.ACK, Kind.ERROR), what=f"the answer to {node}'s HELLO")
+            assert (reply.kind, reply.node) == (answer, node)
+            if answer == Kind.ERROR:
+                assert reply.error_code == "bad-hello" and "SITE:NODE" in reply.error and "--node-id" in reply.error
+    finally:
+        agent.close()
+    assert set(node_list(top)) == {"n1"}
+    stats = top.ask("CollectorStats")
+    assert stats is not None and stats["counters"].get("bad-hello") == 1
