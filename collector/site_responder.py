@@ -15,7 +15,10 @@ with its reply subject; the site
    / ``timeout`` as for any client;
 3. sends the relay's answers for that client to the reply subject: each CHUNK
    as it came from the agent (same size), never more than the top's credit
-   ahead, since CREDITs travel the same way down to the agent.
+   ahead, since CREDITs travel the same way down to the agent. A chunk NATS
+   refuses (a server whose ``max_payload`` is below a chunk) fails the top's
+   request with ``ERROR handler-error`` and cancels it here, so the agent stops
+   streaming at once.
 
 Who may publish on ``PREFIX.*.cmd`` at all is the NATS server's business (the
 top's NKey user alone, by its permissions): docs/security.md.
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import zmq
 
@@ -59,6 +62,13 @@ MAX_NAME = 200  # characters of a requester's name kept in the audit trail
 TOP_NOT_OPERATOR = "top-not-operator"  # refusal reasons (docs/security.md)
 NO_REQUESTER = "no-requester"
 HEADROOM = 4096  # bytes a chunk's NATS message needs beyond the chunk: headers and protocol
+
+
+class RefusedChunk(NamedTuple):
+    """A chunk of an answer to the top that NATS refused: its reply subject and the top's request id."""
+
+    reply: str
+    request_id: int
 
 
 class SiteResponder(NatsThread):
@@ -106,7 +116,11 @@ class SiteResponder(NatsThread):
             wait_event(self.wake, IDLE_WAIT)
             self.wake.clear()
             while self.inbox:
-                self.handle(*self.inbox.popleft())
+                item = self.inbox.popleft()
+                if isinstance(item, RefusedChunk):
+                    self.cancel(item)
+                else:
+                    self.handle(*item)
             self.counters["site-cmd-dropped"] = self.dropped
             self.counters["site-cmd-publish-failed"] = self.publish_failed
 
@@ -122,6 +136,11 @@ class SiteResponder(NatsThread):
         checked = self._check_top(reply, env, headers)
         if checked is not None:
             self._handlers[env.kind](ident, env, checked)
+
+    def cancel(self, refused: RefusedChunk) -> None:
+        """Cancel the request whose chunk NATS refused, as a client's cancel would: the agent stops streaming now."""
+        ident = NATS_CLIENT + refused.reply.encode()
+        self.relay.credit(ident, envelope(Kind.CREDIT, request_id=refused.request_id, params={"cancel": "1"}))
 
     def _check_top(self, reply: str, env: Envelope, headers: dict[str, str]) -> tuple[str, str] | None:
         """``(who, fingerprint)`` for the audit when the top may command nodes here; else refused and None."""
@@ -196,9 +215,17 @@ class SiteResponder(NatsThread):
         self.hand_back((msg.reply, dict(msg.headers or {}), msg.data))
 
     async def on_publish_failed(self, subject: str, headers: dict[str, str], exc: Exception) -> None:
-        """A chunk that NATS refused (too large): tell the top, so its client does not wait for the timeout."""
+        """A chunk that NATS refused (too large): tell the top, so its client does not wait for the timeout,
+        and cancel the request here, so the agent stops streaming instead of waiting 60 s for credit."""
         await super().on_publish_failed(subject, headers, exc)
-        if cmd_wire.CHUNK_HEAD in headers and self.nc is not None:
+        if cmd_wire.CHUNK_HEAD not in headers:
+            return
+        try:
+            head, _ = cmd_wire.decode_answer(b"", headers, self.max_bytes)
+        except ProtocolError:  # without the request id there is nothing to cancel
+            return
+        self.hand_back(RefusedChunk(subject, head.request_id))  # the agent's stream stops at the site too
+        if self.nc is not None:
             words = f"the site could not send a chunk over NATS: {type(exc).__name__}: {exc}"
             failed = envelope(Kind.ERROR, error_code=Code.HANDLER_ERROR, error=words)
             try:

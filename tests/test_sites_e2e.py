@@ -10,6 +10,7 @@ node ids: at the top they are ``a:n1`` and ``b:n1``.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -22,7 +23,7 @@ import zmq
 
 from gui.client import Client
 from messages import Kind, NodeInfo
-from messages.errors import LabscopeError
+from messages.errors import LabscopeError, RequestFailed
 from tests.conftest import CollectorProcess, ProcessGroup, labscope_cmd, wait_for
 from tests.nats_cluster import NatsCluster, needed_module
 from tests.test_reliability import FAST_PROBES, MODULES, agent_last_seq, free_port
@@ -272,3 +273,38 @@ def test_a_top_refuses_a_local_agent_that_takes_a_site_nodes_id(
     assert set(node_list(top)) == {"n1"}
     stats = top.ask("CollectorStats")
     assert stats is not None and stats["counters"].get("bad-hello") == 1
+
+
+def test_a_chunk_nats_refuses_fails_the_tops_request_and_the_site_cancels_the_agents_stream(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    (tmp_path / "small").mkdir()
+    small = NatsCluster(tmp_path / "small", size=1, extra="max_payload: 512KB\n").start()  # below a 1 MiB chunk
+    try:
+        refused_chunk_is_cancelled(procs, small)
+    finally:
+        small.stop()
+
+
+def refused_chunk_is_cancelled(procs: ProcessGroup, cluster: NatsCluster) -> None:
+    """A NodeFile from a site's node through the top, on a NATS server that refuses every chunk."""
+    rig = Sites(procs, cluster)
+    site = rig.site("a")
+    serve = procs.tmp_path / "serve-a"
+    serve.mkdir()
+    (serve / "big.bin").write_bytes(os.urandom(40 * 2**20))  # more than the 32 chunks of credit
+    agent(procs, site, "n1", "--serve-dir", str(serve))
+    top = rig.top()
+    wait_for(lambda: node_list(top).get("a:n1") == ("a", "live"), timeout=60, what="a:n1 live at the top")
+    with top.client() as client, pytest.raises(RequestFailed, match="could not send a chunk over NATS"):
+        for _ in client.stream_views("NodeFile", {"node": "a:n1", "path": "big.bin"}, timeout=30):
+            pass
+
+    def outcome() -> str:
+        """The site's audited outcome of the NodeFile request; empty while it has none (still running)."""
+        rows = site.ask("Audit", node="n1") or []
+        return next((row["outcome"] or "" for row in reversed(rows) if row["type"] == "NodeFile"), "")
+
+    # The site's own relay cancels the request at once: not a timeout at the site, nor 60 s of an agent
+    # waiting for credit that never comes.
+    assert wait_for(outcome, timeout=10, what="the site's audited outcome") == "cancelled"
