@@ -275,11 +275,16 @@ def test_a_top_refuses_a_local_agent_that_takes_a_site_nodes_id(
     assert stats is not None and stats["counters"].get("bad-hello") == 1
 
 
+@pytest.mark.parametrize(
+    "server_config",
+    ["max_payload: 512KB\n", ""],  # a body above max_payload; NATS's default 1 MB, which only the headers pass
+    ids=["512KB", "default-1MB"],
+)
 def test_a_chunk_nats_refuses_fails_the_tops_request_and_the_site_cancels_the_agents_stream(
-    procs: ProcessGroup, tmp_path: Path
+    procs: ProcessGroup, tmp_path: Path, server_config: str
 ) -> None:
     (tmp_path / "small").mkdir()
-    small = NatsCluster(tmp_path / "small", size=1, extra="max_payload: 512KB\n").start()  # below a 1 MiB chunk
+    small = NatsCluster(tmp_path / "small", size=1, extra=server_config).start()  # below a 1 MiB chunk
     try:
         refused_chunk_is_cancelled(procs, small)
     finally:
