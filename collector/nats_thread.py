@@ -25,7 +25,7 @@ from collector import sites
 from collector.native import new_event_loop, start_thread
 from messages.logs import ThrottledLog
 
-__all__ = ["NatsThread", "OversizeError", "wire_size"]
+__all__ = ["NatsThread", "OversizeError"]
 
 log = logging.getLogger(__name__)
 throttled = ThrottledLog(log, period=30.0)  # NATS away: once per 30 s, not once per retry
@@ -36,19 +36,6 @@ RETRY = 1.0  # seconds between attempts to reach NATS
 
 class OversizeError(ValueError):
     """A message the server would refuse: its body and headers are above the server's max_payload."""
-
-
-def wire_size(data: bytes, headers: dict[str, str]) -> int:
-    """What a NATS server counts against its max_payload: the body plus the headers block, if any.
-
-    The block is ``NATS/1.0\\r\\n``, one ``Key: Value\\r\\n`` per header and a closing ``\\r\\n``. nats-py
-    checks the body alone; the server refuses a message over its max_payload with its headers
-    (seen: the request it belonged to timed out at the top, docs/sites.md).
-    """
-    if not headers:
-        return len(data)
-    lines = sum(len(key.encode()) + len(value.encode()) + 4 for key, value in headers.items())
-    return len(data) + len("NATS/1.0\r\n") + lines + 2
 
 
 class NatsThread:
@@ -157,7 +144,7 @@ class NatsThread:
         while self.outbox:
             subject, data, headers, reply = self.outbox.popleft()
             try:
-                size, most = wire_size(data, headers), self.nc.max_payload
+                size, most = sites.wire_size(data, headers), self.nc.max_payload
                 if most and size > most:  # never sent: the server would refuse it
                     raise OversizeError(f"{size} bytes with its headers, the NATS server takes at most {most}")
                 await self.nc.publish(subject, data, reply=reply, headers=headers or None)

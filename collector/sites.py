@@ -41,6 +41,7 @@ __all__ = [
     "qualify",
     "servers",
     "split_qualified",
+    "wire_size",
 ]
 
 SITE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -70,6 +71,19 @@ def split_qualified(node: str) -> tuple[str, str] | None:
     if not sep or not rest or not SITE_PATTERN.match(site):
         return None
     return site, rest
+
+
+def wire_size(data: bytes, headers: dict[str, str]) -> int:
+    """What a NATS server counts against its max_payload: the body plus the headers block, if any.
+
+    The block is ``NATS/1.0\\r\\n``, one ``Key: Value\\r\\n`` per header and a closing ``\\r\\n``. nats-py
+    checks the body alone; the server refuses a message over its max_payload with its headers
+    (seen: a site's answer never reached the top, whose request timed out: docs/sites.md).
+    """
+    if not headers:
+        return len(data)
+    lines = sum(len(key.encode()) + len(value.encode()) + 4 for key, value in headers.items())
+    return len(data) + len("NATS/1.0\r\n") + lines + 2
 
 
 def servers(url: str) -> list[str]:

@@ -258,6 +258,17 @@ def test_a_payload_the_server_never_takes_raises_at_once(stream: Stream, tmp_pat
     dist.close()
 
 
+def test_a_report_whose_headers_take_it_over_max_payload_raises_at_once(stream: Stream, tmp_path: Path) -> None:
+    """nats-py checks the body alone; the server counts the headers too, and so does the distribution."""
+    dist = nats_dist(stream, "reports", tmp_path)
+    assert dist.connect()
+    body = b"x" * (dist.nc.max_payload - 10)  # the body fits, the body and its headers do not
+    with pytest.raises(MaxPayloadError):
+        dist.sendUpdate(ReportItem("n1", 1, "T", 1.0, Encoding.RAW, "", body, 1))
+    assert dist.batch == []
+    dist.close()
+
+
 def test_a_server_that_is_away_is_not_connected(tmp_path: Path) -> None:
     dist = NatsDistribution(DistCore("js", "nats", "points", "a", tmp_path))
     config = {key: option.default for key, option in NatsDistribution.options.items()}

@@ -70,7 +70,7 @@ from typing import Any
 from collector import dist
 from collector.native import new_event_loop
 from collector.nats_auth import auth_options, check_auth_files
-from collector.sites import servers
+from collector.sites import servers, wire_size
 
 MISSING = "type nats needs nats-py: pip install 'labscope[nats]'"
 try:
@@ -258,7 +258,7 @@ class NatsDistribution(dist.Distribution):
     def sendUpdate(self, payload: Any) -> bool:
         """Keep one payload for the batch (published in :meth:`updateBatchComplete`); False when not connected.
 
-        A message larger than the server takes raises ``MaxPayloadError`` here: it could never be
+        A message larger than the server takes (its headers counted) raises ``MaxPayloadError`` here: it could never be
         delivered, so the runner drops it after three tries (counted) instead of stalling the rest.
         """
         if self.js is None:
@@ -267,8 +267,9 @@ class NatsDistribution(dist.Distribution):
             data, head = payload.payload, headers(payload, self.core.site)
         else:
             data, head = str(payload.value).encode(), {"Labscope-Time": repr(payload.time)}
-        if len(data) > self.nc.max_payload:
-            raise MaxPayloadError(f"{len(data)} bytes, the server takes at most {self.nc.max_payload}")
+        size = wire_size(data, head)  # the headers count too, as the server counts them (nats-py: the body only)
+        if size > self.nc.max_payload:
+            raise MaxPayloadError(f"{size} bytes with its headers, the server takes at most {self.nc.max_payload}")
         self.batch.append((self.subject_of(payload), data, head))
         return True
 
@@ -293,9 +294,8 @@ class NatsDistribution(dist.Distribution):
             return ""  # reports: the durable feed reads the batch again from its cursor
         dropped = max(0, len(batch) - KEEP_MAX)
         self.kept, self.lost = batch[dropped:], self.lost + dropped
-        return f" (kept to publish again: {len(self.kept)}" + (
-            f"; dropped, oldest first: {dropped})" if dropped else ")"
-        )
+        said = f"; dropped, oldest first: {dropped}" if dropped else ""
+        return f" (kept to publish again: {len(self.kept)}{said})"
 
     async def _publish(self, batch: list[tuple[str, bytes, dict[str, str]]]) -> list[Any]:
         publish = self.js.publish_async
