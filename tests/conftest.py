@@ -145,11 +145,14 @@ class ProcessGroup:
         return popen
 
     def stop_all(self) -> None:
-        """Terminate every process still running, then kill stragglers."""
-        for popen in self.procs:
+        """Terminate every process still running, the last started first, killing a straggler.
+
+        Agents stop before their collector: one whose collector went at the same moment would wait
+        out its last flush (a second) for acknowledgements that cannot come.
+        """
+        for popen in reversed(self.procs):
             if popen.poll() is None:
                 popen.terminate()
-        for popen in self.procs:
             try:
                 popen.wait(10)
             except subprocess.TimeoutExpired:

@@ -123,7 +123,7 @@ class NatsCluster:
         """Start every server and wait until JetStream answers with a meta leader."""
         for index in range(len(self.ports)):
             self.start_server(index)
-        wait_for(self._jetstream_ready, timeout=30, interval=0.3, what="the NATS cluster's JetStream")
+        wait_for(self._jetstream_ready, timeout=30, interval=0.1, what="the NATS cluster's JetStream")
         return self
 
     def start_server(self, index: int) -> None:
@@ -184,7 +184,7 @@ class NatsCluster:
             return True
 
         try:
-            return bool(self.run(ready, timeout=5))
+            return bool(self.run(ready, timeout=0.5))  # a query before the meta leader waits out its timeout
         except Exception:  # no meta leader yet
             return False
 

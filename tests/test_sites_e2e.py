@@ -142,9 +142,12 @@ class Sites:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Any:
+def cluster(tmp_path: Path, procs: ProcessGroup) -> Any:
+    """A three-server cluster; the test's processes stop first (a collector stopping with no server
+    left waits out its last flush)."""
     made = NatsCluster(tmp_path).start()
     yield made
+    procs.stop_all()
     made.stop()
 
 
@@ -182,7 +185,7 @@ def test_two_sites_reach_the_top_exactly_once_through_kill_9_and_a_lost_nats_ser
     sites = {name: rig.site(name) for name in ("a", "b")}
     nodes = {(name, node) for name in sites for node in ("n1", "n2")}
     agents = [agent(procs, sites[s], n, *(FAST_PROBES if n == "n1" else ()), interval=0.5) for s, n in sorted(nodes)]
-    agents.append(simulate(procs, sites["b"], agents=20, rate=10))  # 200 reports/s more: a real backlog to catch up
+    agents.append(simulate(procs, sites["b"], agents=20, rate=25))  # 500 reports/s more: a real backlog to catch up
     top = rig.top()
     wait_for(lambda: {"a:n1", "b:n1", "b:sim-0020"} <= set(counts(top)), timeout=60, what="both sites at the top")
     wait_for(
@@ -288,6 +291,7 @@ def test_a_chunk_nats_refuses_fails_the_tops_request_and_the_site_cancels_the_ag
     try:
         refused_chunk_is_cancelled(procs, small)
     finally:
+        procs.stop_all()
         small.stop()
 
 

@@ -163,7 +163,9 @@ class Topology:
         return self.procs._spawn([*args, *extra], f"simulate-{site.name}", site.ns)[0]
 
     def close(self) -> None:
-        """Stop the cluster and close the tiers' contexts (the processes are the procs fixture's)."""
+        """Stop the processes, then the cluster (a collector stopping with no server left waits out its
+        last flush), and close the tiers' contexts."""
+        self.procs.stop_all()
         self.cluster.stop()
         for tier in self.tiers:
             tier.close()
