@@ -11,6 +11,7 @@ socket, so the edge-triggered FD cannot be drained behind its back.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import gevent
 import gevent.event
 import zmq
 
+from collector import fast_drain
 from collector.addons import NodeRecord, Report
 from collector.agent_keys import AgentKeys
 from collector.core import Core
@@ -111,6 +113,7 @@ class AgentLink:
         self.reports = 0  # reports applied in this pass, added to the counters once per pass
         self._sessions = self.registry.sessions
         self._deliver = self.host.deliver
+        self._receive, self.drain_kind = fast_drain.choose(sock)  # "c" or "python"
         self._touched = journal.touched  # the same dict: the hot path marks nodes without a call
         self._acks: dict[bytes, NodeRecord] = {}
         self._replies: dict[bytes, list[Envelope]] = {}
@@ -182,31 +185,21 @@ class AgentLink:
         self.running = False
 
     def _drain(self) -> int:
-        # Hot path. Two plain recv() calls cost half of recv_multipart(), whose per-part
-        # getsockopt goes through Python enums; the body comes as a Frame whose ``more``
-        # says whether a part follows, ~0.3 us a frame less than ``sock.get(RCVMORE)``.
-        # Frames of one envelope (nearly all of them) wait in ``idents``/``bodies`` and are
-        # parsed together: one upb parse of their joined bytes instead of one per frame.
-        recv = self.sock.recv
-        heads, limit = SINGLE_HEADS, self._single_limit  # messages.codec.is_single, inline
+        # Hot path. The receive loop is collector/fast_drain.py's (C when built): it stops at the
+        # first frame that is not one envelope. Frames of one envelope (nearly all of them) wait in
+        # ``idents``/``bodies`` and are parsed together: one upb parse of their joined bytes
+        # instead of one per frame.
+        drain, heads, limit = self._receive, SINGLE_HEADS, self._single_limit
         idents: list[bytes] = []
         bodies: list[bytes] = []
         now = time.time()
         handled = 0
         while handled < DRAIN_LIMIT:
-            try:
-                ident = recv(NOBLOCK)
-            except zmq.Again:
+            read, odd = drain(DRAIN_LIMIT - handled, limit, heads, idents, bodies)
+            handled += read
+            if odd is None:  # the socket is empty, or the pass is full
                 break
-            handled += 1
-            frame = recv(NOBLOCK, copy=False)  # a message is atomic: a ROUTER's identity part is never alone
-            body = frame.bytes
-            size = len(body)
-            if size < limit and not frame.more and body.startswith(heads[size]):
-                idents.append(ident)
-                bodies.append(body)
-            else:
-                self._on_other_frame(ident, body, frame.more, now, idents, bodies)
+            self._on_other_frame(*odd, now, idents, bodies)
         self._on_waiting(idents, bodies, now)
         self.counters["frames"] += handled
         return handled
@@ -260,8 +253,9 @@ class AgentLink:
         self.counters["envelopes"] += len(envelopes)
         checked = self.host.check_payloads(envelopes, bodies)
         sender, apply, add = self._sender, self._apply_report, self.journal.add_frame
+        keys = senders if senders is not None else itertools.repeat("", len(bodies))
         last_ident, current = b"", None  # the sender of the last report, and its record
-        for at, (ident, body, env) in enumerate(zip(idents, bodies, envelopes, strict=True)):
+        for ident, body, env, key in zip(idents, bodies, envelopes, keys, strict=True):
             if env.kind == REPORT:
                 node = env.node
                 if ident != last_ident or current is None or node != current.node:
@@ -275,7 +269,7 @@ class AgentLink:
             else:
                 last_ident, current = b"", None  # a HELLO or a BYE may change who the connection is
                 if senders is not None:
-                    self._key = senders[at]
+                    self._key = key
                 self._on_other(ident, env, now)
 
     def _drain_curve(self) -> int:
