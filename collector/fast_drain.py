@@ -82,6 +82,7 @@ def choose(sock: zmq.Socket[Any]) -> tuple[Drain, str]:
     """The drain for ``sock`` (a plain pyzmq ROUTER) and its name: ``"c"`` or ``"python"``."""
     problem = c_drain_problem()
     if problem is None:
+        log.info("ingest drain: C (collector/_drain.c)")
         return functools.partial(_c_drain, sock.underlying), "c"
     log.info("ingest drain: Python (%s)", problem)
     return functools.partial(python_drain, sock), "python"

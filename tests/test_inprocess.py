@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import zmq.green
 
+from collector import fast_drain
 from collector.agent_link import DRAIN_LIMIT, SATURATION_HOLD
 from collector.config import CollectorConfig, DistSection
 from collector.segments import SegmentReader, segment_folder
@@ -32,6 +33,7 @@ from messages.codec import decode_payload, envelope, pack
 from messages.errors import Code
 from messages.keys import ClientKeys, generate
 from modules.systemstats import POINT_NAMES
+from tests.test_fast_drain import c_drain_or_skip
 from tests.wire import Client, Peer
 
 STORE = "collector.sqlite3"
@@ -126,8 +128,21 @@ def acked(agent: Peer, seq: int) -> Envelope:
     return agent.expect(lambda e: e.kind == Kind.ACK and e.seq == seq, what=f"ACK {seq}")
 
 
-def test_reports_are_journaled_before_their_ack_and_applied_once(start_collector, green) -> None:
+@pytest.fixture(params=["c", "python"])
+def drain_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Each ingest drain in turn (collector/fast_drain.py): the C loop, then the Python one."""
+    if request.param == "c":
+        c_drain_or_skip()
+    else:
+        monkeypatch.setenv(fast_drain.DRAIN_ENV, "python")
+    fast_drain.c_drain_problem.cache_clear()
+    yield request.param
+    fast_drain.c_drain_problem.cache_clear()
+
+
+def test_reports_are_journaled_before_their_ack_and_applied_once(start_collector, green, drain_kind) -> None:
     collector = start_collector()
+    assert collector.agents.drain_kind == drain_kind
     eps = endpoints(collector)
     agent, client = Peer(green, eps["agents"]), Client(green, eps["clients"])
     assert hello(agent).seq == 0
@@ -217,7 +232,7 @@ def test_history_counts_what_it_left_out_of_the_buckets(start_collector, green) 
     assert counters["history-late"] == len(POINT_NAMES) and "history-dropped" not in counters  # once per series
 
 
-def test_a_burst_of_frames_is_handled_in_the_order_it_came(start_collector, green) -> None:
+def test_a_burst_of_frames_is_handled_in_the_order_it_came(start_collector, green, drain_kind) -> None:
     """Frames of one envelope are parsed together; what they hold still happens in the order it was sent.
 
     The burst is sent before the collector's loop runs again, so it is read in one pass: the HELLO
@@ -262,7 +277,7 @@ def test_a_burst_of_frames_is_handled_in_the_order_it_came(start_collector, gree
     assert isinstance(latest, SystemStats) and latest.cpu_percent == 7.0
 
 
-def test_one_bad_payload_among_a_pass_of_reports_is_the_only_bad_report(start_collector, green) -> None:
+def test_one_bad_payload_among_a_pass_of_reports_is_the_only_bad_report(start_collector, green, drain_kind) -> None:
     """A pass's payloads are checked together; when one is bad, only that report is dropped (bad-report)."""
     collector = start_collector()
     eps = endpoints(collector)
