@@ -45,7 +45,7 @@ from labscope.benchreport import (
 )
 from labscope.children import Children, labscope_args, local_collector_args, wait_collector
 from messages.errors import LabscopeError
-from messages.keys import generate
+from messages.keys import Certificate, generate
 from messages.options import Parser, run_command
 
 PROG = "labscope bench"
@@ -171,13 +171,20 @@ class Bench:
         )
         self.put("ingest_ratio", median(ratios), f"median of {len(ratios)} per-round ratios, journal on", ratios)
 
-    def _raw_once(self) -> float:
+    def _raw_once(self, server: Certificate | None = None, sender_keys: tuple[str, ...] = ()) -> float:
+        """Raw pyzmq messages/s, DEALER to ROUTER; a CURVE server with ``server``'s keys, the sender
+        a CURVE client with ``sender_keys`` (the server's public key file, its own secret key file)."""
         ctx = zmq.Context()
         sock = ctx.socket(zmq.ROUTER)
         sock.linger = 0
+        if server is not None:
+            sock.curve_server = True
+            sock.curve_publickey = server.public
+            sock.curve_secretkey = server.secret or b""
         port = sock.bind_to_random_port("tcp://127.0.0.1")
+        endpoint, count = f"tcp://127.0.0.1:{port}", str(self.sizes.raw_messages)
         sender = subprocess.Popen(
-            [sys.executable, "-m", "labscope.benchkit", "raw", f"tcp://127.0.0.1:{port}", str(self.sizes.raw_messages)],
+            [sys.executable, "-m", "labscope.benchkit", "raw", endpoint, count, *sender_keys],
             stdout=subprocess.DEVNULL,
         )
         try:
@@ -236,7 +243,7 @@ class Bench:
         return float(result["count"] / result["seconds"]), figures
 
     def curve(self) -> None:
-        """Ingest with CURVE on (``--curve-secret``, ``--allow-agents``) against ingest without, alternated."""
+        """Ingest with CURVE on (``--curve-secret``, ``--allow-agents``) against raw CURVE pyzmq, alternated."""
         keys = self.folder / "curve-keys"
         allowed = keys / "agents"
         collector = generate(keys, "collector")
@@ -246,17 +253,19 @@ class Bench:
         (allowed / public).write_bytes((keys / public).read_bytes())  # only public keys in an allow folder
         flags = ("--curve-secret", str(collector.path), "--allow-agents", str(allowed))
         sender = (str(keys / "collector.key"), str(ingest.path))
-        plain: list[float] = []
+        raw: list[float] = []
         curve: list[float] = []
         for _ in range(self.sizes.rounds):
-            plain.append(self._ingest_once())
+            raw.append(self._raw_once(collector, sender))
             curve.append(self._ingest_once(*flags, sender_keys=sender))
-        ratios = [c / p for c, p in zip(curve, plain, strict=True)]
+        ratios = [c / r for c, r in zip(curve, raw, strict=True)]
+        plain = self.results.values.get("ingest_reports_per_s")
+        cost = f"; plain ingest {format_value(plain)}/s in the throughput section" if plain else ""
         self.put(
             "curve_ingest_ratio",
             median(ratios),
-            f"median of {len(ratios)} per-round ratios, journal on; CURVE {format_value(median(curve))}/s, "
-            f"plain {format_value(median(plain))}/s",
+            f"median of {len(ratios)} per-round ratios, journal on; CURVE ingest {format_value(median(curve))}/s, "
+            f"raw CURVE pyzmq {format_value(median(raw))}/s{cost}",
             ratios,
         )
 

@@ -3,9 +3,9 @@
 ``python -m labscope.benchkit MODE ENDPOINT ...`` sends as fast as it can (or
 paced), waits for the last acknowledgement, and prints one JSON line with what
 it measured. Every mode uses plain pyzmq in one thread, so the sender is never
-the slower side of a comparison by accident of its own design. ``ingest`` takes
-two more arguments for CURVE: the collector's public ``.key`` file and the
-sender's ``.key_secret`` file.
+the slower side of a comparison by accident of its own design. ``raw`` and
+``ingest`` take two more arguments for CURVE: the receiver's public ``.key``
+file and the sender's ``.key_secret`` file.
 """
 
 from __future__ import annotations
@@ -24,11 +24,14 @@ from messages.keys import ClientKeys, client_keys
 MESSAGE_BYTES = 256
 
 
-def raw_send(endpoint: str, count: int) -> dict[str, float]:
-    """Send ``count`` 256-byte messages on a DEALER as fast as the socket takes them."""
+def raw_send(endpoint: str, count: int, server_key: str | None = None, secret: str | None = None) -> dict[str, float]:
+    """Send ``count`` 256-byte messages on a DEALER as fast as the socket takes them; CURVE with both key files."""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = -1
+    keys = client_keys(server_key, secret, {})
+    if keys is not None:
+        keys.apply(sock)
     sock.connect(endpoint)
     payload = b"x" * MESSAGE_BYTES
     start = time.perf_counter()
@@ -208,7 +211,7 @@ def raw_stream_receive(sock: zmq.Socket[bytes], timeout: float) -> tuple[int, fl
 
 MODES: dict[str, Callable[..., dict[str, float]]] = {
     "rawstream": lambda ep, path, chunk: raw_stream(ep, path, int(chunk)),
-    "raw": lambda ep, n: raw_send(ep, int(n)),
+    "raw": lambda ep, n, *keys: raw_send(ep, int(n), *keys),
     "ingest": lambda ep, n, *keys: ingest(ep, int(n), *keys),
     "samples": lambda ep, f, r, v: samples(ep, int(f), int(r), int(v)),
     "paced": lambda ep, rate, s: paced(ep, float(rate), float(s)),
