@@ -113,7 +113,8 @@ class AgentLink:
         self.reports = 0  # reports applied in this pass, added to the counters once per pass
         self._sessions = self.registry.sessions
         self._deliver = self.host.deliver
-        self._receive, self.drain_kind = fast_drain.choose(sock)  # "c" or "python"
+        self._drains = fast_drain.choose(sock)  # the receive loops
+        self.drain_kind = self._drains.kind  # "c" or "python"
         self._touched = journal.touched  # the same dict: the hot path marks nodes without a call
         self._acks: dict[bytes, NodeRecord] = {}
         self._replies: dict[bytes, list[Envelope]] = {}
@@ -189,7 +190,7 @@ class AgentLink:
         # first frame that is not one envelope. Frames of one envelope (nearly all of them) wait in
         # ``idents``/``bodies`` and are parsed together: one upb parse of their joined bytes
         # instead of one per frame.
-        drain, heads, limit = self._receive, SINGLE_HEADS, self._single_limit
+        drain, heads, limit = self._drains.plain, SINGLE_HEADS, self._single_limit
         idents: list[bytes] = []
         bodies: list[bytes] = []
         now = time.time()
@@ -273,38 +274,27 @@ class AgentLink:
                 self._on_other(ident, env, now)
 
     def _drain_curve(self) -> int:
-        """:meth:`_drain` for CURVE: the identity part comes uncopied, to read the key that sent the frame."""
-        recv, keys = self.sock.recv, self.keys
-        assert keys is not None
-        heads, limit = SINGLE_HEADS, self._single_limit
+        """:meth:`_drain` for CURVE: each frame comes with the key that sent it, checked as it is read."""
+        assert self.keys is not None
+        drain, check, heads, limit = self._drains.curve, self.keys.check, SINGLE_HEADS, self._single_limit
         idents: list[bytes] = []
         bodies: list[bytes] = []
         senders: list[str] = []  # each waiting frame's key: a HELLO among them is checked against its own
         now = time.time()
         handled = 0
         while handled < DRAIN_LIMIT:
-            try:
-                frame = recv(NOBLOCK, copy=False)
-            except zmq.Again:
+            read, odd = drain(DRAIN_LIMIT - handled, limit, heads, idents, bodies, senders, check)
+            handled += read
+            if odd is None:
                 break
-            handled += 1
-            ident, key = frame.bytes, str(frame.get("User-Id"))
-            part = recv(NOBLOCK, copy=False)
-            refusal = keys.check(ident, key)
+            ident, body, more, key, refusal = odd
             if refusal:
-                if part.more:
+                if more:
                     self._discard_rest()
                 self._on_waiting(idents, bodies, now, senders)  # the frames before it first
                 self._forbid(ident, key, refusal)
-                continue
-            body = part.bytes
-            size = len(body)
-            if size < limit and not part.more and body.startswith(heads[size]):
-                idents.append(ident)
-                bodies.append(body)
-                senders.append(key)
             else:
-                self._on_other_frame(ident, body, part.more, now, idents, bodies, senders, key)
+                self._on_other_frame(ident, body, more, now, idents, bodies, senders, key)
         self._on_waiting(idents, bodies, now, senders)
         self.counters["frames"] += handled
         return handled

@@ -24,7 +24,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import zmq
 
@@ -33,7 +33,18 @@ from messages.codec import SINGLE_HEADS, SINGLE_LIMIT, envelope, pack
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DRAIN_ENV", "Drain", "DrainResult", "c_drain_problem", "choose", "python_drain"]
+__all__ = [
+    "DRAIN_ENV",
+    "CurveDrain",
+    "CurveResult",
+    "Drain",
+    "DrainResult",
+    "Drains",
+    "c_drain_problem",
+    "choose",
+    "python_drain",
+    "python_drain_curve",
+]
 
 DRAIN_ENV = "LABSCOPE_DRAIN"  # "python" keeps the Python drain (to compare, or to rule the C one out)
 NOBLOCK = zmq.NOBLOCK
@@ -45,12 +56,27 @@ LIBZMQ_FUNCTIONS = (
     "zmq_msg_size",
     "zmq_msg_more",
     "zmq_errno",
+    "zmq_msg_gets",
 )
 
 Odd = tuple[bytes, bytes, bool]
 DrainResult = tuple[int, Odd | None]
 # drain(limit, single_limit, heads, idents, bodies) -> (messages read, odd message or None)
 Drain = Callable[[int, int, list[bytes], list[bytes], list[bytes]], DrainResult]
+# With CURVE the odd message also carries its key and refusal: (identity, body, more, key, refusal).
+CurveOdd = tuple[bytes, bytes, bool, str, str]
+CurveResult = tuple[int, CurveOdd | None]
+Check = Callable[[bytes, str], str]  # (identity, key) -> refusal reason, or "" (collector.agent_keys)
+# drain(limit, single_limit, heads, idents, bodies, senders, check) -> (messages read, odd or None)
+CurveDrain = Callable[[int, int, list[bytes], list[bytes], list[bytes], list[str], Check], CurveResult]
+
+
+class Drains(NamedTuple):
+    """The receive loops for one socket: plain and CURVE, and which they are (``"c"`` or ``"python"``)."""
+
+    plain: Drain
+    curve: CurveDrain
+    kind: str
 
 
 def python_drain(
@@ -78,14 +104,57 @@ def python_drain(
     return handled, None
 
 
-def choose(sock: zmq.Socket[Any]) -> tuple[Drain, str]:
-    """The drain for ``sock`` (a plain pyzmq ROUTER) and its name: ``"c"`` or ``"python"``."""
+def python_drain_curve(
+    sock: zmq.Socket[Any],
+    limit: int,
+    single_limit: int,
+    heads: list[bytes],
+    idents: list[bytes],
+    bodies: list[bytes],
+    senders: list[str],
+    check: Check,
+) -> CurveResult:
+    """:func:`python_drain` for CURVE: each message's key (its "User-Id") is read and ``check``-ed as it
+    comes; a passing one-envelope frame adds its key to ``senders``, any other message is odd."""
+    recv = sock.recv
+    handled = 0
+    while handled < limit:
+        try:
+            frame = recv(NOBLOCK, copy=False)  # uncopied: its properties hold the key that sent it
+        except zmq.Again:
+            break
+        handled += 1
+        ident, key = frame.bytes, _user_id(frame)
+        part = recv(NOBLOCK, copy=False)
+        refusal = check(ident, key)
+        body = part.bytes
+        size = len(body)
+        if not refusal and size < single_limit and not part.more and body.startswith(heads[size]):
+            idents.append(ident)
+            bodies.append(body)
+            senders.append(key)
+        else:
+            return handled, (ident, body, part.more, key, refusal)
+    return handled, None
+
+
+def _user_id(frame: zmq.Frame) -> str:
+    """The key the ZAP handler named for the connection a frame came on; "" without one."""
+    try:
+        return str(frame.get("User-Id"))
+    except zmq.ZMQError:
+        return ""
+
+
+def choose(sock: zmq.Socket[Any]) -> Drains:
+    """The drains for ``sock`` (a plain pyzmq ROUTER): C when it can run here, else Python."""
     problem = c_drain_problem()
     if problem is None:
         log.info("ingest drain: C (collector/_drain.c)")
-        return functools.partial(_c_drain, sock.underlying), "c"
+        handle = sock.underlying
+        return Drains(functools.partial(_c_drain, handle), functools.partial(_c_drain_curve, handle), "c")
     log.info("ingest drain: Python (%s)", problem)
-    return functools.partial(python_drain, sock), "python"
+    return Drains(functools.partial(python_drain, sock), functools.partial(python_drain_curve, sock), "python")
 
 
 @functools.cache
@@ -119,6 +188,26 @@ def _c_drain(
 
     try:
         result: DrainResult = _drain.drain(handle, limit, single_limit, heads, idents, bodies)
+    except OSError as exc:
+        raise zmq.ZMQError(exc.errno) from None
+    return result
+
+
+def _c_drain_curve(
+    handle: int,
+    limit: int,
+    single_limit: int,
+    heads: list[bytes],
+    idents: list[bytes],
+    bodies: list[bytes],
+    senders: list[str],
+    check: Check,
+) -> CurveResult:
+    """The C drain for CURVE on the socket at ``handle`` (see :func:`python_drain_curve`)."""
+    from collector import _drain
+
+    try:
+        result: CurveResult = _drain.drain(handle, limit, single_limit, heads, idents, bodies, senders, check)
     except OSError as exc:
         raise zmq.ZMQError(exc.errno) from None
     return result

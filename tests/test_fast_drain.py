@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 import zmq
+import zmq.auth
 from hypothesis import given
 from hypothesis import strategies as st
+from zmq.auth.thread import ThreadAuthenticator
 
 from collector import fast_drain
-from collector.fast_drain import python_drain
+from collector.fast_drain import python_drain, python_drain_curve
 from messages import Kind
 from messages.codec import SINGLE_HEADS, SINGLE_LIMIT, envelope, pack
 from tests.fuzz.strategies import FEW
@@ -54,14 +56,16 @@ class Pair:
             self.dealer.send_multipart(parts)
         self.dealer.send_multipart([b"end", b"marker"])
 
-    def drain_all(self, drain: Any, limit: int, sent: int) -> list[tuple[str, bytes, bool]]:
+    def drain_all(self, drain: Any, limit: int, sent: int, check: Any = None) -> list[tuple[Any, ...]]:
         """Drain until the marker, ``limit`` at a time: what came, in order, as ("single", body, False),
         ("odd", first part, more parts) and ("rest", part, False) for an odd message's other parts.
 
-        Each call keeps to ``limit``, reads what it reports, and all came from the one DEALER; ``sent``
-        messages and the marker read, and no marker, fails at once (a drain out of step with the parts).
+        With ``check`` the drain is a CURVE one: each single also carries its key, each odd message its
+        key and refusal. Each call keeps to ``limit``, reads what it reports, and all came from the one
+        DEALER; ``sent`` messages and the marker read, and no marker, fails at once (a drain out of
+        step with the parts).
         """
-        events: list[tuple[str, bytes, bool]] = []
+        events: list[tuple[Any, ...]] = []
         senders: set[bytes] = set()
         total = 0
         while True:
@@ -69,26 +73,45 @@ class Pair:
             assert self.router.poll(5000), "the messages did not arrive"
             idents: list[bytes] = []
             bodies: list[bytes] = []
-            read, odd = drain(limit, SINGLE_LIMIT, SINGLE_HEADS, idents, bodies)
+            keys: list[str] = []
+            extra = (keys, check) if check is not None else ()
+            read, odd = drain(limit, SINGLE_LIMIT, SINGLE_HEADS, idents, bodies, *extra)
             assert 0 < read <= limit and read == len(bodies) + (odd is not None) and len(idents) == len(bodies)
             total += read
             senders.update(idents)
-            events += [("single", body, False) for body in bodies]
+            for at, body in enumerate(bodies):
+                events.append(("single", body, False) if check is None else ("single", body, False, keys[at]))
             if odd is None:
                 continue
             senders.add(odd[0])
-            events.append(("odd", odd[1], odd[2]))
+            events.append(("odd", *odd[1:]))
             more = odd[2]
             while more:
                 events.append(("rest", self.router.recv(), False))
                 more = bool(self.router.get(zmq.RCVMORE))
-            if events[-2:] == [("odd", b"end", True), ("rest", b"marker", False)]:
+            if events[-2:-1] and events[-2][:3] == ("odd", b"end", True) and events[-1] == ("rest", b"marker", False):
                 assert len(senders) == 1
                 return events[:-2]
 
     def close(self) -> None:
         self.router.close()
         self.dealer.close()
+
+
+class CurvePair(Pair):
+    """A CURVE server ROUTER and a CURVE client DEALER on a random loopback port (ZAP: the context's)."""
+
+    def __init__(self, context: zmq.Context[Any], server: tuple[bytes, bytes], client: tuple[bytes, bytes]) -> None:
+        self.router = context.socket(zmq.ROUTER)
+        self.router.linger = 0
+        self.router.curve_server = True
+        self.router.curve_publickey, self.router.curve_secretkey = server
+        port = self.router.bind_to_random_port("tcp://127.0.0.1")
+        self.dealer = context.socket(zmq.DEALER)
+        self.dealer.linger = 0
+        self.dealer.curve_serverkey = server[0]
+        self.dealer.curve_publickey, self.dealer.curve_secretkey = client
+        self.dealer.connect(f"tcp://127.0.0.1:{port}")
 
 
 @pytest.fixture
@@ -197,12 +220,51 @@ def test_the_collector_chooses_the_c_drain_unless_told_otherwise(monkeypatch: py
     context: zmq.Context[Any] = zmq.Context()
     sock = context.socket(zmq.ROUTER)
     try:
-        assert fast_drain.choose(sock)[1] == "c"
+        assert fast_drain.choose(sock).kind == "c"
         monkeypatch.setenv(fast_drain.DRAIN_ENV, "python")
         fast_drain.c_drain_problem.cache_clear()
         assert fast_drain.c_drain_problem() == "LABSCOPE_DRAIN=python"
-        assert fast_drain.choose(sock)[1] == "python"
+        assert fast_drain.choose(sock).kind == "python"
     finally:
         fast_drain.c_drain_problem.cache_clear()
         sock.close()
         context.term()
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["allowed", "refused"])
+def test_with_curve_the_c_drain_reads_keys_and_refusals_as_the_python_drain(refused: bool) -> None:
+    """Each frame's key is its connection's ZAP User-Id; ``check`` says whether it may pass."""
+    c_drain_or_skip()
+    context: zmq.Context[Any] = zmq.Context()
+    authenticator = ThreadAuthenticator(context)
+    authenticator.start()
+    authenticator.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
+    server, client = zmq.curve_keypair(), zmq.curve_keypair()
+    asked: list[str] = []
+
+    def check(ident: bytes, key: str) -> str:
+        asked.append(key)
+        return "key-removed" if refused else ""
+
+    made = (CurvePair(context, server, client), CurvePair(context, server, client))
+    try:
+        for pair in made:
+            pair.send(MIXED)
+        c_router, python_router = made[0].router, made[1].router
+        c_read = made[0].drain_all(
+            lambda *args: fast_drain._c_drain_curve(c_router.underlying, *args), 512, len(MIXED), check
+        )
+        python_read = made[1].drain_all(lambda *args: python_drain_curve(python_router, *args), 512, len(MIXED), check)
+    finally:
+        for pair in made:
+            pair.close()
+        authenticator.stop()
+        context.term()
+    assert c_read == python_read
+    key = client[0].decode()
+    assert set(asked) == {key}
+    if refused:  # every message handed back, with its key and refusal
+        assert [event[3:] for event in c_read if event[0] == "odd"] == [(key, "key-removed")] * len(MIXED)
+    else:
+        assert [event for event in c_read if event[0] == "single"][0] == ("single", single(1), False, key)
+        assert {event[3:] for event in c_read if event[0] == "odd"} == {(key, "")}
