@@ -151,8 +151,7 @@ def choose(sock: zmq.Socket[Any]) -> Drains:
     problem = c_drain_problem()
     if problem is None:
         log.info("ingest drain: C (collector/_drain.c)")
-        handle = sock.underlying
-        return Drains(functools.partial(_c_drain, handle), functools.partial(_c_drain_curve, handle), "c")
+        return Drains(functools.partial(_c_drain, sock), functools.partial(_c_drain_curve, sock), "c")
     log.info("ingest drain: Python (%s)", problem)
     return Drains(functools.partial(python_drain, sock), functools.partial(python_drain_curve, sock), "python")
 
@@ -181,20 +180,20 @@ def c_drain_problem() -> str | None:
 
 
 def _c_drain(
-    handle: int, limit: int, single_limit: int, heads: list[bytes], idents: list[bytes], bodies: list[bytes]
+    sock: zmq.Socket[Any], limit: int, single_limit: int, heads: list[bytes], idents: list[bytes], bodies: list[bytes]
 ) -> DrainResult:
-    """The C drain on the socket at ``handle``; libzmq's errors (but EAGAIN) as ``zmq.ZMQError``."""
+    """The C drain on ``sock``; libzmq's errors (but EAGAIN) as ``zmq.ZMQError``, as pyzmq raises them."""
     from collector import _drain
 
     try:
-        result: DrainResult = _drain.drain(handle, limit, single_limit, heads, idents, bodies)
+        result: DrainResult = _drain.drain(_handle(sock), limit, single_limit, heads, idents, bodies)
     except OSError as exc:
         raise zmq.ZMQError(exc.errno) from None
     return result
 
 
 def _c_drain_curve(
-    handle: int,
+    sock: zmq.Socket[Any],
     limit: int,
     single_limit: int,
     heads: list[bytes],
@@ -203,14 +202,21 @@ def _c_drain_curve(
     senders: list[str],
     check: Check,
 ) -> CurveResult:
-    """The C drain for CURVE on the socket at ``handle`` (see :func:`python_drain_curve`)."""
+    """The C drain for CURVE on ``sock`` (see :func:`python_drain_curve`)."""
     from collector import _drain
 
     try:
-        result: CurveResult = _drain.drain(handle, limit, single_limit, heads, idents, bodies, senders, check)
+        result: CurveResult = _drain.drain(_handle(sock), limit, single_limit, heads, idents, bodies, senders, check)
     except OSError as exc:
         raise zmq.ZMQError(exc.errno) from None
     return result
+
+
+def _handle(sock: zmq.Socket[Any]) -> int:
+    """libzmq's handle of ``sock``; ``ENOTSOCK`` once it is closed (the C loop must never see a freed one)."""
+    if sock.closed:
+        raise zmq.ZMQError(zmq.ENOTSOCK)
+    return int(sock.underlying)
 
 
 def _libzmq_path() -> str | None:
@@ -249,7 +255,7 @@ def _self_test() -> str | None:
         router.poll(5000)
         idents: list[bytes] = []
         bodies: list[bytes] = []
-        read, odd = _c_drain(router.underlying, 8, SINGLE_LIMIT, SINGLE_HEADS, idents, bodies)
+        read, odd = _c_drain(router, 8, SINGLE_LIMIT, SINGLE_HEADS, idents, bodies)
         router.recv()  # the odd message's second part
         router.close(linger=0)
         dealer.close(linger=0)
