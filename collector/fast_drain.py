@@ -151,7 +151,7 @@ def choose(sock: zmq.Socket[Any]) -> Drains:
     problem = c_drain_problem()
     if problem is None:
         log.info("ingest drain: C (collector/_drain.c)")
-        return Drains(functools.partial(_c_drain, sock), functools.partial(_c_drain_curve, sock), "c")
+        return Drains(functools.partial(_c_drain, sock), functools.partial(_c_drain, sock), "c")
     log.info("ingest drain: Python (%s)", problem)
     return Drains(functools.partial(python_drain, sock), functools.partial(python_drain_curve, sock), "python")
 
@@ -179,37 +179,15 @@ def c_drain_problem() -> str | None:
         return f"libzmq at {path} did not bind: {exc}"
 
 
-def _c_drain(
-    sock: zmq.Socket[Any], limit: int, single_limit: int, heads: list[bytes], idents: list[bytes], bodies: list[bytes]
-) -> DrainResult:
-    """The C drain on ``sock``; libzmq's errors (but EAGAIN) as ``zmq.ZMQError``, as pyzmq raises them."""
+def _c_drain(sock: zmq.Socket[Any], *args: Any) -> Any:
+    """The C loop on ``sock``, with :func:`python_drain`'s arguments after the socket (or, with CURVE,
+    :func:`python_drain_curve`'s); libzmq's errors but EAGAIN as ``zmq.ZMQError``, as pyzmq raises them."""
     from collector import _drain
 
     try:
-        result: DrainResult = _drain.drain(_handle(sock), limit, single_limit, heads, idents, bodies)
+        return _drain.drain(_handle(sock), *args)
     except OSError as exc:
         raise zmq.ZMQError(exc.errno) from None
-    return result
-
-
-def _c_drain_curve(
-    sock: zmq.Socket[Any],
-    limit: int,
-    single_limit: int,
-    heads: list[bytes],
-    idents: list[bytes],
-    bodies: list[bytes],
-    senders: list[str],
-    check: Check,
-) -> CurveResult:
-    """The C drain for CURVE on ``sock`` (see :func:`python_drain_curve`)."""
-    from collector import _drain
-
-    try:
-        result: CurveResult = _drain.drain(_handle(sock), limit, single_limit, heads, idents, bodies, senders, check)
-    except OSError as exc:
-        raise zmq.ZMQError(exc.errno) from None
-    return result
 
 
 def _handle(sock: zmq.Socket[Any]) -> int:
