@@ -24,12 +24,18 @@ from messages.keys import ClientKeys, client_keys
 MESSAGE_BYTES = 256
 
 
+def given_keys(server_key: str | None, secret: str | None) -> ClientKeys | None:
+    """CURVE keys from the two files when the bench names them; never from the environment's
+    ``LABSCOPE_CURVE_*`` (a plain round stays plain whatever the operator's shell holds)."""
+    return client_keys(server_key, secret, {}) if server_key or secret else None
+
+
 def raw_send(endpoint: str, count: int, server_key: str | None = None, secret: str | None = None) -> dict[str, float]:
     """Send ``count`` 256-byte messages on a DEALER as fast as the socket takes them; CURVE with both key files."""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = -1
-    keys = client_keys(server_key, secret, {})
+    keys = given_keys(server_key, secret)
     if keys is not None:
         keys.apply(sock)
     sock.connect(endpoint)
@@ -146,7 +152,7 @@ INGEST_NODE = "bench-ingest"
 
 def ingest(endpoint: str, count: int, server_key: str | None = None, secret: str | None = None) -> dict[str, float]:
     """Unbatched reports: ``count`` frames of one ~256-byte REPORT each; CURVE with both key files."""
-    peer = AgentPeer(endpoint, INGEST_NODE, client_keys(server_key, secret, {}))
+    peer = AgentPeer(endpoint, INGEST_NODE, given_keys(server_key, secret))
     peer.hello()
     now = time.time()
     frames = [report_frame(peer.node, seq, now) for seq in range(1, count + 1)]

@@ -124,6 +124,13 @@ def pairs() -> Iterator[tuple[Pair, Pair]]:
     context.term()
 
 
+def c_loop(sock: zmq.Socket[Any]) -> Any:
+    """The C loop on ``sock``, as the collector chooses it (call :func:`c_drain_or_skip` first)."""
+    drains = fast_drain.choose(sock)
+    assert drains.kind == "c" and drains.plain is drains.curve  # one loop; CURVE gives it two more arguments
+    return drains.plain
+
+
 def single(n: int, size: int = 0) -> bytes:
     return pack([envelope(Kind.REPORT, "Probe", b"x" * size, node="n1", seq=n, time=1000.0)])
 
@@ -148,7 +155,7 @@ def compare(pairs: tuple[Pair, Pair], messages: list[list[bytes]], limit: int) -
     c_pair.send(messages)
     python_pair.send(messages)
     sent = len(messages)
-    c_read = c_pair.drain_all(lambda *args: fast_drain._c_drain(c_pair.router, *args), limit, sent)
+    c_read = c_pair.drain_all(c_loop(c_pair.router), limit, sent)
     python_read = python_pair.drain_all(lambda *args: python_drain(python_pair.router, *args), limit, sent)
     assert c_read == python_read
     return c_read
@@ -178,17 +185,18 @@ def test_the_c_drain_keeps_its_limit_and_says_when_the_socket_is_empty() -> None
         pair.dealer.send(single(0))  # connected once this one is read
         assert pair.router.poll(5000)
         router = pair.router
-        assert fast_drain._c_drain(router, 3, SINGLE_LIMIT, SINGLE_HEADS, [], []) == (1, None)
+        drain = c_loop(router)
+        assert drain(3, SINGLE_LIMIT, SINGLE_HEADS, [], []) == (1, None)
         for n in range(1, 11):
             pair.dealer.send(single(n))
         calls: list[tuple[int, object, int]] = []
         while not calls or calls[-1][0]:
             bodies: list[bytes] = []
-            calls.append(fast_drain._c_drain(router, 3, SINGLE_LIMIT, SINGLE_HEADS, [], bodies) + (len(bodies),))
+            calls.append(drain(3, SINGLE_LIMIT, SINGLE_HEADS, [], bodies) + (len(bodies),))
         assert calls == [(3, None, 3), (3, None, 3), (3, None, 3), (1, None, 1), (0, None, 0)]
         router.close()
         with pytest.raises(zmq.ZMQError) as closed:  # never the freed handle
-            fast_drain._c_drain(router, 3, SINGLE_LIMIT, SINGLE_HEADS, [], [])
+            drain(3, SINGLE_LIMIT, SINGLE_HEADS, [], [])
         assert closed.value.errno == zmq.ENOTSOCK
     finally:
         pair.close()
@@ -255,7 +263,7 @@ def test_with_curve_the_c_drain_reads_keys_and_refusals_as_the_python_drain(refu
         for pair in made:
             pair.send(MIXED)
         c_router, python_router = made[0].router, made[1].router
-        c_read = made[0].drain_all(lambda *args: fast_drain._c_drain(c_router, *args), 512, len(MIXED), check)
+        c_read = made[0].drain_all(c_loop(c_router), 512, len(MIXED), check)
         python_read = made[1].drain_all(lambda *args: python_drain_curve(python_router, *args), 512, len(MIXED), check)
     finally:
         for pair in made:
