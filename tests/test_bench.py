@@ -6,11 +6,12 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from labscope.bench import FIELDS, format_value, percentile, verdict
+from labscope.bench import FIELDS, Bench, Sizes, format_value, percentile, verdict
 from labscope.bench_nats import reachable
 from labscope.bench_scale import split_agents
 from labscope.benchreport import Results, markdown, worst
@@ -96,6 +97,24 @@ def test_worst_round_is_the_one_judged() -> None:
     rows = {line.split("|")[1].strip(): line for line in markdown(results, "test").splitlines() if "`" in line}
     assert "| 4.00 | 7.50 | <= 5.00: MISSED |" in rows["`latency_p99_ms`"]
     assert "met" in rows["`samples_per_s`"] and "`latency_p99_ms_worst`" not in rows
+
+
+def test_a_round_alternates_the_sides_and_keeps_each_sides_best(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def side(name: str, rates: list[float]) -> Callable[[], float]:
+        def run() -> float:
+            calls.append(name)
+            return rates.pop(0)
+
+        return run
+
+    bench = Bench(Sizes(tries=3), tmp_path, lambda line: None)
+    best = bench.alternate(side("raw", [5.0, 9.0, 7.0]), side("ingest", [4.0, 2.0, 6.0]))
+    assert calls == ["raw", "ingest"] * 3
+    assert best == [9.0, 6.0]
+    assert "best of 3 alternated runs" in bench.tries_note()
+    assert Bench(Sizes(tries=1), tmp_path, lambda line: None).tries_note() == "one run a side a round"
 
 
 def test_simulated_agents_are_split_over_processes() -> None:
