@@ -48,6 +48,8 @@ QUALIFIED_AT_TOP = (
 
 DRAIN_LIMIT = 512  # frames per pass before yielding to other greenlets
 SATURATION_HOLD = 0.5  # seconds after a full pass during which ingest still counts as saturated
+BUSY_WINDOW = 0.1  # seconds over which the loop's parked time is added up
+BUSY_SHARE = 0.9  # a window in which the loop was busy (not parked) this share of the time: saturated too
 NOBLOCK = zmq.NOBLOCK
 REPORT = int(Kind.REPORT)
 ACK = int(Kind.ACK)  # Kind.ACK is a Python-level enum lookup: one per agent per pass at scale
@@ -109,7 +111,9 @@ class AgentLink:
         self.liveness = LivenessClock(self.registry, self.counters, self.config.node_timeout)
         self.throttled = ThrottledLog(log)
         self.running = True
-        self.saturated_at = -SATURATION_HOLD  # monotonic time of the last full pass (ingest saturated)
+        self.saturated_at = -SATURATION_HOLD  # monotonic time ingest was last seen saturated
+        self._window = time.monotonic()  # when the current busy window began
+        self._parked = 0.0  # seconds parked in _idle since then
         self.reports = 0  # reports applied in this pass, added to the counters once per pass
         self._sessions = self.registry.sessions
         self._deliver = self.host.deliver
@@ -153,21 +157,34 @@ class AgentLink:
                     gevent.sleep(0)
             self._flush()
             self._housekeeping(behind)
-            if behind:
-                self.saturated_at = time.monotonic()
+            self._note_load(behind)
             if behind or int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 gevent.sleep(0)  # frames waiting: let requests and updates run between passes
                 continue
             self._idle(watcher)
 
     def saturated(self) -> bool:
-        """True while ingest is saturated: a pass read all it may within the last SATURATION_HOLD s.
+        """True while ingest is saturated: within the last SATURATION_HOLD s a pass read all it may, or
+        the loop spent a BUSY_WINDOW busy for BUSY_SHARE of it.
 
         The distributions' threads hold back to their ``cpu_limit`` meanwhile. Held for a moment, not
         only for the pass after a full one: passes alternate between full and not under a flood, and a
-        thread that looked at the wrong moment ran flat out.
+        thread that looked at the wrong moment ran flat out. Busy counts too: a loop that keeps up with
+        a flood only just empties the socket each pass, and a distribution running flat out then takes
+        the CPU it was keeping up with.
         """
         return time.monotonic() - self.saturated_at < SATURATION_HOLD
+
+    def _note_load(self, full_pass: bool) -> None:
+        """After a pass: mark ingest saturated on a full pass, or at the end of a window the loop hardly parked in."""
+        now = time.monotonic()
+        if full_pass:
+            self.saturated_at = now
+        span = now - self._window
+        if span >= BUSY_WINDOW:
+            if self._parked < span * (1.0 - BUSY_SHARE):
+                self.saturated_at = now
+            self._window, self._parked = now, 0.0
 
     def _idle(self, watcher: Any) -> None:
         """Park until the socket may be readable, another greenlet queued a message, or IDLE_WAIT."""
@@ -176,10 +193,12 @@ class AgentLink:
         if self.mailbox.items:
             return
         watcher.start(wake.set)
+        parked = time.monotonic()
         try:
             wake.wait(IDLE_WAIT)
         finally:
             watcher.stop()
+            self._parked += time.monotonic() - parked
 
     def stop(self) -> None:
         """Ask the loop to end after its current pass."""

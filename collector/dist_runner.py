@@ -30,8 +30,8 @@ must be thread-safe (collector/dist_host.py hands it to the loop with
 
 CPU: Python threads share one interpreter lock, so a distribution that
 computes flat out would take CPU from ingest. While ingest is saturated (a
-pass read as many frames as a pass may within the last half second:
-``pressure()``, collector/agent_link.py), the thread rests after each batch
+pass read as many frames as a pass may, or the loop hardly parked in a window,
+within the last half second: ``pressure()``, collector/agent_link.py), the thread rests after each batch
 in proportion to the CPU it used, so that it uses at most ``cpu_limit`` of
 one core on average (1 turns this off); an overloaded distribution then drops
 items (counted) instead of slowing the collector. When ingest has time to

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 import zmq.green
+from gevent import sleep as green_sleep
 
 from collector import fast_drain
-from collector.agent_link import DRAIN_LIMIT, SATURATION_HOLD
+from collector.agent_link import BUSY_SHARE, BUSY_WINDOW, DRAIN_LIMIT, SATURATION_HOLD
 from collector.config import CollectorConfig, DistSection
 from collector.segments import SegmentReader, segment_folder
 from collector.server import Collector
@@ -355,6 +356,37 @@ def test_a_full_pass_marks_ingest_saturated_for_a_moment(start_collector, green)
     assert agents.saturated()
     agents.saturated_at = time.monotonic() - SATURATION_HOLD - 0.01
     assert not agents.saturated()
+
+
+def test_a_window_the_loop_hardly_parked_in_marks_ingest_saturated(start_collector, green) -> None:
+    """A loop that keeps up with a flood empties the socket each pass, so no pass is full; a window of
+    BUSY_WINDOW s in which it parked less than 1 - BUSY_SHARE of the time marks saturation all the same."""
+    collector = start_collector()
+    agents = collector.agents
+    agents.saturated_at = -SATURATION_HOLD
+    now = time.monotonic()
+    agents._window, agents._parked = now - 2 * BUSY_WINDOW, 2 * BUSY_WINDOW * (1 - BUSY_SHARE) * 2
+    agents._note_load(False)  # parked a fifth of the window: not saturated; a new window begins
+    assert not agents.saturated() and agents._window >= now and agents._parked == 0.0
+    agents._window = time.monotonic() - BUSY_WINDOW / 2
+    agents._note_load(False)  # the window is not over yet: nothing is decided
+    assert not agents.saturated()
+    agents._window = time.monotonic() - 2 * BUSY_WINDOW
+    agents._parked = 2 * BUSY_WINDOW * (1 - BUSY_SHARE) / 2
+    agents._note_load(False)  # busy 95 % of the window
+    assert agents.saturated()
+    # An idle collector parks: an agent's few reports never make it saturated.
+    agents.saturated_at = -SATURATION_HOLD
+    agent = Peer(green, endpoints(collector)["agents"])
+    hello(agent)
+    deadline = time.monotonic() + 3 * BUSY_WINDOW
+    seq = 0
+    while time.monotonic() < deadline:
+        seq += 1
+        send_reports(agent, [stats_report(seq)], per_frame=1)
+        acked(agent, seq)
+        green_sleep(0.01)
+    assert seq > 3 and not agents.saturated()
 
 
 def test_the_collectors_sockets_copy_what_they_receive(start_collector) -> None:
