@@ -17,11 +17,12 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py collector/_drain.c
 demo: $(STAMP)
 	$(BIN)/labscope demo
 
-# Everything, as CI runs it: lint, then every test (unit and e2e). Most of the suite's time is
-# processes waiting (outages, partitions, restarts), so it runs in TEST_WORKERS pytest-xdist workers,
-# a test file to a worker (a file's module fixtures, such as its NATS cluster, start once); 3 on a
-# 2-core machine halves the time. TEST_WORKERS=0 runs it in this one process.
-TEST_WORKERS ?= 3
+# Everything, as CI runs it: lint, then every test (unit and e2e). TEST_WORKERS=N runs the suite in N
+# pytest-xdist workers, a test file to a worker (a file's module fixtures, such as its NATS cluster,
+# start once): 3 on a 2-core machine more than halves the time, but there timing tests failed in two
+# of eight runs (start-ups past their deadlines, an agent's heartbeat late), so the default, 0, runs
+# it in this one process.
+TEST_WORKERS ?= 0
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
 

@@ -120,10 +120,15 @@ class NatsCluster:
         )
 
     def start(self) -> NatsCluster:
-        """Start every server and wait until JetStream answers with a meta leader."""
-        for index in range(len(self.ports)):
-            self.start_server(index)
-        wait_for(self._jetstream_ready, timeout=30, interval=0.1, what="the NATS cluster's JetStream")
+        """Start every server and wait until JetStream answers with a meta leader; on failure, stop what started
+        (a fixture whose set-up raised never reaches its teardown)."""
+        try:
+            for index in range(len(self.ports)):
+                self.start_server(index)
+            wait_for(self._jetstream_ready, timeout=30, interval=0.1, what="the NATS cluster's JetStream")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def start_server(self, index: int) -> None:
