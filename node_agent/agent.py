@@ -9,7 +9,9 @@ docs/protocol.md, "Agent conversation":
   HELLO{CollectorInfo} + ACK{seq}; every unacknowledged report then goes out
   again, oldest first, at most ``window`` in flight.
 - Reports are batched: a frame leaves at most ``batch_delay`` after the first
-  report in it was made.
+  report in it was made, and at once when nothing else can add a report before
+  then (no probe due, no watched file being fed): an agent whose only probe is
+  SystemStats wakes once a sample, not once more for its flush.
 - Reports go into the durable outbox (node_agent/outbox.py) and are
   committed to it, all those of one flush together, before they are sent.
 - HEARTBEAT{backlog} every heartbeat interval, busy or idle (riding in a
@@ -256,6 +258,8 @@ class Agent:
     def _run_due(self, now: float) -> None:
         self._run_probes(now)
         self._run_watch(now)
+        if now < self._flush_at != INF and not self._more_reports_before(self._flush_at):
+            self._flush_at = now  # waiting would batch nothing more
         self._send_answers(now)
         self._request_deadline = self.pool.expire(now)
         if now >= self.outbox.commit_at:
@@ -292,6 +296,13 @@ class Agent:
             env = probe.run(self.node, time.time(), now)
             if env is not None and self.outbox.add(env) is not None:
                 self._flush_at = min(self._flush_at, now + self.config.batch_delay)
+
+    def _more_reports_before(self, deadline: float) -> bool:
+        """True when a probe falls due before ``deadline``, or the watcher may add file pieces by then."""
+        if any(probe.next_due < deadline for probe in self.probes):
+            return True
+        watcher = self.watcher
+        return watcher is not None and (watcher.busy or watcher.next_due < deadline)
 
     def _run_watch(self, now: float) -> None:
         watcher = self.watcher

@@ -88,6 +88,8 @@ class _Plan:
     drop: Drop | None = None
     events: list[Envelope] = field(default_factory=list)
     gap_events: int = 0
+    looked_up: bool = False  # whether this commit looked up the oldest unacknowledged row's time
+    oldest: float | None = None  # that time (None: no such row)
 
 
 class Outbox:
@@ -121,6 +123,10 @@ class Outbox:
         self._unreported_discards = 0
         self._failing = False
         self._throttled = ThrottledLog(log, LOG_EVERY, suffix="")
+        # No unacknowledged row is older than this (None: not known). Acknowledging only removes the
+        # oldest rows and new ones are newer, so a bound within the age limit spares a commit the lookup.
+        self._oldest_bound: float | None = None
+        self._last_wall = float("-inf")
 
     @classmethod
     def open(
@@ -272,21 +278,31 @@ class Outbox:
             plan.deleted = tx.delete_upto(self.acked)
         tx.insert(self._batch)
         plan.added_bytes = sum(len(e.payload) for e in self._batch)
-        plan.drop = self._enforce_bounds(tx, self.size - plan.deleted[1] + plan.added_bytes, wall)
+        plan.drop = self._enforce_bounds(tx, plan, self.size - plan.deleted[1] + plan.added_bytes, wall)
         if plan.drop is not None:
             plan.events.extend(self._gap_events(plan, wall))
         if self._unreported_discards:
             plan.events.append(self._discard_event(plan, wall))
         plan.events = [e for e in plan.events if e.seq <= MAX_SEQ]  # no number is left for the others
         tx.insert(plan.events)
-        tx.set_meta(next_seq=str(plan.next_seq), gaps=json.dumps(plan.gaps))
+        written = self._store.meta
+        changed = {"next_seq": str(plan.next_seq), "gaps": json.dumps(plan.gaps)}
+        changed = {key: value for key, value in changed.items() if written.get(key) != value}
+        if changed:
+            tx.set_meta(**changed)
         return plan
 
-    def _enforce_bounds(self, tx: Transaction, size: int, wall: float) -> Drop | None:
+    def _enforce_bounds(self, tx: Transaction, plan: _Plan, size: int, wall: float) -> Drop | None:
         excess = size - self.max_bytes
         cutoff = wall - self.max_age
+        if wall < self._last_wall:
+            self._oldest_bound = None  # the clock went back: new rows may be "older" than the bound
+        self._last_wall = wall
         if excess <= 0:
-            oldest = tx.oldest_time(self.acked)
+            if self._oldest_bound is not None and self._oldest_bound >= cutoff:
+                return None
+            oldest = plan.oldest = tx.oldest_time(self.acked)
+            plan.looked_up = True
             if oldest is None or oldest >= cutoff:
                 return None
         # The newest report stays whatever the bounds say: an outbox never empties itself.
@@ -325,6 +341,8 @@ class Outbox:
 
     def _apply(self, plan: _Plan) -> None:
         self._deleted = self.acked
+        if plan.drop is not None or plan.looked_up:
+            self._oldest_bound = None if plan.drop is not None else plan.oldest
         self.size += plan.added_bytes - plan.deleted[1] + sum(len(e.payload) for e in plan.events)
         drop = plan.drop
         if drop is not None:

@@ -313,6 +313,50 @@ def test_age_bound_drops_reports_older_than_max_age(tmp_path):
         box.close()
 
 
+def traced_statements(store: OutboxStore) -> list[str]:
+    """Every SQL statement the store's connection runs from now on."""
+    statements: list[str] = []
+    assert store._db is not None
+    store._db.set_trace_callback(statements.append)
+    return statements
+
+
+def test_a_steady_agents_commit_skips_the_age_lookup_and_unchanged_meta(tmp_path):
+    # One report a second, each acknowledged before the next: the shape of an idle agent's commits.
+    now = [10_000.0]
+    store = OutboxStore(tmp_path / "data", "n").open()
+    box = Outbox(store, max_age=60, clock=lambda: now[0])
+    try:
+        statements = traced_statements(store)
+        for second in range(30):
+            now[0] += 1
+            [seq] = fill(box, 1, when=now[0])
+            box.ack(seq)
+        lookups = [sql for sql in statements if sql.startswith("SELECT time FROM outbox")]
+        gap_writes = [sql for sql in statements if "INSERT INTO meta" in sql and "'gaps'" in sql]
+        assert len(lookups) <= 2, f"{len(lookups)} age lookups in 30 commits"
+        assert len(gap_writes) <= 1, f"the unchanged gap list was written {len(gap_writes)} times"
+        assert meta(tmp_path / "data")["next_seq"] == "31" and rows(tmp_path / "data") == [30]
+    finally:
+        box.close()
+
+
+def test_the_age_bound_holds_when_the_clock_goes_back(tmp_path):
+    now = [10_000.0]
+    store = OutboxStore(tmp_path / "data", "n").open()
+    box = Outbox(store, max_age=100, clock=lambda: now[0])
+    try:
+        [first] = fill(box, 1, when=now[0])
+        box.ack(first)
+        now[0] = 5_000.0  # stepped back: the next report is "older" than the one before it
+        fill(box, 1, when=now[0])
+        now[0] = 5_110.0
+        fill(box, 1, when=now[0])
+        assert box.stats.dropped == 1  # the report of 5_000 is 110 s old
+    finally:
+        box.close()
+
+
 def test_acknowledged_reports_are_never_counted_as_dropped(tmp_path):
     box = Outbox.open(tmp_path / "data", "n", max_bytes=1000)
     try:

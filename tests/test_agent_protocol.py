@@ -23,6 +23,7 @@ import zmq
 import messages
 from messages import CollectorInfo, Envelope, Kind, NodeInfo, SystemStats
 from messages.codec import decode_payload, envelope
+from node_agent.addons import Probe
 from node_agent.agent import Agent, AgentConfig
 from node_agent.link import Link
 from node_agent.runner import ScheduledProbe
@@ -246,12 +247,30 @@ class CountingLink(Link):
         return super().poll(timeout)
 
 
+class TickProbe(Probe):
+    """A probe whose report is its call time (msgpack)."""
+
+    reporttype = "Tick"
+
+    def getReport(self, now: float) -> dict[str, float]:
+        return {"at": now}
+
+
+def run_agent(agent: Agent) -> threading.Thread:
+    """Run ``agent``'s loop in a thread (stop it with agent.stop())."""
+    thread = threading.Thread(target=agent.run, kwargs={"handle_signals": False}, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_loop_wakes_only_when_something_is_due(collector):
-    # Samples 1.5 heartbeats apart and a long batch delay: heartbeat deadlines pass while a flush waits.
+    # Samples 1.5 heartbeats apart and a long batch delay: heartbeat deadlines pass while a flush waits
+    # (for a second probe that falls due within the batch delay of the first).
     config = AgentConfig(
         collector=collector.endpoint, node_id="inproc", interval=1.5 * HEARTBEAT, batch_delay=HEARTBEAT / 2
     )
-    agent = Agent(config, [ScheduledProbe("SystemStats", SystemStatsProbe(), config.interval)])
+    second = ScheduledProbe("Tick", TickProbe(), config.interval, start=time.monotonic() + HEARTBEAT / 3)
+    agent = Agent(config, [ScheduledProbe("SystemStats", SystemStatsProbe(), config.interval), second])
     link = agent._link = CountingLink(agent._ctx, config.collector)
     thread = threading.Thread(target=agent.run, kwargs={"handle_signals": False}, daemon=True)
     thread.start()
@@ -269,6 +288,57 @@ def test_loop_wakes_only_when_something_is_due(collector):
     assert per_report <= 8, f"{per_report:.1f} loop wake-ups per report"
     assert not thread.is_alive()
     assert agent.outbox.stats.added >= 8 and time.monotonic() > started
+
+
+@pytest.fixture
+def quiet_collector(fake_collector) -> FakeCollector:
+    """A fake collector that asks for heartbeats every 10 s: no heartbeat pulls a flush forward."""
+    return fake_collector(info=CollectorInfo(alias="fake", heartbeat_interval=10.0))
+
+
+def test_a_lone_probes_report_leaves_without_waiting_for_the_batch_delay(quiet_collector):
+    # Nothing else could join its frame, so waiting the (long) batch delay would only delay it.
+    collector = quiet_collector
+    config = AgentConfig(collector=collector.endpoint, node_id="inproc", interval=2.0, batch_delay=1.5)
+    agent = Agent(config, [ScheduledProbe("Tick", TickProbe(), config.interval)])
+    thread = run_agent(agent)
+    try:
+        ident, hello = collector.expect(Kind.HELLO)
+        collector.welcome(ident, hello)
+        collect_reports(collector, 2, type="Tick")  # the first was made before the welcome, and sent on it
+        waited = time.time() - msgpack.unpackb(collector.reports("Tick")[1].payload)["at"]
+    finally:
+        agent.stop()
+        thread.join(5)
+    assert waited < 0.75, f"the report left {waited:.2f} s after it was made (batch delay 1.5 s)"
+
+
+def test_reports_due_within_the_batch_delay_share_one_frame(quiet_collector):
+    collector = quiet_collector
+    config = AgentConfig(collector=collector.endpoint, node_id="inproc", interval=1.0, batch_delay=0.5)
+    start = time.monotonic() + 0.3
+    probes = [ScheduledProbe(name, TickProbe(), config.interval, start=start + offset) for name, offset in _TWO]
+    agent = Agent(config, probes)
+    thread = run_agent(agent)
+    try:
+        ident, hello = collector.expect(Kind.HELLO)
+        collector.welcome(ident, hello)
+        frame = wait_for(lambda: _frame_with_reports(collector), timeout=10, what="a frame with reports")
+    finally:
+        agent.stop()
+        thread.join(5)
+    assert len(frame) == 2, f"the reports made 0.1 s apart left in frames of their own: {frame}"
+
+
+_TWO = (("first", 0.0), ("second", 0.1))
+
+
+def _frame_with_reports(collector: FakeCollector) -> list[Envelope] | None:
+    got = collector.recv(0.1)
+    if got is None:
+        return None
+    reports = [env for env in got[1] if env.kind == Kind.REPORT]
+    return reports or None
 
 
 # ------------------------------------------------------------ durable outbox
