@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psutil
 
@@ -188,24 +188,14 @@ class Counters:
         found = self._read(Procfs.disk_counters)
         if found is not None:
             return dict(found)
-        try:
-            per_disk = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
-        except (OSError, NotImplementedError, RuntimeError) as exc:
-            log.debug("no disk I/O counters: %s", exc)
-            return {}
-        return {name: _DISK_VALUES(counters) for name, counters in per_disk.items()}
+        return _from_psutil("disk I/O", lambda: psutil.disk_io_counters(perdisk=True, nowrap=False), _DISK_VALUES)
 
     def nics(self) -> dict[str, tuple[int, ...]]:
         """Per interface: the :class:`NetCounters` fields, in that order."""
         found = self._read(Procfs.net_counters)
         if found is not None:
             return dict(found)
-        try:
-            per_nic = psutil.net_io_counters(pernic=True, nowrap=False) or {}
-        except (OSError, NotImplementedError, RuntimeError) as exc:
-            log.debug("no network I/O counters: %s", exc)
-            return {}
-        return {name: _NET_VALUES(counters) for name, counters in per_nic.items()}
+        return _from_psutil("network I/O", lambda: psutil.net_io_counters(pernic=True, nowrap=False), _NET_VALUES)
 
     def _read(self, read: Callable[[Procfs], T]) -> T | None:
         procfs = self._procfs
@@ -224,3 +214,16 @@ class Counters:
         if self._procfs is not None:
             self._procfs.close()
             self._procfs = None
+
+
+Rows = dict[str, tuple[int, ...]]
+
+
+def _from_psutil(what: str, read: Callable[[], Any], values: Callable[[Any], tuple[int, ...]]) -> Rows:
+    """psutil's per-device counters as value tuples; empty where it has none."""
+    try:
+        found = read() or {}
+    except (OSError, NotImplementedError, RuntimeError) as exc:
+        log.debug("no %s counters: %s", what, exc)
+        return {}
+    return {name: values(counters) for name, counters in found.items()}

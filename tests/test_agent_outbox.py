@@ -295,10 +295,14 @@ def test_the_newest_report_stays_even_when_it_alone_exceeds_the_bound(tmp_path):
         box.close()
 
 
+def clocked_box(tmp_path: Path, now: list[float], max_age: float) -> Outbox:
+    """An outbox in tmp_path/data whose wall clock is ``now[0]``."""
+    return Outbox(OutboxStore(tmp_path / "data", "n").open(), max_age=max_age, clock=lambda: now[0])
+
+
 def test_age_bound_drops_reports_older_than_max_age(tmp_path):
     now = [10_000.0]
-    store = OutboxStore(tmp_path / "data", "n").open()
-    box = Outbox(store, max_age=60, clock=lambda: now[0])
+    box = clocked_box(tmp_path, now, max_age=60)
     try:
         for when in (9_900.0, 9_900.0, 9_900.0, 9_990.0, 9_990.0):  # the first three are 100 s old
             box.add(report(when=when))
@@ -324,10 +328,9 @@ def traced_statements(store: OutboxStore) -> list[str]:
 def test_a_steady_agents_commit_skips_the_age_lookup_and_unchanged_meta(tmp_path):
     # One report a second, each acknowledged before the next: the shape of an idle agent's commits.
     now = [10_000.0]
-    store = OutboxStore(tmp_path / "data", "n").open()
-    box = Outbox(store, max_age=60, clock=lambda: now[0])
+    box = clocked_box(tmp_path, now, max_age=60)
     try:
-        statements = traced_statements(store)
+        statements = traced_statements(box._store)
         for second in range(30):
             now[0] += 1
             [seq] = fill(box, 1, when=now[0])
@@ -343,8 +346,7 @@ def test_a_steady_agents_commit_skips_the_age_lookup_and_unchanged_meta(tmp_path
 
 def test_the_age_bound_holds_when_the_clock_goes_back(tmp_path):
     now = [10_000.0]
-    store = OutboxStore(tmp_path / "data", "n").open()
-    box = Outbox(store, max_age=100, clock=lambda: now[0])
+    box = clocked_box(tmp_path, now, max_age=100)
     try:
         [first] = fill(box, 1, when=now[0])
         box.ack(first)
