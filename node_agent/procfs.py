@@ -27,6 +27,7 @@ __all__ = ["CPU_FIELDS", "DISK_FIELDS", "DISK_SECTOR", "Counters", "NetCounters"
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Rows = dict[str, tuple[int, ...]]  # per device or interface, its counters
 
 DISK_FIELDS = ("read_bytes", "write_bytes", "read_count", "write_count")
 
@@ -92,17 +93,17 @@ class Procfs:
         """/proc/meminfo's text."""
         return self._meminfo.read()
 
-    def disk_counters(self) -> dict[str, tuple[int, int, int, int]]:
+    def disk_counters(self) -> Rows:
         """Per device: the :data:`DISK_FIELDS`, as psutil has them."""
-        counters = {}
+        counters: Rows = {}
         for line in self._diskstats.read().splitlines():
             fields = line.split()
             counters[fields[2].decode()] = _disk_fields(fields)
         return counters
 
-    def net_counters(self) -> dict[str, NetCounters]:
+    def net_counters(self) -> Rows:
         """Per interface, /proc/net/dev's counters, as psutil's ``net_io_counters(pernic=True)`` has them."""
-        counters = {}
+        counters: Rows = {}
         for line in self._netdev.read().splitlines()[2:]:  # two heading lines
             name, _, rest = line.rpartition(b":")
             fields = rest.split()
@@ -187,14 +188,14 @@ class Counters:
         """Per device: (read_bytes, write_bytes, read_count, write_count)."""
         found = self._read(Procfs.disk_counters)
         if found is not None:
-            return dict(found)
+            return found
         return _from_psutil("disk I/O", lambda: psutil.disk_io_counters(perdisk=True, nowrap=False), _DISK_VALUES)
 
     def nics(self) -> dict[str, tuple[int, ...]]:
         """Per interface: the :class:`NetCounters` fields, in that order."""
         found = self._read(Procfs.net_counters)
         if found is not None:
-            return dict(found)
+            return found
         return _from_psutil("network I/O", lambda: psutil.net_io_counters(pernic=True, nowrap=False), _NET_VALUES)
 
     def _read(self, read: Callable[[Procfs], T]) -> T | None:
@@ -214,9 +215,6 @@ class Counters:
         if self._procfs is not None:
             self._procfs.close()
             self._procfs = None
-
-
-Rows = dict[str, tuple[int, ...]]
 
 
 def _from_psutil(what: str, read: Callable[[], Any], values: Callable[[Any], tuple[int, ...]]) -> Rows:
