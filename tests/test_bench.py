@@ -129,3 +129,9 @@ def test_bad_override_is_a_usage_error() -> None:
         labscope_cmd("bench", "--rounds", "0"), capture_output=True, text=True, timeout=30, check=False
     )
     assert done.returncode == 2 and "--rounds" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_full_round_is_the_best_of_three_runs_a_side_and_a_quick_one_of_two() -> None:
+    assert Sizes().tries == 3
+    assert Sizes.quick().tries == 2
+    assert Sizes.quick().rounds == 2
