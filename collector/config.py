@@ -65,7 +65,7 @@ Sample config (every key optional; defaults shown)::
     type = "jsonl"
     # codes = ["*"]
     # mode = "points"
-    # queue_max = 100000
+    # queue_max = 10000
     # on_full = "drop-oldest"
 """
 
@@ -115,6 +115,13 @@ ALLOW_KEYS = {
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 DIST_MODES = ("points", "reports")
+# Data points a distribution's queue holds by default (Telegraf's metric_buffer_limit is the same
+# 10,000 per output). Under a flood that a distribution cannot keep up with, a full drop-oldest queue
+# is a conveyor: every entry is made when offered and freed when dropped, queue_max points later. At
+# 10,000 points (~1,400 SystemStats samples, ~0.5 MB) that fits in a core's L2 cache; at the earlier
+# 100,000 (~5 MB) it did not, and ingest with a `jsonl` distribution attached ran several per cent
+# slower for it (BENCHMARKS.md, issue 14 rounds ten and twelve). docs/distributions.md "Queue size".
+DIST_QUEUE_MAX = 10_000
 DIST_ON_FULL = ("drop-oldest", "collapse")
 _DIST_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TYPE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -132,7 +139,7 @@ class DistSection:
     type: str
     codes: tuple[str, ...] = ("*",)
     mode: str = "points"
-    queue_max: int = 100_000
+    queue_max: int = DIST_QUEUE_MAX
     on_full: str = "drop-oldest"
     batch_max: int = 1000
     cpu_limit: float = 0.02
@@ -143,7 +150,7 @@ class DistSection:
 DIST_DEFAULTS: dict[str, Any] = {
     "codes": ["*"],
     "mode": "points",
-    "queue_max": 100_000,
+    "queue_max": DIST_QUEUE_MAX,
     "on_full": "drop-oldest",
     "batch_max": 1000,
     "cpu_limit": 0.02,

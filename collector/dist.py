@@ -49,7 +49,7 @@ Sample config block (TOML, in the collector's ``--config`` file)::
     type = "custom"              # the file dist_custom.py (built-in, or in a --distributions-dir)
     # codes = ["*"]              # glob patterns (fnmatch) a code must match; reports: NODE/TYPE
     # mode = "points"            # or "reports": whole REPORTs as ReportItem
-    # queue_max = 100000         # items queued at most while the destination is slow or away
+    # queue_max = 10000          # data points queued at most while the destination is slow or away
     # on_full = "drop-oldest"    # or "collapse": keep only the newest value per code
     # batch_max = 1000           # items per batch, then updateBatchComplete()
     # cpu_limit = 0.02           # share of one core its thread may use while ingest is saturated

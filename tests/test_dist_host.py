@@ -52,12 +52,12 @@ def test_a_section_gets_the_common_defaults_and_keeps_its_own_keys(tmp_path: Pat
         "jsonl",
         ("*",),
         "points",
-        100_000,
+        10_000,
         "drop-oldest",
         1000,
         0.02,
     )
-    assert a.values["path"] == "x.jsonl" and a.values["queue_max"] == 100_000
+    assert a.values["path"] == "x.jsonl" and a.values["queue_max"] == 10_000
     assert (b.codes, b.on_full) == (("*/up",), "collapse")
 
 
@@ -218,7 +218,7 @@ def test_configure_gets_the_whole_section_and_the_type_defaults(tmp_path: Path) 
         "backups": 2,
         "codes": ["n1/*"],
         "mode": "points",
-        "queue_max": 100_000,
+        "queue_max": 10_000,
         "on_full": "drop-oldest",
         "batch_max": 1000,
         "cpu_limit": 0.02,
